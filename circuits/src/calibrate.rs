@@ -1,0 +1,102 @@
+//! Calibration: picks the scales and lookup range that give the best accuracy
+//! on sample inputs while the circuit still fits the largest allowed k.
+
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::circuit::min_k;
+use crate::float::FloatModel;
+use crate::graph::Graph;
+use crate::program::{Program, Settings};
+use crate::quantize::compile;
+
+/// One setting tried during calibration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Candidate {
+    pub input_scale: u32,
+    pub param_scale: u32,
+    pub lookup_bits: u32,
+    pub k: u32,
+    /// Largest absolute difference from the float outputs over all samples.
+    pub max_abs_error: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Calibration {
+    pub settings: Settings,
+    pub chosen: Candidate,
+    pub tried: Vec<Candidate>,
+}
+
+/// Largest scale tried; more bits rarely help and cost lookup range.
+const MAX_SCALE: u32 = 12;
+const MAX_LOOKUP_BITS: u32 = 18;
+
+pub fn calibrate(graph: &Graph, onnx: &[u8], samples: &[Vec<Vec<f64>>], base: &Settings, max_k: u32) -> Result<Calibration> {
+    if samples.is_empty() {
+        bail!("calibration needs at least one sample input");
+    }
+    let float = FloatModel::load(onnx, &graph.input_shapes())?;
+    let reference: Vec<Vec<Vec<f64>>> = samples.iter().map(|s| float.run(s)).collect::<Result<_>>()?;
+    let mut tried = Vec::new();
+    for scale in 4..=MAX_SCALE {
+        // The smallest lookup range that holds every sample, plus one bit of headroom.
+        let mut found = None;
+        for bits in (scale + 1).max(8)..=MAX_LOOKUP_BITS {
+            let settings = Settings { input_scale: scale, param_scale: scale, lookup_bits: bits, ..base.clone() };
+            let program = compile(graph, &settings)?;
+            if let Some(err) = max_error(&program, samples, &reference) {
+                found = Some((settings, err));
+                break;
+            }
+        }
+        let Some((mut settings, mut err)) = found else { continue };
+        if settings.lookup_bits < MAX_LOOKUP_BITS {
+            let wider = Settings { lookup_bits: settings.lookup_bits + 1, ..settings.clone() };
+            let program = compile(graph, &wider)?;
+            if min_k(&program) <= max_k {
+                if let Some(e) = max_error(&program, samples, &reference) {
+                    settings = wider;
+                    err = e;
+                }
+            }
+        }
+        let k = min_k(&compile(graph, &settings)?);
+        tried.push(Candidate {
+            input_scale: settings.input_scale,
+            param_scale: settings.param_scale,
+            lookup_bits: settings.lookup_bits,
+            k,
+            max_abs_error: err,
+        });
+    }
+    let chosen = tried
+        .iter()
+        .filter(|c| c.k <= max_k)
+        .min_by(|a, b| a.max_abs_error.total_cmp(&b.max_abs_error).then(a.k.cmp(&b.k)))
+        .cloned();
+    let Some(chosen) = chosen else {
+        bail!("no scale between 4 and {MAX_SCALE} bits fits k <= {max_k} for these samples");
+    };
+    let settings = Settings {
+        input_scale: chosen.input_scale,
+        param_scale: chosen.param_scale,
+        lookup_bits: chosen.lookup_bits,
+        ..base.clone()
+    };
+    Ok(Calibration { settings, chosen, tried })
+}
+
+/// Largest output error over the samples, or `None` if some sample leaves the
+/// ranges the circuit can prove.
+fn max_error(program: &Program, samples: &[Vec<Vec<f64>>], reference: &[Vec<Vec<f64>>]) -> Option<f64> {
+    let mut worst: f64 = 0.0;
+    for (s, r) in samples.iter().zip(reference) {
+        let w = program.run(s).ok()?;
+        let out = program.dequantize(&program.output_values(&w));
+        for (a, b) in out.iter().flatten().zip(r.iter().flatten()) {
+            worst = worst.max((a - b).abs());
+        }
+    }
+    Some(worst)
+}

@@ -1,0 +1,271 @@
+//! The float graph IR: what an ONNX model becomes after import, before
+//! quantization. Every node has a static shape; weights of dense layers and
+//! convolutions are held by the node itself so that BatchNormalization can be
+//! folded into them.
+
+use serde::{Deserialize, Serialize};
+
+/// A dense float tensor in row-major order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Tensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f64>,
+}
+
+impl Tensor {
+    pub fn new(shape: Vec<usize>, data: Vec<f64>) -> Self {
+        debug_assert_eq!(shape.iter().product::<usize>(), data.len());
+        Tensor { shape, data }
+    }
+    pub fn scalar(v: f64) -> Self {
+        Tensor { shape: vec![], data: vec![v] }
+    }
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+}
+
+/// Index of a node in [`Graph::nodes`].
+pub type NodeId = usize;
+
+/// Element-wise nonlinearities, each proven with one lookup table.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Activation {
+    Relu,
+    LeakyRelu { alpha: f64 },
+    Clip { lo: f64, hi: f64 },
+    Sigmoid,
+    Tanh,
+}
+
+impl Activation {
+    pub fn eval(&self, x: f64) -> f64 {
+        match *self {
+            Activation::Relu => x.max(0.0),
+            Activation::LeakyRelu { alpha } => {
+                if x < 0.0 {
+                    alpha * x
+                } else {
+                    x
+                }
+            }
+            Activation::Clip { lo, hi } => x.max(lo).min(hi),
+            Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            Activation::Tanh => x.tanh(),
+        }
+    }
+    pub fn name(&self) -> &'static str {
+        match self {
+            Activation::Relu => "Relu",
+            Activation::LeakyRelu { .. } => "LeakyRelu",
+            Activation::Clip { .. } => "Clip",
+            Activation::Sigmoid => "Sigmoid",
+            Activation::Tanh => "Tanh",
+        }
+    }
+}
+
+/// Binary element-wise arithmetic with numpy broadcasting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Arith {
+    Add,
+    Sub,
+    Mul,
+}
+
+/// Window geometry shared by convolutions and pools (2-D, NCHW).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Window {
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    /// top, left, bottom, right
+    pub pads: [usize; 4],
+    pub dilation: [usize; 2],
+}
+
+impl Window {
+    /// Output height and width for an input of `h` x `w`.
+    pub fn output_hw(&self, h: usize, w: usize) -> Option<[usize; 2]> {
+        let eh = self.dilation[0] * (self.kernel[0] - 1) + 1;
+        let ew = self.dilation[1] * (self.kernel[1] - 1) + 1;
+        let ph = h + self.pads[0] + self.pads[2];
+        let pw = w + self.pads[1] + self.pads[3];
+        if ph < eh || pw < ew || self.stride[0] == 0 || self.stride[1] == 0 {
+            return None;
+        }
+        Some([(ph - eh) / self.stride[0] + 1, (pw - ew) / self.stride[1] + 1])
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Op {
+    /// The model's `index`-th input.
+    Input { index: usize },
+    /// A constant (an initializer or a Constant node).
+    Const(Tensor),
+    /// `y[.., n] = sum_k x[.., k] * weight[n][k] + bias[n]` over the last axis.
+    /// Weight is `[out, in]`.
+    Dense { weight: Tensor, bias: Vec<f64> },
+    /// `y[.., m, n] = sum_k weight[m][k] * x[.., k, n] + bias`: a constant on the
+    /// left of a MatMul. Weight is `[m, k]`.
+    DenseLeft { weight: Tensor },
+    /// 2-D convolution, NCHW, weight `[co, ci, kh, kw]`, groups 1.
+    Conv { weight: Tensor, bias: Vec<f64>, window: Window },
+    /// MatMul of two runtime tensors over their last two axes.
+    MatMulDyn,
+    /// Per-channel affine along axis 1 (an unfolded BatchNormalization).
+    Affine { scale: Vec<f64>, shift: Vec<f64> },
+    Arith(Arith),
+    Act(Activation),
+    /// Softmax over the last axis.
+    Softmax,
+    MaxPool(Window),
+    AvgPool { window: Window, count_include_pad: bool },
+    GlobalAvgPool,
+    Reshape,
+    Transpose { perm: Vec<usize> },
+    Concat { axis: usize },
+}
+
+impl Op {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Op::Input { .. } => "Input",
+            Op::Const(_) => "Const",
+            Op::Dense { .. } | Op::DenseLeft { .. } => "Dense",
+            Op::Conv { .. } => "Conv",
+            Op::MatMulDyn => "MatMul",
+            Op::Affine { .. } => "Affine",
+            Op::Arith(Arith::Add) => "Add",
+            Op::Arith(Arith::Sub) => "Sub",
+            Op::Arith(Arith::Mul) => "Mul",
+            Op::Act(a) => a.name(),
+            Op::Softmax => "Softmax",
+            Op::MaxPool(_) => "MaxPool",
+            Op::AvgPool { .. } => "AveragePool",
+            Op::GlobalAvgPool => "GlobalAveragePool",
+            Op::Reshape => "Reshape",
+            Op::Transpose { .. } => "Transpose",
+            Op::Concat { .. } => "Concat",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    /// The ONNX node name (or the output name when the node has none).
+    pub name: String,
+    pub op: Op,
+    pub inputs: Vec<NodeId>,
+    pub shape: Vec<usize>,
+}
+
+/// A model as a topologically ordered list of nodes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Graph {
+    pub nodes: Vec<Node>,
+    /// Node ids of the model inputs, in ONNX order.
+    pub inputs: Vec<NodeId>,
+    /// Node ids of the model outputs, in ONNX order.
+    pub outputs: Vec<NodeId>,
+}
+
+impl Graph {
+    pub fn input_shapes(&self) -> Vec<Vec<usize>> {
+        self.inputs.iter().map(|&i| self.nodes[i].shape.clone()).collect()
+    }
+    pub fn output_shapes(&self) -> Vec<Vec<usize>> {
+        self.outputs.iter().map(|&i| self.nodes[i].shape.clone()).collect()
+    }
+    /// Appends a node and returns its id.
+    pub fn push(&mut self, name: &str, op: Op, inputs: Vec<NodeId>, shape: Vec<usize>) -> NodeId {
+        self.nodes.push(Node { name: name.to_string(), op, inputs, shape });
+        self.nodes.len() - 1
+    }
+}
+
+/// Numpy broadcasting of two shapes; `None` if they are incompatible.
+pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
+    let n = a.len().max(b.len());
+    let mut out = vec![0; n];
+    for i in 0..n {
+        let da = if i + a.len() >= n { a[i + a.len() - n] } else { 1 };
+        let db = if i + b.len() >= n { b[i + b.len() - n] } else { 1 };
+        out[i] = match (da, db) {
+            (x, y) if x == y => x,
+            (1, y) => y,
+            (x, 1) => x,
+            _ => return None,
+        };
+    }
+    Some(out)
+}
+
+/// Flat index into a tensor of `shape` for the broadcast position `pos` of an
+/// output of rank `pos.len()`.
+pub fn broadcast_index(shape: &[usize], pos: &[usize]) -> usize {
+    let offset = pos.len() - shape.len();
+    let mut idx = 0;
+    for (d, &n) in shape.iter().enumerate() {
+        let p = if n == 1 { 0 } else { pos[d + offset] };
+        idx = idx * n + p;
+    }
+    idx
+}
+
+/// Iterates over every multi-index of `shape` in row-major order.
+pub fn for_each_index(shape: &[usize], mut f: impl FnMut(&[usize])) {
+    if shape.contains(&0) {
+        return;
+    }
+    let mut pos = vec![0; shape.len()];
+    loop {
+        f(&pos);
+        let mut d = shape.len();
+        loop {
+            if d == 0 {
+                return;
+            }
+            d -= 1;
+            pos[d] += 1;
+            if pos[d] < shape[d] {
+                break;
+            }
+            pos[d] = 0;
+        }
+    }
+}
+
+/// Row-major strides of `shape`.
+pub fn strides(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; shape.len()];
+    for d in (0..shape.len().saturating_sub(1)).rev() {
+        s[d] = s[d + 1] * shape[d + 1];
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broadcasting_follows_numpy() {
+        assert_eq!(broadcast_shapes(&[2, 3], &[3]), Some(vec![2, 3]));
+        assert_eq!(broadcast_shapes(&[2, 1], &[1, 4]), Some(vec![2, 4]));
+        assert_eq!(broadcast_shapes(&[2, 3], &[2]), None);
+        assert_eq!(broadcast_index(&[3], &[1, 2]), 2);
+        assert_eq!(broadcast_index(&[2, 1], &[1, 2]), 1);
+    }
+
+    #[test]
+    fn window_output_size() {
+        let w = Window { kernel: [5, 5], stride: [1, 1], pads: [2, 2, 2, 2], dilation: [1, 1] };
+        assert_eq!(w.output_hw(28, 28), Some([28, 28]));
+        let p = Window { kernel: [2, 2], stride: [2, 2], pads: [0; 4], dilation: [1, 1] };
+        assert_eq!(p.output_hw(7, 7), Some([3, 3]));
+    }
+}

@@ -1,0 +1,746 @@
+//! ONNX import: the protobuf is decoded by tract-onnx, then each node is
+//! translated into the float graph IR with static shapes. BatchNormalization
+//! is folded into the Conv or Gemm before it when nothing else reads that
+//! layer's output; constant sub-expressions are folded at import.
+
+use std::collections::HashMap;
+
+use anyhow::{anyhow, bail, Context, Result};
+use tract_onnx::pb::{self, AttributeProto, NodeProto, TensorProto};
+use tract_onnx::prelude::Framework;
+
+use crate::graph::*;
+
+/// Largest tensor (in elements) that import accepts; bigger ones are refused
+/// before any allocation so that a hostile file cannot exhaust memory.
+pub const MAX_TENSOR_ELEMENTS: usize = 1 << 24;
+
+/// Decodes ONNX bytes and translates them into a [`Graph`].
+pub fn import_bytes(bytes: &[u8]) -> Result<Graph> {
+    let proto = tract_onnx::onnx()
+        .proto_model_for_read(&mut &bytes[..])
+        .map_err(|e| anyhow!("not a valid ONNX model: {e}"))?;
+    import_proto(&proto)
+}
+
+/// Reads and imports an ONNX file.
+pub fn import_file(path: &std::path::Path) -> Result<Graph> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    import_bytes(&bytes).with_context(|| format!("importing {}", path.display()))
+}
+
+/// A value in the ONNX graph: either a runtime node or a folded constant.
+#[derive(Clone)]
+enum Val {
+    Node(NodeId),
+    Const(Tensor),
+}
+
+struct Importer {
+    graph: Graph,
+    vals: HashMap<String, Val>,
+    /// How many nodes read each value, to decide whether folding is safe.
+    readers: HashMap<String, usize>,
+    graph_outputs: Vec<String>,
+    opset: i64,
+}
+
+fn import_proto(proto: &pb::ModelProto) -> Result<Graph> {
+    let g = proto.graph.as_ref().ok_or_else(|| anyhow!("the ONNX model has no graph"))?;
+    let opset = proto
+        .opset_import
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map(|o| o.version)
+        .unwrap_or(13);
+    let mut imp = Importer {
+        graph: Graph::default(),
+        vals: HashMap::new(),
+        readers: HashMap::new(),
+        graph_outputs: g.output.iter().map(|o| o.name.clone()).collect(),
+        opset,
+    };
+    for t in &g.initializer {
+        let tensor = load_tensor(t).with_context(|| format!("initializer `{}`", t.name))?;
+        imp.vals.insert(t.name.clone(), Val::Const(tensor));
+    }
+    for input in &g.input {
+        if imp.vals.contains_key(&input.name) {
+            continue;
+        }
+        let shape = input_shape(input)?;
+        let index = imp.graph.inputs.len();
+        let id = imp.graph.push(&input.name, Op::Input { index }, vec![], shape);
+        imp.graph.inputs.push(id);
+        imp.vals.insert(input.name.clone(), Val::Node(id));
+    }
+    if imp.graph.inputs.is_empty() {
+        bail!("the ONNX model has no runtime input");
+    }
+    for node in &g.node {
+        for i in &node.input {
+            *imp.readers.entry(i.clone()).or_default() += 1;
+        }
+    }
+    for node in &g.node {
+        let name = if node.name.is_empty() {
+            node.output.first().cloned().unwrap_or_default()
+        } else {
+            node.name.clone()
+        };
+        imp.node(node, &name)
+            .with_context(|| format!("node `{name}` ({})", node.op_type))?;
+    }
+    for out in &g.output {
+        match imp.vals.get(&out.name) {
+            Some(Val::Node(id)) => imp.graph.outputs.push(*id),
+            Some(Val::Const(_)) => bail!("model output `{}` is a constant", out.name),
+            None => bail!("model output `{}` is not produced by any node", out.name),
+        }
+    }
+    Ok(imp.graph)
+}
+
+fn input_shape(input: &pb::ValueInfoProto) -> Result<Vec<usize>> {
+    use pb::tensor_shape_proto::dimension::Value as Dim;
+    use pb::type_proto::Value as Ty;
+    let Some(Ty::TensorType(t)) = input.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
+        bail!("input `{}` is not a tensor", input.name);
+    };
+    if t.elem_type != 1 {
+        bail!("input `{}` has element type {}; only float32 inputs are supported", input.name, t.elem_type);
+    }
+    let shape = t
+        .shape
+        .as_ref()
+        .ok_or_else(|| anyhow!("input `{}` has no shape", input.name))?;
+    let mut dims = Vec::new();
+    for d in &shape.dim {
+        dims.push(match &d.value {
+            Some(Dim::DimValue(v)) if *v > 0 => *v as usize,
+            Some(Dim::DimValue(v)) => bail!("input `{}` has dimension {v}", input.name),
+            // A symbolic dimension is the batch size; one inference is one sample.
+            Some(Dim::DimParam(_)) | None => 1,
+        });
+    }
+    check_size(&dims)?;
+    Ok(dims)
+}
+
+fn check_size(shape: &[usize]) -> Result<()> {
+    let mut n: usize = 1;
+    for &d in shape {
+        n = n.checked_mul(d).filter(|&n| n <= MAX_TENSOR_ELEMENTS).ok_or_else(|| {
+            anyhow!("tensor of shape {shape:?} exceeds the limit of {MAX_TENSOR_ELEMENTS} elements")
+        })?;
+    }
+    Ok(())
+}
+
+/// Decodes a TensorProto holding float or integer data into f64 values.
+fn load_tensor(t: &TensorProto) -> Result<Tensor> {
+    if t.data_location == Some(1) {
+        bail!("tensor `{}` uses external data, which is not supported", t.name);
+    }
+    let mut shape = Vec::new();
+    for &d in &t.dims {
+        if d < 0 {
+            bail!("tensor `{}` has negative dimension {d}", t.name);
+        }
+        shape.push(d as usize);
+    }
+    check_size(&shape)?;
+    let n: usize = shape.iter().product();
+    let raw = &t.raw_data;
+    let data: Vec<f64> = match t.data_type {
+        1 if !raw.is_empty() => chunks(raw, 4, n, &t.name)?
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
+            .collect(),
+        1 => t.float_data.iter().map(|&v| v as f64).collect(),
+        11 if !raw.is_empty() => chunks(raw, 8, n, &t.name)?
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+            .collect(),
+        11 => t.double_data.clone(),
+        7 if !raw.is_empty() => chunks(raw, 8, n, &t.name)?
+            .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64)
+            .collect(),
+        7 => t.int64_data.iter().map(|&v| v as f64).collect(),
+        6 if !raw.is_empty() => chunks(raw, 4, n, &t.name)?
+            .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f64)
+            .collect(),
+        6 => t.int32_data.iter().map(|&v| v as f64).collect(),
+        other => bail!("tensor `{}` has unsupported data type {other}", t.name),
+    };
+    if data.len() != n {
+        bail!("tensor `{}` holds {} values but its shape {shape:?} needs {n}", t.name, data.len());
+    }
+    if data.iter().any(|v| !v.is_finite()) {
+        bail!("tensor `{}` contains NaN or infinity", t.name);
+    }
+    Ok(Tensor::new(shape, data))
+}
+
+fn chunks<'a>(raw: &'a [u8], size: usize, n: usize, name: &str) -> Result<std::slice::ChunksExact<'a, u8>> {
+    if raw.len() != size * n {
+        bail!("tensor `{name}` has {} raw bytes, expected {}", raw.len(), size * n);
+    }
+    Ok(raw.chunks_exact(size))
+}
+
+fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
+    node.attribute.iter().find(|a| a.name == name)
+}
+fn attr_i(node: &NodeProto, name: &str, default: i64) -> i64 {
+    attr(node, name).map(|a| a.i).unwrap_or(default)
+}
+fn attr_f(node: &NodeProto, name: &str, default: f64) -> f64 {
+    attr(node, name).map(|a| a.f as f64).unwrap_or(default)
+}
+fn attr_ints(node: &NodeProto, name: &str) -> Option<Vec<i64>> {
+    attr(node, name).map(|a| a.ints.clone())
+}
+fn attr_s(node: &NodeProto, name: &str) -> Option<String> {
+    attr(node, name).map(|a| String::from_utf8_lossy(&a.s).into_owned())
+}
+
+/// Resolves a possibly negative axis against `rank`.
+fn axis(a: i64, rank: usize) -> Result<usize> {
+    let r = rank as i64;
+    if a < -r || a >= r.max(1) {
+        bail!("axis {a} is out of range for rank {rank}");
+    }
+    Ok(if a < 0 { (a + r) as usize } else { a as usize })
+}
+
+impl Importer {
+    fn input(&self, node: &NodeProto, i: usize) -> Result<Val> {
+        let name = node
+            .input
+            .get(i)
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| anyhow!("missing input {i}"))?;
+        self.vals.get(name).cloned().ok_or_else(|| anyhow!("input `{name}` is not defined"))
+    }
+    fn opt_input(&self, node: &NodeProto, i: usize) -> Result<Option<Val>> {
+        match node.input.get(i) {
+            Some(n) if !n.is_empty() => self.input(node, i).map(Some),
+            _ => Ok(None),
+        }
+    }
+    fn const_input(&self, node: &NodeProto, i: usize, what: &str) -> Result<Tensor> {
+        match self.input(node, i)? {
+            Val::Const(t) => Ok(t),
+            Val::Node(_) => bail!("{what} (input {i}) must be a constant initializer"),
+        }
+    }
+    fn shape(&self, v: &Val) -> Vec<usize> {
+        match v {
+            Val::Node(id) => self.graph.nodes[*id].shape.clone(),
+            Val::Const(t) => t.shape.clone(),
+        }
+    }
+    /// Turns a value into a node id, materializing constants as Const nodes.
+    fn node_of(&mut self, v: Val, name: &str) -> NodeId {
+        match v {
+            Val::Node(id) => id,
+            Val::Const(t) => {
+                let shape = t.shape.clone();
+                self.graph.push(name, Op::Const(t), vec![], shape)
+            }
+        }
+    }
+    fn set(&mut self, node: &NodeProto, v: Val) -> Result<()> {
+        let out = node.output.first().ok_or_else(|| anyhow!("node has no output"))?;
+        if let Val::Node(id) = &v {
+            check_size(&self.graph.nodes[*id].shape)?;
+        }
+        self.vals.insert(out.clone(), v);
+        Ok(())
+    }
+    fn push(&mut self, name: &str, op: Op, inputs: Vec<NodeId>, shape: Vec<usize>) -> Val {
+        Val::Node(self.graph.push(name, op, inputs, shape))
+    }
+    /// Whether the value named `out` is read by exactly one node and is not a
+    /// model output, so that the node producing it may be rewritten in place.
+    fn private_output(&self, out: &str) -> bool {
+        self.readers.get(out).copied() == Some(1) && !self.graph_outputs.iter().any(|o| o == out)
+    }
+
+    fn node(&mut self, node: &NodeProto, name: &str) -> Result<()> {
+        if !(node.domain.is_empty() || node.domain == "ai.onnx") {
+            bail!("unsupported op `{}` from domain `{}` at node `{name}`", node.op_type, node.domain);
+        }
+        let v = match node.op_type.as_str() {
+            "Identity" | "Dropout" => self.input(node, 0)?,
+            "Constant" => {
+                let t = attr(node, "value")
+                    .and_then(|a| a.t.as_ref())
+                    .ok_or_else(|| anyhow!("Constant without a tensor `value` attribute"))?;
+                Val::Const(load_tensor(t)?)
+            }
+            "Gemm" => self.gemm(node, name)?,
+            "MatMul" => self.matmul(node, name)?,
+            "Conv" => self.conv(node, name)?,
+            "BatchNormalization" => self.batchnorm(node, name)?,
+            "Add" | "Sub" | "Mul" | "Div" => self.arith(node, name)?,
+            "Relu" => self.act(node, name, Activation::Relu)?,
+            "Sigmoid" => self.act(node, name, Activation::Sigmoid)?,
+            "Tanh" => self.act(node, name, Activation::Tanh)?,
+            "LeakyRelu" => {
+                let alpha = attr_f(node, "alpha", 0.01);
+                self.act(node, name, Activation::LeakyRelu { alpha })?
+            }
+            "Clip" => self.clip(node, name)?,
+            "Softmax" => self.softmax(node, name)?,
+            "MaxPool" => {
+                if node.output.len() > 1 && !node.output[1].is_empty() {
+                    bail!("MaxPool with an Indices output is not supported");
+                }
+                let (x, shape) = self.spatial_input(node)?;
+                let window = self.window(node, &shape, None)?;
+                let hw = window.output_hw(shape[2], shape[3]).ok_or_else(|| anyhow!("window larger than input"))?;
+                self.push(name, Op::MaxPool(window), vec![x], vec![shape[0], shape[1], hw[0], hw[1]])
+            }
+            "AveragePool" => {
+                let (x, shape) = self.spatial_input(node)?;
+                let window = self.window(node, &shape, None)?;
+                let count_include_pad = attr_i(node, "count_include_pad", 0) != 0;
+                let hw = window.output_hw(shape[2], shape[3]).ok_or_else(|| anyhow!("window larger than input"))?;
+                let op = Op::AvgPool { window, count_include_pad };
+                self.push(name, op, vec![x], vec![shape[0], shape[1], hw[0], hw[1]])
+            }
+            "GlobalAveragePool" => {
+                let (x, shape) = self.spatial_input(node)?;
+                self.push(name, Op::GlobalAvgPool, vec![x], vec![shape[0], shape[1], 1, 1])
+            }
+            "Flatten" => {
+                let x = self.input(node, 0)?;
+                let shape = self.shape(&x);
+                let a = axis(attr_i(node, "axis", 1), shape.len() + 1)?;
+                let outer: usize = shape[..a].iter().product();
+                let inner: usize = shape[a..].iter().product();
+                self.reshape(x, vec![outer, inner], name)?
+            }
+            "Reshape" => {
+                let x = self.input(node, 0)?;
+                let target = self.const_input(node, 1, "the Reshape shape")?;
+                let allowzero = attr_i(node, "allowzero", 0) != 0;
+                let shape = reshape_target(&self.shape(&x), &target.data, allowzero)?;
+                self.reshape(x, shape, name)?
+            }
+            "Squeeze" | "Unsqueeze" => self.squeeze(node, name)?,
+            "Transpose" => {
+                let x = self.input(node, 0)?;
+                let shape = self.shape(&x);
+                let perm = match attr_ints(node, "perm") {
+                    Some(p) => p.iter().map(|&a| axis(a, shape.len())).collect::<Result<Vec<_>>>()?,
+                    None => (0..shape.len()).rev().collect(),
+                };
+                let mut sorted = perm.clone();
+                sorted.sort();
+                if sorted != (0..shape.len()).collect::<Vec<_>>() {
+                    bail!("perm {perm:?} is not a permutation of the {} axes", shape.len());
+                }
+                let out: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
+                match x {
+                    Val::Const(t) => Val::Const(transpose_const(&t, &perm)),
+                    Val::Node(id) => self.push(name, Op::Transpose { perm }, vec![id], out),
+                }
+            }
+            "Concat" => self.concat(node, name)?,
+            other => bail!("unsupported op `{other}` at node `{name}`"),
+        };
+        self.set(node, v)
+    }
+
+    fn reshape(&mut self, x: Val, shape: Vec<usize>, name: &str) -> Result<Val> {
+        let n: usize = self.shape(&x).iter().product();
+        if shape.iter().product::<usize>() != n {
+            bail!("cannot reshape {:?} into {shape:?}", self.shape(&x));
+        }
+        Ok(match x {
+            Val::Const(t) => Val::Const(Tensor::new(shape, t.data)),
+            Val::Node(id) => self.push(name, Op::Reshape, vec![id], shape),
+        })
+    }
+
+    fn squeeze(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        let x = self.input(node, 0)?;
+        let shape = self.shape(&x);
+        let axes: Option<Vec<i64>> = match self.opt_input(node, 1)? {
+            Some(Val::Const(t)) => Some(t.data.iter().map(|&v| v as i64).collect()),
+            Some(Val::Node(_)) => bail!("axes must be a constant"),
+            None => attr_ints(node, "axes"),
+        };
+        let out = if node.op_type == "Squeeze" {
+            match axes {
+                None => shape.iter().copied().filter(|&d| d != 1).collect(),
+                Some(axes) => {
+                    let axes = axes.iter().map(|&a| axis(a, shape.len())).collect::<Result<Vec<_>>>()?;
+                    if axes.iter().any(|&a| shape[a] != 1) {
+                        bail!("cannot squeeze an axis whose size is not 1");
+                    }
+                    shape.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, &d)| d).collect()
+                }
+            }
+        } else {
+            let axes = axes.ok_or_else(|| anyhow!("Unsqueeze needs axes"))?;
+            let rank = shape.len() + axes.len();
+            let mut axes = axes.iter().map(|&a| axis(a, rank)).collect::<Result<Vec<_>>>()?;
+            axes.sort();
+            let mut out = shape.clone();
+            for a in axes {
+                out.insert(a, 1);
+            }
+            out
+        };
+        self.reshape(x, out, name)
+    }
+
+    fn gemm(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        let a = self.input(node, 0)?;
+        let b = self.const_input(node, 1, "the Gemm weight B")?;
+        let alpha = attr_f(node, "alpha", 1.0);
+        let beta = attr_f(node, "beta", 1.0);
+        let trans_a = attr_i(node, "transA", 0) != 0;
+        let trans_b = attr_i(node, "transB", 0) != 0;
+        let Val::Node(mut a) = a else { bail!("Gemm with a constant input A is not supported") };
+        let mut ashape = self.graph.nodes[a].shape.clone();
+        if ashape.len() != 2 || b.shape.len() != 2 {
+            bail!("Gemm needs 2-D inputs, got {ashape:?} and {:?}", b.shape);
+        }
+        if trans_a {
+            ashape = vec![ashape[1], ashape[0]];
+            a = self.graph.push(&format!("{name}.transA"), Op::Transpose { perm: vec![1, 0] }, vec![a], ashape.clone());
+        }
+        // Weight as [out, in].
+        let weight = if trans_b { b.clone() } else { transpose_const(&b, &[1, 0]) };
+        let (n, k) = (weight.shape[0], weight.shape[1]);
+        if ashape[1] != k {
+            bail!("Gemm inner dimensions differ: A is {ashape:?}, B gives {k}");
+        }
+        let weight = Tensor::new(weight.shape.clone(), weight.data.iter().map(|w| w * alpha).collect());
+        let bias = match self.opt_input(node, 2)? {
+            None => vec![0.0; n],
+            Some(Val::Const(c)) => {
+                let ok = c.len() == n || c.len() == 1;
+                if !ok {
+                    bail!("Gemm bias C of shape {:?} does not broadcast to [{n}]", c.shape);
+                }
+                (0..n).map(|j| beta * c.data[if c.len() == 1 { 0 } else { j }]).collect()
+            }
+            Some(Val::Node(_)) => bail!("Gemm bias C must be a constant initializer"),
+        };
+        Ok(self.push(name, Op::Dense { weight, bias }, vec![a], vec![ashape[0], n]))
+    }
+
+    fn matmul(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        let a = self.input(node, 0)?;
+        let b = self.input(node, 1)?;
+        match (a, b) {
+            (Val::Node(a), Val::Const(b)) => {
+                let ashape = self.graph.nodes[a].shape.clone();
+                if b.shape.len() != 2 || ashape.is_empty() || ashape[ashape.len() - 1] != b.shape[0] {
+                    bail!("MatMul shapes {ashape:?} x {:?} are not supported", b.shape);
+                }
+                let n = b.shape[1];
+                let weight = transpose_const(&b, &[1, 0]);
+                let mut shape = ashape.clone();
+                *shape.last_mut().unwrap() = n;
+                Ok(self.push(name, Op::Dense { weight, bias: vec![0.0; n] }, vec![a], shape))
+            }
+            (Val::Const(a), Val::Node(b)) => {
+                let bshape = self.graph.nodes[b].shape.clone();
+                let r = bshape.len();
+                if a.shape.len() != 2 || r < 2 || bshape[r - 2] != a.shape[1] {
+                    bail!("MatMul shapes {:?} x {bshape:?} are not supported", a.shape);
+                }
+                let mut shape = bshape.clone();
+                shape[r - 2] = a.shape[0];
+                Ok(self.push(name, Op::DenseLeft { weight: a }, vec![b], shape))
+            }
+            (Val::Node(a), Val::Node(b)) => {
+                let (sa, sb) = (self.graph.nodes[a].shape.clone(), self.graph.nodes[b].shape.clone());
+                let (ra, rb) = (sa.len(), sb.len());
+                if ra < 2 || ra != rb || sa[..ra - 2] != sb[..rb - 2] || sa[ra - 1] != sb[rb - 2] {
+                    bail!("MatMul of runtime tensors {sa:?} x {sb:?} is not supported");
+                }
+                let mut shape = sa.clone();
+                shape[ra - 1] = sb[rb - 1];
+                Ok(self.push(name, Op::MatMulDyn, vec![a, b], shape))
+            }
+            (Val::Const(_), Val::Const(_)) => bail!("MatMul of two constants is not supported"),
+        }
+    }
+
+    /// The single NCHW input of a spatial op, with its shape.
+    fn spatial_input(&mut self, node: &NodeProto) -> Result<(NodeId, Vec<usize>)> {
+        let Val::Node(x) = self.input(node, 0)? else { bail!("the input must not be a constant") };
+        let shape = self.graph.nodes[x].shape.clone();
+        if shape.len() != 4 {
+            bail!("only 2-D spatial inputs (NCHW) are supported, got shape {shape:?}");
+        }
+        Ok((x, shape))
+    }
+
+    fn window(&self, node: &NodeProto, shape: &[usize], kernel: Option<[usize; 2]>) -> Result<Window> {
+        let pair = |name: &str, default: usize| -> Result<[usize; 2]> {
+            match attr_ints(node, name) {
+                None => Ok([default, default]),
+                Some(v) if v.len() == 2 && v.iter().all(|&x| x > 0) => Ok([v[0] as usize, v[1] as usize]),
+                Some(v) => bail!("attribute {name} = {v:?} is not two positive integers"),
+            }
+        };
+        let kernel = match (attr_ints(node, "kernel_shape"), kernel) {
+            (Some(_), _) | (None, None) => pair("kernel_shape", 0)?,
+            (None, Some(k)) => k,
+        };
+        if kernel.contains(&0) {
+            bail!("missing kernel_shape");
+        }
+        if attr_i(node, "ceil_mode", 0) != 0 {
+            bail!("ceil_mode=1 is not supported");
+        }
+        let stride = pair("strides", 1)?;
+        let dilation = pair("dilations", 1)?;
+        let mut pads = [0usize; 4];
+        match attr_s(node, "auto_pad").as_deref().unwrap_or("NOTSET") {
+            "NOTSET" => {
+                if let Some(p) = attr_ints(node, "pads") {
+                    if p.len() != 4 || p.iter().any(|&x| x < 0) {
+                        bail!("pads {p:?} is not four non-negative integers");
+                    }
+                    // ONNX order is [top, left, bottom, right].
+                    pads = [p[0] as usize, p[1] as usize, p[2] as usize, p[3] as usize];
+                }
+            }
+            "VALID" => {}
+            mode @ ("SAME_UPPER" | "SAME_LOWER") => {
+                for d in 0..2 {
+                    let input = shape[2 + d];
+                    let out = input.div_ceil(stride[d]);
+                    let eff = dilation[d] * (kernel[d] - 1) + 1;
+                    let total = ((out - 1) * stride[d] + eff).saturating_sub(input);
+                    let (small, big) = (total / 2, total - total / 2);
+                    let (before, after) = if mode == "SAME_UPPER" { (small, big) } else { (big, small) };
+                    pads[d] = before;
+                    pads[d + 2] = after;
+                }
+            }
+            other => bail!("auto_pad {other} is not supported"),
+        }
+        Ok(Window { kernel, stride, pads, dilation })
+    }
+
+    fn conv(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        let (x, shape) = self.spatial_input(node)?;
+        let weight = self.const_input(node, 1, "the Conv weight")?;
+        if attr_i(node, "group", 1) != 1 {
+            bail!("Conv with group != 1 is not supported");
+        }
+        if weight.shape.len() != 4 || weight.shape[1] != shape[1] {
+            bail!("Conv weight {:?} does not match input {shape:?}", weight.shape);
+        }
+        let co = weight.shape[0];
+        let bias = match self.opt_input(node, 2)? {
+            None => vec![0.0; co],
+            Some(Val::Const(b)) if b.len() == co => b.data,
+            Some(_) => bail!("Conv bias must be a constant of {co} values"),
+        };
+        let window = self.window(node, &shape, Some([weight.shape[2], weight.shape[3]]))?;
+        if window.kernel != [weight.shape[2], weight.shape[3]] {
+            bail!("kernel_shape {:?} does not match the weight {:?}", window.kernel, weight.shape);
+        }
+        let hw = window.output_hw(shape[2], shape[3]).ok_or_else(|| anyhow!("kernel larger than input"))?;
+        Ok(self.push(name, Op::Conv { weight, bias, window }, vec![x], vec![shape[0], co, hw[0], hw[1]]))
+    }
+
+    fn batchnorm(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        let Val::Node(x) = self.input(node, 0)? else { bail!("BatchNormalization of a constant") };
+        let params: Vec<Tensor> = (1..5)
+            .map(|i| self.const_input(node, i, "a BatchNormalization parameter"))
+            .collect::<Result<_>>()?;
+        let eps = attr_f(node, "epsilon", 1e-5);
+        let shape = self.graph.nodes[x].shape.clone();
+        let c = *shape.get(1).ok_or_else(|| anyhow!("BatchNormalization needs a channel axis"))?;
+        if params.iter().any(|p| p.len() != c) {
+            bail!("BatchNormalization parameters must each hold {c} values");
+        }
+        let (gamma, beta, mean, var) = (&params[0].data, &params[1].data, &params[2].data, &params[3].data);
+        let scale: Vec<f64> = (0..c).map(|i| gamma[i] / (var[i] + eps).sqrt()).collect();
+        let shift: Vec<f64> = (0..c).map(|i| beta[i] - mean[i] * scale[i]).collect();
+        let input_name = &node.input[0];
+        let foldable = self.private_output(input_name)
+            && matches!(self.graph.nodes[x].op, Op::Conv { .. } | Op::Dense { .. })
+            && (shape.len() == 4 || shape.len() == 2);
+        if foldable {
+            // y = (W x + b) * s + t  ==  (s W) x + (s b + t), per output channel.
+            match &mut self.graph.nodes[x].op {
+                Op::Conv { weight, bias, .. } | Op::Dense { weight, bias } => {
+                    let per = weight.len() / c;
+                    for (i, w) in weight.data.iter_mut().enumerate() {
+                        *w *= scale[i / per];
+                    }
+                    for i in 0..c {
+                        bias[i] = bias[i] * scale[i] + shift[i];
+                    }
+                }
+                _ => unreachable!(),
+            }
+            return Ok(Val::Node(x));
+        }
+        Ok(self.push(name, Op::Affine { scale, shift }, vec![x], shape))
+    }
+
+    fn arith(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        let a = self.input(node, 0)?;
+        let mut b = self.input(node, 1)?;
+        let mut op = match node.op_type.as_str() {
+            "Add" => Arith::Add,
+            "Sub" => Arith::Sub,
+            _ => Arith::Mul,
+        };
+        if node.op_type == "Div" {
+            // Division is supported by a constant divisor only: multiply by its inverse.
+            match &b {
+                Val::Const(t) if t.data.iter().all(|&v| v != 0.0) => {
+                    b = Val::Const(Tensor::new(t.shape.clone(), t.data.iter().map(|v| 1.0 / v).collect()));
+                }
+                Val::Const(_) => bail!("division by zero"),
+                Val::Node(_) if matches!(a, Val::Const(_)) => bail!("Div by a runtime tensor is not supported"),
+                Val::Node(_) => bail!("Div by a runtime tensor is not supported"),
+            }
+            op = Arith::Mul;
+        }
+        let shape = broadcast_shapes(&self.shape(&a), &self.shape(&b))
+            .ok_or_else(|| anyhow!("shapes {:?} and {:?} do not broadcast", self.shape(&a), self.shape(&b)))?;
+        if let (Val::Const(x), Val::Const(y)) = (&a, &b) {
+            let mut data = Vec::new();
+            for_each_index(&shape, |pos| {
+                let (p, q) = (x.data[broadcast_index(&x.shape, pos)], y.data[broadcast_index(&y.shape, pos)]);
+                data.push(match op {
+                    Arith::Add => p + q,
+                    Arith::Sub => p - q,
+                    Arith::Mul => p * q,
+                });
+            });
+            return Ok(Val::Const(Tensor::new(shape, data)));
+        }
+        let a = self.node_of(a, &format!("{name}.a"));
+        let b = self.node_of(b, &format!("{name}.b"));
+        Ok(self.push(name, Op::Arith(op), vec![a, b], shape))
+    }
+
+    fn act(&mut self, node: &NodeProto, name: &str, act: Activation) -> Result<Val> {
+        match self.input(node, 0)? {
+            Val::Const(t) => Ok(Val::Const(Tensor::new(t.shape.clone(), t.data.iter().map(|&v| act.eval(v)).collect()))),
+            Val::Node(x) => {
+                let shape = self.graph.nodes[x].shape.clone();
+                Ok(self.push(name, Op::Act(act), vec![x], shape))
+            }
+        }
+    }
+
+    fn clip(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        let bound = |imp: &Self, i: usize, attr_name: &str, default: f64| -> Result<f64> {
+            if imp.opset < 11 {
+                return Ok(attr_f(node, attr_name, default));
+            }
+            match imp.opset_input_const(node, i)? {
+                Some(t) if t.len() == 1 => Ok(t.data[0]),
+                Some(_) => bail!("Clip bounds must be scalars"),
+                None => Ok(default),
+            }
+        };
+        let lo = bound(self, 1, "min", f64::NEG_INFINITY)?;
+        let hi = bound(self, 2, "max", f64::INFINITY)?;
+        if lo > hi {
+            bail!("Clip min {lo} is above max {hi}");
+        }
+        let act = if lo == 0.0 && hi == f64::INFINITY { Activation::Relu } else { Activation::Clip { lo, hi } };
+        self.act(node, name, act)
+    }
+
+    fn opset_input_const(&self, node: &NodeProto, i: usize) -> Result<Option<Tensor>> {
+        match self.opt_input(node, i)? {
+            None => Ok(None),
+            Some(Val::Const(t)) => Ok(Some(t)),
+            Some(Val::Node(_)) => bail!("input {i} must be a constant"),
+        }
+    }
+
+    fn softmax(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        let Val::Node(x) = self.input(node, 0)? else { bail!("Softmax of a constant") };
+        let shape = self.graph.nodes[x].shape.clone();
+        let default = if self.opset >= 13 { -1 } else { 1 };
+        let a = axis(attr_i(node, "axis", default), shape.len())?;
+        // Before opset 13 the axis flattens everything after it; that equals the
+        // last axis when the trailing dimensions are all one axis.
+        let last_only = a + 1 == shape.len() || shape[a + 1..].iter().all(|&d| d == 1);
+        if !last_only {
+            bail!("Softmax over axis {a} of shape {shape:?} is not supported; only the last axis is");
+        }
+        Ok(self.push(name, Op::Softmax, vec![x], shape))
+    }
+
+    fn concat(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        let vals: Vec<Val> = (0..node.input.len()).map(|i| self.input(node, i)).collect::<Result<_>>()?;
+        if vals.is_empty() {
+            bail!("Concat without inputs");
+        }
+        let first = self.shape(&vals[0]);
+        let a = axis(attr_i(node, "axis", 0), first.len())?;
+        let mut shape = first.clone();
+        shape[a] = 0;
+        for v in &vals {
+            let s = self.shape(v);
+            if s.len() != first.len() || (0..s.len()).any(|d| d != a && s[d] != first[d]) {
+                bail!("Concat inputs {first:?} and {s:?} differ off axis {a}");
+            }
+            shape[a] += s[a];
+        }
+        let ids = vals
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| self.node_of(v, &format!("{name}.in{i}")))
+            .collect();
+        Ok(self.push(name, Op::Concat { axis: a }, ids, shape))
+    }
+}
+
+fn reshape_target(input: &[usize], target: &[f64], allowzero: bool) -> Result<Vec<usize>> {
+    let n: usize = input.iter().product();
+    let mut out = Vec::new();
+    let mut infer = None;
+    for (i, &t) in target.iter().enumerate() {
+        let t = t as i64;
+        match t {
+            -1 if infer.is_none() => {
+                infer = Some(i);
+                out.push(1);
+            }
+            0 if !allowzero => out.push(*input.get(i).ok_or_else(|| anyhow!("Reshape copies a missing dimension"))?),
+            t if t > 0 => out.push(t as usize),
+            t => bail!("invalid Reshape dimension {t}"),
+        }
+    }
+    if let Some(i) = infer {
+        let rest: usize = out.iter().product();
+        if rest == 0 || n % rest != 0 {
+            bail!("cannot infer the -1 dimension reshaping {input:?} to {target:?}");
+        }
+        out[i] = n / rest;
+    }
+    Ok(out)
+}
+
+pub fn transpose_const(t: &Tensor, perm: &[usize]) -> Tensor {
+    let shape: Vec<usize> = perm.iter().map(|&p| t.shape[p]).collect();
+    let st = strides(&t.shape);
+    let mut data = Vec::with_capacity(t.len());
+    for_each_index(&shape, |pos| {
+        let idx: usize = pos.iter().enumerate().map(|(d, &p)| p * st[perm[d]]).sum();
+        data.push(t.data[idx]);
+    });
+    Tensor::new(shape, data)
+}

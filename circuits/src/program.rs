@@ -1,0 +1,299 @@
+//! The quantized model as a flat program of arithmetic steps over integer
+//! values. The same program drives exact integer inference (the witness) and
+//! the circuit layout, so the two cannot disagree about what is computed.
+
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::graph::Activation;
+
+/// Index of a value (one scalar activation) in the program.
+pub type V = u32;
+
+/// Quantization and layout settings of a compiled model.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Activations are integers `round(x * 2^input_scale)`.
+    pub input_scale: u32,
+    /// Weights are integers `round(w * 2^param_scale)`.
+    pub param_scale: u32,
+    /// Lookup tables hold `2^lookup_bits` rows; activations entering a
+    /// nonlinearity must lie in `[-2^(lookup_bits-1), 2^(lookup_bits-1))`.
+    pub lookup_bits: u32,
+    /// Multiply-accumulates per row of the dense gate.
+    pub lanes: usize,
+    /// Expose the model input as public instances (private by default).
+    pub public_input: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { input_scale: 7, param_scale: 7, lookup_bits: 14, lanes: 8, public_input: false }
+    }
+}
+
+impl Settings {
+    pub fn validate(&self) -> Result<()> {
+        if !(1..=16).contains(&self.input_scale) || !(1..=16).contains(&self.param_scale) {
+            bail!("scales must be between 1 and 16 bits (input_scale {}, param_scale {})", self.input_scale, self.param_scale);
+        }
+        if !(6..=20).contains(&self.lookup_bits) {
+            bail!("lookup_bits must be between 6 and 20, got {}", self.lookup_bits);
+        }
+        if self.param_scale > self.lookup_bits || self.input_scale > self.lookup_bits {
+            bail!("scales must not exceed lookup_bits ({})", self.lookup_bits);
+        }
+        if !(8..=64).contains(&self.lanes) || self.lanes % 2 != 0 {
+            bail!("lanes must be an even number between 8 and 64, got {}", self.lanes);
+        }
+        Ok(())
+    }
+}
+
+/// One arithmetic step. Every step's outputs are fully constrained by the
+/// circuit given its inputs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Step {
+    /// A model input element, range-checked to `2 * lookup_bits` signed bits.
+    Input { out: V },
+    /// `out = bias + sum(x * w)` with constant weights.
+    Dot { terms: Vec<(V, i64)>, bias: i64, out: V },
+    /// `out = bias + sum(a * b)` over runtime values.
+    Mul { pairs: Vec<(V, V)>, bias: i64, out: V },
+    /// `out = floor((input + divisor/2) / divisor)`: rounded division by a
+    /// constant, with the quotient range-checked. When `act` is set, the
+    /// same row also applies a lookup nonlinearity to the quotient.
+    Div { input: V, divisor: i64, out: V, act: Option<(u16, V)> },
+    /// `out = table(input)`.
+    Act { input: V, table: u16, out: V },
+    /// `out = max(inputs)`; with `exp`, also `exp[i] = expneg(out - inputs[i])`.
+    Max { inputs: Vec<V>, out: V, exp: Option<Vec<V>> },
+    /// `out = floor(num * mult / den)` with a runtime denominator.
+    DivBy { num: V, den: V, mult: i64, out: V },
+}
+
+impl Step {
+    /// Rows this step occupies in the circuit.
+    pub fn rows(&self, lanes: usize) -> usize {
+        match self {
+            Step::Dot { terms, .. } => terms.len().div_ceil(lanes).max(1),
+            Step::Mul { pairs, .. } => pairs.len().div_ceil(lanes / 2).max(1),
+            Step::Max { inputs, .. } => inputs.len(),
+            Step::Input { .. } | Step::Div { .. } | Step::Act { .. } | Step::DivBy { .. } => 1,
+        }
+    }
+}
+
+/// A compiled model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Program {
+    pub settings: Settings,
+    pub num_values: usize,
+    /// Each step with the index of the graph node it came from.
+    pub steps: Vec<(Step, u32)>,
+    /// Graph node names and op kinds, for errors and `inspect`.
+    pub node_names: Vec<String>,
+    pub node_kinds: Vec<String>,
+    pub inputs: Vec<Vec<V>>,
+    pub input_shapes: Vec<Vec<usize>>,
+    pub outputs: Vec<Vec<V>>,
+    pub output_shapes: Vec<Vec<usize>>,
+    /// Nonlinearities, one lookup table each.
+    pub tables: Vec<Activation>,
+    /// Output scale of the softmax exponential table, when a softmax is used.
+    pub exp_scale: Option<u32>,
+}
+
+/// Signed fixed-point evaluation of a table nonlinearity at integer `x`.
+pub fn table_value(act: &Activation, x: i64, scale: u32) -> i64 {
+    let s = (1u64 << scale) as f64;
+    (act.eval(x as f64 / s) * s).round() as i64
+}
+
+/// The softmax table: `round(exp(-u / 2^scale) * 2^exp_scale)`.
+pub fn expneg_value(u: i64, scale: u32, exp_scale: u32) -> i64 {
+    ((-(u as f64) / (1u64 << scale) as f64).exp() * (1u64 << exp_scale) as f64).round() as i64
+}
+
+/// The values of every step, as computed by exact integer inference.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Witness {
+    pub values: Vec<i64>,
+}
+
+/// Largest magnitude a value may reach; far below the field modulus, so that
+/// every constraint holds over the integers and not only modulo p.
+const VALUE_LIMIT: i128 = 1 << 100;
+
+impl Program {
+    pub fn scale(&self) -> u32 {
+        self.settings.input_scale
+    }
+
+    /// Rows used by the steps (without lookup tables).
+    pub fn step_rows(&self) -> usize {
+        self.steps.iter().map(|(s, _)| s.rows(self.settings.lanes)).sum()
+    }
+
+    /// Number of public instances: outputs, then inputs when public.
+    pub fn num_instances(&self) -> usize {
+        let outs: usize = self.outputs.iter().map(Vec::len).sum();
+        let ins: usize = if self.settings.public_input { self.inputs.iter().map(Vec::len).sum() } else { 0 };
+        outs + ins
+    }
+
+    /// Quantizes float inputs (one flat array per model input).
+    pub fn quantize_inputs(&self, inputs: &[Vec<f64>]) -> Result<Vec<Vec<i64>>> {
+        if inputs.len() != self.inputs.len() {
+            bail!("the model takes {} input tensor(s) but {} were given", self.inputs.len(), inputs.len());
+        }
+        let s = (1u64 << self.scale()) as f64;
+        let limit = (1i64 << (2 * self.settings.lookup_bits - 1)) as f64;
+        let mut out = Vec::new();
+        for (i, (data, shape)) in inputs.iter().zip(&self.input_shapes).enumerate() {
+            let n: usize = shape.iter().product();
+            if data.len() != n {
+                bail!("input {i} has {} values but the model expects shape {shape:?} ({n} values)", data.len());
+            }
+            let mut q = Vec::with_capacity(n);
+            for (j, &x) in data.iter().enumerate() {
+                if !x.is_finite() {
+                    bail!("input {i} value {j} is {x}; inputs must be finite numbers");
+                }
+                let v = (x * s).round();
+                if v.abs() >= limit {
+                    bail!("input {i} value {j} = {x} is outside the quantized range ±{}", limit / s);
+                }
+                q.push(v as i64);
+            }
+            out.push(q);
+        }
+        Ok(out)
+    }
+
+    /// Exact integer inference: evaluates every step on quantized inputs.
+    pub fn run(&self, inputs: &[Vec<f64>]) -> Result<Witness> {
+        let q = self.quantize_inputs(inputs)?;
+        let mut vals = vec![0i64; self.num_values];
+        for (ids, data) in self.inputs.iter().zip(&q) {
+            for (&v, &x) in ids.iter().zip(data) {
+                vals[v as usize] = x;
+            }
+        }
+        let b = self.settings.lookup_bits;
+        let full = 1i128 << b;
+        let qlimit = 1i128 << (2 * b - 1);
+        let scale = self.scale();
+        for (step, node) in &self.steps {
+            let node = *node as usize;
+            let at = || format!("node `{}` ({})", self.node_names[node], self.node_kinds[node]);
+            let get = |vals: &[i64], v: &V| vals[*v as usize] as i128;
+            let check = |x: i128| -> Result<i64> {
+                if x.abs() >= VALUE_LIMIT {
+                    bail!("value {x} overflows at {}", at());
+                }
+                Ok(x as i64)
+            };
+            match step {
+                Step::Input { .. } => {}
+                Step::Dot { terms, bias, out } => {
+                    let s = terms.iter().map(|(v, w)| get(&vals, v) * *w as i128).sum::<i128>() + *bias as i128;
+                    vals[*out as usize] = check(s)?;
+                }
+                Step::Mul { pairs, bias, out } => {
+                    let s = pairs.iter().map(|(a, b)| get(&vals, a) * get(&vals, b)).sum::<i128>() + *bias as i128;
+                    vals[*out as usize] = check(s)?;
+                }
+                Step::Div { input, divisor, out, act } => {
+                    let d = *divisor as i128;
+                    let qv = (get(&vals, input) + d / 2).div_euclid(d);
+                    if qv < -qlimit || qv >= qlimit {
+                        bail!(
+                            "value {} at {} is outside the range-checked interval ±{} (2^{} at scale {scale}); \
+                             lower the scales or raise lookup_bits (see `zkfarm calibrate`)",
+                            qv as f64 / (1u64 << scale) as f64,
+                            at(),
+                            qlimit as f64 / (1u64 << scale) as f64,
+                            2 * b - 1
+                        );
+                    }
+                    vals[*out as usize] = qv as i64;
+                    if let Some((t, o)) = act {
+                        vals[*o as usize] = self.lookup(*t, qv, &at)?;
+                    }
+                }
+                Step::Act { input, table, out } => {
+                    vals[*out as usize] = self.lookup(*table, get(&vals, input), &at)?;
+                }
+                Step::Max { inputs, out, exp } => {
+                    let m = inputs.iter().map(|v| get(&vals, v)).max().unwrap_or(0);
+                    vals[*out as usize] = m as i64;
+                    for (i, v) in inputs.iter().enumerate() {
+                        let u = m - get(&vals, v);
+                        if u >= full {
+                            bail!(
+                                "the spread of the inputs of {} ({}) exceeds the lookup range {} at scale {scale}; \
+                                 raise lookup_bits or lower input_scale",
+                                at(),
+                                u as f64 / (1u64 << scale) as f64,
+                                full as f64 / (1u64 << scale) as f64
+                            );
+                        }
+                        if let Some(exp) = exp {
+                            let es = self.exp_scale.unwrap_or(scale);
+                            vals[exp[i] as usize] = expneg_value(u as i64, scale, es);
+                        }
+                    }
+                }
+                Step::DivBy { num, den, mult, out } => {
+                    let d = get(&vals, den);
+                    if d <= 0 || d > full {
+                        bail!("denominator {d} at {} is outside (0, 2^{b}]", at());
+                    }
+                    vals[*out as usize] = check((get(&vals, num) * *mult as i128).div_euclid(d))?;
+                }
+            }
+        }
+        Ok(Witness { values: vals })
+    }
+
+    fn lookup(&self, table: u16, x: i128, at: &dyn Fn() -> String) -> Result<i64> {
+        let b = self.settings.lookup_bits;
+        let half = 1i128 << (b - 1);
+        if x < -half || x >= half {
+            let s = (1u64 << self.scale()) as f64;
+            bail!(
+                "input {} of {} is outside the lookup table range [{}, {}); \
+                 lower input_scale or raise lookup_bits (see `zkfarm calibrate`)",
+                x as f64 / s,
+                at(),
+                -half as f64 / s,
+                half as f64 / s
+            );
+        }
+        Ok(table_value(&self.tables[table as usize], x as i64, self.scale()))
+    }
+
+    /// Quantized outputs (one array per output tensor).
+    pub fn output_values(&self, w: &Witness) -> Vec<Vec<i64>> {
+        self.outputs.iter().map(|ids| ids.iter().map(|&v| w.values[v as usize]).collect()).collect()
+    }
+
+    /// Dequantized outputs.
+    pub fn dequantize(&self, q: &[Vec<i64>]) -> Vec<Vec<f64>> {
+        let s = (1u64 << self.scale()) as f64;
+        q.iter().map(|t| t.iter().map(|&v| v as f64 / s).collect()).collect()
+    }
+
+    /// Public instances as integers: outputs, then inputs when public.
+    pub fn instance_values(&self, w: &Witness) -> Vec<i64> {
+        let mut out: Vec<i64> = self.output_values(w).into_iter().flatten().collect();
+        if self.settings.public_input {
+            for ids in &self.inputs {
+                out.extend(ids.iter().map(|&v| w.values[v as usize]));
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,424 @@
+//! Lowering of the float graph into a fixed-point [`Program`].
+//!
+//! Every activation carries the single scale `2^input_scale`. Weights carry
+//! `2^param_scale`; a product of an activation and a weight is brought back to
+//! the activation scale by a rounded division by `2^param_scale`, which the
+//! circuit proves with a range-checked remainder.
+
+use std::collections::HashMap;
+
+use anyhow::{bail, Context, Result};
+
+use crate::graph::*;
+use crate::program::{Program, Settings, Step, V};
+
+/// Compiles a graph into a program under the given settings.
+pub fn compile(graph: &Graph, settings: &Settings) -> Result<Program> {
+    settings.validate()?;
+    let mut l = Lowering {
+        g: graph,
+        s: settings.clone(),
+        steps: Vec::new(),
+        num_values: 0,
+        node: 0,
+        vals: vec![None; graph.nodes.len()],
+        producer: HashMap::new(),
+        tables: Vec::new(),
+        softmax_max_len: 0,
+    };
+    let mut inputs = Vec::new();
+    for &id in &graph.inputs {
+        let n: usize = graph.nodes[id].shape.iter().product();
+        let ids: Vec<V> = (0..n).map(|_| l.fresh()).collect();
+        l.node = id as u32;
+        for &v in &ids {
+            l.steps.push((Step::Input { out: v }, id as u32));
+        }
+        l.vals[id] = Some(ids.clone());
+        inputs.push(ids);
+    }
+    for id in 0..graph.nodes.len() {
+        if matches!(graph.nodes[id].op, Op::Input { .. } | Op::Const(_)) {
+            continue;
+        }
+        l.node = id as u32;
+        let node = &graph.nodes[id];
+        let out = l.lower(id).with_context(|| format!("node `{}` ({})", node.name, node.op.kind()))?;
+        debug_assert_eq!(out.len(), node.shape.iter().product::<usize>());
+        l.vals[id] = Some(out);
+    }
+    let mut outputs = Vec::new();
+    for &id in &graph.outputs {
+        outputs.push(l.values(id)?);
+    }
+    let exp_scale = if l.softmax_max_len > 0 {
+        let need = usize::BITS - (l.softmax_max_len - 1).leading_zeros();
+        let es = settings.input_scale.min(settings.lookup_bits.saturating_sub(need));
+        if es < 2 {
+            bail!("a softmax over {} values does not fit lookup_bits {}", l.softmax_max_len, settings.lookup_bits);
+        }
+        Some(es)
+    } else {
+        None
+    };
+    Ok(Program {
+        settings: settings.clone(),
+        num_values: l.num_values,
+        steps: l.steps,
+        node_names: graph.nodes.iter().map(|n| n.name.clone()).collect(),
+        node_kinds: graph.nodes.iter().map(|n| n.op.kind().to_string()).collect(),
+        inputs,
+        input_shapes: graph.input_shapes(),
+        outputs,
+        output_shapes: graph.output_shapes(),
+        tables: l.tables,
+        exp_scale,
+    })
+}
+
+struct Lowering<'a> {
+    g: &'a Graph,
+    s: Settings,
+    steps: Vec<(Step, u32)>,
+    num_values: usize,
+    node: u32,
+    vals: Vec<Option<Vec<V>>>,
+    /// Step index that produced a value through a `Div`, for fusing the
+    /// activation that follows a requantization into the same row.
+    producer: HashMap<V, usize>,
+    tables: Vec<Activation>,
+    softmax_max_len: usize,
+}
+
+fn quant(x: f64, scale: u32) -> i64 {
+    (x * (1u64 << scale) as f64).round() as i64
+}
+
+impl Lowering<'_> {
+    fn fresh(&mut self) -> V {
+        self.num_values += 1;
+        (self.num_values - 1) as V
+    }
+    fn push(&mut self, step: Step) {
+        self.steps.push((step, self.node));
+    }
+
+    /// The values of a node, materializing constants at the activation scale.
+    fn values(&mut self, id: NodeId) -> Result<Vec<V>> {
+        if let Some(v) = &self.vals[id] {
+            return Ok(v.clone());
+        }
+        let Op::Const(t) = &self.g.nodes[id].op else { bail!("node {id} used before it is defined") };
+        let scale = self.s.input_scale;
+        let saved = self.node;
+        self.node = id as u32;
+        let ids: Vec<V> = t
+            .data
+            .iter()
+            .map(|&c| {
+                let out = self.fresh();
+                self.push(Step::Dot { terms: vec![], bias: quant(c, scale), out });
+                out
+            })
+            .collect();
+        self.node = saved;
+        self.vals[id] = Some(ids.clone());
+        Ok(ids)
+    }
+
+    /// A constant-weight dot product followed by requantization to the
+    /// activation scale: `round((bias + sum x*w) / 2^param_scale)`.
+    fn dense(&mut self, terms: impl Iterator<Item = (V, f64)>, bias: f64) -> V {
+        let p = self.s.param_scale;
+        let terms: Vec<(V, i64)> = terms.map(|(v, w)| (v, quant(w, p))).filter(|&(_, w)| w != 0).collect();
+        let bias = quant(bias, p + self.s.input_scale);
+        let acc = self.fresh();
+        self.push(Step::Dot { terms, bias, out: acc });
+        self.div(acc, 1 << p)
+    }
+
+    fn div(&mut self, input: V, divisor: i64) -> V {
+        let out = self.fresh();
+        self.producer.insert(out, self.steps.len());
+        self.push(Step::Div { input, divisor, out, act: None });
+        out
+    }
+
+    fn table(&mut self, act: Activation) -> u16 {
+        if let Some(i) = self.tables.iter().position(|t| *t == act) {
+            return i as u16;
+        }
+        self.tables.push(act);
+        (self.tables.len() - 1) as u16
+    }
+
+    fn act(&mut self, input: V, act: Activation) -> V {
+        let table = self.table(act);
+        let out = self.fresh();
+        // Reuse the row of the requantization that produced the input.
+        if let Some(&i) = self.producer.get(&input) {
+            if let (Step::Div { act: slot @ None, .. }, _) = &mut self.steps[i] {
+                *slot = Some((table, out));
+                return out;
+            }
+        }
+        self.push(Step::Act { input, table, out });
+        out
+    }
+
+    fn lower(&mut self, id: NodeId) -> Result<Vec<V>> {
+        let node = &self.g.nodes[id];
+        let shape = node.shape.clone();
+        let ins: Vec<NodeId> = node.inputs.clone();
+        Ok(match &node.op {
+            Op::Input { .. } | Op::Const(_) => unreachable!(),
+            Op::Reshape => self.values(ins[0])?,
+            Op::Transpose { perm } => {
+                let x = self.values(ins[0])?;
+                let st = strides(&self.g.nodes[ins[0]].shape);
+                let mut out = Vec::with_capacity(x.len());
+                for_each_index(&shape, |pos| {
+                    let idx: usize = pos.iter().enumerate().map(|(d, &p)| p * st[perm[d]]).sum();
+                    out.push(x[idx]);
+                });
+                out
+            }
+            Op::Concat { axis } => {
+                let parts: Vec<(Vec<V>, Vec<usize>)> = ins
+                    .iter()
+                    .map(|&i| Ok((self.values(i)?, self.g.nodes[i].shape.clone())))
+                    .collect::<Result<_>>()?;
+                let outer: usize = shape[..*axis].iter().product();
+                let mut out = Vec::new();
+                for o in 0..outer {
+                    for (vals, s) in &parts {
+                        let chunk: usize = s[*axis..].iter().product();
+                        out.extend_from_slice(&vals[o * chunk..(o + 1) * chunk]);
+                    }
+                }
+                out
+            }
+            Op::Dense { weight, bias } => {
+                let x = self.values(ins[0])?;
+                let (n, k) = (weight.shape[0], weight.shape[1]);
+                let rows = x.len() / k;
+                let mut out = Vec::with_capacity(rows * n);
+                for r in 0..rows {
+                    for j in 0..n {
+                        let terms = (0..k).map(|i| (x[r * k + i], weight.data[j * k + i]));
+                        out.push(self.dense(terms, bias[j]));
+                    }
+                }
+                out
+            }
+            Op::DenseLeft { weight } => {
+                let x = self.values(ins[0])?;
+                let (m, k) = (weight.shape[0], weight.shape[1]);
+                let r = shape.len();
+                let n = shape[r - 1];
+                let batch = x.len() / (k * n);
+                let mut out = Vec::with_capacity(batch * m * n);
+                for b in 0..batch {
+                    for i in 0..m {
+                        for j in 0..n {
+                            let terms = (0..k).map(|t| (x[b * k * n + t * n + j], weight.data[i * k + t]));
+                            out.push(self.dense(terms, 0.0));
+                        }
+                    }
+                }
+                out
+            }
+            Op::MatMulDyn => {
+                let (a, b) = (self.values(ins[0])?, self.values(ins[1])?);
+                let sa = &self.g.nodes[ins[0]].shape;
+                let r = sa.len();
+                let (m, k, n) = (sa[r - 2], sa[r - 1], shape[r - 1]);
+                let batch = a.len() / (m * k);
+                let mut out = Vec::new();
+                for bt in 0..batch {
+                    for i in 0..m {
+                        for j in 0..n {
+                            let pairs = (0..k).map(|t| (a[bt * m * k + i * k + t], b[bt * k * n + t * n + j])).collect();
+                            let acc = self.fresh();
+                            self.push(Step::Mul { pairs, bias: 0, out: acc });
+                            out.push(self.div(acc, 1 << self.s.input_scale));
+                        }
+                    }
+                }
+                out
+            }
+            Op::Conv { weight, bias, window } => {
+                let x = self.values(ins[0])?;
+                let xs = self.g.nodes[ins[0]].shape.clone();
+                let (ci, h, w) = (xs[1], xs[2], xs[3]);
+                let [kh, kw] = window.kernel;
+                let mut out = Vec::new();
+                for b in 0..shape[0] {
+                    for co in 0..shape[1] {
+                        for oy in 0..shape[2] {
+                            for ox in 0..shape[3] {
+                                let mut terms = Vec::new();
+                                for c in 0..ci {
+                                    for ky in 0..kh {
+                                        for kx in 0..kw {
+                                            if let Some((iy, ix)) = window_pos(window, oy, ox, ky, kx, h, w) {
+                                                let xv = x[((b * ci + c) * h + iy) * w + ix];
+                                                terms.push((xv, weight.data[((co * ci + c) * kh + ky) * kw + kx]));
+                                            }
+                                        }
+                                    }
+                                }
+                                out.push(self.dense(terms.into_iter(), bias[co]));
+                            }
+                        }
+                    }
+                }
+                out
+            }
+            Op::Affine { scale, shift } => {
+                let x = self.values(ins[0])?;
+                let c = shape[1];
+                let inner: usize = shape[2..].iter().product();
+                (0..x.len())
+                    .map(|i| {
+                        let ch = (i / inner) % c;
+                        self.dense(std::iter::once((x[i], scale[ch])), shift[ch])
+                    })
+                    .collect()
+            }
+            Op::Arith(op) => self.arith(*op, ins[0], ins[1], &shape)?,
+            Op::Act(a) => {
+                let x = self.values(ins[0])?;
+                x.into_iter().map(|v| self.act(v, *a)).collect()
+            }
+            Op::Softmax => {
+                let x = self.values(ins[0])?;
+                let n = *shape.last().unwrap_or(&1);
+                self.softmax_max_len = self.softmax_max_len.max(n);
+                let mut out = Vec::with_capacity(x.len());
+                for row in x.chunks(n) {
+                    let m = self.fresh();
+                    let exp: Vec<V> = row.iter().map(|_| self.fresh()).collect();
+                    self.push(Step::Max { inputs: row.to_vec(), out: m, exp: Some(exp.clone()) });
+                    let sum = self.fresh();
+                    self.push(Step::Dot { terms: exp.iter().map(|&e| (e, 1)).collect(), bias: 0, out: sum });
+                    for &e in &exp {
+                        let o = self.fresh();
+                        self.push(Step::DivBy { num: e, den: sum, mult: 1 << self.s.input_scale, out: o });
+                        out.push(o);
+                    }
+                }
+                out
+            }
+            Op::MaxPool(window) => self.pool(ins[0], &shape, window, None)?,
+            Op::AvgPool { window, count_include_pad } => self.pool(ins[0], &shape, window, Some(*count_include_pad))?,
+            Op::GlobalAvgPool => {
+                let x = self.values(ins[0])?;
+                let xs = &self.g.nodes[ins[0]].shape;
+                let hw = xs[2] * xs[3];
+                x.chunks(hw)
+                    .map(|c| {
+                        let acc = self.fresh();
+                        self.push(Step::Dot { terms: c.iter().map(|&v| (v, 1)).collect(), bias: 0, out: acc });
+                        self.div(acc, hw as i64)
+                    })
+                    .collect()
+            }
+        })
+    }
+
+    fn arith(&mut self, op: Arith, a: NodeId, b: NodeId, shape: &[usize]) -> Result<Vec<V>> {
+        let konst = |id: NodeId| match &self.g.nodes[id].op {
+            Op::Const(t) => Some(t.clone()),
+            _ => None,
+        };
+        let (ca, cb) = (konst(a), konst(b));
+        let (sa, sb) = (self.g.nodes[a].shape.clone(), self.g.nodes[b].shape.clone());
+        let va = if ca.is_none() { self.values(a)? } else { vec![] };
+        let vb = if cb.is_none() { self.values(b)? } else { vec![] };
+        let (s, p) = (self.s.input_scale, self.s.param_scale);
+        let mut pos_list = Vec::new();
+        for_each_index(shape, |pos| pos_list.push((broadcast_index(&sa, pos), broadcast_index(&sb, pos))));
+        let mut out = Vec::with_capacity(pos_list.len());
+        for (ia, ib) in pos_list {
+            let v = match (&ca, &cb, op) {
+                (None, None, Arith::Mul) => {
+                    let acc = self.fresh();
+                    self.push(Step::Mul { pairs: vec![(va[ia], vb[ib])], bias: 0, out: acc });
+                    self.div(acc, 1 << s)
+                }
+                (None, None, _) => {
+                    let sign = if op == Arith::Sub { -1 } else { 1 };
+                    let acc = self.fresh();
+                    self.push(Step::Dot { terms: vec![(va[ia], 1), (vb[ib], sign)], bias: 0, out: acc });
+                    acc
+                }
+                (None, Some(c), Arith::Mul) => self.dense(std::iter::once((va[ia], c.data[ib])), 0.0),
+                (Some(c), None, Arith::Mul) => self.dense(std::iter::once((vb[ib], c.data[ia])), 0.0),
+                (None, Some(c), _) => {
+                    let k = if op == Arith::Sub { -c.data[ib] } else { c.data[ib] };
+                    let acc = self.fresh();
+                    self.push(Step::Dot { terms: vec![(va[ia], 1)], bias: quant(k, s), out: acc });
+                    acc
+                }
+                (Some(c), None, _) => {
+                    let sign = if op == Arith::Sub { -1 } else { 1 };
+                    let acc = self.fresh();
+                    self.push(Step::Dot { terms: vec![(vb[ib], sign)], bias: quant(c.data[ia], s), out: acc });
+                    acc
+                }
+                (Some(_), Some(_), _) => bail!("arithmetic on two constants should have been folded"),
+            };
+            out.push(v);
+        }
+        let _ = p;
+        Ok(out)
+    }
+
+    fn pool(&mut self, input: NodeId, shape: &[usize], window: &Window, avg: Option<bool>) -> Result<Vec<V>> {
+        let x = self.values(input)?;
+        let xs = self.g.nodes[input].shape.clone();
+        let (h, w) = (xs[2], xs[3]);
+        let [kh, kw] = window.kernel;
+        let mut out = Vec::new();
+        for bc in 0..shape[0] * shape[1] {
+            for oy in 0..shape[2] {
+                for ox in 0..shape[3] {
+                    let mut taps = Vec::new();
+                    for ky in 0..kh {
+                        for kx in 0..kw {
+                            if let Some((iy, ix)) = window_pos(window, oy, ox, ky, kx, h, w) {
+                                taps.push(x[(bc * h + iy) * w + ix]);
+                            }
+                        }
+                    }
+                    if taps.is_empty() {
+                        bail!("a pooling window lies entirely in the padding");
+                    }
+                    out.push(match avg {
+                        None => {
+                            let m = self.fresh();
+                            self.push(Step::Max { inputs: taps, out: m, exp: None });
+                            m
+                        }
+                        Some(include_pad) => {
+                            let count = if include_pad { kh * kw } else { taps.len() };
+                            let acc = self.fresh();
+                            self.push(Step::Dot { terms: taps.iter().map(|&v| (v, 1)).collect(), bias: 0, out: acc });
+                            self.div(acc, count as i64)
+                        }
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Input position read by kernel tap (ky, kx) of output (oy, ox), or `None`
+/// when it falls in the padding.
+fn window_pos(win: &Window, oy: usize, ox: usize, ky: usize, kx: usize, h: usize, w: usize) -> Option<(usize, usize)> {
+    let iy = (oy * win.stride[0] + ky * win.dilation[0]).checked_sub(win.pads[0])?;
+    let ix = (ox * win.stride[1] + kx * win.dilation[1]).checked_sub(win.pads[1])?;
+    (iy < h && ix < w).then_some((iy, ix))
+}

@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""Writes the bundled example models and inputs.
+
+Weights are random with a fixed seed, so running this again gives the same
+files.  Needs the `onnx` and `numpy` packages.  Usage: python3 make_examples.py
+"""
+import json
+import os
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OPSET = 13
+
+
+def init(name, array):
+    return numpy_helper.from_array(np.asarray(array, dtype=np.float32), name)
+
+
+def dense(rng, fan_in, fan_out):
+    w = rng.normal(0.0, np.sqrt(2.0 / fan_in), size=(fan_out, fan_in))
+    b = rng.normal(0.0, 0.05, size=(fan_out,))
+    return w.astype(np.float32), b.astype(np.float32)
+
+
+def save(name, nodes, inits, in_shape, out_shape, x):
+    graph = helper.make_graph(
+        nodes,
+        name,
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, in_shape)],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, out_shape)],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, os.path.join(HERE, f"{name}.onnx"))
+    with open(os.path.join(HERE, f"{name}.input.json"), "w") as f:
+        json.dump({"input_data": [[round(float(v), 6) for v in x.flatten()]]}, f)
+
+
+def mlp(rng):
+    """MNIST-shaped multilayer perceptron, 784-128-10."""
+    w1, b1 = dense(rng, 784, 128)
+    w2, b2 = dense(rng, 128, 10)
+    nodes = [
+        helper.make_node("Gemm", ["input", "w1", "b1"], ["h1"], name="fc1", transB=1),
+        helper.make_node("Relu", ["h1"], ["a1"], name="relu1"),
+        helper.make_node("Gemm", ["a1", "w2", "b2"], ["output"], name="fc2", transB=1),
+    ]
+    inits = [init("w1", w1), init("b1", b1), init("w2", w2), init("b2", b2)]
+    x = rng.uniform(0.0, 1.0, size=(1, 784))
+    save("mlp", nodes, inits, [1, 784], [1, 10], x)
+
+
+def lenet(rng):
+    """LeNet-5-style CNN on a 28x28 image, narrowed to keep proofs quick."""
+    c1 = rng.normal(0.0, np.sqrt(2.0 / 25), size=(4, 1, 5, 5))
+    c1b = rng.normal(0.0, 0.05, size=(4,))
+    bn_scale = rng.uniform(0.8, 1.2, size=(4,))
+    bn_bias = rng.normal(0.0, 0.1, size=(4,))
+    bn_mean = rng.normal(0.0, 0.1, size=(4,))
+    bn_var = rng.uniform(0.5, 1.5, size=(4,))
+    c2 = rng.normal(0.0, np.sqrt(2.0 / 100), size=(8, 4, 5, 5))
+    c2b = rng.normal(0.0, 0.05, size=(8,))
+    w3, b3 = dense(rng, 128, 32)
+    w4, b4 = dense(rng, 32, 10)
+    nodes = [
+        helper.make_node("Conv", ["input", "c1", "c1b"], ["x1"], name="conv1",
+                         kernel_shape=[5, 5], strides=[1, 1], pads=[0, 0, 0, 0]),
+        helper.make_node("BatchNormalization", ["x1", "bn_s", "bn_b", "bn_m", "bn_v"], ["x2"],
+                         name="bn1", epsilon=1e-5),
+        helper.make_node("Relu", ["x2"], ["x3"], name="relu1"),
+        helper.make_node("MaxPool", ["x3"], ["x4"], name="pool1", kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Conv", ["x4", "c2", "c2b"], ["x5"], name="conv2",
+                         kernel_shape=[5, 5], strides=[1, 1], pads=[0, 0, 0, 0]),
+        helper.make_node("Relu", ["x5"], ["x6"], name="relu2"),
+        helper.make_node("AveragePool", ["x6"], ["x7"], name="pool2", kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Flatten", ["x7"], ["x8"], name="flatten", axis=1),
+        helper.make_node("Gemm", ["x8", "w3", "b3"], ["x9"], name="fc1", transB=1),
+        helper.make_node("Relu", ["x9"], ["x10"], name="relu3"),
+        helper.make_node("Gemm", ["x10", "w4", "b4"], ["output"], name="fc2", transB=1),
+    ]
+    inits = [init("c1", c1), init("c1b", c1b), init("bn_s", bn_scale), init("bn_b", bn_bias),
+             init("bn_m", bn_mean), init("bn_v", bn_var), init("c2", c2), init("c2b", c2b),
+             init("w3", w3), init("b3", b3), init("w4", w4), init("b4", b4)]
+    x = rng.uniform(0.0, 1.0, size=(1, 1, 28, 28))
+    save("lenet", nodes, inits, [1, 1, 28, 28], [1, 10], x)
+
+
+def nonlinear(rng):
+    """A small model with Sigmoid, Tanh, Softmax and the element-wise ops."""
+    w1, b1 = dense(rng, 16, 16)
+    w2, b2 = dense(rng, 16, 16)
+    w3 = rng.normal(0.0, 0.5, size=(16, 8)).astype(np.float32)
+    b3 = rng.normal(0.0, 0.1, size=(8,)).astype(np.float32)
+    scale = rng.uniform(0.5, 1.5, size=(8,)).astype(np.float32)
+    w4, b4 = dense(rng, 16, 6)
+    nodes = [
+        helper.make_node("Gemm", ["input", "w1", "b1"], ["h1"], name="fc1", transB=1),
+        helper.make_node("Sigmoid", ["h1"], ["s1"], name="sigmoid"),
+        helper.make_node("Gemm", ["s1", "w2", "b2"], ["h2"], name="fc2", transB=1),
+        helper.make_node("Tanh", ["h2"], ["t2"], name="tanh"),
+        helper.make_node("MatMul", ["t2", "w3"], ["h3"], name="matmul"),
+        helper.make_node("Add", ["h3", "b3"], ["h4"], name="bias"),
+        helper.make_node("Mul", ["h4", "gain"], ["h5"], name="scale"),
+        helper.make_node("LeakyRelu", ["h5"], ["h6"], name="leaky", alpha=0.1),
+        helper.make_node("Clip", ["h6", "clip_lo", "clip_hi"], ["h7"], name="relu6"),
+        helper.make_node("Mul", ["h7", "h4"], ["h8"], name="gate"),
+        helper.make_node("Sub", ["h8", "h6"], ["h9"], name="residual"),
+        helper.make_node("Concat", ["h9", "h7"], ["h10"], name="concat", axis=1),
+        helper.make_node("Gemm", ["h10", "w4", "b4"], ["h11"], name="fc3", transB=1),
+        helper.make_node("Softmax", ["h11"], ["output"], name="softmax", axis=-1),
+    ]
+    inits = [init("w1", w1), init("b1", b1), init("w2", w2), init("b2", b2), init("w3", w3),
+             init("b3", b3), init("gain", scale), init("clip_lo", 0.0), init("clip_hi", 6.0),
+             init("w4", w4), init("b4", b4)]
+    x = rng.uniform(-1.0, 1.0, size=(1, 16))
+    save("nonlinear", nodes, inits, [1, 16], [1, 6], x)
+
+
+if __name__ == "__main__":
+    mlp(np.random.default_rng(1))
+    lenet(np.random.default_rng(2))
+    nonlinear(np.random.default_rng(3))
