@@ -1,0 +1,188 @@
+//! Proving and verifying keys, generated once per (circuit, SRS) and cached on
+//! disk under a content address: the circuit hash and the SRS id.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use halo2_proofs::halo2curves::bn256::{Bn256, G1Affine};
+use halo2_proofs::plonk::{keygen_pk, keygen_vk, ProvingKey, VerifyingKey};
+use halo2_proofs::poly::kzg::commitment::ParamsKZG;
+use halo2_proofs::SerdeFormat;
+use serde::{Deserialize, Serialize};
+use zkfarm_circuits::model::hash_hex;
+use zkfarm_circuits::{CircuitParams, CompiledModel, ModelCircuit};
+
+use crate::home;
+use crate::srs::Srs;
+
+/// What a verifier needs besides the raw verifying key: how to read the
+/// public instances, and which circuit and SRS the key belongs to.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VkMeta {
+    pub circuit_hash: String,
+    pub model_hash: String,
+    pub srs_id: String,
+    pub k: u32,
+    pub params: CircuitParams,
+    /// Fixed-point scale of the outputs.
+    pub scale: u32,
+    pub output_shapes: Vec<Vec<usize>>,
+    pub num_instances: usize,
+    pub public_input: bool,
+}
+
+/// A verifying key with its metadata; `hash` is what receipts name.
+#[derive(Clone, Debug)]
+pub struct VerifierKey {
+    pub meta: VkMeta,
+    pub vk: VerifyingKey<G1Affine>,
+    pub hash: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct VkFile {
+    meta: VkMeta,
+    vk: String,
+}
+
+impl VerifierKey {
+    fn new(meta: VkMeta, vk: VerifyingKey<G1Affine>) -> Self {
+        let hash = Self::hash_of(&meta, &vk.to_bytes(SerdeFormat::RawBytes));
+        VerifierKey { meta, vk, hash }
+    }
+
+    fn hash_of(meta: &VkMeta, vk_bytes: &[u8]) -> String {
+        let mut bytes = serde_json::to_vec(meta).expect("metadata serializes");
+        bytes.extend_from_slice(vk_bytes);
+        hash_hex(&bytes)
+    }
+
+    pub fn to_json(&self) -> String {
+        let file = VkFile { meta: self.meta.clone(), vk: hex::encode(self.vk.to_bytes(SerdeFormat::RawBytes)) };
+        serde_json::to_string(&file).expect("a verifying key serializes")
+    }
+
+    pub fn from_json(text: &str) -> Result<Self> {
+        let file: VkFile = serde_json::from_str(text).context("not a zkfarm verifying key file")?;
+        let bytes = hex::decode(&file.vk).context("the verifying key is not hex")?;
+        let vk = VerifyingKey::<G1Affine>::read::<_, ModelCircuit>(&mut &bytes[..], SerdeFormat::RawBytes, file.meta.params.clone())
+            .map_err(|e| anyhow!("corrupt verifying key: {e}"))?;
+        Ok(Self::new(file.meta, vk))
+    }
+
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Self::from_json(&text).with_context(|| format!("loading {}", path.display()))
+    }
+}
+
+pub struct Keys {
+    pub pk: Arc<ProvingKey<G1Affine>>,
+    pub vk: VerifierKey,
+}
+
+/// Which layer served a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeySource {
+    Disk,
+    Generated,
+}
+
+/// The local on-disk key cache.
+pub struct KeyCache {
+    dir: PathBuf,
+}
+
+impl KeyCache {
+    pub fn new(dir: PathBuf) -> Result<Self> {
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(KeyCache { dir })
+    }
+
+    /// The cache under the data directory.
+    pub fn open_default() -> Result<Self> {
+        Self::new(home::subdir("keys")?)
+    }
+
+    fn stem(model: &CompiledModel, srs: &Srs) -> String {
+        let srs_part = srs.id.replace(':', "-");
+        format!("{}-{srs_part}", &model.circuit_hash[..32])
+    }
+
+    fn vk_index(&self, vk_hash: &str) -> PathBuf {
+        self.dir.join(format!("vk-{vk_hash}.json"))
+    }
+
+    /// Loads the keys of a model from disk, or generates and stores them.
+    pub fn get_or_create(&self, model: &CompiledModel, srs: &Srs) -> Result<(Keys, KeySource)> {
+        let params = srs.for_k(model.k)?;
+        let stem = Self::stem(model, srs);
+        let pk_path = self.dir.join(format!("{stem}.pk"));
+        let vk_path = self.dir.join(format!("{stem}.vk.json"));
+        if pk_path.exists() && vk_path.exists() {
+            match self.load(model, &pk_path, &vk_path) {
+                Ok(keys) => return Ok((keys, KeySource::Disk)),
+                Err(e) => tracing::warn!("discarding cached key {}: {e:#}", pk_path.display()),
+            }
+        }
+        let keys = generate(model, srs, &params)?;
+        let pk_bytes = keys.pk.to_bytes(SerdeFormat::RawBytes);
+        let mut file = hex::decode(hash_hex(&pk_bytes)).expect("hex");
+        file.extend_from_slice(&pk_bytes);
+        home::write_atomic(&pk_path, &file)?;
+        let vk_json = keys.vk.to_json();
+        home::write_atomic(&vk_path, vk_json.as_bytes())?;
+        home::write_atomic(&self.vk_index(&keys.vk.hash), vk_json.as_bytes())?;
+        Ok((keys, KeySource::Generated))
+    }
+
+    fn load(&self, model: &CompiledModel, pk_path: &Path, vk_path: &Path) -> Result<Keys> {
+        let vk = VerifierKey::load(vk_path)?;
+        if vk.meta.circuit_hash != model.circuit_hash {
+            bail!("verifying key belongs to circuit {}", vk.meta.circuit_hash);
+        }
+        let file = std::fs::read(pk_path)?;
+        if file.len() < 32 || hex::encode(&file[..32]) != hash_hex(&file[32..]) {
+            bail!("checksum mismatch");
+        }
+        let pk = ProvingKey::<G1Affine>::read::<_, ModelCircuit>(&mut &file[32..], SerdeFormat::RawBytes, vk.meta.params.clone())
+            .map_err(|e| anyhow!("corrupt proving key: {e}"))?;
+        if pk.get_vk().to_bytes(SerdeFormat::RawBytes) != vk.vk.to_bytes(SerdeFormat::RawBytes) {
+            bail!("proving key and verifying key disagree");
+        }
+        Ok(Keys { pk: Arc::new(pk), vk })
+    }
+
+    /// A verifying key by the hash receipts name, if it is in the cache.
+    pub fn find_vk(&self, vk_hash: &str) -> Result<Option<VerifierKey>> {
+        if !vk_hash.chars().all(|c| c.is_ascii_hexdigit()) {
+            bail!("malformed verifying key hash {vk_hash:?}");
+        }
+        let path = self.vk_index(vk_hash);
+        if !path.exists() {
+            return Ok(None);
+        }
+        VerifierKey::load(&path).map(Some)
+    }
+}
+
+/// Key generation for a compiled model.
+pub fn generate(model: &CompiledModel, srs: &Srs, params: &ParamsKZG<Bn256>) -> Result<Keys> {
+    let circuit = ModelCircuit::new(model.program.clone(), None);
+    let vk = keygen_vk(params, &circuit).map_err(|e| anyhow!("verifying key generation failed: {e:?}"))?;
+    let pk = keygen_pk(params, vk.clone(), &circuit).map_err(|e| anyhow!("proving key generation failed: {e:?}"))?;
+    let p = &model.program;
+    let meta = VkMeta {
+        circuit_hash: model.circuit_hash.clone(),
+        model_hash: model.model_hash.clone(),
+        srs_id: srs.id.clone(),
+        k: model.k,
+        params: CircuitParams::of(p),
+        scale: p.settings.input_scale,
+        output_shapes: p.output_shapes.clone(),
+        num_instances: p.num_instances(),
+        public_input: p.settings.public_input,
+    };
+    Ok(Keys { pk: Arc::new(pk), vk: VerifierKey::new(meta, vk) })
+}

@@ -1,0 +1,137 @@
+//! The KZG structured reference string (SRS).
+//!
+//! `zkfarm srs gen --insecure-dev` samples the secret locally: whoever ran it
+//! knows the trapdoor and can forge proofs. Such an SRS is labelled insecure
+//! in its file header, its id and every receipt made with it.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use halo2_proofs::halo2curves::bn256::Bn256;
+use halo2_proofs::halo2curves::group::GroupEncoding;
+use halo2_proofs::poly::commitment::Params;
+use halo2_proofs::poly::kzg::commitment::ParamsKZG;
+use rand::RngCore;
+
+use crate::home;
+
+const MAGIC_DEV: &[u8] = b"ZKFARM-SRS insecure-dev v1\n";
+const MAGIC: &[u8] = b"ZKFARM-SRS v1\n";
+/// Largest k an SRS may have; 2^26 points is over 4 GiB.
+pub const MAX_K: u32 = 26;
+
+pub struct Srs {
+    pub params: ParamsKZG<Bn256>,
+    /// `insecure-dev:<hash>` or `kzg:<hash>` of the G2 elements, which stay
+    /// the same when the SRS is cut down to a smaller k.
+    pub id: String,
+    pub insecure: bool,
+}
+
+impl Srs {
+    /// Samples a local development SRS. Insecure: the trapdoor is known here.
+    pub fn generate_insecure_dev(k: u32, rng: impl RngCore) -> Result<Self> {
+        if !(4..=MAX_K).contains(&k) {
+            bail!("k must be between 4 and {MAX_K}, got {k}");
+        }
+        let params = ParamsKZG::<Bn256>::setup(k, rng);
+        Ok(Self::from_params(params, true))
+    }
+
+    fn from_params(params: ParamsKZG<Bn256>, insecure: bool) -> Self {
+        let mut bytes = params.g2().to_bytes().as_ref().to_vec();
+        bytes.extend_from_slice(params.s_g2().to_bytes().as_ref());
+        let hash = &zkfarm_circuits::model::hash_hex(&bytes)[..16];
+        let id = if insecure { format!("insecure-dev:{hash}") } else { format!("kzg:{hash}") };
+        Srs { params, id, insecure }
+    }
+
+    pub fn k(&self) -> u32 {
+        self.params.k()
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut bytes = Vec::new();
+        bytes.write_all(if self.insecure { MAGIC_DEV } else { MAGIC })?;
+        self.params.write(&mut bytes)?;
+        home::write_atomic(path, &bytes)
+    }
+
+    pub fn load(path: &Path) -> Result<Self> {
+        let mut file = std::fs::File::open(path).with_context(|| format!("opening SRS {}", path.display()))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        let (insecure, body) = if let Some(b) = bytes.strip_prefix(MAGIC_DEV) {
+            (true, b)
+        } else if let Some(b) = bytes.strip_prefix(MAGIC) {
+            (false, b)
+        } else {
+            bail!("{} is not a zkfarm SRS file", path.display());
+        };
+        let params = ParamsKZG::<Bn256>::read(&mut &body[..])
+            .map_err(|e| anyhow!("{} is a corrupt SRS file: {e}", path.display()))?;
+        Ok(Self::from_params(params, insecure))
+    }
+
+    /// Parameters cut down to `k`, for a circuit of that size.
+    pub fn for_k(&self, k: u32) -> Result<ParamsKZG<Bn256>> {
+        if k > self.k() {
+            bail!(
+                "the circuit needs k = {k} but the SRS ({}) has only 2^{} points; \
+                 run `zkfarm srs gen --k {k} --insecure-dev` for a local one",
+                self.id,
+                self.k()
+            );
+        }
+        let mut p = self.params.clone();
+        if k < self.k() {
+            p.downsize(k);
+        }
+        Ok(p)
+    }
+}
+
+/// Where `zkfarm srs gen` stores the default SRS.
+pub fn default_path() -> PathBuf {
+    home::data_dir().join("srs").join("default.srs")
+}
+
+/// The SRS named by `--srs`, else the default one, else an error that says
+/// how to make one.
+pub fn resolve(explicit: Option<&Path>) -> Result<Srs> {
+    if let Some(p) = explicit {
+        return Srs::load(p);
+    }
+    let p = default_path();
+    if !p.exists() {
+        bail!(
+            "no SRS found: pass --srs FILE, or run `zkfarm srs gen --k 17 --insecure-dev` \
+             to create a local insecure development SRS at {}",
+            p.display()
+        );
+    }
+    Srs::load(&p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn save_load_and_downsize_keep_the_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let srs = Srs::generate_insecure_dev(6, rand_chacha::ChaCha20Rng::seed_from_u64(1)).unwrap();
+        assert!(srs.id.starts_with("insecure-dev:"));
+        let path = dir.path().join("s.srs");
+        srs.save(&path).unwrap();
+        let back = Srs::load(&path).unwrap();
+        assert_eq!(back.id, srs.id);
+        assert_eq!(back.k(), 6);
+        assert_eq!(back.for_k(5).unwrap().k(), 5);
+        assert!(back.for_k(7).is_err());
+        std::fs::write(&path, b"garbage").unwrap();
+        assert!(Srs::load(&path).is_err());
+    }
+}
