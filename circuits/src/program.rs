@@ -74,6 +74,19 @@ pub enum Step {
 }
 
 impl Step {
+    /// Advice cells this step assigns (the tamper hook indexes them).
+    pub fn advice_cells(&self, lanes: usize) -> usize {
+        match self {
+            Step::Input { .. } => 3,
+            Step::Dot { terms, .. } => terms.len() + self.rows(lanes),
+            Step::Mul { pairs, .. } => 2 * pairs.len() + self.rows(lanes),
+            Step::Div { act, .. } => 5 + act.is_some() as usize,
+            Step::Act { .. } => 2,
+            Step::Max { inputs, exp, .. } => inputs.len() * (3 + exp.is_some() as usize),
+            Step::DivBy { .. } => 6,
+        }
+    }
+
     /// Rows this step occupies in the circuit.
     pub fn rows(&self, lanes: usize) -> usize {
         match self {

@@ -1,0 +1,384 @@
+//! Per-op tests: each op on random shapes and values is proven with MockProver
+//! and its public outputs are compared with an integer reference written here
+//! independently of the lowering. Then soundness (every advice cell of a
+//! compiled model is constrained) and bad input.
+
+use std::sync::Arc;
+
+use halo2_proofs::dev::MockProver;
+use prost::Message;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use zkfarm_circuits::circuit::instances;
+use zkfarm_circuits::graph::*;
+use zkfarm_circuits::quantize::compile;
+use zkfarm_circuits::{CompiledModel, ModelCircuit, Program, Settings};
+
+const S: u32 = 6;
+const P: u32 = 6;
+
+fn settings() -> Settings {
+    Settings { input_scale: S, param_scale: P, lookup_bits: 10, lanes: 8, public_input: false }
+}
+
+/// A graph with one runtime input of `shape` feeding `op`.
+fn single(shape: &[usize], op: Op, out_shape: &[usize]) -> Graph {
+    let mut g = Graph::default();
+    let x = g.push("x", Op::Input { index: 0 }, vec![], shape.to_vec());
+    g.inputs.push(x);
+    let y = g.push("op", op, vec![x], out_shape.to_vec());
+    g.outputs.push(y);
+    g
+}
+
+/// Compiles, runs integer inference, checks MockProver and returns the
+/// quantized inputs and the public outputs.
+fn prove_mock(g: &Graph, s: &Settings, input: &[f64]) -> (Vec<i64>, Vec<i64>) {
+    let program = compile(g, s).unwrap();
+    let model = CompiledModel::from_program(program, "test".into());
+    let witness = model.run(&[input.to_vec()]).unwrap();
+    let inst = instances(&model.program, &witness);
+    let circuit = ModelCircuit::new(model.program.clone(), Some(Arc::new(witness.clone())));
+    MockProver::run(model.k, &circuit, vec![inst]).unwrap().assert_satisfied_par();
+    let q = model.program.quantize_inputs(&[input.to_vec()]).unwrap().remove(0);
+    (q, model.program.output_values(&witness).remove(0))
+}
+
+fn quant(x: f64, s: u32) -> i64 {
+    (x * (1u64 << s) as f64).round() as i64
+}
+
+/// Reference rounded division: floor((z + d/2) / d).
+fn rdiv(z: i64, d: i64) -> i64 {
+    (z + d / 2).div_euclid(d)
+}
+
+fn random_input(rng: &mut ChaCha20Rng, n: usize, range: f64) -> Vec<f64> {
+    let mut v: Vec<f64> = (0..n).map(|_| rng.gen_range(-range..range)).collect();
+    // Zero and exact negatives are edge cases of rounding; always include them.
+    if n > 2 {
+        v[0] = 0.0;
+        v[1] = -1.0;
+    }
+    v
+}
+
+#[test]
+fn dense_matches_integer_reference() {
+    let mut rng = ChaCha20Rng::seed_from_u64(1);
+    for _ in 0..4 {
+        let (k, n) = (rng.gen_range(1..20), rng.gen_range(1..6));
+        let w: Vec<f64> = (0..n * k).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let b: Vec<f64> = (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let g = single(&[1, k], Op::Dense { weight: Tensor::new(vec![n, k], w.clone()), bias: b.clone() }, &[1, n]);
+        let x = random_input(&mut rng, k, 2.0);
+        let (xq, out) = prove_mock(&g, &settings(), &x);
+        for j in 0..n {
+            let z: i64 = (0..k).map(|i| xq[i] * quant(w[j * k + i], P)).sum::<i64>() + quant(b[j], S + P);
+            assert_eq!(out[j], rdiv(z, 1 << P), "output {j}");
+        }
+    }
+}
+
+#[test]
+fn conv_matches_integer_reference() {
+    let mut rng = ChaCha20Rng::seed_from_u64(2);
+    for (stride, pad) in [(1, 0), (2, 1)] {
+        let (ci, co, h, w, kk) = (2, 3, 6, 5, 3);
+        let wt: Vec<f64> = (0..co * ci * kk * kk).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let bias: Vec<f64> = (0..co).map(|_| rng.gen_range(-0.5..0.5)).collect();
+        let window = Window { kernel: [kk, kk], stride: [stride, stride], pads: [pad; 4], dilation: [1, 1] };
+        let [oh, ow] = window.output_hw(h, w).unwrap();
+        let op = Op::Conv { weight: Tensor::new(vec![co, ci, kk, kk], wt.clone()), bias: bias.clone(), window };
+        let g = single(&[1, ci, h, w], op, &[1, co, oh, ow]);
+        let x = random_input(&mut rng, ci * h * w, 1.5);
+        let (xq, out) = prove_mock(&g, &settings(), &x);
+        let mut idx = 0;
+        for o in 0..co {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut z = quant(bias[o], S + P);
+                    for c in 0..ci {
+                        for ky in 0..kk {
+                            for kx in 0..kk {
+                                let iy = (oy * stride + ky) as isize - pad as isize;
+                                let ix = (ox * stride + kx) as isize - pad as isize;
+                                if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                                    let xv = xq[(c * h + iy as usize) * w + ix as usize];
+                                    z += xv * quant(wt[((o * ci + c) * kk + ky) * kk + kx], P);
+                                }
+                            }
+                        }
+                    }
+                    assert_eq!(out[idx], rdiv(z, 1 << P));
+                    idx += 1;
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn activations_match_rounded_functions_over_the_whole_range() {
+    let acts = [
+        Activation::Relu,
+        Activation::LeakyRelu { alpha: 0.1 },
+        Activation::Clip { lo: 0.0, hi: 6.0 },
+        Activation::Sigmoid,
+        Activation::Tanh,
+    ];
+    let s = settings();
+    let half = 1i64 << (s.lookup_bits - 1);
+    // Every value of the lookup range, including both edges.
+    let xs: Vec<f64> = (-half..half).step_by(7).chain([half - 1, -half]).map(|q| q as f64 / (1u64 << S) as f64).collect();
+    for act in acts {
+        let g = single(&[xs.len()], Op::Act(act), &[xs.len()]);
+        let (xq, out) = prove_mock(&g, &s, &xs);
+        for (x, y) in xq.iter().zip(&out) {
+            let f = act.eval(*x as f64 / (1u64 << S) as f64);
+            assert_eq!(*y, quant(f, S), "{act:?} at {x}");
+        }
+    }
+}
+
+#[test]
+fn activation_outside_the_table_is_a_clear_error() {
+    let s = settings();
+    let half = (1i64 << (s.lookup_bits - 1)) as f64 / (1u64 << S) as f64;
+    let g = single(&[1], Op::Act(Activation::Sigmoid), &[1]);
+    let program = compile(&g, &s).unwrap();
+    let err = program.run(&[vec![half]]).unwrap_err();
+    assert!(format!("{err:#}").contains("lookup table range"), "{err:#}");
+    assert!(format!("{err:#}").contains("node `op`"), "{err:#}");
+}
+
+#[test]
+fn arithmetic_with_broadcasting() {
+    let mut rng = ChaCha20Rng::seed_from_u64(3);
+    for op in [Arith::Add, Arith::Sub, Arith::Mul] {
+        let mut g = Graph::default();
+        let a = g.push("a", Op::Input { index: 0 }, vec![], vec![2, 3]);
+        g.inputs.push(a);
+        let b = g.push("b", Op::Input { index: 1 }, vec![], vec![3]);
+        g.inputs.push(b);
+        let c: Vec<f64> = (0..3).map(|_| rng.gen_range(-2.0..2.0)).collect();
+        let k = g.push("k", Op::Const(Tensor::new(vec![2, 1], vec![0.5, -1.25])), vec![], vec![2, 1]);
+        let y = g.push("y", Op::Arith(op), vec![a, b], vec![2, 3]);
+        let z = g.push("z", Op::Arith(op), vec![y, k], vec![2, 3]);
+        g.outputs.push(z);
+        let xa = random_input(&mut rng, 6, 2.0);
+        let program = compile(&g, &settings()).unwrap();
+        let model = CompiledModel::from_program(program, "t".into());
+        let w = model.run(&[xa.clone(), c.clone()]).unwrap();
+        let circuit = ModelCircuit::new(model.program.clone(), Some(Arc::new(w.clone())));
+        MockProver::run(model.k, &circuit, vec![instances(&model.program, &w)]).unwrap().assert_satisfied_par();
+        let q = model.program.quantize_inputs(&[xa, c]).unwrap();
+        let out = &model.program.output_values(&w)[0];
+        let kq = [0.5, -1.25];
+        for i in 0..2 {
+            for j in 0..3 {
+                let (p, r) = (q[0][i * 3 + j], q[1][j]);
+                let y = match op {
+                    Arith::Add => p + r,
+                    Arith::Sub => p - r,
+                    Arith::Mul => rdiv(p * r, 1 << S),
+                };
+                let z = match op {
+                    Arith::Add => y + quant(kq[i], S),
+                    Arith::Sub => y - quant(kq[i], S),
+                    Arith::Mul => rdiv(y * quant(kq[i], P), 1 << P),
+                };
+                assert_eq!(out[i * 3 + j], z, "{op:?} at {i},{j}");
+            }
+        }
+    }
+}
+
+#[test]
+fn pools_match_integer_reference() {
+    let mut rng = ChaCha20Rng::seed_from_u64(4);
+    let (c, h, w) = (2, 5, 4);
+    let x = random_input(&mut rng, c * h * w, 3.0);
+    let win = Window { kernel: [2, 2], stride: [2, 2], pads: [0, 0, 1, 0], dilation: [1, 1] };
+    let [oh, ow] = win.output_hw(h, w).unwrap();
+    for avg in [false, true] {
+        let op = if avg { Op::AvgPool { window: win.clone(), count_include_pad: false } } else { Op::MaxPool(win.clone()) };
+        let g = single(&[1, c, h, w], op, &[1, c, oh, ow]);
+        let (xq, out) = prove_mock(&g, &settings(), &x);
+        let mut idx = 0;
+        for ch in 0..c {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let taps: Vec<i64> = (0..2)
+                        .flat_map(|ky| (0..2).map(move |kx| (oy * 2 + ky, ox * 2 + kx)))
+                        .filter(|&(iy, ix)| iy < h && ix < w)
+                        .map(|(iy, ix)| xq[(ch * h + iy) * w + ix])
+                        .collect();
+                    let want = if avg { rdiv(taps.iter().sum(), taps.len() as i64) } else { *taps.iter().max().unwrap() };
+                    assert_eq!(out[idx], want);
+                    idx += 1;
+                }
+            }
+        }
+    }
+    let g = single(&[1, c, h, w], Op::GlobalAvgPool, &[1, c, 1, 1]);
+    let (xq, out) = prove_mock(&g, &settings(), &x);
+    for ch in 0..c {
+        assert_eq!(out[ch], rdiv(xq[ch * h * w..(ch + 1) * h * w].iter().sum(), (h * w) as i64));
+    }
+}
+
+#[test]
+fn softmax_tracks_the_float_softmax() {
+    let mut rng = ChaCha20Rng::seed_from_u64(5);
+    let x = random_input(&mut rng, 12, 3.0);
+    let g = single(&[2, 6], Op::Softmax, &[2, 6]);
+    let (xq, out) = prove_mock(&g, &settings(), &x);
+    for row in 0..2 {
+        let r: Vec<f64> = xq[row * 6..(row + 1) * 6].iter().map(|&q| q as f64 / (1u64 << S) as f64).collect();
+        let m = r.iter().cloned().fold(f64::MIN, f64::max);
+        let sum: f64 = r.iter().map(|v| (v - m).exp()).sum();
+        for i in 0..6 {
+            let want = (r[i] - m).exp() / sum;
+            let got = out[row * 6 + i] as f64 / (1u64 << S) as f64;
+            assert!((want - got).abs() < 0.05, "row {row} item {i}: {got} vs {want}");
+        }
+    }
+}
+
+#[test]
+fn shape_ops_and_dynamic_matmul() {
+    let mut rng = ChaCha20Rng::seed_from_u64(6);
+    let mut g = Graph::default();
+    let a = g.push("a", Op::Input { index: 0 }, vec![], vec![2, 3]);
+    g.inputs.push(a);
+    let t = g.push("t", Op::Transpose { perm: vec![1, 0] }, vec![a], vec![3, 2]);
+    let m = g.push("m", Op::MatMulDyn, vec![a, t], vec![2, 2]);
+    let r = g.push("r", Op::Reshape, vec![m], vec![4]);
+    let f = g.push("f", Op::Reshape, vec![a], vec![6]);
+    let c = g.push("c", Op::Concat { axis: 0 }, vec![r, f], vec![10]);
+    g.outputs.push(c);
+    let x = random_input(&mut rng, 6, 2.0);
+    let (xq, out) = prove_mock(&g, &settings(), &x);
+    for i in 0..2 {
+        for j in 0..2 {
+            let z: i64 = (0..3).map(|k| xq[i * 3 + k] * xq[j * 3 + k]).sum();
+            assert_eq!(out[i * 2 + j], rdiv(z, 1 << S));
+        }
+    }
+    assert_eq!(&out[4..], &xq[..]);
+}
+
+/// Number of advice cells the circuit assigns for a program.
+fn advice_cells(p: &Program) -> usize {
+    p.steps.iter().map(|(s, _)| s.advice_cells(p.settings.lanes)).sum()
+}
+
+/// Adds one to each advice cell of the witness in turn: MockProver must
+/// reject every single mutation.
+#[test]
+fn every_advice_cell_is_constrained() {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let onnx = std::fs::read(dir.join("nonlinear.onnx")).unwrap();
+    let input = zkfarm_circuits::input::read_input(&dir.join("nonlinear.input.json")).unwrap();
+    let s = Settings { input_scale: 5, param_scale: 5, lookup_bits: 9, ..Settings::default() };
+    let model = CompiledModel::compile(&onnx, &s).unwrap();
+    let witness = Arc::new(model.run(&input).unwrap());
+    let inst = instances(&model.program, &witness);
+    let cells = advice_cells(&model.program);
+    assert!(cells > 500, "{cells}");
+    let check = |tamper: Option<usize>| {
+        let mut c = ModelCircuit::new(model.program.clone(), Some(witness.clone()));
+        c.tamper = tamper;
+        MockProver::run(model.k, &c, vec![inst.clone()]).unwrap().verify_par().is_ok()
+    };
+    assert!(check(None));
+    // Past the last cell the hook changes nothing: the count is exact.
+    assert!(check(Some(cells)));
+    let accepted: Vec<usize> = (0..cells).filter(|&i| check(Some(i))).collect();
+    assert!(accepted.is_empty(), "mutations of cells {accepted:?} were accepted");
+}
+
+#[test]
+fn changed_public_output_is_rejected() {
+    let g = single(&[4], Op::Act(Activation::Tanh), &[4]);
+    let model = CompiledModel::from_program(compile(&g, &settings()).unwrap(), "t".into());
+    let w = model.run(&[vec![0.5, -0.25, 1.0, 0.0]]).unwrap();
+    let mut inst = instances(&model.program, &w);
+    inst[2] += halo2_proofs::halo2curves::bn256::Fr::one();
+    let c = ModelCircuit::new(model.program.clone(), Some(Arc::new(w)));
+    assert!(MockProver::run(model.k, &c, vec![inst]).unwrap().verify_par().is_err());
+}
+
+mod bad_input {
+    use super::*;
+    use tract_onnx::pb;
+
+    fn onnx_with(op: &str, name: &str) -> Vec<u8> {
+        let dims = |d: &[i64]| pb::TypeProto {
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                elem_type: 1,
+                shape: Some(pb::TensorShapeProto {
+                    dim: d
+                        .iter()
+                        .map(|&v| pb::tensor_shape_proto::Dimension {
+                            value: Some(pb::tensor_shape_proto::dimension::Value::DimValue(v)),
+                            ..Default::default()
+                        })
+                        .collect(),
+                }),
+            })),
+            ..Default::default()
+        };
+        let model = pb::ModelProto {
+            ir_version: 8,
+            opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: 13 }],
+            graph: Some(pb::GraphProto {
+                name: "g".into(),
+                node: vec![pb::NodeProto {
+                    name: name.into(),
+                    op_type: op.into(),
+                    input: vec!["x".into()],
+                    output: vec!["y".into()],
+                    ..Default::default()
+                }],
+                input: vec![pb::ValueInfoProto { name: "x".into(), r#type: Some(dims(&[1, 4])), ..Default::default() }],
+                output: vec![pb::ValueInfoProto { name: "y".into(), r#type: Some(dims(&[1, 4])), ..Default::default() }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        model.encode_to_vec()
+    }
+
+    #[test]
+    fn unsupported_op_names_op_and_node() {
+        let err = CompiledModel::compile(&onnx_with("Erf", "my_erf"), &Settings::default()).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("Erf") && msg.contains("my_erf"), "{msg}");
+        // The same graph with a supported op compiles.
+        assert!(CompiledModel::compile(&onnx_with("Relu", "r"), &Settings::default()).is_ok());
+    }
+
+    #[test]
+    fn corrupt_onnx_is_an_error() {
+        let err = CompiledModel::compile(b"\x08\x01garbage\xff\xff", &Settings::default()).unwrap_err();
+        assert!(format!("{err:#}").contains("not a valid ONNX model"), "{err:#}");
+        let good = onnx_with("Relu", "r");
+        for cut in [1, good.len() / 2, good.len() - 1] {
+            assert!(CompiledModel::compile(&good[..cut], &Settings::default()).is_err());
+        }
+    }
+
+    #[test]
+    fn wrong_shape_and_nan_are_errors() {
+        let model = CompiledModel::compile(&onnx_with("Relu", "r"), &Settings::default()).unwrap();
+        let err = model.run(&[vec![1.0, 2.0]]).unwrap_err();
+        assert!(format!("{err:#}").contains("expects shape [1, 4]"), "{err:#}");
+        let err = model.run(&[vec![1.0, f64::NAN, 0.0, 0.0]]).unwrap_err();
+        assert!(format!("{err:#}").contains("NaN"), "{err:#}");
+        let err = model.run(&[vec![1.0; 4], vec![1.0; 4]]).unwrap_err();
+        assert!(format!("{err:#}").contains("takes 1 input"), "{err:#}");
+        assert!(zkfarm_circuits::onnx::import_file(std::path::Path::new("/nonexistent.onnx")).is_err());
+    }
+}
