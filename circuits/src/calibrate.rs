@@ -32,7 +32,13 @@ pub struct Calibration {
 const MAX_SCALE: u32 = 12;
 const MAX_LOOKUP_BITS: u32 = 18;
 
-pub fn calibrate(graph: &Graph, onnx: &[u8], samples: &[Vec<Vec<f64>>], base: &Settings, max_k: u32) -> Result<Calibration> {
+pub fn calibrate(
+    graph: &Graph,
+    onnx: &[u8],
+    samples: &[Vec<Vec<f64>>],
+    base: &Settings,
+    max_k: u32,
+) -> Result<Calibration> {
     if samples.is_empty() {
         bail!("calibration needs at least one sample input");
     }

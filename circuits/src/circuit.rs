@@ -226,11 +226,7 @@ fn configure(meta: &mut ConstraintSystem<Fr>, params: CircuitParams) -> ModelCon
         let acc_cur = m.query_advice(acc, Rotation::cur());
         let start = ch.clone() * m.query_advice(acc, Rotation::prev()) + one.clone() - ch.clone();
         let last = m.query_fixed(q_last, Rotation::cur());
-        vec![
-            q.clone() * (acc_cur.clone() - start * (x1.clone() - x0)),
-            q * ch * (x1 - x1_prev),
-            last * acc_cur,
-        ]
+        vec![q.clone() * (acc_cur.clone() - start * (x1.clone() - x0)), q * ch * (x1 - x1_prev), last * acc_cur]
     });
 
     // Range checks against t_u = [0, 2^B).
@@ -240,8 +236,10 @@ fn configure(meta: &mut ConstraintSystem<Fr>, params: CircuitParams) -> ModelCon
     });
     meta.lookup_any("remainder below divisor", |m| {
         let x2 = m.query_advice(x[2], Rotation::cur());
-        let static_bound = m.query_fixed(q_div, Rotation::cur()) * (m.query_fixed(w[0], Rotation::cur()) - one.clone() - x2.clone());
-        let dyn_bound = m.query_fixed(q_ddiv, Rotation::cur()) * (m.query_advice(x[6], Rotation::cur()) - one.clone() - x2);
+        let static_bound =
+            m.query_fixed(q_div, Rotation::cur()) * (m.query_fixed(w[0], Rotation::cur()) - one.clone() - x2.clone());
+        let dyn_bound =
+            m.query_fixed(q_ddiv, Rotation::cur()) * (m.query_advice(x[6], Rotation::cur()) - one.clone() - x2);
         vec![(static_bound + dyn_bound, m.query_fixed(t_u, Rotation::cur()))]
     });
     for (name, col) in [("low limb", 3), ("high limb", 4)] {
@@ -432,7 +430,15 @@ impl<'a, 'r> Assigner<'a, 'r> {
     }
 
     /// Dense rows shared by `dot` and `mul`: each row adds `lanes` terms.
-    fn accumulate<T: Copy>(&mut self, items: &[T], per_row: usize, bias: i64, out: V, selector: Column<Fixed>, row_fn: impl Fn(&mut Self, &[T]) -> i128) {
+    fn accumulate<T: Copy>(
+        &mut self,
+        items: &[T],
+        per_row: usize,
+        bias: i64,
+        out: V,
+        selector: Column<Fixed>,
+        row_fn: impl Fn(&mut Self, &[T]) -> i128,
+    ) {
         let chunks: Vec<&[T]> = if items.is_empty() { vec![&[]] } else { items.chunks(per_row).collect() };
         let mut acc = bias as i128;
         let last = chunks.len() - 1;

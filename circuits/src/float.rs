@@ -15,9 +15,7 @@ impl FloatModel {
             .model_for_read(&mut &onnx[..])
             .map_err(|e| anyhow!("tract could not load the model: {e}"))?;
         for (i, s) in shapes.iter().enumerate() {
-            model = model
-                .with_input_fact(i, f32::fact(s).into())
-                .map_err(|e| anyhow!("input {i}: {e}"))?;
+            model = model.with_input_fact(i, f32::fact(s).into()).map_err(|e| anyhow!("input {i}: {e}"))?;
         }
         // Decluttering is enough for a reference run; the optimizer rewrites
         // more and has refused some valid graphs.

@@ -103,31 +103,52 @@ impl Window {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Op {
     /// The model's `index`-th input.
-    Input { index: usize },
+    Input {
+        index: usize,
+    },
     /// A constant (an initializer or a Constant node).
     Const(Tensor),
     /// `y[.., n] = sum_k x[.., k] * weight[n][k] + bias[n]` over the last axis.
     /// Weight is `[out, in]`.
-    Dense { weight: Tensor, bias: Vec<f64> },
+    Dense {
+        weight: Tensor,
+        bias: Vec<f64>,
+    },
     /// `y[.., m, n] = sum_k weight[m][k] * x[.., k, n] + bias`: a constant on the
     /// left of a MatMul. Weight is `[m, k]`.
-    DenseLeft { weight: Tensor },
+    DenseLeft {
+        weight: Tensor,
+    },
     /// 2-D convolution, NCHW, weight `[co, ci, kh, kw]`, groups 1.
-    Conv { weight: Tensor, bias: Vec<f64>, window: Window },
+    Conv {
+        weight: Tensor,
+        bias: Vec<f64>,
+        window: Window,
+    },
     /// MatMul of two runtime tensors over their last two axes.
     MatMulDyn,
     /// Per-channel affine along axis 1 (an unfolded BatchNormalization).
-    Affine { scale: Vec<f64>, shift: Vec<f64> },
+    Affine {
+        scale: Vec<f64>,
+        shift: Vec<f64>,
+    },
     Arith(Arith),
     Act(Activation),
     /// Softmax over the last axis.
     Softmax,
     MaxPool(Window),
-    AvgPool { window: Window, count_include_pad: bool },
+    AvgPool {
+        window: Window,
+        count_include_pad: bool,
+    },
     GlobalAvgPool,
     Reshape,
-    Transpose { perm: Vec<usize> },
-    Concat { axis: usize },
+    Transpose {
+        perm: Vec<usize>,
+    },
+    Concat {
+        axis: usize,
+    },
 }
 
 impl Op {

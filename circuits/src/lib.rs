@@ -11,6 +11,6 @@ pub mod onnx;
 pub mod program;
 pub mod quantize;
 
-pub use circuit::{ModelCircuit, CircuitParams};
+pub use circuit::{CircuitParams, ModelCircuit};
 pub use model::CompiledModel;
 pub use program::{Program, Settings, Witness};

@@ -17,9 +17,8 @@ pub const MAX_TENSOR_ELEMENTS: usize = 1 << 24;
 
 /// Decodes ONNX bytes and translates them into a [`Graph`].
 pub fn import_bytes(bytes: &[u8]) -> Result<Graph> {
-    let proto = tract_onnx::onnx()
-        .proto_model_for_read(&mut &bytes[..])
-        .map_err(|e| anyhow!("not a valid ONNX model: {e}"))?;
+    let proto =
+        tract_onnx::onnx().proto_model_for_read(&mut &bytes[..]).map_err(|e| anyhow!("not a valid ONNX model: {e}"))?;
     import_proto(&proto)
 }
 
@@ -83,13 +82,9 @@ fn import_proto(proto: &pb::ModelProto) -> Result<Graph> {
         }
     }
     for node in &g.node {
-        let name = if node.name.is_empty() {
-            node.output.first().cloned().unwrap_or_default()
-        } else {
-            node.name.clone()
-        };
-        imp.node(node, &name)
-            .with_context(|| format!("node `{name}` ({})", node.op_type))?;
+        let name =
+            if node.name.is_empty() { node.output.first().cloned().unwrap_or_default() } else { node.name.clone() };
+        imp.node(node, &name).with_context(|| format!("node `{name}` ({})", node.op_type))?;
     }
     for out in &g.output {
         match imp.vals.get(&out.name) {
@@ -110,10 +105,7 @@ fn input_shape(input: &pb::ValueInfoProto) -> Result<Vec<usize>> {
     if t.elem_type != 1 {
         bail!("input `{}` has element type {}; only float32 inputs are supported", input.name, t.elem_type);
     }
-    let shape = t
-        .shape
-        .as_ref()
-        .ok_or_else(|| anyhow!("input `{}` has no shape", input.name))?;
+    let shape = t.shape.as_ref().ok_or_else(|| anyhow!("input `{}` has no shape", input.name))?;
     let mut dims = Vec::new();
     for d in &shape.dim {
         dims.push(match &d.value {
@@ -130,9 +122,10 @@ fn input_shape(input: &pb::ValueInfoProto) -> Result<Vec<usize>> {
 fn check_size(shape: &[usize]) -> Result<()> {
     let mut n: usize = 1;
     for &d in shape {
-        n = n.checked_mul(d).filter(|&n| n <= MAX_TENSOR_ELEMENTS).ok_or_else(|| {
-            anyhow!("tensor of shape {shape:?} exceeds the limit of {MAX_TENSOR_ELEMENTS} elements")
-        })?;
+        n = n
+            .checked_mul(d)
+            .filter(|&n| n <= MAX_TENSOR_ELEMENTS)
+            .ok_or_else(|| anyhow!("tensor of shape {shape:?} exceeds the limit of {MAX_TENSOR_ELEMENTS} elements"))?;
     }
     Ok(())
 }
@@ -153,21 +146,21 @@ fn load_tensor(t: &TensorProto) -> Result<Tensor> {
     let n: usize = shape.iter().product();
     let raw = &t.raw_data;
     let data: Vec<f64> = match t.data_type {
-        1 if !raw.is_empty() => chunks(raw, 4, n, &t.name)?
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
-            .collect(),
+        1 if !raw.is_empty() => {
+            chunks(raw, 4, n, &t.name)?.map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect()
+        }
         1 => t.float_data.iter().map(|&v| v as f64).collect(),
-        11 if !raw.is_empty() => chunks(raw, 8, n, &t.name)?
-            .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
-            .collect(),
+        11 if !raw.is_empty() => {
+            chunks(raw, 8, n, &t.name)?.map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect()
+        }
         11 => t.double_data.clone(),
-        7 if !raw.is_empty() => chunks(raw, 8, n, &t.name)?
-            .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64)
-            .collect(),
+        7 if !raw.is_empty() => {
+            chunks(raw, 8, n, &t.name)?.map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64).collect()
+        }
         7 => t.int64_data.iter().map(|&v| v as f64).collect(),
-        6 if !raw.is_empty() => chunks(raw, 4, n, &t.name)?
-            .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f64)
-            .collect(),
+        6 if !raw.is_empty() => {
+            chunks(raw, 4, n, &t.name)?.map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f64).collect()
+        }
         6 => t.int32_data.iter().map(|&v| v as f64).collect(),
         other => bail!("tensor `{}` has unsupported data type {other}", t.name),
     };
@@ -214,11 +207,7 @@ fn axis(a: i64, rank: usize) -> Result<usize> {
 
 impl Importer {
     fn input(&self, node: &NodeProto, i: usize) -> Result<Val> {
-        let name = node
-            .input
-            .get(i)
-            .filter(|n| !n.is_empty())
-            .ok_or_else(|| anyhow!("missing input {i}"))?;
+        let name = node.input.get(i).filter(|n| !n.is_empty()).ok_or_else(|| anyhow!("missing input {i}"))?;
         self.vals.get(name).cloned().ok_or_else(|| anyhow!("input `{name}` is not defined"))
     }
     fn opt_input(&self, node: &NodeProto, i: usize) -> Result<Option<Val>> {
@@ -557,9 +546,8 @@ impl Importer {
 
     fn batchnorm(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
         let Val::Node(x) = self.input(node, 0)? else { bail!("BatchNormalization of a constant") };
-        let params: Vec<Tensor> = (1..5)
-            .map(|i| self.const_input(node, i, "a BatchNormalization parameter"))
-            .collect::<Result<_>>()?;
+        let params: Vec<Tensor> =
+            (1..5).map(|i| self.const_input(node, i, "a BatchNormalization parameter")).collect::<Result<_>>()?;
         let eps = attr_f(node, "epsilon", 1e-5);
         let shape = self.graph.nodes[x].shape.clone();
         let c = *shape.get(1).ok_or_else(|| anyhow!("BatchNormalization needs a channel axis"))?;
@@ -633,7 +621,9 @@ impl Importer {
 
     fn act(&mut self, node: &NodeProto, name: &str, act: Activation) -> Result<Val> {
         match self.input(node, 0)? {
-            Val::Const(t) => Ok(Val::Const(Tensor::new(t.shape.clone(), t.data.iter().map(|&v| act.eval(v)).collect()))),
+            Val::Const(t) => {
+                Ok(Val::Const(Tensor::new(t.shape.clone(), t.data.iter().map(|&v| act.eval(v)).collect())))
+            }
             Val::Node(x) => {
                 let shape = self.graph.nodes[x].shape.clone();
                 Ok(self.push(name, Op::Act(act), vec![x], shape))
@@ -699,11 +689,7 @@ impl Importer {
             }
             shape[a] += s[a];
         }
-        let ids = vals
-            .into_iter()
-            .enumerate()
-            .map(|(i, v)| self.node_of(v, &format!("{name}.in{i}")))
-            .collect();
+        let ids = vals.into_iter().enumerate().map(|(i, v)| self.node_of(v, &format!("{name}.in{i}"))).collect();
         Ok(self.push(name, Op::Concat { axis: a }, ids, shape))
     }
 }
@@ -726,7 +712,7 @@ fn reshape_target(input: &[usize], target: &[f64], allowzero: bool) -> Result<Ve
     }
     if let Some(i) = infer {
         let rest: usize = out.iter().product();
-        if rest == 0 || n % rest != 0 {
+        if rest == 0 || !n.is_multiple_of(rest) {
             bail!("cannot infer the -1 dimension reshaping {input:?} to {target:?}");
         }
         out[i] = n / rest;

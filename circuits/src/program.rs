@@ -36,7 +36,11 @@ impl Default for Settings {
 impl Settings {
     pub fn validate(&self) -> Result<()> {
         if !(1..=16).contains(&self.input_scale) || !(1..=16).contains(&self.param_scale) {
-            bail!("scales must be between 1 and 16 bits (input_scale {}, param_scale {})", self.input_scale, self.param_scale);
+            bail!(
+                "scales must be between 1 and 16 bits (input_scale {}, param_scale {})",
+                self.input_scale,
+                self.param_scale
+            );
         }
         if !(6..=20).contains(&self.lookup_bits) {
             bail!("lookup_bits must be between 6 and 20, got {}", self.lookup_bits);
@@ -44,7 +48,7 @@ impl Settings {
         if self.param_scale > self.lookup_bits || self.input_scale > self.lookup_bits {
             bail!("scales must not exceed lookup_bits ({})", self.lookup_bits);
         }
-        if !(8..=64).contains(&self.lanes) || self.lanes % 2 != 0 {
+        if !(8..=64).contains(&self.lanes) || !self.lanes.is_multiple_of(2) {
             bail!("lanes must be an even number between 8 and 64, got {}", self.lanes);
         }
         Ok(())

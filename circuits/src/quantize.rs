@@ -166,6 +166,9 @@ impl Lowering<'_> {
         out
     }
 
+    // Index loops mirror the tensor formulas (weights, biases and inputs are
+    // indexed together), which iterator chains would obscure.
+    #[allow(clippy::needless_range_loop)]
     fn lower(&mut self, id: NodeId) -> Result<Vec<V>> {
         let node = &self.g.nodes[id];
         let shape = node.shape.clone();
@@ -184,10 +187,8 @@ impl Lowering<'_> {
                 out
             }
             Op::Concat { axis } => {
-                let parts: Vec<(Vec<V>, Vec<usize>)> = ins
-                    .iter()
-                    .map(|&i| Ok((self.values(i)?, self.g.nodes[i].shape.clone())))
-                    .collect::<Result<_>>()?;
+                let parts: Vec<(Vec<V>, Vec<usize>)> =
+                    ins.iter().map(|&i| Ok((self.values(i)?, self.g.nodes[i].shape.clone()))).collect::<Result<_>>()?;
                 let outer: usize = shape[..*axis].iter().product();
                 let mut out = Vec::new();
                 for o in 0..outer {
@@ -238,7 +239,8 @@ impl Lowering<'_> {
                 for bt in 0..batch {
                     for i in 0..m {
                         for j in 0..n {
-                            let pairs = (0..k).map(|t| (a[bt * m * k + i * k + t], b[bt * k * n + t * n + j])).collect();
+                            let pairs =
+                                (0..k).map(|t| (a[bt * m * k + i * k + t], b[bt * k * n + t * n + j])).collect();
                             let acc = self.fresh();
                             self.push(Step::Mul { pairs, bias: 0, out: acc });
                             out.push(self.div(acc, 1 << self.s.input_scale));
@@ -336,7 +338,7 @@ impl Lowering<'_> {
         let (sa, sb) = (self.g.nodes[a].shape.clone(), self.g.nodes[b].shape.clone());
         let va = if ca.is_none() { self.values(a)? } else { vec![] };
         let vb = if cb.is_none() { self.values(b)? } else { vec![] };
-        let (s, p) = (self.s.input_scale, self.s.param_scale);
+        let s = self.s.input_scale;
         let mut pos_list = Vec::new();
         for_each_index(shape, |pos| pos_list.push((broadcast_index(&sa, pos), broadcast_index(&sb, pos))));
         let mut out = Vec::with_capacity(pos_list.len());
@@ -371,7 +373,6 @@ impl Lowering<'_> {
             };
             out.push(v);
         }
-        let _ = p;
         Ok(out)
     }
 

@@ -55,4 +55,3 @@ fn lenet_matches_float_and_satisfies_circuit() {
 fn nonlinear_matches_float_and_satisfies_circuit() {
     check_example("nonlinear", 0.05);
 }
-

@@ -130,7 +130,8 @@ fn activations_match_rounded_functions_over_the_whole_range() {
     let s = settings();
     let half = 1i64 << (s.lookup_bits - 1);
     // Every value of the lookup range, including both edges.
-    let xs: Vec<f64> = (-half..half).step_by(7).chain([half - 1, -half]).map(|q| q as f64 / (1u64 << S) as f64).collect();
+    let xs: Vec<f64> =
+        (-half..half).step_by(7).chain([half - 1, -half]).map(|q| q as f64 / (1u64 << S) as f64).collect();
     for act in acts {
         let g = single(&[xs.len()], Op::Act(act), &[xs.len()]);
         let (xq, out) = prove_mock(&g, &s, &xs);
@@ -202,7 +203,8 @@ fn pools_match_integer_reference() {
     let win = Window { kernel: [2, 2], stride: [2, 2], pads: [0, 0, 1, 0], dilation: [1, 1] };
     let [oh, ow] = win.output_hw(h, w).unwrap();
     for avg in [false, true] {
-        let op = if avg { Op::AvgPool { window: win.clone(), count_include_pad: false } } else { Op::MaxPool(win.clone()) };
+        let op =
+            if avg { Op::AvgPool { window: win.clone(), count_include_pad: false } } else { Op::MaxPool(win.clone()) };
         let g = single(&[1, c, h, w], op, &[1, c, oh, ow]);
         let (xq, out) = prove_mock(&g, &settings(), &x);
         let mut idx = 0;
@@ -214,7 +216,8 @@ fn pools_match_integer_reference() {
                         .filter(|&(iy, ix)| iy < h && ix < w)
                         .map(|(iy, ix)| xq[(ch * h + iy) * w + ix])
                         .collect();
-                    let want = if avg { rdiv(taps.iter().sum(), taps.len() as i64) } else { *taps.iter().max().unwrap() };
+                    let want =
+                        if avg { rdiv(taps.iter().sum(), taps.len() as i64) } else { *taps.iter().max().unwrap() };
                     assert_eq!(out[idx], want);
                     idx += 1;
                 }
@@ -343,7 +346,11 @@ mod bad_input {
                     ..Default::default()
                 }],
                 input: vec![pb::ValueInfoProto { name: "x".into(), r#type: Some(dims(&[1, 4])), ..Default::default() }],
-                output: vec![pb::ValueInfoProto { name: "y".into(), r#type: Some(dims(&[1, 4])), ..Default::default() }],
+                output: vec![pb::ValueInfoProto {
+                    name: "y".into(),
+                    r#type: Some(dims(&[1, 4])),
+                    ..Default::default()
+                }],
                 ..Default::default()
             }),
             ..Default::default()

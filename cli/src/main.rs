@@ -257,7 +257,14 @@ fn cmd_compile(out: &Output, args: &ModelArgs, output: Option<&Path>) -> Result<
     Ok(())
 }
 
-fn cmd_calibrate(out: &Output, args: &ModelArgs, data: &[PathBuf], samples: usize, max_k: u32, output: Option<&Path>) -> Result<()> {
+fn cmd_calibrate(
+    out: &Output,
+    args: &ModelArgs,
+    data: &[PathBuf],
+    samples: usize,
+    max_k: u32,
+    output: Option<&Path>,
+) -> Result<()> {
     let bytes = args.bytes()?;
     let graph = zkfarm_circuits::onnx::import_bytes(&bytes)?;
     let inputs: Vec<Vec<Vec<f64>>> = if data.is_empty() {
@@ -287,7 +294,11 @@ fn cmd_calibrate(out: &Output, args: &ModelArgs, data: &[PathBuf], samples: usiz
         }
         s + &format!(
             "chosen: scale {} (param {}), lookup_bits {}, k {}, max error {:.6}\n{text}",
-            cal.chosen.input_scale, cal.chosen.param_scale, cal.chosen.lookup_bits, cal.chosen.k, cal.chosen.max_abs_error
+            cal.chosen.input_scale,
+            cal.chosen.param_scale,
+            cal.chosen.lookup_bits,
+            cal.chosen.k,
+            cal.chosen.max_abs_error
         )
     });
     Ok(())
@@ -343,17 +354,33 @@ fn cmd_setup(out: &Output, args: &ModelArgs, srs_path: Option<&Path>, vk_out: Op
     Ok(())
 }
 
-fn cmd_prove(out: &Output, args: &ModelArgs, input: &Path, output: &Path, srs_path: Option<&Path>, seed: Option<u64>) -> Result<()> {
+fn cmd_prove(
+    out: &Output,
+    args: &ModelArgs,
+    input: &Path,
+    output: &Path,
+    srs_path: Option<&Path>,
+    seed: Option<u64>,
+) -> Result<()> {
     let model = args.compile()?;
     let inputs = read_input(input)?;
     let srs = srs::resolve(srs_path)?;
     let (keys, _, _) = keys_for(out, &model, &srs)?;
     let params = srs.for_k(model.k)?;
-    let (receipt, took) = out.step("proving", || prove(&model, &keys, &params, &srs.id, &inputs, &ProveOptions { seed }))?;
+    let (receipt, took) =
+        out.step("proving", || prove(&model, &keys, &params, &srs.id, &inputs, &ProveOptions { seed }))?;
     receipt.save(output)?;
-    out.emit(json!({ "ok": true, "receipt": output, "outputs": receipt.outputs, "seconds": took.as_secs_f64() }), || {
-        format!("proved in {:.1}s; receipt written to {}\noutputs: {:?}", took.as_secs_f64(), output.display(), receipt.outputs)
-    });
+    out.emit(
+        json!({ "ok": true, "receipt": output, "outputs": receipt.outputs, "seconds": took.as_secs_f64() }),
+        || {
+            format!(
+                "proved in {:.1}s; receipt written to {}\noutputs: {:?}",
+                took.as_secs_f64(),
+                output.display(),
+                receipt.outputs
+            )
+        },
+    );
     Ok(())
 }
 
@@ -423,7 +450,8 @@ fn cmd_demo(out: &Output, srs_path: Option<&Path>) -> Result<()> {
     };
     let (keys, source, keygen) = keys_for(out, &model, &srs)?;
     let params = srs.for_k(model.k)?;
-    let (receipt, prove_t) = out.step("proving", || prove(&model, &keys, &params, &srs.id, &inputs, &ProveOptions::default()))?;
+    let (receipt, prove_t) =
+        out.step("proving", || prove(&model, &keys, &params, &srs.id, &inputs, &ProveOptions::default()))?;
     let (_, verify_t) = out.step("verifying", || verify(&receipt, &keys.vk, &srs))?;
     let path = home::data_dir().join("demo-receipt.json");
     receipt.save(&path)?;

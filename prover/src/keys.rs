@@ -66,8 +66,12 @@ impl VerifierKey {
     pub fn from_json(text: &str) -> Result<Self> {
         let file: VkFile = serde_json::from_str(text).context("not a zkfarm verifying key file")?;
         let bytes = hex::decode(&file.vk).context("the verifying key is not hex")?;
-        let vk = VerifyingKey::<G1Affine>::read::<_, ModelCircuit>(&mut &bytes[..], SerdeFormat::RawBytes, file.meta.params.clone())
-            .map_err(|e| anyhow!("corrupt verifying key: {e}"))?;
+        let vk = VerifyingKey::<G1Affine>::read::<_, ModelCircuit>(
+            &mut &bytes[..],
+            SerdeFormat::RawBytes,
+            file.meta.params.clone(),
+        )
+        .map_err(|e| anyhow!("corrupt verifying key: {e}"))?;
         Ok(Self::new(file.meta, vk))
     }
 
@@ -146,8 +150,12 @@ impl KeyCache {
         if file.len() < 32 || hex::encode(&file[..32]) != hash_hex(&file[32..]) {
             bail!("checksum mismatch");
         }
-        let pk = ProvingKey::<G1Affine>::read::<_, ModelCircuit>(&mut &file[32..], SerdeFormat::RawBytes, vk.meta.params.clone())
-            .map_err(|e| anyhow!("corrupt proving key: {e}"))?;
+        let pk = ProvingKey::<G1Affine>::read::<_, ModelCircuit>(
+            &mut &file[32..],
+            SerdeFormat::RawBytes,
+            vk.meta.params.clone(),
+        )
+        .map_err(|e| anyhow!("corrupt proving key: {e}"))?;
         if pk.get_vk().to_bytes(SerdeFormat::RawBytes) != vk.vk.to_bytes(SerdeFormat::RawBytes) {
             bail!("proving key and verifying key disagree");
         }

@@ -27,7 +27,14 @@ pub struct ProveOptions {
 }
 
 /// Runs integer inference on `inputs` and proves it.
-pub fn prove(model: &CompiledModel, keys: &Keys, params: &ParamsKZG<Bn256>, srs_id: &str, inputs: &[Vec<f64>], opts: &ProveOptions) -> Result<Receipt> {
+pub fn prove(
+    model: &CompiledModel,
+    keys: &Keys,
+    params: &ParamsKZG<Bn256>,
+    srs_id: &str,
+    inputs: &[Vec<f64>],
+    opts: &ProveOptions,
+) -> Result<Receipt> {
     let witness = Arc::new(model.run(inputs)?);
     let inst = instances(&model.program, &witness);
     let circuit = ModelCircuit::new(model.program.clone(), Some(witness.clone()));

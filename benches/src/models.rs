@@ -1,0 +1,102 @@
+//! Per-model proving benchmark: k, rows, keygen, prove and verify time, proof
+//! size and peak memory for each bundled example, on the CPU engine.
+//!
+//! Usage: `cargo run --release -p zkfarm-benches --bin zkfarm-bench-models [-- --runs N]`.
+//! Each model runs in a child process so that its peak resident memory is its own.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use rand::SeedableRng;
+use serde_json::{json, Value};
+use zkfarm_circuits::input::read_input;
+use zkfarm_circuits::{CompiledModel, Settings};
+use zkfarm_prover::keys::generate;
+use zkfarm_prover::{prove, verify, ProveOptions, Srs};
+
+const MODELS: [&str; 3] = ["mlp", "lenet", "nonlinear"];
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let runs =
+        args.iter().position(|a| a == "--runs").and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(3);
+    if let Some(i) = args.iter().position(|a| a == "--one") {
+        let name = args.get(i + 1).context("--one needs a model name")?;
+        println!("{}", bench_one(name, runs)?);
+        return Ok(());
+    }
+    println!(
+        "zkfarm model benchmark: CPU engine, {} threads, median of {runs} proofs",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
+    println!(
+        "{:<10} {:>3} {:>7} {:>9} {:>9} {:>9} {:>8} {:>9}",
+        "model", "k", "rows", "keygen s", "prove s", "verify ms", "proof B", "peak MiB"
+    );
+    for name in MODELS {
+        let out = Command::new(std::env::current_exe()?).args(["--one", name, "--runs", &runs.to_string()]).output()?;
+        if !out.status.success() {
+            bail!("{name}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let v: Value = serde_json::from_slice(&out.stdout)?;
+        println!(
+            "{:<10} {:>3} {:>7} {:>9.2} {:>9.2} {:>9.1} {:>8} {:>9.0}",
+            name,
+            v["k"],
+            v["rows"],
+            v["keygen_s"].as_f64().unwrap_or(0.0),
+            v["prove_s"].as_f64().unwrap_or(0.0),
+            v["verify_ms"].as_f64().unwrap_or(0.0),
+            v["proof_bytes"],
+            v["peak_mib"].as_f64().unwrap_or(0.0)
+        );
+    }
+    Ok(())
+}
+
+fn bench_one(name: &str, runs: usize) -> Result<Value> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let onnx = std::fs::read(dir.join(format!("{name}.onnx")))?;
+    let input = read_input(&dir.join(format!("{name}.input.json")))?;
+    let model = CompiledModel::compile(&onnx, &Settings::default())?;
+    let srs = Srs::generate_insecure_dev(model.k, rand_chacha::ChaCha20Rng::seed_from_u64(1))?;
+    let params = srs.for_k(model.k)?;
+    let t = Instant::now();
+    let keys = generate(&model, &srs, &params)?;
+    let keygen = t.elapsed().as_secs_f64();
+    let mut prove_times = Vec::new();
+    let mut verify_times = Vec::new();
+    let mut proof_bytes = 0;
+    for _ in 0..runs.max(1) {
+        let t = Instant::now();
+        let receipt = prove(&model, &keys, &params, &srs.id, &input, &ProveOptions::default())?;
+        prove_times.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        verify(&receipt, &keys.vk, &srs)?;
+        verify_times.push(t.elapsed().as_secs_f64() * 1e3);
+        proof_bytes = receipt.proof.len() / 2;
+    }
+    Ok(json!({
+        "k": model.k, "rows": model.program.step_rows(), "keygen_s": keygen,
+        "prove_s": median(&mut prove_times), "verify_ms": median(&mut verify_times),
+        "proof_bytes": proof_bytes, "peak_mib": peak_rss_mib(),
+    }))
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Peak resident set size of this process (Linux `VmHWM`).
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
