@@ -1,6 +1,6 @@
 //! Float inference through tract: the accuracy reference for the quantized model.
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use tract_onnx::prelude::*;
 
 /// A float model ready to run, with its input shapes fixed.
@@ -29,8 +29,15 @@ impl FloatModel {
 
     /// Runs the model on flat float inputs; returns flat float outputs.
     pub fn run(&self, inputs: &[Vec<f64>]) -> Result<Vec<Vec<f64>>> {
+        if inputs.len() != self.shapes.len() {
+            bail!("the model takes {} input tensor(s) but {} were given", self.shapes.len(), inputs.len());
+        }
         let mut values = TVec::new();
-        for (data, shape) in inputs.iter().zip(&self.shapes) {
+        for (i, (data, shape)) in inputs.iter().zip(&self.shapes).enumerate() {
+            let n: usize = shape.iter().product();
+            if data.len() != n {
+                bail!("input {i} has {} values but the model expects shape {shape:?} ({n} values)", data.len());
+            }
             let v: Vec<f32> = data.iter().map(|&x| x as f32).collect();
             let t = Tensor::from_shape(shape, &v).context("building an input tensor")?;
             values.push(t.into_tvalue());

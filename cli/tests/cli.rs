@@ -1,0 +1,112 @@
+//! The `zkfarm` binary end to end: srs gen, prove, verify, inspect, calibrate,
+//! and one-line errors with a non-zero exit on bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn zkfarm(home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_zkfarm")).args(args).env("ZKFARM_HOME", home).output().expect("zkfarm runs")
+}
+
+fn examples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn prove_then_verify_and_reject_tampering() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let model = examples().join("nonlinear.onnx");
+    let input = examples().join("nonlinear.input.json");
+    let receipt = h.join("receipt.json");
+    let (model, input, receipt_s) = (model.to_str().unwrap(), input.to_str().unwrap(), receipt.to_str().unwrap());
+
+    // Without an SRS, proving says how to get one.
+    let o = zkfarm(h, &["prove", "--model", model, "--input", input, "-o", receipt_s]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("zkfarm srs gen"), "{}", stderr(&o));
+
+    assert!(!zkfarm(h, &["srs", "gen", "--k", "15"]).status.success(), "srs gen needs --insecure-dev");
+    let o = zkfarm(h, &["srs", "gen", "--k", "15", "--insecure-dev"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("INSECURE"));
+
+    let o = zkfarm(h, &["prove", "--model", model, "--input", input, "-o", receipt_s]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = zkfarm(h, &["--json", "verify", receipt_s]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["valid"], true);
+
+    // Change one output: verify must exit non-zero with one error line.
+    let mut r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&receipt).unwrap()).unwrap();
+    r["outputs"][0][1] = serde_json::json!(0.99);
+    let bad = h.join("bad.json");
+    std::fs::write(&bad, r.to_string()).unwrap();
+    let o = zkfarm(h, &["verify", bad.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).lines().any(|l| l.starts_with("error: ") && l.contains("output 1")), "{}", stderr(&o));
+
+    // Inspect reports the circuit's size.
+    let o = zkfarm(h, &["--json", "inspect", "--model", model]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["k"], 15);
+    assert!(v["rows_by_op"]["Softmax"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn bad_inputs_exit_non_zero_with_a_clear_error() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let mlp = examples().join("mlp.onnx");
+    let garbage = h.join("garbage.onnx");
+    std::fs::write(&garbage, b"not an onnx file").unwrap();
+    let short = h.join("short.json");
+    std::fs::write(&short, r#"{"input_data": [[1, 2, 3]]}"#).unwrap();
+    let cases: [(&[&str], &str); 4] = [
+        (&["inspect", "--model", garbage.to_str().unwrap()], "not a valid ONNX model"),
+        (&["inspect", "--model", "/nonexistent/model.onnx"], "No such file"),
+        (&["verify", "/nonexistent/receipt.json"], "No such file"),
+        (&["calibrate", "--model", mlp.to_str().unwrap(), "--data", short.to_str().unwrap()], "expects shape"),
+    ];
+    for (args, want) in cases {
+        let o = zkfarm(h, args);
+        assert!(!o.status.success(), "{args:?}");
+        let err = stderr(&o);
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn calibrate_writes_settings_that_compile() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let model = examples().join("nonlinear.onnx");
+    let input = examples().join("nonlinear.input.json");
+    let settings = h.join("settings.json");
+    let o = zkfarm(
+        h,
+        &[
+            "calibrate",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            input.to_str().unwrap(),
+            "--max-k",
+            "14",
+            "-o",
+            settings.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o =
+        zkfarm(h, &["--json", "inspect", "--model", model.to_str().unwrap(), "--settings", settings.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["k"].as_u64().unwrap() <= 14);
+}
