@@ -435,16 +435,19 @@ fn cmd_demo(out: &Output, srs_path: Option<&Path>) -> Result<()> {
     let settings = Settings::default();
     let model = CompiledModel::compile(DEMO_MODEL, &settings)?;
     let inputs = parse_input(DEMO_INPUT)?;
-    let srs = match srs_path {
-        Some(p) => Srs::load(p)?,
-        None if srs::default_path().exists() && Srs::load(&srs::default_path())?.k() >= model.k => {
-            Srs::load(&srs::default_path())?
-        }
+    let default = srs::default_path();
+    let existing = match srs_path {
+        Some(p) => Some(Srs::load(p)?),
+        None if default.exists() => Some(Srs::load(&default)?),
+        None => None,
+    };
+    let srs = match existing {
+        Some(s) => s,
         None => {
-            out.warn(&format!("no SRS with k >= {}; generating an INSECURE development SRS", model.k));
+            out.warn(&format!("no SRS found; generating an INSECURE development SRS with k = {}", model.k));
             let (s, _) = out.step("generating SRS", || Srs::generate_insecure_dev(model.k, rand::rngs::OsRng))?;
             home::subdir("srs")?;
-            s.save(&srs::default_path())?;
+            s.save(&default)?;
             s
         }
     };
