@@ -138,7 +138,8 @@ pub fn verify(receipt: &Receipt, vk: &VerifierKey, srs: &Srs) -> Result<()> {
     }
     let params = srs.for_k(m.k)?;
     let proof = hex::decode(&receipt.proof).context("the proof is not hex")?;
-    let mut transcript = Blake2bRead::<_, G1Affine, Challenge255<_>>::init(&proof[..]);
+    let mut rest = &proof[..];
+    let mut transcript = Blake2bRead::<_, G1Affine, Challenge255<_>>::init(&mut rest);
     verify_proof::<KZGCommitmentScheme<Bn256>, VerifierSHPLONK<'_, Bn256>, Challenge255<G1Affine>, _, _>(
         &params,
         &vk.vk,
@@ -147,5 +148,8 @@ pub fn verify(receipt: &Receipt, vk: &VerifierKey, srs: &Srs) -> Result<()> {
         &mut transcript,
     )
     .map_err(|e| anyhow!("the proof does not verify: {e:?}"))?;
+    if !rest.is_empty() {
+        bail!("the proof has {} trailing bytes", rest.len());
+    }
     Ok(())
 }

@@ -57,6 +57,10 @@ fn examples_prove_and_verify_and_tampering_fails() {
         proof[mid] ^= 1;
         bad.proof = hex::encode(proof);
         assert!(verify(&bad, &vk, srs()).is_err(), "{name}: flipped proof accepted");
+        // Bytes appended to a valid proof.
+        let mut bad = receipt.clone();
+        bad.proof.push_str("00");
+        assert!(verify(&bad, &vk, srs()).is_err(), "{name}: proof with trailing bytes accepted");
         keys.push((receipt, vk));
     }
     // Another model's verifying key, with the receipt relabelled to match it.
