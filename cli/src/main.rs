@@ -15,7 +15,10 @@ use zkfarm_circuits::float::FloatModel;
 use zkfarm_circuits::input::{parse_input, read_input};
 use zkfarm_circuits::{CompiledModel, Settings};
 use zkfarm_prover::keys::KeySource;
-use zkfarm_prover::{home, prove, srs, verify, KeyCache, Keys, ProveOptions, Receipt, Srs, VerifierKey};
+use zkfarm_prover::{home, prove, srs, verify, KeyCache, Keys, ProveOptions, Srs};
+
+mod farm;
+mod verify;
 
 /// The bundled example that `zkfarm demo` proves.
 const DEMO_MODEL: &[u8] = include_bytes!("../../examples/mlp.onnx");
@@ -88,14 +91,71 @@ enum Command {
         #[arg(long)]
         seed: Option<u64>,
     },
-    /// Verify a receipt; exits 0 only when it is valid.
+    /// Verify a receipt of any tier; exits 0 only when it is valid.
     Verify {
         receipt: PathBuf,
-        /// Verifying key file; by default the key cache is searched by the receipt's vk_hash.
+        /// Verifying key file (zk); by default the key cache is searched by the receipt's vk_hash.
         #[arg(long)]
         vk: Option<PathBuf>,
+        /// The SRS (zk); the default SRS otherwise.
         #[arg(long)]
         srs: Option<PathBuf>,
+        /// Registered worker keys (signed): JSON [{"worker_id": ..., "public_key": hex}, ...].
+        #[arg(long)]
+        worker_keys: Option<PathBuf>,
+        /// Accept TEE receipts of the insecure dev provider.
+        #[arg(long)]
+        allow_insecure_tee: bool,
+        /// Fetch the trust inputs (verifying key, worker keys, SRS) from this coordinator.
+        #[arg(long = "coordinator", value_name = "URL")]
+        from_coordinator: Option<String>,
+        /// API key for --coordinator; read from the data directory when not given.
+        #[arg(long, env = "ZKFARM_API_KEY", hide_env_values = true)]
+        api_key: Option<String>,
+        /// CA certificate (PEM) for an https:// coordinator.
+        #[arg(long)]
+        tls_ca: Option<PathBuf>,
+    },
+    /// Run a coordinator: the gRPC API, job store, scheduler and metrics.
+    Coordinator(farm::CoordinatorArgs),
+    /// Run a worker that proves tasks for a coordinator.
+    Worker(farm::WorkerCmdArgs),
+    /// Run a coordinator and N local workers in one process.
+    Serve(farm::ServeArgs),
+    /// Submit a batch of inference requests to a farm.
+    Submit {
+        /// {"model": "path.onnx", "settings": "optional.json", "requests": [{"input": {...}, "tier": "zk"}]}
+        batch: PathBuf,
+        /// Wait for the job to finish, with a progress bar.
+        #[arg(long)]
+        wait: bool,
+        /// Write one receipt per request into this directory (with --wait).
+        #[arg(long, requires = "wait")]
+        out: Option<PathBuf>,
+        #[arg(long, default_value_t = 0)]
+        priority: i32,
+        /// Submitting the same key twice returns the first job.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        #[command(flatten)]
+        client: farm::ClientArgs,
+    },
+    /// Inspect, follow or cancel jobs.
+    Job {
+        #[command(subcommand)]
+        command: farm::JobCommand,
+        #[command(flatten)]
+        client: farm::ClientArgs,
+    },
+    /// How inferences spread across tiers, with latency percentiles.
+    Stats {
+        #[command(flatten)]
+        client: farm::ClientArgs,
+    },
+    /// Manage the API keys of a farm's data directory.
+    Apikey {
+        #[command(subcommand)]
+        command: ApikeyCommand,
     },
     /// Report the circuit's size: rows, columns, lookups, k and rows per op.
     Inspect {
@@ -106,6 +166,17 @@ enum Command {
     Demo {
         #[arg(long)]
         srs: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApikeyCommand {
+    /// Create an API key and print it.
+    Create {
+        name: String,
+        /// The farm's data directory; default `$ZKFARM_HOME/farm`.
+        #[arg(long)]
+        data: Option<PathBuf>,
     },
 }
 
@@ -162,11 +233,17 @@ impl ModelArgs {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("ZKFARM_LOG"))
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    // Long-running services log their progress; one-shot commands only warn.
+    let default_level =
+        if matches!(cli.command, Command::Coordinator(_) | Command::Worker(_) | Command::Serve(_)) { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ZKFARM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -194,7 +271,40 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Prove { model, input, output, srs, seed } => {
             cmd_prove(&out, model, input, output, srs.as_deref(), *seed)
         }
-        Command::Verify { receipt, vk, srs } => cmd_verify(&out, receipt, vk.as_deref(), srs.as_deref()),
+        Command::Verify { receipt, vk, srs, worker_keys, allow_insecure_tee, from_coordinator, api_key, tls_ca } => {
+            let remote = from_coordinator.as_ref().map(|url| farm::ClientArgs {
+                coordinator: url.clone(),
+                api_key: api_key.clone(),
+                tls_ca: tls_ca.clone(),
+            });
+            let inputs = verify::Inputs {
+                vk: vk.as_deref(),
+                srs: srs.as_deref(),
+                worker_keys: worker_keys.as_deref(),
+                allow_insecure_tee: *allow_insecure_tee,
+                coordinator: remote.as_ref(),
+            };
+            verify::cmd_verify(&out, receipt, &inputs)
+        }
+        Command::Coordinator(a) => farm::cmd_coordinator(&out, a),
+        Command::Worker(a) => farm::cmd_worker(a),
+        Command::Serve(a) => farm::cmd_serve(&out, a),
+        Command::Submit { batch, wait, out: dir, priority, idempotency_key, client } => farm::cmd_submit(
+            &out,
+            client,
+            &farm::SubmitArgs {
+                batch,
+                wait: *wait,
+                out_dir: dir.as_deref(),
+                priority: *priority,
+                idempotency_key: idempotency_key.as_deref(),
+            },
+        ),
+        Command::Job { command, client } => farm::cmd_job(&out, client, command),
+        Command::Stats { client } => farm::cmd_stats(&out, client),
+        Command::Apikey { command: ApikeyCommand::Create { name, data } } => {
+            farm::cmd_apikey_create(&out, name, data.as_deref())
+        }
         Command::Inspect { model } => cmd_inspect(&out, model),
         Command::Demo { srs } => cmd_demo(&out, srs.as_deref()),
     }
@@ -384,25 +494,6 @@ fn cmd_prove(
     Ok(())
 }
 
-fn cmd_verify(out: &Output, path: &Path, vk_path: Option<&Path>, srs_path: Option<&Path>) -> Result<()> {
-    let receipt = Receipt::load(path)?;
-    let vk = match vk_path {
-        Some(p) => VerifierKey::load(p)?,
-        None => KeyCache::open_default()?.find_vk(&receipt.vk_hash)?.with_context(|| {
-            format!("verifying key {} is not in the local key cache; pass --vk FILE", receipt.vk_hash)
-        })?,
-    };
-    let srs = srs::resolve(srs_path)?;
-    let (_, took) = out.step("verifying", || verify(&receipt, &vk, &srs))?;
-    if srs.insecure {
-        out.warn(&format!("the receipt is made against the INSECURE development SRS {}", srs.id));
-    }
-    out.emit(json!({ "ok": true, "valid": true, "tier": receipt.tier, "outputs": receipt.outputs }), || {
-        format!("valid {} receipt ({:.0} ms): outputs {:?}", receipt.tier, took.as_secs_f64() * 1e3, receipt.outputs)
-    });
-    Ok(())
-}
-
 fn cmd_inspect(out: &Output, args: &ModelArgs) -> Result<()> {
     let model = args.compile()?;
     let stats = model.stats();
@@ -431,25 +522,27 @@ fn cmd_inspect(out: &Output, args: &ModelArgs) -> Result<()> {
     Ok(())
 }
 
+/// The default SRS; on a machine that has none, an insecure development SRS
+/// of 2^k points is made and saved as the default, with a warning.
+fn default_srs_or_generate(out: &Output, k: u32) -> Result<Srs> {
+    let default = srs::default_path();
+    if default.exists() {
+        return Srs::load(&default);
+    }
+    out.warn(&format!("no SRS found; generating an INSECURE development SRS with k = {k}"));
+    let (s, _) = out.step("generating SRS", || Srs::generate_insecure_dev(k, rand::rngs::OsRng))?;
+    home::subdir("srs")?;
+    s.save(&default)?;
+    Ok(s)
+}
+
 fn cmd_demo(out: &Output, srs_path: Option<&Path>) -> Result<()> {
     let settings = Settings::default();
     let model = CompiledModel::compile(DEMO_MODEL, &settings)?;
     let inputs = parse_input(DEMO_INPUT)?;
-    let default = srs::default_path();
-    let existing = match srs_path {
-        Some(p) => Some(Srs::load(p)?),
-        None if default.exists() => Some(Srs::load(&default)?),
-        None => None,
-    };
-    let srs = match existing {
-        Some(s) => s,
-        None => {
-            out.warn(&format!("no SRS found; generating an INSECURE development SRS with k = {}", model.k));
-            let (s, _) = out.step("generating SRS", || Srs::generate_insecure_dev(model.k, rand::rngs::OsRng))?;
-            home::subdir("srs")?;
-            s.save(&default)?;
-            s
-        }
+    let srs = match srs_path {
+        Some(p) => Srs::load(p)?,
+        None => default_srs_or_generate(out, model.k)?,
     };
     let (keys, source, keygen) = keys_for(out, &model, &srs)?;
     let params = srs.for_k(model.k)?;
@@ -492,4 +585,13 @@ fn cmd_demo(out: &Output, srs_path: Option<&Path>) -> Result<()> {
         },
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

@@ -1,6 +1,7 @@
 //! The data directory: `$ZKFARM_HOME`, or `~/.zkfarm`.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result};
 
@@ -22,7 +23,10 @@ pub fn subdir(name: &str) -> Result<PathBuf> {
 /// Writes a file atomically: a temporary file in the same directory, then a
 /// rename, so that a crash never leaves a half-written key or SRS behind.
 pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    // Unique per process and call: workers in one process may write the
+    // same key at once.
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let tmp = path.with_extension(format!("tmp{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))
 }

@@ -14,6 +14,7 @@ use zkfarm_circuits::model::hash_hex;
 use zkfarm_circuits::{CircuitParams, CompiledModel, ModelCircuit};
 
 use crate::home;
+use crate::redis_keys::{Fetched, RedisKeys};
 use crate::srs::Srs;
 
 /// What a verifier needs besides the raw verifying key: how to read the
@@ -90,18 +91,39 @@ pub struct Keys {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeySource {
     Disk,
+    Redis,
     Generated,
 }
 
-/// The local on-disk key cache.
+impl KeySource {
+    pub fn name(self) -> &'static str {
+        match self {
+            KeySource::Disk => "disk",
+            KeySource::Redis => "redis",
+            KeySource::Generated => "generated",
+        }
+    }
+}
+
+/// The key cache: local disk, then (when configured) Redis shared by the
+/// farm's workers, then key generation, whose result is published to both.
 pub struct KeyCache {
     dir: PathBuf,
+    remote: Option<RedisKeys>,
+}
+
+fn count(name: &'static str, layer: &'static str) {
+    metrics::counter!(name, "layer" => layer).increment(1);
+}
+
+fn count_error(layer: &'static str, kind: &'static str) {
+    metrics::counter!("zkfarm_key_cache_errors_total", "layer" => layer, "kind" => kind).increment(1);
 }
 
 impl KeyCache {
     pub fn new(dir: PathBuf) -> Result<Self> {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(KeyCache { dir })
+        Ok(KeyCache { dir, remote: None })
     }
 
     /// The cache under the data directory.
@@ -109,9 +131,20 @@ impl KeyCache {
         Self::new(home::subdir("keys")?)
     }
 
+    /// Adds the shared Redis layer.
+    pub fn with_redis(mut self, remote: RedisKeys) -> Self {
+        self.remote = Some(remote);
+        self
+    }
+
     fn stem(model: &CompiledModel, srs: &Srs) -> String {
         let srs_part = srs.id.replace(':', "-");
         format!("{}-{srs_part}", &model.circuit_hash[..32])
+    }
+
+    /// The Redis entry name: the full content address.
+    pub fn remote_id(model: &CompiledModel, srs: &Srs) -> String {
+        format!("{}-{}", model.circuit_hash, srs.id.replace(':', "-"))
     }
 
     fn vk_index(&self, vk_hash: &str) -> PathBuf {
@@ -120,25 +153,129 @@ impl KeyCache {
 
     /// Loads the keys of a model from disk, or generates and stores them.
     pub fn get_or_create(&self, model: &CompiledModel, srs: &Srs) -> Result<(Keys, KeySource)> {
-        let params = srs.for_k(model.k)?;
+        self.get_checked(model, srs, None)
+    }
+
+    /// Like [`Self::get_or_create`]; with `expect_vk`, a cached key whose
+    /// verifying key hash differs is dropped rather than used.
+    pub fn get_checked(
+        &self,
+        model: &CompiledModel,
+        srs: &Srs,
+        expect_vk: Option<&str>,
+    ) -> Result<(Keys, KeySource)> {
         let stem = Self::stem(model, srs);
         let pk_path = self.dir.join(format!("{stem}.pk"));
         let vk_path = self.dir.join(format!("{stem}.vk.json"));
+        let check = |keys: Keys| -> Result<Keys> {
+            match expect_vk {
+                Some(want) if keys.vk.hash != want => {
+                    bail!("its verifying key {} is not the expected {want}", keys.vk.hash)
+                }
+                _ => Ok(keys),
+            }
+        };
         if pk_path.exists() && vk_path.exists() {
-            match self.load(model, &pk_path, &vk_path) {
-                Ok(keys) => return Ok((keys, KeySource::Disk)),
-                Err(e) => tracing::warn!("discarding cached key {}: {e:#}", pk_path.display()),
+            match self.load(model, &pk_path, &vk_path).and_then(check) {
+                Ok(keys) => {
+                    count("zkfarm_key_cache_hits_total", "disk");
+                    return Ok((keys, KeySource::Disk));
+                }
+                Err(e) => {
+                    tracing::warn!("discarding cached key {}: {e:#}", pk_path.display());
+                    count_error("disk", "corrupt");
+                }
             }
         }
-        let keys = generate(model, srs, &params)?;
+        count("zkfarm_key_cache_misses_total", "disk");
+        if let Some(keys) = self.fetch_remote(model, srs, &pk_path, &vk_path, &check) {
+            return Ok((keys, KeySource::Redis));
+        }
+        let params = srs.for_k(model.k)?;
+        let keys = check(generate(model, srs, &params)?)
+            .context("the generated key differs from the coordinator's: are both using the same SRS?")?;
         let pk_bytes = keys.pk.to_bytes(SerdeFormat::RawBytes);
-        let mut file = hex::decode(hash_hex(&pk_bytes)).expect("hex");
-        file.extend_from_slice(&pk_bytes);
-        home::write_atomic(&pk_path, &file)?;
         let vk_json = keys.vk.to_json();
-        home::write_atomic(&vk_path, vk_json.as_bytes())?;
-        home::write_atomic(&self.vk_index(&keys.vk.hash), vk_json.as_bytes())?;
+        self.store(&pk_path, &vk_path, &keys.vk.hash, &pk_bytes, &vk_json)?;
+        if let Some(remote) = &self.remote {
+            if let Err(e) = remote.put(&Self::remote_id(model, srs), &vk_json, &pk_bytes) {
+                tracing::warn!("could not publish the key to Redis: {e:#}");
+                count_error("redis", "unavailable");
+            }
+        }
         Ok((keys, KeySource::Generated))
+    }
+
+    /// The Redis layer: a hit is written to disk and loaded from there, so
+    /// it passes the same checks as a local key.
+    fn fetch_remote(
+        &self,
+        model: &CompiledModel,
+        srs: &Srs,
+        pk_path: &Path,
+        vk_path: &Path,
+        check: &dyn Fn(Keys) -> Result<Keys>,
+    ) -> Option<Keys> {
+        let remote = self.remote.as_ref()?;
+        let id = Self::remote_id(model, srs);
+        match remote.get(&id) {
+            Ok(Fetched::Hit { vk_json, pk }) => {
+                let loaded = VerifierKey::from_json(&vk_json)
+                    .and_then(|vk| self.store(pk_path, vk_path, &vk.hash, &pk, &vk_json))
+                    .and_then(|_| self.load(model, pk_path, vk_path))
+                    .and_then(check);
+                match loaded {
+                    Ok(keys) => {
+                        count("zkfarm_key_cache_hits_total", "redis");
+                        return Some(keys);
+                    }
+                    Err(e) => {
+                        tracing::warn!("dropping Redis key entry {id}: {e:#}");
+                        count_error("redis", "corrupt");
+                        let _ = std::fs::remove_file(pk_path);
+                        let _ = remote.delete(&id);
+                    }
+                }
+            }
+            Ok(Fetched::Miss) => {}
+            Ok(Fetched::Corrupt(why)) => {
+                tracing::warn!("dropped corrupt Redis key entry {id}: {why}");
+                count_error("redis", "corrupt");
+            }
+            Err(e) => {
+                tracing::warn!("Redis key cache unavailable, going on without it: {e:#}");
+                count_error("redis", "unavailable");
+            }
+        }
+        count("zkfarm_key_cache_misses_total", "redis");
+        None
+    }
+
+    fn store(&self, pk_path: &Path, vk_path: &Path, vk_hash: &str, pk_bytes: &[u8], vk_json: &str) -> Result<()> {
+        let mut file = hex::decode(hash_hex(pk_bytes)).expect("hex");
+        file.extend_from_slice(pk_bytes);
+        home::write_atomic(pk_path, &file)?;
+        home::write_atomic(vk_path, vk_json.as_bytes())?;
+        home::write_atomic(&self.vk_index(vk_hash), vk_json.as_bytes())
+    }
+
+    /// The verifying key of a model: from disk, else generated alone (the
+    /// coordinator needs no proving key).
+    pub fn verifier_key(&self, model: &CompiledModel, srs: &Srs) -> Result<VerifierKey> {
+        let vk_path = self.dir.join(format!("{}.vk.json", Self::stem(model, srs)));
+        if let Ok(vk) = VerifierKey::load(&vk_path) {
+            if vk.meta.circuit_hash == model.circuit_hash && vk.meta.srs_id == srs.id {
+                return Ok(vk);
+            }
+        }
+        let params = srs.for_k(model.k)?;
+        let circuit = ModelCircuit::new(model.program.clone(), None);
+        let vk = keygen_vk(&params, &circuit).map_err(|e| anyhow!("verifying key generation failed: {e:?}"))?;
+        let vk = VerifierKey::new(vk_meta(model, srs), vk);
+        let json = vk.to_json();
+        home::write_atomic(&vk_path, json.as_bytes())?;
+        home::write_atomic(&self.vk_index(&vk.hash), json.as_bytes())?;
+        Ok(vk)
     }
 
     fn load(&self, model: &CompiledModel, pk_path: &Path, vk_path: &Path) -> Result<Keys> {
@@ -180,8 +317,13 @@ pub fn generate(model: &CompiledModel, srs: &Srs, params: &ParamsKZG<Bn256>) -> 
     let circuit = ModelCircuit::new(model.program.clone(), None);
     let vk = keygen_vk(params, &circuit).map_err(|e| anyhow!("verifying key generation failed: {e:?}"))?;
     let pk = keygen_pk(params, vk.clone(), &circuit).map_err(|e| anyhow!("proving key generation failed: {e:?}"))?;
+    let meta = vk_meta(model, srs);
+    Ok(Keys { pk: Arc::new(pk), vk: VerifierKey::new(meta, vk) })
+}
+
+fn vk_meta(model: &CompiledModel, srs: &Srs) -> VkMeta {
     let p = &model.program;
-    let meta = VkMeta {
+    VkMeta {
         circuit_hash: model.circuit_hash.clone(),
         model_hash: model.model_hash.clone(),
         srs_id: srs.id.clone(),
@@ -191,6 +333,5 @@ pub fn generate(model: &CompiledModel, srs: &Srs, params: &ParamsKZG<Bn256>) -> 
         output_shapes: p.output_shapes.clone(),
         num_instances: p.num_instances(),
         public_input: p.settings.public_input,
-    };
-    Ok(Keys { pk: Arc::new(pk), vk: VerifierKey::new(meta, vk) })
+    }
 }

@@ -13,10 +13,11 @@ use halo2_proofs::transcript::{Blake2bRead, Blake2bWrite, Challenge255, Transcri
 use rand::rngs::OsRng;
 use rand::{RngCore, SeedableRng};
 use zkfarm_circuits::circuit::{fe, instances};
+use zkfarm_circuits::program::Witness;
 use zkfarm_circuits::{CompiledModel, ModelCircuit};
 
 use crate::keys::{Keys, VerifierKey};
-use crate::receipt::Receipt;
+use crate::receipt::{input_hash, Receipt};
 use crate::srs::Srs;
 
 #[derive(Clone, Debug, Default)]
@@ -24,6 +25,32 @@ pub struct ProveOptions {
     /// Seed for the prover's blinding randomness. Only for reproducible
     /// tests and benchmarks: a known seed removes zero knowledge.
     pub seed: Option<u64>,
+}
+
+/// Runs exact integer inference: the receipt fields every tier shares, with
+/// no evidence attached yet.
+pub fn infer(model: &CompiledModel, inputs: &[Vec<f64>]) -> Result<(Arc<Witness>, Receipt)> {
+    let witness = Arc::new(model.run(inputs)?);
+    let p = &model.program;
+    let receipt = Receipt {
+        tier: String::new(),
+        model_hash: model.model_hash.clone(),
+        circuit_hash: model.circuit_hash.clone(),
+        k: model.k,
+        outputs: p.dequantize(&p.output_values(&witness)),
+        output_shapes: p.output_shapes.clone(),
+        input_hash: Some(input_hash(inputs)),
+        job_id: None,
+        task_id: None,
+        timestamp_ms: None,
+        vk_hash: String::new(),
+        srs_id: String::new(),
+        instances: Vec::new(),
+        proof: String::new(),
+        signer: None,
+        attestation: None,
+    };
+    Ok((witness, receipt))
 }
 
 /// Runs integer inference on `inputs` and proves it.
@@ -35,7 +62,7 @@ pub fn prove(
     inputs: &[Vec<f64>],
     opts: &ProveOptions,
 ) -> Result<Receipt> {
-    let witness = Arc::new(model.run(inputs)?);
+    let (witness, mut receipt) = infer(model, inputs)?;
     let inst = instances(&model.program, &witness);
     let circuit = ModelCircuit::new(model.program.clone(), Some(witness.clone()));
     let mut transcript = Blake2bWrite::<_, G1Affine, Challenge255<_>>::init(vec![]);
@@ -52,20 +79,12 @@ pub fn prove(
         &mut transcript,
     )
     .map_err(|e| anyhow!("proving failed: {e:?}"))?;
-    let proof = transcript.finalize();
-    let p = &model.program;
-    Ok(Receipt {
-        tier: "zk".into(),
-        model_hash: model.model_hash.clone(),
-        circuit_hash: model.circuit_hash.clone(),
-        vk_hash: keys.vk.hash.clone(),
-        srs_id: srs_id.to_string(),
-        k: model.k,
-        outputs: p.dequantize(&p.output_values(&witness)),
-        output_shapes: p.output_shapes.clone(),
-        instances: inst.iter().map(field_hex).collect(),
-        proof: hex::encode(proof),
-    })
+    receipt.tier = "zk".into();
+    receipt.vk_hash = keys.vk.hash.clone();
+    receipt.srs_id = srs_id.to_string();
+    receipt.instances = inst.iter().map(field_hex).collect();
+    receipt.proof = hex::encode(transcript.finalize());
+    Ok(receipt)
 }
 
 fn field_hex(f: &Fr) -> String {

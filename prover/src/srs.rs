@@ -52,25 +52,37 @@ impl Srs {
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
+        home::write_atomic(path, &self.to_bytes(&self.params)?)
+    }
+
+    /// The file bytes of this SRS cut down to 2^k points.
+    pub fn to_bytes_for_k(&self, k: u32) -> Result<Vec<u8>> {
+        self.to_bytes(&self.for_k(k)?)
+    }
+
+    fn to_bytes(&self, params: &ParamsKZG<Bn256>) -> Result<Vec<u8>> {
         let mut bytes = Vec::new();
         bytes.write_all(if self.insecure { MAGIC_DEV } else { MAGIC })?;
-        self.params.write(&mut bytes)?;
-        home::write_atomic(path, &bytes)
+        params.write(&mut bytes)?;
+        Ok(bytes)
     }
 
     pub fn load(path: &Path) -> Result<Self> {
         let mut file = std::fs::File::open(path).with_context(|| format!("opening SRS {}", path.display()))?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
+        Self::from_bytes(&bytes).with_context(|| format!("loading SRS {}", path.display()))
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let (insecure, body) = if let Some(b) = bytes.strip_prefix(MAGIC_DEV) {
             (true, b)
         } else if let Some(b) = bytes.strip_prefix(MAGIC) {
             (false, b)
         } else {
-            bail!("{} is not a zkfarm SRS file", path.display());
+            bail!("not a zkfarm SRS file");
         };
-        let params = ParamsKZG::<Bn256>::read(&mut &body[..])
-            .map_err(|e| anyhow!("{} is a corrupt SRS file: {e}", path.display()))?;
+        let params = ParamsKZG::<Bn256>::read(&mut &body[..]).map_err(|e| anyhow!("corrupt SRS file: {e}"))?;
         Ok(Self::from_params(params, insecure))
     }
 

@@ -1,0 +1,514 @@
+//! The coordinator's state and rules: models, jobs, scheduling, leases and
+//! the checks every result passes before it is stored. The gRPC services
+//! are thin layers over this.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Result};
+use rand::Rng;
+use tokio::sync::{broadcast, Notify};
+use tonic::Status;
+use zkfarm_circuits::input::parse_input;
+use zkfarm_circuits::{CompiledModel, Settings};
+use zkfarm_prover::receipt::input_hash;
+use zkfarm_prover::trust::WorkerKey;
+use zkfarm_prover::{KeyCache, Receipt, Srs, Trust, VerifierKey};
+
+use crate::store::{Completion, Fit, ModelRow, NewJob, NewTask, Store, TaskRow, WorkerRow};
+
+/// Limits on what clients may send.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub max_model_bytes: usize,
+    pub max_input_bytes: usize,
+    pub max_batch: usize,
+    pub max_k: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_model_bytes: 64 << 20, max_input_bytes: 1 << 20, max_batch: 10_000, max_k: 22 }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct FarmConfig {
+    pub data_dir: PathBuf,
+    pub lease: Duration,
+    /// Retryable failures a task may have before it fails.
+    pub max_retries: u32,
+    /// A worker silent this long is counted dead.
+    pub dead_after: Duration,
+    pub allow_insecure_tee: bool,
+    pub limits: Limits,
+}
+
+impl FarmConfig {
+    pub fn new(data_dir: PathBuf) -> Self {
+        FarmConfig {
+            data_dir,
+            lease: Duration::from_secs(30),
+            max_retries: 3,
+            dead_after: Duration::from_secs(90),
+            allow_insecure_tee: false,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// A model ready for checking results: compiled, with the verifying key the
+/// coordinator computed itself.
+pub struct LoadedModel {
+    pub model: CompiledModel,
+    pub vk: VerifierKey,
+}
+
+/// Something about a job changed.
+#[derive(Clone, Debug)]
+pub struct Change {
+    pub job_id: String,
+    pub task_id: Option<String>,
+}
+
+/// Registered worker capabilities, as stored.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Caps {
+    pub engine: String,
+    pub gpu_name: String,
+    pub memory_bytes: u64,
+    pub tiers: Vec<String>,
+    pub tee_provider: String,
+    pub loaded_keys: Vec<String>,
+}
+
+pub struct Farm {
+    store: Mutex<Store>,
+    pub srs: Arc<Srs>,
+    vks: KeyCache,
+    models: Mutex<HashMap<String, Arc<LoadedModel>>>,
+    pub changes: broadcast::Sender<Change>,
+    pub work: Notify,
+    pub cfg: FarmConfig,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn random_id(prefix: &str) -> String {
+    format!("{prefix}{:016x}", rand::thread_rng().gen::<u64>())
+}
+
+fn internal(e: anyhow::Error) -> Status {
+    tracing::error!("internal error: {e:#}");
+    Status::internal(format!("{e:#}"))
+}
+
+/// Rough proving memory for a circuit of size 2^k, for scheduling.
+pub fn proving_memory(k: u32) -> u64 {
+    (1u64 << k) * 4096
+}
+
+impl Farm {
+    pub fn open(cfg: FarmConfig, srs: Arc<Srs>) -> Result<Self> {
+        std::fs::create_dir_all(&cfg.data_dir)?;
+        let store = Store::open(&cfg.data_dir.join("farm.sqlite"))?;
+        let vks = KeyCache::new(cfg.data_dir.join("keys"))?;
+        let (changes, _) = broadcast::channel(4096);
+        Ok(Farm {
+            store: Mutex::new(store),
+            srs,
+            vks,
+            models: Mutex::new(HashMap::new()),
+            changes,
+            work: Notify::new(),
+            cfg,
+        })
+    }
+
+    pub fn store(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn announce(&self, job_id: &str, task_id: Option<&str>) {
+        let _ = self.changes.send(Change { job_id: job_id.to_string(), task_id: task_id.map(str::to_string) });
+    }
+
+    // Models.
+
+    /// Compiles and registers a model; its id is the circuit hash.
+    pub async fn register_model(self: &Arc<Self>, onnx: Vec<u8>, settings_json: String, name: String) -> Result<ModelRow, Status> {
+        let lim = &self.cfg.limits;
+        if onnx.is_empty() {
+            return Err(Status::invalid_argument("the model is empty"));
+        }
+        if onnx.len() > lim.max_model_bytes {
+            return Err(Status::resource_exhausted(format!(
+                "the model is {} bytes; this farm accepts models up to {} bytes",
+                onnx.len(),
+                lim.max_model_bytes
+            )));
+        }
+        let settings = parse_settings(&settings_json).map_err(|e| Status::invalid_argument(format!("{e:#}")))?;
+        let farm = self.clone();
+        let task = tokio::task::spawn_blocking(move || -> Result<Result<ModelRow, Status>> {
+            let model = match CompiledModel::compile(&onnx, &settings) {
+                Ok(m) => m,
+                Err(e) => return Ok(Err(Status::invalid_argument(format!("the model does not compile: {e:#}")))),
+            };
+            if model.k > farm.cfg.limits.max_k {
+                return Ok(Err(Status::resource_exhausted(format!(
+                    "the model needs a circuit of k = {}; this farm accepts k up to {}",
+                    model.k, farm.cfg.limits.max_k
+                ))));
+            }
+            if model.k > farm.srs.k() {
+                return Ok(Err(Status::failed_precondition(format!(
+                    "the model needs k = {} but the farm's SRS has only 2^{} points",
+                    model.k,
+                    farm.srs.k()
+                ))));
+            }
+            let vk = farm.vks.verifier_key(&model, &farm.srs)?;
+            let row = ModelRow {
+                model_id: model.circuit_hash.clone(),
+                name,
+                model_hash: model.model_hash.clone(),
+                onnx,
+                settings: serde_json::to_string(&settings)?,
+                k: model.k,
+                vk_hash: vk.hash.clone(),
+                mem_bytes: proving_memory(model.k),
+            };
+            farm.store().put_model(&row, now_ms())?;
+            farm.models.lock().unwrap().insert(row.model_id.clone(), Arc::new(LoadedModel { model, vk }));
+            Ok(Ok(row))
+        });
+        task.await.map_err(|e| Status::internal(format!("model compilation panicked: {e}")))?.map_err(internal)?
+    }
+
+    /// The compiled model and its verifying key, compiled again from the
+    /// store after a restart.
+    pub async fn loaded(self: &Arc<Self>, model_id: &str) -> Result<Arc<LoadedModel>, Status> {
+        if let Some(m) = self.models.lock().unwrap().get(model_id) {
+            return Ok(m.clone());
+        }
+        let row = self
+            .store()
+            .model(model_id)
+            .map_err(internal)?
+            .ok_or_else(|| Status::not_found(format!("unknown model {model_id:?}: register it first")))?;
+        let farm = self.clone();
+        let loaded = tokio::task::spawn_blocking(move || -> Result<LoadedModel> {
+            let model = CompiledModel::compile(&row.onnx, &parse_settings(&row.settings)?)?;
+            let vk = farm.vks.verifier_key(&model, &farm.srs)?;
+            if vk.hash != row.vk_hash {
+                bail!("the verifying key of model {} changed: is the SRS the same as before?", row.model_id);
+            }
+            Ok(LoadedModel { model, vk })
+        })
+        .await
+        .map_err(|e| Status::internal(format!("model compilation panicked: {e}")))?
+        .map_err(internal)?;
+        let loaded = Arc::new(loaded);
+        self.models.lock().unwrap().insert(model_id.to_string(), loaded.clone());
+        Ok(loaded)
+    }
+
+    // Jobs.
+
+    /// Validates every request and stores the job. Bad input is refused here,
+    /// before anything is queued.
+    pub async fn submit(
+        self: &Arc<Self>,
+        client: &str,
+        model_id: &str,
+        requests: Vec<(String, String)>,
+        priority: i32,
+        idem_key: &str,
+    ) -> Result<(String, bool), Status> {
+        let lim = &self.cfg.limits;
+        if requests.is_empty() {
+            return Err(Status::invalid_argument("the job has no requests"));
+        }
+        if requests.len() > lim.max_batch {
+            return Err(Status::resource_exhausted(format!(
+                "the job has {} requests; this farm accepts up to {} per job",
+                requests.len(),
+                lim.max_batch
+            )));
+        }
+        if !idem_key.is_empty() {
+            let existing = self.store().job_by_idempotency_key(client, idem_key).map_err(internal)?;
+            if let Some(job) = existing {
+                return Ok((job.job_id, true));
+            }
+        }
+        let loaded = self.loaded(model_id).await?;
+        let mut tasks = Vec::with_capacity(requests.len());
+        for (i, (input, tier)) in requests.into_iter().enumerate() {
+            if input.len() > lim.max_input_bytes {
+                return Err(Status::resource_exhausted(format!(
+                    "request {i}: the input is {} bytes; this farm accepts inputs up to {} bytes",
+                    input.len(),
+                    lim.max_input_bytes
+                )));
+            }
+            let values = parse_input(&input).map_err(|e| Status::invalid_argument(format!("request {i}: {e:#}")))?;
+            loaded
+                .model
+                .program
+                .quantize_inputs(&values)
+                .map_err(|e| Status::invalid_argument(format!("request {i}: {e:#}")))?;
+            tasks.push(NewTask { tier, input });
+        }
+        let job_id = random_id("j-");
+        let idem = (!idem_key.is_empty()).then_some(idem_key);
+        let (id, existing) = self
+            .store
+            .lock()
+            .unwrap()
+            .create_job(&NewJob { job_id: &job_id, client, idem_key: idem, model_id, priority }, &tasks, now_ms())
+            .map_err(internal)?;
+        if !existing {
+            metrics::counter!("zkfarm_jobs_submitted_total").increment(1);
+            self.work.notify_waiters();
+            self.announce(&id, None);
+        }
+        Ok((id, existing))
+    }
+
+    pub fn cancel(&self, job_id: &str) -> Result<(), Status> {
+        self.store().cancel(job_id, now_ms()).map_err(internal)?;
+        self.announce(job_id, None);
+        Ok(())
+    }
+
+    // Workers.
+
+    pub fn register_worker(&self, requested_id: &str, name: &str, public_key: Vec<u8>, caps: &Caps) -> Result<String, Status> {
+        let key: [u8; 32] = public_key
+            .as_slice()
+            .try_into()
+            .map_err(|_| Status::invalid_argument("the worker's public key must be 32 bytes (ed25519)"))?;
+        zkfarm_prover::identity::parse_public_key(&hex::encode(key))
+            .map_err(|e| Status::invalid_argument(format!("{e:#}")))?;
+        let store = self.store();
+        // A worker resumes under its old id only with the same key.
+        let id = match store.worker(requested_id).map_err(internal)? {
+            Some(w) if !requested_id.is_empty() && w.public_key == public_key => requested_id.to_string(),
+            _ => random_id("w-"),
+        };
+        let row = WorkerRow {
+            worker_id: id.clone(),
+            name: name.to_string(),
+            public_key,
+            caps: serde_json::to_string(caps).map_err(|e| internal(e.into()))?,
+            last_seen_ms: now_ms(),
+            alive: true,
+        };
+        store.upsert_worker(&row).map_err(internal)?;
+        Ok(id)
+    }
+
+    pub fn worker_caps(&self, worker_id: &str) -> Result<Caps, Status> {
+        let w = self
+            .store()
+            .worker(worker_id)
+            .map_err(internal)?
+            .ok_or_else(|| Status::not_found(format!("unknown worker {worker_id:?}: register again")))?;
+        serde_json::from_str(&w.caps).map_err(|e| internal(e.into()))
+    }
+
+    pub fn heartbeat(&self, worker_id: &str, running: &[(String, u32)], loaded_keys: Vec<String>) -> Result<Vec<(String, u32)>, Status> {
+        let mut caps = self.worker_caps(worker_id)?;
+        let mut store = self.store();
+        if caps.loaded_keys != loaded_keys {
+            caps.loaded_keys = loaded_keys;
+            store.set_worker_caps(worker_id, &serde_json::to_string(&caps).map_err(|e| internal(e.into()))?).map_err(internal)?;
+        }
+        store.renew(worker_id, running, now_ms(), self.cfg.lease.as_millis() as i64).map_err(internal)
+    }
+
+    /// Leases a task to the worker, waiting up to `wait` for one.
+    pub async fn poll(&self, worker_id: &str, wait: Duration) -> Result<Option<(TaskRow, String)>, Status> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = self.work.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let caps = self.worker_caps(worker_id)?;
+            let fit = Fit { tiers: &caps.tiers, memory_bytes: caps.memory_bytes, loaded_keys: &caps.loaded_keys };
+            let claimed =
+                self.store().claim(worker_id, &fit, now_ms(), self.cfg.lease.as_millis() as i64).map_err(internal)?;
+            if let Some(task) = claimed {
+                let vk_hash = self.store().model(&task.model_id).map_err(internal)?.map(|m| m.vk_hash).unwrap_or_default();
+                self.announce(&task.job_id, Some(&task.task_id));
+                return Ok(Some((task, vk_hash)));
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Checks a reported receipt and stores it. A result from an earlier
+    /// attempt is kept only if it verifies, like any other; a task that is
+    /// already finished keeps its first receipt.
+    pub async fn report_result(
+        self: &Arc<Self>,
+        worker_id: &str,
+        task_id: &str,
+        attempt: u32,
+        receipt_json: String,
+        duration_ms: u64,
+    ) -> Result<(bool, String), Status> {
+        let task = self
+            .store()
+            .task(task_id)
+            .map_err(internal)?
+            .ok_or_else(|| Status::not_found(format!("unknown task {task_id:?}")))?;
+        if matches!(task.state.as_str(), "done" | "failed" | "cancelled") {
+            return Ok((false, format!("the task is already {}", task.state)));
+        }
+        let caps = self.worker_caps(worker_id)?;
+        let loaded = self.loaded(&task.model_id).await?;
+        let farm = self.clone();
+        let (t, w) = (task.clone(), worker_id.to_string());
+        let checked = tokio::task::spawn_blocking(move || farm.check_receipt(&t, &w, &loaded, &receipt_json).map(|_| receipt_json))
+            .await
+            .map_err(|e| Status::internal(format!("verification panicked: {e}")))?;
+        let receipt_json = match checked {
+            Ok(r) => r,
+            Err(e) => {
+                let reason = format!("the receipt was rejected: {e:#}");
+                metrics::counter!("zkfarm_receipts_rejected_total", "tier" => task.tier.clone()).increment(1);
+                tracing::warn!(task = task_id, worker = worker_id, "{reason}");
+                // Only the current attempt's failure counts against the task.
+                self.report_failure(task_id, attempt, true, &reason)?;
+                return Ok((false, reason));
+            }
+        };
+        let now = now_ms();
+        let (completion, settled) = self.store().complete(task_id, &receipt_json, duration_ms, now).map_err(internal)?;
+        if let Completion::AlreadyFinal(state) = completion {
+            return Ok((false, format!("the task is already {state}")));
+        }
+        if attempt != task.attempt {
+            tracing::info!(task = task_id, "kept a verified result of stale attempt {attempt}");
+        }
+        metrics::counter!("zkfarm_inferences_total", "tier" => task.tier.clone()).increment(1);
+        metrics::histogram!("zkfarm_task_duration_seconds", "tier" => task.tier.clone(), "engine" => caps.engine)
+            .record(duration_ms as f64 / 1000.0);
+        metrics::histogram!("zkfarm_task_latency_seconds", "tier" => task.tier.clone())
+            .record((now - task.created_ms) as f64 / 1000.0);
+        if let Some(state) = settled {
+            metrics::counter!("zkfarm_jobs_finished_total", "state" => state).increment(1);
+        }
+        self.announce(&task.job_id, Some(task_id));
+        Ok((true, String::new()))
+    }
+
+    pub fn report_failure(&self, task_id: &str, attempt: u32, retryable: bool, reason: &str) -> Result<(), Status> {
+        let (state, settled) =
+            self.store().fail(task_id, attempt, retryable, reason, self.cfg.max_retries, now_ms()).map_err(internal)?;
+        if let Some(state) = state {
+            if state == "queued" {
+                metrics::counter!("zkfarm_task_retries_total").increment(1);
+                self.work.notify_waiters();
+            }
+            if let Some(job_state) = settled {
+                metrics::counter!("zkfarm_jobs_finished_total", "state" => job_state).increment(1);
+            }
+            if let Some(t) = self.store().task(task_id).map_err(internal)? {
+                self.announce(&t.job_id, Some(task_id));
+            }
+        }
+        Ok(())
+    }
+
+    /// The checks a receipt passes before it is stored: it must be about this
+    /// task, model and input, and its tier's evidence must verify.
+    fn check_receipt(&self, task: &TaskRow, worker_id: &str, loaded: &LoadedModel, json: &str) -> Result<()> {
+        let r = Receipt::from_json(json)?;
+        if r.tier != task.tier {
+            bail!("the receipt is of tier {} but the task asked for {}", r.tier, task.tier);
+        }
+        if r.job_id.as_deref() != Some(&task.job_id) || r.task_id.as_deref() != Some(&task.task_id) {
+            bail!("the receipt names another job or task");
+        }
+        if r.circuit_hash != task.model_id || r.model_hash != loaded.model.model_hash || r.k != loaded.model.k {
+            bail!("the receipt is for another model");
+        }
+        let inputs = parse_input(&task.input)?;
+        if r.input_hash.as_deref() != Some(input_hash(&inputs).as_str()) {
+            bail!("the receipt's input hash is not the task's input");
+        }
+        let mut trust = Trust { allow_insecure_tee: self.cfg.allow_insecure_tee, ..Trust::default() };
+        match r.tier.as_str() {
+            "zk" => {
+                // The proof hides the input; the outputs it proves must be
+                // exactly what the task's input gives.
+                let p = &loaded.model.program;
+                let expected = p.dequantize(&p.output_values(&loaded.model.run(&inputs)?));
+                if r.outputs != expected {
+                    bail!("the proven outputs are not the model's outputs on the task's input");
+                }
+                trust.add_vk(loaded.vk.clone());
+                trust.srs = Some(self.srs.clone());
+            }
+            _ => {
+                let signer = r.signer.as_ref().ok_or_else(|| anyhow!("the receipt is not signed"))?;
+                if signer.worker_id != worker_id {
+                    bail!("the receipt is signed as worker {}, not {worker_id}", signer.worker_id);
+                }
+                let key = self.store().worker(worker_id)?.ok_or_else(|| anyhow!("unknown worker"))?.public_key;
+                trust.add_worker_keys([WorkerKey { worker_id: worker_id.to_string(), public_key: hex::encode(key) }]);
+            }
+        }
+        trust.verify(&r)?;
+        Ok(())
+    }
+
+    /// Re-queues expired leases and counts dead workers; run periodically.
+    pub fn sweep(&self) -> Result<()> {
+        let now = now_ms();
+        let expired = self.store().expire_leases(now)?;
+        if !expired.is_empty() {
+            metrics::counter!("zkfarm_lease_expiries_total").increment(expired.len() as u64);
+            for t in &expired {
+                tracing::warn!(task = %t.task_id, worker = %t.worker_id, "lease expired; task re-queued");
+                self.announce(&t.job_id, Some(&t.task_id));
+            }
+            self.work.notify_waiters();
+        }
+        let dead = self.store().mark_dead(now - self.cfg.dead_after.as_millis() as i64)?;
+        if dead > 0 {
+            metrics::counter!("zkfarm_dead_workers_total").increment(dead as u64);
+        }
+        crate::telemetry::update_gauges(&self.store(), now)?;
+        Ok(())
+    }
+
+    /// Every registered worker key, for offline verifiers.
+    pub fn worker_keys(&self) -> Result<Vec<(String, Vec<u8>)>, Status> {
+        self.store().worker_keys().map_err(internal)
+    }
+
+    pub fn find_vk(&self, vk_hash: &str) -> Result<Option<VerifierKey>, Status> {
+        self.vks.find_vk(vk_hash).map_err(|e| Status::invalid_argument(format!("{e:#}")))
+    }
+}
+
+fn parse_settings(json: &str) -> Result<Settings> {
+    let s: Settings = if json.trim().is_empty() {
+        Settings::default()
+    } else {
+        serde_json::from_str(json).map_err(|e| anyhow!("the settings are not valid zkfarm settings JSON: {e}"))?
+    };
+    s.validate()?;
+    Ok(s)
+}

@@ -1,0 +1,81 @@
+//! Running a coordinator: the gRPC server (optionally TLS), authentication,
+//! message limits and the sweep that expires leases.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+use zkfarm_proto::net::MAX_MESSAGE_BYTES;
+use zkfarm_proto::v1::prover_farm_server::ProverFarmServer;
+use zkfarm_proto::v1::worker_link_server::WorkerLinkServer;
+
+use crate::api::{ClientApi, WorkerApi};
+use crate::auth::Auth;
+use crate::farm::Farm;
+
+/// PEM files of the server's certificate chain and private key.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Binds `addr`; the listener is handed to [`serve`]. Binding first lets a
+/// caller learn the port before serving (port 0 in tests).
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))
+}
+
+/// Serves both services until `shutdown` resolves.
+pub async fn serve(
+    farm: Arc<Farm>,
+    auth: Arc<Auth>,
+    listener: TcpListener,
+    tls: Option<TlsFiles>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let mut builder = Server::builder().tcp_nodelay(true).http2_keepalive_interval(Some(Duration::from_secs(20)));
+    if let Some(t) = &tls {
+        let cert = std::fs::read(&t.cert).with_context(|| format!("reading TLS certificate {}", t.cert.display()))?;
+        let key = std::fs::read(&t.key).with_context(|| format!("reading TLS key {}", t.key.display()))?;
+        builder = builder
+            .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))
+            .context("TLS configuration")?;
+    }
+    // gRPC's own limit sits above the farm's limits, so an oversized model
+    // or input gets the farm's clear message rather than a framing error.
+    let max_message = (farm.cfg.limits.max_model_bytes + (1 << 20)).max(MAX_MESSAGE_BYTES);
+    let client_api = ProverFarmServer::new(ClientApi { farm: farm.clone() })
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let worker_api = WorkerLinkServer::new(WorkerApi { farm: farm.clone() })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(max_message);
+    let sweeper = tokio::spawn(sweep_loop(farm.clone()));
+    let served = builder
+        .add_service(tonic::service::interceptor::InterceptedService::new(client_api, auth.client()))
+        .add_service(tonic::service::interceptor::InterceptedService::new(worker_api, auth.worker()))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await;
+    sweeper.abort();
+    served.context("the gRPC server failed")
+}
+
+async fn sweep_loop(farm: Arc<Farm>) {
+    let every = (farm.cfg.lease / 10).clamp(Duration::from_millis(100), Duration::from_secs(2));
+    loop {
+        tokio::time::sleep(every).await;
+        let f = farm.clone();
+        match tokio::task::spawn_blocking(move || f.sweep()).await {
+            Ok(Err(e)) => tracing::error!("sweep failed: {e:#}"),
+            Err(e) => tracing::error!("sweep panicked: {e}"),
+            Ok(Ok(())) => {}
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! Prometheus metrics: the exporter and the gauges read from the job store.
+//!
+//! Counters and histograms are recorded where things happen (`farm.rs`, the
+//! worker loop, the key cache); gauges are refreshed from the store on every
+//! sweep.
+
+use std::net::SocketAddr;
+
+use anyhow::{Context, Result};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+
+use crate::store::Store;
+
+/// Buckets for task durations: a signed receipt takes microseconds, a large
+/// proof minutes.
+const SECONDS_BUCKETS: &[f64] =
+    &[0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
+
+/// Serves `/metrics` on `addr`. Call once per process, inside a Tokio runtime.
+pub fn install(addr: SocketAddr) -> Result<()> {
+    PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+        .context("metric buckets")?
+        .install()
+        .with_context(|| format!("starting the metrics endpoint on {addr}"))?;
+    describe();
+    Ok(())
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!("zkfarm_jobs", "Jobs by state.");
+    describe_gauge!("zkfarm_tasks", "Tasks (one per inference) by state.");
+    describe_gauge!("zkfarm_queue_depth", "Tasks waiting for a worker.");
+    describe_gauge!("zkfarm_queue_oldest_wait_seconds", "How long the oldest queued task has waited.");
+    describe_gauge!("zkfarm_workers_live", "Workers with a recent heartbeat.");
+    describe_counter!("zkfarm_inferences_total", "Verified inferences by tier.");
+    describe_histogram!("zkfarm_task_duration_seconds", "Worker time per task, by tier and engine.");
+    describe_histogram!("zkfarm_task_latency_seconds", "Submission to verified receipt, by tier.");
+    describe_counter!("zkfarm_task_retries_total", "Retryable failures that re-queued a task.");
+    describe_counter!("zkfarm_lease_expiries_total", "Leases that ran out and were re-queued.");
+    describe_counter!("zkfarm_dead_workers_total", "Workers declared dead after missing heartbeats.");
+    describe_counter!("zkfarm_receipts_rejected_total", "Worker receipts that failed verification.");
+    describe_counter!("zkfarm_key_cache_hits_total", "Proving-key lookups served, by layer.");
+    describe_counter!("zkfarm_key_cache_misses_total", "Proving-key lookups missed, by layer.");
+    describe_counter!("zkfarm_key_cache_errors_total", "Key cache failures by layer and kind.");
+    describe_histogram!(
+        "zkfarm_prove_duration_seconds",
+        "Proof generation time by engine; the sum is the engine's busy time (GPU busy time for cuda)."
+    );
+    describe_counter!("zkfarm_worker_tasks_total", "Tasks a worker finished, by tier and outcome.");
+}
+
+pub fn update_gauges(store: &Store, now_ms: i64) -> Result<()> {
+    let (jobs, tasks) = store.state_counts()?;
+    for state in ["running", "done", "failed", "cancelled"] {
+        let n = jobs.iter().find(|(s, _)| s == state).map_or(0, |(_, n)| *n);
+        metrics::gauge!("zkfarm_jobs", "state" => state).set(n as f64);
+    }
+    for state in ["queued", "running", "done", "failed", "cancelled"] {
+        let n = tasks.iter().find(|(s, _)| s == state).map_or(0, |(_, n)| *n);
+        metrics::gauge!("zkfarm_tasks", "state" => state).set(n as f64);
+    }
+    let (depth, oldest) = store.queue()?;
+    metrics::gauge!("zkfarm_queue_depth").set(depth as f64);
+    let wait = oldest.map_or(0.0, |t| (now_ms - t).max(0) as f64 / 1000.0);
+    metrics::gauge!("zkfarm_queue_oldest_wait_seconds").set(wait);
+    metrics::gauge!("zkfarm_workers_live").set(store.live_workers()? as f64);
+    Ok(())
+}
