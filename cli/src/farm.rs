@@ -114,6 +114,12 @@ pub enum JobCommand {
     Watch { job_id: String },
     /// Cancel a job's unfinished tasks.
     Cancel { job_id: String },
+    /// Write a job's finished receipts into a directory.
+    Receipts {
+        job_id: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// List recent jobs.
     List {
         #[arg(long, default_value_t = 20)]
@@ -129,7 +135,8 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
@@ -362,7 +369,10 @@ pub fn cmd_apikey_create(out: &Output, name: &str, data: Option<&Path>) -> Resul
 fn read_secret(path: &Path, what: &str, flag: &str) -> Result<String> {
     match std::fs::read_to_string(path) {
         Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
-        _ => bail!("no {what}: pass {flag}, or start `zkfarm serve`/`zkfarm coordinator` here first to create {}", path.display()),
+        _ => bail!(
+            "no {what}: pass {flag}, or start `zkfarm serve`/`zkfarm coordinator` here first to create {}",
+            path.display()
+        ),
     }
 }
 
@@ -420,13 +430,18 @@ pub struct SubmitArgs<'a> {
 pub fn cmd_submit(out: &Output, c: &ClientArgs, s: &SubmitArgs<'_>) -> Result<()> {
     let text = std::fs::read_to_string(s.batch).with_context(|| format!("reading {}", s.batch.display()))?;
     let batch: Batch = serde_json::from_str(&text).with_context(|| {
-        format!("{} is not a batch file ({{\"model\": ..., \"requests\": [{{\"input\": ..., \"tier\": ...}}]}})", s.batch.display())
+        format!(
+            "{} is not a batch file ({{\"model\": ..., \"requests\": [{{\"input\": ..., \"tier\": ...}}]}})",
+            s.batch.display()
+        )
     })?;
     let base = s.batch.parent().unwrap_or(Path::new("."));
     let model_path = base.join(&batch.model);
     let onnx = std::fs::read(&model_path).with_context(|| format!("reading model {}", model_path.display()))?;
     let settings_json = match &batch.settings {
-        Some(p) => std::fs::read_to_string(base.join(p)).with_context(|| format!("reading settings {}", p.display()))?,
+        Some(p) => {
+            std::fs::read_to_string(base.join(p)).with_context(|| format!("reading settings {}", p.display()))?
+        }
         None => String::new(),
     };
     let mut requests = Vec::with_capacity(batch.requests.len());
@@ -448,7 +463,12 @@ pub fn cmd_submit(out: &Output, c: &ClientArgs, s: &SubmitArgs<'_>) -> Result<()
             .await
             .map_err(status_error)?
             .into_inner();
-        let req = SubmitJobRequest { model_id: model.model_id.clone(), requests, priority: s.priority, idempotency_key: idem };
+        let req = SubmitJobRequest {
+            model_id: model.model_id.clone(),
+            requests,
+            priority: s.priority,
+            idempotency_key: idem,
+        };
         let job = retry_transient(|| {
             let mut f = farm.clone();
             let r = req.clone();
@@ -457,9 +477,10 @@ pub fn cmd_submit(out: &Output, c: &ClientArgs, s: &SubmitArgs<'_>) -> Result<()
         .await?
         .into_inner();
         if !s.wait {
-            out.emit(json!({ "ok": true, "job_id": job.job_id, "model_id": model.model_id, "existing": job.existing }), || {
-                format!("submitted job {} (model {}, k = {})", job.job_id, &model.model_id[..16], model.k)
-            });
+            out.emit(
+                json!({ "ok": true, "job_id": job.job_id, "model_id": model.model_id, "existing": job.existing }),
+                || format!("submitted job {} (model {}, k = {})", job.job_id, &model.model_id[..16], model.k),
+            );
             return Ok(());
         }
         let fin = follow(out, &mut farm, &job.job_id).await?;
@@ -630,8 +651,15 @@ pub fn cmd_job(out: &Output, c: &ClientArgs, cmd: &JobCommand) -> Result<()> {
                 let job = job.into_inner();
                 out.emit(job_json(&job), || job_text(&job));
             }
+            JobCommand::Receipts { job_id, out: dir } => {
+                let n = write_receipts(&mut farm, job_id, dir).await?;
+                out.emit(json!({ "ok": true, "receipts_written": n }), || {
+                    format!("{n} receipt(s) written to {}", dir.display())
+                });
+            }
             JobCommand::List { limit } => {
-                let jobs = farm.list_jobs(ListJobsRequest { limit: *limit }).await.map_err(status_error)?.into_inner().jobs;
+                let jobs =
+                    farm.list_jobs(ListJobsRequest { limit: *limit }).await.map_err(status_error)?.into_inner().jobs;
                 out.emit(json!({ "ok": true, "jobs": jobs.iter().map(job_json).collect::<Vec<_>>() }), || {
                     jobs.iter().map(job_text).collect::<String>()
                 });

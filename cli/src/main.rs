@@ -235,8 +235,11 @@ impl ModelArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Long-running services log their progress; one-shot commands only warn.
-    let default_level =
-        if matches!(cli.command, Command::Coordinator(_) | Command::Worker(_) | Command::Serve(_)) { "info" } else { "warn" };
+    let default_level = if matches!(cli.command, Command::Coordinator(_) | Command::Worker(_) | Command::Serve(_)) {
+        "info"
+    } else {
+        "warn"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("ZKFARM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     tracing_subscriber::fmt()

@@ -30,7 +30,14 @@ pub fn cmd_verify(out: &Output, path: &Path, inputs: &Inputs<'_>) -> Result<()> 
     out.emit(
         json!({ "ok": true, "valid": true, "tier": receipt.tier, "outputs": receipt.outputs,
                 "insecure": verdict.insecure, "job_id": receipt.job_id, "task_id": receipt.task_id }),
-        || format!("valid {} receipt ({:.0} ms): outputs {:?}", receipt.tier, took.as_secs_f64() * 1e3, receipt.outputs),
+        || {
+            format!(
+                "valid {} receipt ({:.0} ms): outputs {:?}",
+                receipt.tier,
+                took.as_secs_f64() * 1e3,
+                receipt.outputs
+            )
+        },
     );
     Ok(())
 }
@@ -41,8 +48,9 @@ fn gather(receipt: &Receipt, inputs: &Inputs<'_>) -> Result<Trust> {
     let mut trust = Trust { allow_insecure_tee: inputs.allow_insecure_tee, ..Trust::default() };
     if let Some(p) = inputs.worker_keys {
         let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-        let keys: Vec<WorkerKey> = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a worker key list ([{{\"worker_id\", \"public_key\"}}])", p.display()))?;
+        let keys: Vec<WorkerKey> = serde_json::from_str(&text).with_context(|| {
+            format!("{} is not a worker key list ([{{\"worker_id\", \"public_key\"}}])", p.display())
+        })?;
         trust.add_worker_keys(keys);
     }
     let zk = receipt.tier == "zk";
@@ -67,7 +75,10 @@ fn gather(receipt: &Receipt, inputs: &Inputs<'_>) -> Result<Trust> {
             trust.add_vk(VerifierKey::from_json(text)?);
         }
         trust.add_worker_keys(
-            remote.worker_keys.into_iter().map(|k| WorkerKey { worker_id: k.worker_id, public_key: hex::encode(k.public_key) }),
+            remote
+                .worker_keys
+                .into_iter()
+                .map(|k| WorkerKey { worker_id: k.worker_id, public_key: hex::encode(k.public_key) }),
         );
         if !remote.srs.is_empty() {
             trust.srs = Some(Arc::new(Srs::from_bytes(&remote.srs).context("the coordinator's SRS")?));

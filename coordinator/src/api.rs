@@ -57,7 +57,11 @@ impl ClientApi {
             _ => return Err(Status::not_found(format!("unknown job {job_id:?}"))),
         };
         let c = store.counts(job_id).map_err(internal)?;
-        let tasks = if with_tasks { store.tasks_of(job_id).map_err(internal)?.iter().map(task_proto).collect() } else { vec![] };
+        let tasks = if with_tasks {
+            store.tasks_of(job_id).map_err(internal)?.iter().map(task_proto).collect()
+        } else {
+            vec![]
+        };
         Ok(Job {
             job_id: row.job_id,
             model_id: row.model_id,
@@ -80,7 +84,10 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<JobEvent, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl ProverFarm for ClientApi {
-    async fn register_model(&self, req: Request<RegisterModelRequest>) -> Result<Response<RegisterModelResponse>, Status> {
+    async fn register_model(
+        &self,
+        req: Request<RegisterModelRequest>,
+    ) -> Result<Response<RegisterModelResponse>, Status> {
         let r = req.into_inner();
         let row = self.farm.register_model(r.onnx, r.settings_json, r.name).await?;
         let loaded = self.farm.loaded(&row.model_id).await?;
@@ -231,8 +238,12 @@ impl ProverFarm for ClientApi {
             let vk = self.farm.find_vk(h)?.ok_or_else(|| Status::not_found(format!("unknown verifying key {h}")))?;
             vk_json.push(vk.to_json());
         }
-        let worker_keys =
-            self.farm.worker_keys()?.into_iter().map(|(worker_id, public_key)| WorkerKey { worker_id, public_key }).collect();
+        let worker_keys = self
+            .farm
+            .worker_keys()?
+            .into_iter()
+            .map(|(worker_id, public_key)| WorkerKey { worker_id, public_key })
+            .collect();
         let srs = if r.srs_k == 0 {
             vec![]
         } else {
@@ -334,7 +345,10 @@ impl WorkerLink for WorkerApi {
         Ok(Response::new(ReportResultResponse { accepted, reason }))
     }
 
-    async fn report_failure(&self, req: Request<ReportFailureRequest>) -> Result<Response<ReportFailureResponse>, Status> {
+    async fn report_failure(
+        &self,
+        req: Request<ReportFailureRequest>,
+    ) -> Result<Response<ReportFailureResponse>, Status> {
         let r = req.into_inner();
         self.farm.worker_caps(&r.worker_id)?;
         tracing::warn!(task = %r.task_id, retryable = r.retryable, "task failed: {}", r.reason);

@@ -45,7 +45,8 @@ impl Auth {
     pub fn client(self: &Arc<Self>) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone {
         let auth = self.clone();
         move |mut req: Request<()>| {
-            let secret = bearer(&req).ok_or_else(|| Status::unauthenticated("missing API key (authorization: Bearer <key>)"))?;
+            let secret =
+                bearer(&req).ok_or_else(|| Status::unauthenticated("missing API key (authorization: Bearer <key>)"))?;
             let name = auth.clients.read().unwrap().get(&hash_secret(&secret)).cloned();
             let name = name.ok_or_else(|| Status::unauthenticated("invalid API key"))?;
             req.extensions_mut().insert(Client(name));
@@ -91,7 +92,10 @@ pub fn worker_token(data_dir: &Path, given: Option<&str>) -> Result<String> {
     }
     let path = data_dir.join("worker-token");
     if path.exists() {
-        return Ok(std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?.trim().to_string());
+        return Ok(std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .trim()
+            .to_string());
     }
     let token = new_secret("zkw_");
     write_secret(&path, &token)?;

@@ -140,7 +140,12 @@ impl Farm {
     // Models.
 
     /// Compiles and registers a model; its id is the circuit hash.
-    pub async fn register_model(self: &Arc<Self>, onnx: Vec<u8>, settings_json: String, name: String) -> Result<ModelRow, Status> {
+    pub async fn register_model(
+        self: &Arc<Self>,
+        onnx: Vec<u8>,
+        settings_json: String,
+        name: String,
+    ) -> Result<ModelRow, Status> {
         let lim = &self.cfg.limits;
         if onnx.is_empty() {
             return Err(Status::invalid_argument("the model is empty"));
@@ -289,7 +294,13 @@ impl Farm {
 
     // Workers.
 
-    pub fn register_worker(&self, requested_id: &str, name: &str, public_key: Vec<u8>, caps: &Caps) -> Result<String, Status> {
+    pub fn register_worker(
+        &self,
+        requested_id: &str,
+        name: &str,
+        public_key: Vec<u8>,
+        caps: &Caps,
+    ) -> Result<String, Status> {
         let key: [u8; 32] = public_key
             .as_slice()
             .try_into()
@@ -323,12 +334,19 @@ impl Farm {
         serde_json::from_str(&w.caps).map_err(|e| internal(e.into()))
     }
 
-    pub fn heartbeat(&self, worker_id: &str, running: &[(String, u32)], loaded_keys: Vec<String>) -> Result<Vec<(String, u32)>, Status> {
+    pub fn heartbeat(
+        &self,
+        worker_id: &str,
+        running: &[(String, u32)],
+        loaded_keys: Vec<String>,
+    ) -> Result<Vec<(String, u32)>, Status> {
         let mut caps = self.worker_caps(worker_id)?;
         let mut store = self.store();
         if caps.loaded_keys != loaded_keys {
             caps.loaded_keys = loaded_keys;
-            store.set_worker_caps(worker_id, &serde_json::to_string(&caps).map_err(|e| internal(e.into()))?).map_err(internal)?;
+            store
+                .set_worker_caps(worker_id, &serde_json::to_string(&caps).map_err(|e| internal(e.into()))?)
+                .map_err(internal)?;
         }
         store.renew(worker_id, running, now_ms(), self.cfg.lease.as_millis() as i64).map_err(internal)
     }
@@ -345,7 +363,8 @@ impl Farm {
             let claimed =
                 self.store().claim(worker_id, &fit, now_ms(), self.cfg.lease.as_millis() as i64).map_err(internal)?;
             if let Some(task) = claimed {
-                let vk_hash = self.store().model(&task.model_id).map_err(internal)?.map(|m| m.vk_hash).unwrap_or_default();
+                let vk_hash =
+                    self.store().model(&task.model_id).map_err(internal)?.map(|m| m.vk_hash).unwrap_or_default();
                 self.announce(&task.job_id, Some(&task.task_id));
                 return Ok(Some((task, vk_hash)));
             }
@@ -378,9 +397,11 @@ impl Farm {
         let loaded = self.loaded(&task.model_id).await?;
         let farm = self.clone();
         let (t, w) = (task.clone(), worker_id.to_string());
-        let checked = tokio::task::spawn_blocking(move || farm.check_receipt(&t, &w, &loaded, &receipt_json).map(|_| receipt_json))
-            .await
-            .map_err(|e| Status::internal(format!("verification panicked: {e}")))?;
+        let checked = tokio::task::spawn_blocking(move || {
+            farm.check_receipt(&t, &w, &loaded, &receipt_json).map(|_| receipt_json)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("verification panicked: {e}")))?;
         let receipt_json = match checked {
             Ok(r) => r,
             Err(e) => {
@@ -393,7 +414,8 @@ impl Farm {
             }
         };
         let now = now_ms();
-        let (completion, settled) = self.store().complete(task_id, &receipt_json, duration_ms, now).map_err(internal)?;
+        let (completion, settled) =
+            self.store().complete(task_id, &receipt_json, duration_ms, now).map_err(internal)?;
         if let Completion::AlreadyFinal(state) = completion {
             return Ok((false, format!("the task is already {state}")));
         }

@@ -342,7 +342,10 @@ impl Store {
     }
 
     pub fn job(&self, job_id: &str) -> Result<Option<JobRow>> {
-        Ok(self.conn.query_row(&format!("SELECT {JOB_COLS} FROM jobs WHERE job_id = ?1"), [job_id], job_row).optional()?)
+        Ok(self
+            .conn
+            .query_row(&format!("SELECT {JOB_COLS} FROM jobs WHERE job_id = ?1"), [job_id], job_row)
+            .optional()?)
     }
 
     pub fn list_jobs(&self, client: &str, limit: u32) -> Result<Vec<JobRow>> {
@@ -398,7 +401,13 @@ impl Store {
             "SELECT SUM(state IN ('queued', 'running')), SUM(state = 'failed'), SUM(state = 'cancelled') \
              FROM tasks WHERE job_id = ?1",
             [job_id],
-            |r| Ok((r.get::<_, Option<u32>>(0)?.unwrap_or(0), r.get::<_, Option<u32>>(1)?.unwrap_or(0), r.get::<_, Option<u32>>(2)?.unwrap_or(0))),
+            |r| {
+                Ok((
+                    r.get::<_, Option<u32>>(0)?.unwrap_or(0),
+                    r.get::<_, Option<u32>>(1)?.unwrap_or(0),
+                    r.get::<_, Option<u32>>(2)?.unwrap_or(0),
+                ))
+            },
         )?;
         if open > 0 {
             return Ok(None);
@@ -464,7 +473,13 @@ impl Store {
 
     /// Extends the leases of the tasks a worker says it runs. Returns the
     /// ones it no longer holds (cancelled, finished or re-leased).
-    pub fn renew(&mut self, worker_id: &str, running: &[(String, u32)], now: i64, lease_ms: i64) -> Result<Vec<(String, u32)>> {
+    pub fn renew(
+        &mut self,
+        worker_id: &str,
+        running: &[(String, u32)],
+        now: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<(String, u32)>> {
         let tx = self.conn.transaction()?;
         let mut lost = Vec::new();
         for (task_id, attempt) in running {
@@ -487,9 +502,8 @@ impl Store {
     pub fn expire_leases(&mut self, now: i64) -> Result<Vec<TaskRow>> {
         let tx = self.conn.transaction()?;
         let expired: Vec<TaskRow> = {
-            let mut st = tx.prepare(&format!(
-                "SELECT {TASK_COLS} FROM tasks WHERE state = 'running' AND lease_expires_ms < ?1"
-            ))?;
+            let mut st = tx
+                .prepare(&format!("SELECT {TASK_COLS} FROM tasks WHERE state = 'running' AND lease_expires_ms < ?1"))?;
             let rows = st.query_map([now], task_row)?;
             rows.collect::<rusqlite::Result<_>>()?
         };
@@ -513,7 +527,9 @@ impl Store {
     ) -> Result<(Completion, Option<String>)> {
         let tx = self.conn.transaction()?;
         let (state, job_id): (String, String) =
-            tx.query_row("SELECT state, job_id FROM tasks WHERE task_id = ?1", [task_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            tx.query_row("SELECT state, job_id FROM tasks WHERE task_id = ?1", [task_id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
         if matches!(state.as_str(), "done" | "failed" | "cancelled") {
             return Ok((Completion::AlreadyFinal(state), None));
         }
@@ -657,7 +673,8 @@ impl Store {
         let rows = st.query_map(params![tier, limit], |r| r.get(0))?;
         let lat = rows.collect::<rusqlite::Result<_>>()?;
         let failed: i64 =
-            self.conn.query_row("SELECT COUNT(*) FROM tasks WHERE tier = ?1 AND state = 'failed'", [tier], |r| r.get(0))?;
+            self.conn
+                .query_row("SELECT COUNT(*) FROM tasks WHERE tier = ?1 AND state = 'failed'", [tier], |r| r.get(0))?;
         Ok((lat, failed as u64))
     }
 

@@ -158,12 +158,7 @@ impl KeyCache {
 
     /// Like [`Self::get_or_create`]; with `expect_vk`, a cached key whose
     /// verifying key hash differs is dropped rather than used.
-    pub fn get_checked(
-        &self,
-        model: &CompiledModel,
-        srs: &Srs,
-        expect_vk: Option<&str>,
-    ) -> Result<(Keys, KeySource)> {
+    pub fn get_checked(&self, model: &CompiledModel, srs: &Srs, expect_vk: Option<&str>) -> Result<(Keys, KeySource)> {
         let stem = Self::stem(model, srs);
         let pk_path = self.dir.join(format!("{stem}.pk"));
         let vk_path = self.dir.join(format!("{stem}.vk.json"));

@@ -30,7 +30,10 @@ struct Header {
 
 /// A key entry read back from Redis.
 pub enum Fetched {
-    Hit { vk_json: String, pk: Vec<u8> },
+    Hit {
+        vk_json: String,
+        pk: Vec<u8>,
+    },
     Miss,
     /// The entry failed its checks and was deleted.
     Corrupt(String),

@@ -135,7 +135,8 @@ impl Enclave {
     pub fn new(provider: &dyn Provider) -> Result<Self> {
         let key = Identity::ephemeral();
         let report = provider.report(&binding(&key.public_key()))?;
-        let attestation = Attestation { provider: provider.name(), report: hex::encode(report), insecure: provider.insecure() };
+        let attestation =
+            Attestation { provider: provider.name(), report: hex::encode(report), insecure: provider.insecure() };
         Ok(Enclave { key, attestation })
     }
 
@@ -173,7 +174,9 @@ pub fn check_attestation(att: &Attestation, public_key: &[u8; 32], allow_insecur
             bail!("a dev TEE report must be marked insecure");
         }
         if !allow_insecure {
-            bail!("the receipt's TEE report comes from the insecure dev provider; pass --allow-insecure-tee to accept it");
+            bail!(
+                "the receipt's TEE report comes from the insecure dev provider; pass --allow-insecure-tee to accept it"
+            );
         }
         return Ok(());
     }

@@ -60,7 +60,8 @@ impl Trust {
                     .vks
                     .get(&r.vk_hash)
                     .ok_or_else(|| anyhow!("verifying key {} is not available: pass --vk FILE", r.vk_hash))?;
-                let srs = self.srs.as_ref().ok_or_else(|| anyhow!("verifying a zk receipt needs the SRS: pass --srs"))?;
+                let srs =
+                    self.srs.as_ref().ok_or_else(|| anyhow!("verifying a zk receipt needs the SRS: pass --srs"))?;
                 crate::prove::verify(r, vk, srs)?;
                 if srs.insecure {
                     insecure.push(format!("the SRS {} is an insecure development SRS", srs.id));
@@ -73,7 +74,10 @@ impl Trust {
                 self.check_zk_fields_absent(r)?;
                 let signer = check_signature(r)?;
                 let registered = self.worker_keys.get(&signer.worker_id).ok_or_else(|| {
-                    anyhow!("worker {} has no registered key here: pass --worker-keys or --coordinator", signer.worker_id)
+                    anyhow!(
+                        "worker {} has no registered key here: pass --worker-keys or --coordinator",
+                        signer.worker_id
+                    )
                 })?;
                 if parse_public_key(registered)? != parse_public_key(&signer.public_key)? {
                     bail!("the receipt is signed by a key that is not worker {}'s registered key", signer.worker_id);
