@@ -121,7 +121,22 @@ def nonlinear(rng):
     save("nonlinear", nodes, inits, [1, 16], [1, 6], x)
 
 
+def mlp_batch(rng):
+    """A farm batch of 8 MLP requests mixing the three tiers, each input the
+    example input plus a little noise, clipped to [0, 1]."""
+    with open(os.path.join(HERE, "mlp.input.json")) as f:
+        base = np.asarray(json.load(f)["input_data"][0])
+    tiers = ["zk", "signed", "tee", "signed"]
+    requests = []
+    for i in range(8):
+        x = np.clip(base + rng.uniform(-0.05, 0.05, size=base.shape), 0.0, 1.0)
+        requests.append({"input": {"input_data": [[round(float(v), 4) for v in x]]}, "tier": tiers[i % 4]})
+    with open(os.path.join(HERE, "mlp.batch.json"), "w") as f:
+        json.dump({"model": "mlp.onnx", "requests": requests}, f)
+
+
 if __name__ == "__main__":
     mlp(np.random.default_rng(1))
     lenet(np.random.default_rng(2))
     nonlinear(np.random.default_rng(3))
+    mlp_batch(np.random.default_rng(4))

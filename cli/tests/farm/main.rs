@@ -285,3 +285,44 @@ fn a_corrupt_redis_key_entry_is_detected_dropped_and_regenerated() {
     let (_, source) = cache("e").get_checked(&model, &srs, Some(&keys.vk.hash)).unwrap();
     assert_eq!(source, KeySource::Generated);
 }
+
+#[test]
+fn tls_serves_clients_and_workers() {
+    let _g = serial();
+    let home = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (home.path().join("cert.pem"), home.path().join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let c = Coordinator::start(
+        home.path(),
+        "serve",
+        &[
+            "--workers",
+            "1",
+            "--engine",
+            "cpu",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let https = format!("https://localhost:{}", c.port);
+    let batch = write_batch(home.path(), &["signed", "signed"]);
+    let job = c.cli_json(&[
+        "submit",
+        batch.to_str().unwrap(),
+        "--wait",
+        "--coordinator",
+        &https,
+        "--tls-ca",
+        cert.to_str().unwrap(),
+    ]);
+    assert_eq!(job["state"], "done", "the local worker reached the coordinator over TLS");
+    let plain = c.cli(&["job", "list", "--coordinator", &c.url()]);
+    assert!(!plain.status.success(), "plain HTTP/2 to a TLS port fails");
+    let no_ca = c.cli(&["job", "list", "--coordinator", &https]);
+    assert!(!no_ca.status.success());
+    assert!(String::from_utf8_lossy(&no_ca.stderr).contains("--tls-ca"));
+}
