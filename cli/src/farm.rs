@@ -23,6 +23,7 @@ use zkfarm_proto::v1::*;
 use zkfarm_proto::{JobState, TaskState, Tier};
 use zkfarm_prover::engine::{host_memory_bytes, Engine, EngineChoice};
 use zkfarm_prover::redis_keys::RedisKeys;
+use zkfarm_prover::tee::TeePolicy;
 use zkfarm_prover::worker::{self, WorkerConfig};
 use zkfarm_prover::{home, srs, tee, KeyCache, Srs};
 
@@ -58,6 +59,8 @@ pub struct CoordinatorArgs {
     /// Accept receipts of the insecure dev TEE provider.
     #[arg(long)]
     pub allow_insecure_tee: bool,
+    #[command(flatten)]
+    pub tee: TeeArgs,
     /// TLS certificate chain (PEM); with --tls-key, serve over TLS.
     #[arg(long, requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -96,13 +99,13 @@ pub struct WorkerArgs {
 #[derive(Args, Clone)]
 pub struct ClientArgs {
     /// The coordinator's URL.
-    #[arg(long, env = "ZKFARM_COORDINATOR", default_value = DEFAULT_URL)]
+    #[arg(long, global = true, env = "ZKFARM_COORDINATOR", default_value = DEFAULT_URL)]
     pub coordinator: String,
     /// API key; read from `$ZKFARM_HOME/farm/api-key` when not given.
-    #[arg(long, env = "ZKFARM_API_KEY", hide_env_values = true)]
+    #[arg(long, global = true, env = "ZKFARM_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
     /// CA certificate (PEM) for an https:// coordinator.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub tls_ca: Option<PathBuf>,
 }
 
@@ -146,19 +149,48 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-fn farm_config(a: &CoordinatorArgs, data: PathBuf) -> FarmConfig {
+fn farm_config(a: &CoordinatorArgs, data: PathBuf) -> Result<FarmConfig> {
     let mut cfg = FarmConfig::new(data);
     cfg.lease = Duration::from_millis(a.lease_ms.max(100));
     cfg.dead_after = cfg.lease * 3;
     cfg.max_retries = a.max_retries;
-    cfg.allow_insecure_tee = a.allow_insecure_tee;
+    cfg.tee = a.tee.policy(a.allow_insecure_tee)?;
     cfg.limits = Limits {
         max_model_bytes: a.max_model_bytes,
         max_input_bytes: a.max_input_bytes,
         max_batch: a.max_batch,
         max_k: a.max_k,
     };
-    cfg
+    Ok(cfg)
+}
+
+/// Trust inputs for hardware TEE receipts (TDX).
+#[derive(Args, Clone, Default)]
+pub struct TeeArgs {
+    /// Intel DCAP collateral (JSON) for TDX quotes, from Intel PCS or a PCCS.
+    #[arg(long)]
+    pub tee_collateral: Option<PathBuf>,
+    /// Root CA (DER) for TDX quotes, when not Intel's SGX root CA.
+    #[arg(long)]
+    pub tee_root_ca: Option<PathBuf>,
+    /// An accepted TD measurement (MRTD, hex); repeat for several.
+    #[arg(long)]
+    pub tee_mrtd: Vec<String>,
+}
+
+impl TeeArgs {
+    pub fn policy(&self, allow_insecure: bool) -> Result<TeePolicy> {
+        let read = |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+        Ok(TeePolicy {
+            allow_insecure,
+            tdx_collateral: match &self.tee_collateral {
+                Some(p) => Some(String::from_utf8(read(p)?).context("the TDX collateral is not UTF-8 JSON")?),
+                None => None,
+            },
+            tdx_root_ca: self.tee_root_ca.as_ref().map(read).transpose()?,
+            tdx_mrtd: self.tee_mrtd.clone(),
+        })
+    }
 }
 
 /// A started coordinator: the farm, its auth and its bound listener.
@@ -176,7 +208,7 @@ async fn start_coordinator(out: &Output, a: &CoordinatorArgs, srs: Srs) -> Resul
     if srs.insecure {
         out.warn(&format!("the farm proves against the INSECURE development SRS {}", srs.id));
     }
-    let farm = Arc::new(Farm::open(farm_config(a, data.clone()), Arc::new(srs))?);
+    let farm = Arc::new(Farm::open(farm_config(a, data.clone())?, Arc::new(srs))?);
     if let Some(key) = auth::ensure_first_api_key(&farm.store(), &data)? {
         let _ = key;
         eprintln!("created an API key for local use in {}", data.join("api-key").display());

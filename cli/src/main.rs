@@ -106,6 +106,8 @@ enum Command {
         /// Accept TEE receipts of the insecure dev provider.
         #[arg(long)]
         allow_insecure_tee: bool,
+        #[command(flatten)]
+        tee: farm::TeeArgs,
         /// Fetch the trust inputs (verifying key, worker keys, SRS) from this coordinator.
         #[arg(long = "coordinator", value_name = "URL")]
         from_coordinator: Option<String>,
@@ -274,7 +276,17 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Prove { model, input, output, srs, seed } => {
             cmd_prove(&out, model, input, output, srs.as_deref(), *seed)
         }
-        Command::Verify { receipt, vk, srs, worker_keys, allow_insecure_tee, from_coordinator, api_key, tls_ca } => {
+        Command::Verify {
+            receipt,
+            vk,
+            srs,
+            worker_keys,
+            allow_insecure_tee,
+            tee,
+            from_coordinator,
+            api_key,
+            tls_ca,
+        } => {
             let remote = from_coordinator.as_ref().map(|url| farm::ClientArgs {
                 coordinator: url.clone(),
                 api_key: api_key.clone(),
@@ -284,7 +296,7 @@ fn run(cli: &Cli) -> Result<()> {
                 vk: vk.as_deref(),
                 srs: srs.as_deref(),
                 worker_keys: worker_keys.as_deref(),
-                allow_insecure_tee: *allow_insecure_tee,
+                tee: tee.policy(*allow_insecure_tee)?,
                 coordinator: remote.as_ref(),
             };
             verify::cmd_verify(&out, receipt, &inputs)

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use serde_json::json;
+use zkfarm_prover::tee::TeePolicy;
 use zkfarm_prover::trust::WorkerKey;
 use zkfarm_prover::{srs, KeyCache, Receipt, Srs, Trust, VerifierKey};
 
@@ -16,7 +17,7 @@ pub struct Inputs<'a> {
     pub vk: Option<&'a Path>,
     pub srs: Option<&'a Path>,
     pub worker_keys: Option<&'a Path>,
-    pub allow_insecure_tee: bool,
+    pub tee: TeePolicy,
     pub coordinator: Option<&'a ClientArgs>,
 }
 
@@ -45,7 +46,7 @@ pub fn cmd_verify(out: &Output, path: &Path, inputs: &Inputs<'_>) -> Result<()> 
 /// The trust inputs the receipt's tier needs: local files first, then the
 /// coordinator when one is named.
 fn gather(receipt: &Receipt, inputs: &Inputs<'_>) -> Result<Trust> {
-    let mut trust = Trust { allow_insecure_tee: inputs.allow_insecure_tee, ..Trust::default() };
+    let mut trust = Trust { tee: inputs.tee.clone(), ..Trust::default() };
     if let Some(p) = inputs.worker_keys {
         let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
         let keys: Vec<WorkerKey> = serde_json::from_str(&text).with_context(|| {
@@ -80,6 +81,17 @@ fn gather(receipt: &Receipt, inputs: &Inputs<'_>) -> Result<Trust> {
                 .into_iter()
                 .map(|k| WorkerKey { worker_id: k.worker_id, public_key: hex::encode(k.public_key) }),
         );
+        // The farm's TDX trust inputs fill in what was not given locally;
+        // its dev-TEE setting never loosens the verifier's own.
+        if trust.tee.tdx_collateral.is_none() && !remote.tdx_collateral_json.is_empty() {
+            trust.tee.tdx_collateral = Some(remote.tdx_collateral_json.clone());
+        }
+        if trust.tee.tdx_root_ca.is_none() && !remote.tdx_root_ca_der.is_empty() {
+            trust.tee.tdx_root_ca = Some(remote.tdx_root_ca_der.clone());
+        }
+        if trust.tee.tdx_mrtd.is_empty() {
+            trust.tee.tdx_mrtd = remote.tdx_mrtd.clone();
+        }
         if !remote.srs.is_empty() {
             trust.srs = Some(Arc::new(Srs::from_bytes(&remote.srs).context("the coordinator's SRS")?));
         }

@@ -254,7 +254,10 @@ impl ProverFarm for ClientApi {
             vk_json,
             worker_keys,
             srs,
-            allow_insecure_tee: self.farm.cfg.allow_insecure_tee,
+            allow_insecure_tee: self.farm.cfg.tee.allow_insecure,
+            tdx_collateral_json: self.farm.cfg.tee.tdx_collateral.clone().unwrap_or_default(),
+            tdx_root_ca_der: self.farm.cfg.tee.tdx_root_ca.clone().unwrap_or_default(),
+            tdx_mrtd: self.farm.cfg.tee.tdx_mrtd.clone(),
         }))
     }
 }
@@ -296,7 +299,7 @@ impl WorkerLink for WorkerApi {
             tee_provider: c.tee_provider,
             loaded_keys: c.loaded_keys,
         };
-        if caps.tiers.iter().any(|t| t == "tee") && caps.tee_provider == "dev" && !self.farm.cfg.allow_insecure_tee {
+        if caps.tiers.iter().any(|t| t == "tee") && caps.tee_provider == "dev" && !self.farm.cfg.tee.allow_insecure {
             return Err(Status::permission_denied(
                 "this farm refuses the insecure dev TEE provider (start the coordinator with --allow-insecure-tee)",
             ));

@@ -14,6 +14,7 @@ use tonic::Status;
 use zkfarm_circuits::input::parse_input;
 use zkfarm_circuits::{CompiledModel, Settings};
 use zkfarm_prover::receipt::input_hash;
+use zkfarm_prover::tee::TeePolicy;
 use zkfarm_prover::trust::WorkerKey;
 use zkfarm_prover::{KeyCache, Receipt, Srs, Trust, VerifierKey};
 
@@ -42,7 +43,8 @@ pub struct FarmConfig {
     pub max_retries: u32,
     /// A worker silent this long is counted dead.
     pub dead_after: Duration,
-    pub allow_insecure_tee: bool,
+    /// What TEE receipts are accepted.
+    pub tee: TeePolicy,
     pub limits: Limits,
 }
 
@@ -53,7 +55,7 @@ impl FarmConfig {
             lease: Duration::from_secs(30),
             max_retries: 3,
             dead_after: Duration::from_secs(90),
-            allow_insecure_tee: false,
+            tee: TeePolicy::default(),
             limits: Limits::default(),
         }
     }
@@ -469,7 +471,7 @@ impl Farm {
         if r.input_hash.as_deref() != Some(input_hash(&inputs).as_str()) {
             bail!("the receipt's input hash is not the task's input");
         }
-        let mut trust = Trust { allow_insecure_tee: self.cfg.allow_insecure_tee, ..Trust::default() };
+        let mut trust = Trust { tee: self.cfg.tee.clone(), ..Trust::default() };
         match r.tier.as_str() {
             "zk" => {
                 // The proof hides the input; the outputs it proves must be

@@ -151,36 +151,101 @@ impl Enclave {
     }
 }
 
-/// Checks that the attestation binds `public_key`. Hardware quotes are
-/// refused until their vendor signature chain can be checked here; dev
-/// reports pass only when `allow_insecure` is set.
-pub fn check_attestation(att: &Attestation, public_key: &[u8; 32], allow_insecure: bool) -> Result<()> {
+/// What a verifier accepts from TEEs: its trust roots and policy.
+#[derive(Clone, Debug, Default)]
+pub struct TeePolicy {
+    /// Accept dev reports (insecure).
+    pub allow_insecure: bool,
+    /// Intel DCAP collateral for TDX quotes (JSON: PCK CRL and its issuer
+    /// chain, root CA CRL, TCB info and QE identity with their signatures
+    /// and issuer chains), as fetched from Intel PCS or a PCCS.
+    pub tdx_collateral: Option<String>,
+    /// Root CA (DER) the PCK chain must end in; Intel's SGX root CA if unset.
+    pub tdx_root_ca: Option<Vec<u8>>,
+    /// Accepted TD measurements (MRTD, hex); a TDX quote of any other TD is
+    /// refused.
+    pub tdx_mrtd: Vec<String>,
+}
+
+/// TCB statuses under which a quote is accepted.
+const TDX_ACCEPTED_TCB: &[&str] = &["UpToDate", "SWHardeningNeeded"];
+
+/// Checks that the attestation is genuine under `policy` and binds
+/// `public_key`. Dev reports pass only when the policy allows insecure ones;
+/// TDX quotes are checked against Intel's DCAP collateral; SEV-SNP reports
+/// are refused until their AMD certificate chain can be checked here.
+pub fn check_attestation(att: &Attestation, public_key: &[u8; 32], policy: &TeePolicy) -> Result<()> {
     let report = hex::decode(&att.report).context("the attestation report is not hex")?;
     let want = binding(public_key);
-    let (data, what) = match att.provider.as_str() {
+    match att.provider.as_str() {
         "dev" => {
             let data = report.strip_prefix(DEV_MAGIC).ok_or_else(|| anyhow!("not a dev TEE report"))?;
-            (data, "dev report")
+            if data != want {
+                bail!("the dev report does not bind the receipt's signing key");
+            }
+            if !att.insecure {
+                bail!("a dev TEE report must be marked insecure");
+            }
+            if !policy.allow_insecure {
+                bail!(
+                    "the receipt's TEE report comes from the insecure dev provider; pass --allow-insecure-tee to accept it"
+                );
+            }
+            Ok(())
         }
-        "configfs-tsm/tdx_guest" => (slice64(&report, TDX_REPORT_DATA)?, "TDX quote"),
-        "configfs-tsm/sev_guest" => (slice64(&report, SNP_REPORT_DATA)?, "SEV-SNP report"),
+        "configfs-tsm/tdx_guest" => {
+            if slice64(&report, TDX_REPORT_DATA)? != want {
+                bail!("the TDX quote does not bind the receipt's signing key");
+            }
+            check_tdx(&report, &want, policy)
+        }
+        "configfs-tsm/sev_guest" => {
+            if slice64(&report, SNP_REPORT_DATA)? != want {
+                bail!("the SEV-SNP report does not bind the receipt's signing key");
+            }
+            bail!("the SEV-SNP report binds the key, but checking its AMD certificate chain is not supported yet")
+        }
         other => bail!("unknown attestation provider {other:?}"),
+    }
+}
+
+/// Verifies a TDX quote with Intel DCAP (PCK chain to the root CA, CRLs, TCB
+/// info, QE identity, quote signature), then the TCB status, the bound
+/// report data and the TD measurement.
+fn check_tdx(quote: &[u8], want: &[u8; 64], policy: &TeePolicy) -> Result<()> {
+    use dcap_qvl::quote::Report;
+    use dcap_qvl::verify::QuoteVerifier;
+
+    let json = policy
+        .tdx_collateral
+        .as_deref()
+        .ok_or_else(|| anyhow!("verifying a TDX quote needs Intel DCAP collateral: pass --tee-collateral FILE"))?;
+    let collateral: dcap_qvl::QuoteCollateralV3 =
+        serde_json::from_str(json).context("the TDX collateral is not DCAP collateral JSON")?;
+    let backend = dcap_qvl::verify::ring::backend();
+    let verifier = match &policy.tdx_root_ca {
+        Some(der) => QuoteVerifier::new(der.clone(), backend),
+        None => QuoteVerifier::new_prod(backend),
     };
-    if data != want {
-        bail!("the {what} does not bind the receipt's signing key");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let verified =
+        verifier.verify(quote, &collateral, now).map_err(|e| anyhow!("the TDX quote does not verify: {e:#}"))?;
+    if !TDX_ACCEPTED_TCB.contains(&verified.status.as_str()) {
+        bail!("the TDX platform's TCB status is {} (accepted: {})", verified.status, TDX_ACCEPTED_TCB.join(", "));
     }
-    if att.provider == "dev" {
-        if !att.insecure {
-            bail!("a dev TEE report must be marked insecure");
-        }
-        if !allow_insecure {
-            bail!(
-                "the receipt's TEE report comes from the insecure dev provider; pass --allow-insecure-tee to accept it"
-            );
-        }
-        return Ok(());
+    let td = match &verified.report {
+        Report::TD10(r) => r,
+        Report::TD15(r) => &r.base,
+        Report::SgxEnclave(_) => bail!("the quote is an SGX enclave quote, not a TDX one"),
+    };
+    if td.report_data[..] != want[..] {
+        bail!("the verified TDX quote does not bind the receipt's signing key");
     }
-    bail!("the {what} binds the key, but checking its vendor signature chain is not supported by this build")
+    let mrtd = hex::encode(td.mr_td);
+    if !policy.tdx_mrtd.iter().any(|m| m.eq_ignore_ascii_case(&mrtd)) {
+        bail!("the TD's measurement {mrtd} is not an accepted one (pass --tee-mrtd)");
+    }
+    Ok(())
 }
 
 fn slice64(report: &[u8], at: usize) -> Result<&[u8]> {

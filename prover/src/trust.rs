@@ -12,7 +12,7 @@ use crate::identity::{check_signature, parse_public_key};
 use crate::keys::VerifierKey;
 use crate::receipt::Receipt;
 use crate::srs::Srs;
-use crate::tee::check_attestation;
+use crate::tee::{check_attestation, TeePolicy};
 
 /// A worker's registered signing key, as `zkfarm verify --worker-keys` reads them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -28,7 +28,7 @@ pub struct Trust {
     pub srs: Option<Arc<Srs>>,
     /// Registered worker keys by worker id.
     pub worker_keys: HashMap<String, String>,
-    pub allow_insecure_tee: bool,
+    pub tee: TeePolicy,
 }
 
 /// What a successful verification established.
@@ -88,7 +88,7 @@ impl Trust {
                 let signer = check_signature(r)?;
                 let att = r.attestation.as_ref().ok_or_else(|| anyhow!("a tee receipt needs an attestation report"))?;
                 let key = parse_public_key(&signer.public_key)?.to_bytes();
-                check_attestation(att, &key, self.allow_insecure_tee)?;
+                check_attestation(att, &key, &self.tee)?;
                 if att.insecure {
                     insecure.push("the TEE report comes from the insecure dev provider".into());
                 }
@@ -103,5 +103,131 @@ impl Trust {
             bail!("a {} receipt carries no proof", r.tier);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Identity;
+    use crate::tee::{DevProvider, Enclave};
+
+    fn receipt(tier: &str) -> Receipt {
+        Receipt {
+            tier: tier.into(),
+            model_hash: "m".into(),
+            circuit_hash: "c".into(),
+            k: 15,
+            outputs: vec![vec![0.5, -1.25]],
+            output_shapes: vec![vec![1, 2]],
+            input_hash: Some("i".into()),
+            job_id: Some("j".into()),
+            task_id: Some("t".into()),
+            timestamp_ms: Some(7),
+            vk_hash: String::new(),
+            srs_id: String::new(),
+            instances: vec![],
+            proof: String::new(),
+            signer: None,
+            attestation: None,
+        }
+    }
+
+    fn lax() -> Trust {
+        Trust { tee: TeePolicy { allow_insecure: true, ..TeePolicy::default() }, ..Trust::default() }
+    }
+
+    /// Well-formed DCAP collateral JSON with empty contents.
+    const COLLATERAL: &str = r#"{"pck_crl_issuer_chain": "", "root_ca_crl": "", "pck_crl": "",
+        "tcb_info_issuer_chain": "", "tcb_info": "{}", "tcb_info_signature": "", "qe_identity_issuer_chain": "",
+        "qe_identity": "{}", "qe_identity_signature": ""}"#;
+
+    fn trust_for(worker_id: &str, id: &Identity) -> Trust {
+        let mut t = Trust::default();
+        t.add_worker_keys([WorkerKey { worker_id: worker_id.into(), public_key: id.public_key_hex() }]);
+        t
+    }
+
+    #[test]
+    fn signed_receipts_verify_only_unchanged_and_with_the_registered_key() {
+        let id = Identity::ephemeral();
+        let mut r = receipt("signed");
+        id.sign(&mut r, "w1");
+        let trust = trust_for("w1", &id);
+        assert_eq!(trust.verify(&r).unwrap().insecure, Vec::<String>::new());
+        let mut changed = r.clone();
+        changed.outputs[0][1] = -1.0;
+        assert!(trust.verify(&changed).unwrap_err().to_string().contains("does not match"));
+        let mut moved = r.clone();
+        moved.task_id = Some("t2".into());
+        assert!(trust.verify(&moved).is_err());
+        // Signed by another key under the same worker id.
+        let mut forged = receipt("signed");
+        Identity::ephemeral().sign(&mut forged, "w1");
+        assert!(trust.verify(&forged).unwrap_err().to_string().contains("registered key"));
+        assert!(Trust::default().verify(&r).unwrap_err().to_string().contains("no registered key"));
+        // A signed receipt cannot be passed off as another tier.
+        let mut retiered = r.clone();
+        retiered.tier = "tee".into();
+        assert!(trust.verify(&retiered).is_err());
+    }
+
+    #[test]
+    fn dev_tee_receipts_need_the_insecure_flag_and_a_binding_report() {
+        let enclave = Enclave::new(&DevProvider).unwrap();
+        let mut r = receipt("tee");
+        enclave.sign(&mut r, "w1");
+        let strict = Trust::default();
+        assert!(strict.verify(&r).unwrap_err().to_string().contains("--allow-insecure-tee"));
+        let lax = lax();
+        assert_eq!(lax.verify(&r).unwrap().insecure.len(), 1);
+        // The report of one enclave does not vouch for another key.
+        let other = Enclave::new(&DevProvider).unwrap();
+        let mut swapped = receipt("tee");
+        other.sign(&mut swapped, "w1");
+        swapped.attestation = r.attestation.clone();
+        assert!(lax.verify(&swapped).is_err(), "the signature covers the attestation");
+        let mut resigned = receipt("tee");
+        let key = Identity::ephemeral();
+        resigned.attestation = r.attestation.clone();
+        key.sign(&mut resigned, "w1");
+        assert!(lax.verify(&resigned).unwrap_err().to_string().contains("does not bind"));
+    }
+
+    #[test]
+    fn hardware_quotes_must_bind_the_key_and_verify_with_their_vendor_chain() {
+        let key = Identity::ephemeral();
+        let mut quote = vec![0u8; 1024];
+        quote[568..632].copy_from_slice(&crate::tee::binding(&key.public_key()));
+        let mut r = receipt("tee");
+        r.attestation = Some(crate::receipt::Attestation {
+            provider: "configfs-tsm/tdx_guest".into(),
+            report: hex::encode(&quote),
+            insecure: false,
+        });
+        key.sign(&mut r, "w1");
+        let lax = lax();
+        assert!(lax.verify(&r).unwrap_err().to_string().contains("--tee-collateral"));
+        // With collateral, the quote itself must verify: this one is not signed.
+        let with_collateral = Trust {
+            tee: TeePolicy { tdx_collateral: Some(COLLATERAL.into()), ..TeePolicy::default() },
+            ..Trust::default()
+        };
+        let e = format!("{:#}", with_collateral.verify(&r).unwrap_err());
+        assert!(e.contains("does not verify"), "{e}");
+        quote[600] ^= 1;
+        r.attestation.as_mut().unwrap().report = hex::encode(&quote);
+        key.sign(&mut r, "w1");
+        assert!(lax.verify(&r).unwrap_err().to_string().contains("does not bind"));
+        // SEV-SNP: the binding is checked, then the report is refused.
+        let mut snp = vec![0u8; 1184];
+        snp[0x50..0x90].copy_from_slice(&crate::tee::binding(&key.public_key()));
+        r.attestation = Some(crate::receipt::Attestation {
+            provider: "configfs-tsm/sev_guest".into(),
+            report: hex::encode(&snp),
+            insecure: false,
+        });
+        key.sign(&mut r, "w1");
+        assert!(lax.verify(&r).unwrap_err().to_string().contains("AMD certificate chain"));
     }
 }

@@ -320,6 +320,8 @@ fn tls_serves_clients_and_workers() {
         cert.to_str().unwrap(),
     ]);
     assert_eq!(job["state"], "done", "the local worker reached the coordinator over TLS");
+    let over_tls = c.cli(&["job", "list", "--coordinator", &https, "--tls-ca", cert.to_str().unwrap()]);
+    assert!(over_tls.status.success(), "{}", String::from_utf8_lossy(&over_tls.stderr));
     let plain = c.cli(&["job", "list", "--coordinator", &c.url()]);
     assert!(!plain.status.success(), "plain HTTP/2 to a TLS port fails");
     let no_ca = c.cli(&["job", "list", "--coordinator", &https]);
