@@ -431,20 +431,28 @@ impl Store {
     /// first, then a model whose proving key the worker holds, then oldest.
     pub fn claim(&mut self, worker_id: &str, fit: &Fit<'_>, now: i64, lease_ms: i64) -> Result<Option<TaskRow>> {
         let tx = self.conn.transaction()?;
-        let candidates: Vec<(TaskRow, u64)> = {
+        // Filter in SQL, so tasks this worker cannot take never fill the
+        // window and starve the ones it can.
+        let tiers = vec!["?"; fit.tiers.len().max(1)].join(", ");
+        let candidates: Vec<TaskRow> = {
             let mut st = tx.prepare(&format!(
-                "SELECT {}, m.mem_bytes FROM tasks t JOIN models m ON m.model_id = t.model_id \
-                 WHERE t.state = 'queued' ORDER BY t.priority DESC, t.created_ms, t.idx LIMIT 512",
-                TASK_COLS.split(", ").map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ")
+                "SELECT {} FROM tasks t JOIN models m ON m.model_id = t.model_id \
+                 WHERE t.state = 'queued' AND t.tier IN ({tiers}) \
+                 AND (t.tier != 'zk' OR ?{mem} = 0 OR m.mem_bytes <= ?{mem}) \
+                 ORDER BY t.priority DESC, t.created_ms, t.idx LIMIT 512",
+                TASK_COLS.split(", ").map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", "),
+                mem = fit.tiers.len().max(1) + 1,
             ))?;
-            let rows = st.query_map([], |r| Ok((task_row(r)?, r.get::<_, i64>(15)? as u64)))?;
+            let mut args: Vec<rusqlite::types::Value> = fit.tiers.iter().map(|t| t.clone().into()).collect();
+            if args.is_empty() {
+                args.push(rusqlite::types::Value::Null);
+            }
+            args.push((fit.memory_bytes.min(i64::MAX as u64) as i64).into());
+            let rows = st.query_map(rusqlite::params_from_iter(args), task_row)?;
             rows.collect::<rusqlite::Result<_>>()?
         };
-        let eligible = candidates.into_iter().filter(|(t, mem)| {
-            fit.tiers.contains(&t.tier) && (t.tier != "zk" || fit.memory_bytes == 0 || *mem <= fit.memory_bytes)
-        });
         let mut best: Option<TaskRow> = None;
-        for (t, _) in eligible {
+        for t in candidates {
             match &best {
                 None => best = Some(t),
                 Some(b) if t.priority < b.priority => break,
@@ -744,6 +752,17 @@ mod tests {
         assert_eq!(t.tier, "tee");
         let big = Fit { tiers: &zk_only, memory_bytes: 1 << 41, loaded_keys: ALL };
         assert_eq!(s.claim("w", &big, 5, 100).unwrap().unwrap().tier, "zk");
+    }
+
+    #[test]
+    fn tasks_no_worker_can_take_do_not_starve_the_rest() {
+        let mut s = Store::open_in_memory().unwrap();
+        model(&s, "m", 1);
+        job(&mut s, "tee-only", "m", 0, &vec!["tee"; 600], 1);
+        job(&mut s, "late", "m", 0, &["signed"], 2);
+        let signed = tiers(&["signed"]);
+        let t = s.claim("w", &Fit { tiers: &signed, memory_bytes: 0, loaded_keys: ALL }, 3, 100).unwrap();
+        assert_eq!(t.unwrap().job_id, "late");
     }
 
     #[test]
