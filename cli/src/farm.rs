@@ -209,8 +209,7 @@ async fn start_coordinator(out: &Output, a: &CoordinatorArgs, srs: Srs) -> Resul
         out.warn(&format!("the farm proves against the INSECURE development SRS {}", srs.id));
     }
     let farm = Arc::new(Farm::open(farm_config(a, data.clone())?, Arc::new(srs))?);
-    if let Some(key) = auth::ensure_first_api_key(&farm.store(), &data)? {
-        let _ = key;
+    if auth::ensure_first_api_key(&farm.store(), &data)?.is_some() {
         eprintln!("created an API key for local use in {}", data.join("api-key").display());
     }
     let worker_token = auth::worker_token(&data, a.worker_token.as_deref())?;

@@ -115,6 +115,11 @@ impl RedisKeys {
         }
     }
 
+    pub fn delete(&self, id: &str) -> Result<()> {
+        let _: () = self.conn()?.del(self.key_name(id))?;
+        Ok(())
+    }
+
     fn decode(mut items: Vec<Vec<u8>>) -> Result<(String, Vec<u8>)> {
         let header: Header = serde_json::from_slice(&items[0]).context("unreadable header")?;
         if header.version != 1 {
@@ -135,12 +140,5 @@ impl RedisKeys {
             bail!("checksum mismatch");
         }
         Ok((String::from_utf8(vk).context("verifying key is not UTF-8")?, pk))
-    }
-}
-
-impl RedisKeys {
-    pub fn delete(&self, id: &str) -> Result<()> {
-        let _: () = self.conn()?.del(self.key_name(id))?;
-        Ok(())
     }
 }
