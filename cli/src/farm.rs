@@ -176,6 +176,12 @@ pub struct TeeArgs {
     /// An accepted TD measurement (MRTD, hex); repeat for several.
     #[arg(long)]
     pub tee_mrtd: Vec<String>,
+    /// VCEK certificate (PEM or DER) for SEV-SNP reports whose receipt carries no certificate table.
+    #[arg(long)]
+    pub tee_vcek: Option<PathBuf>,
+    /// An accepted SEV-SNP launch measurement (hex); repeat for several.
+    #[arg(long)]
+    pub tee_snp_measurement: Vec<String>,
 }
 
 impl TeeArgs {
@@ -189,6 +195,8 @@ impl TeeArgs {
             },
             tdx_root_ca: self.tee_root_ca.as_ref().map(read).transpose()?,
             tdx_mrtd: self.tee_mrtd.clone(),
+            snp_vcek: self.tee_vcek.as_ref().map(read).transpose()?,
+            snp_measurements: self.tee_snp_measurement.clone(),
         })
     }
 }

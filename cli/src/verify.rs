@@ -92,6 +92,9 @@ fn gather(receipt: &Receipt, inputs: &Inputs<'_>) -> Result<Trust> {
         if trust.tee.tdx_mrtd.is_empty() {
             trust.tee.tdx_mrtd = remote.tdx_mrtd.clone();
         }
+        if trust.tee.snp_measurements.is_empty() {
+            trust.tee.snp_measurements = remote.snp_measurements.clone();
+        }
         if !remote.srs.is_empty() {
             trust.srs = Some(Arc::new(Srs::from_bytes(&remote.srs).context("the coordinator's SRS")?));
         }

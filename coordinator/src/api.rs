@@ -258,6 +258,7 @@ impl ProverFarm for ClientApi {
             tdx_collateral_json: self.farm.cfg.tee.tdx_collateral.clone().unwrap_or_default(),
             tdx_root_ca_der: self.farm.cfg.tee.tdx_root_ca.clone().unwrap_or_default(),
             tdx_mrtd: self.farm.cfg.tee.tdx_mrtd.clone(),
+            snp_measurements: self.farm.cfg.tee.snp_measurements.clone(),
         }))
     }
 }

@@ -75,6 +75,10 @@ pub struct Attestation {
     pub report: String,
     /// True for the dev provider, whose reports anyone can forge.
     pub insecure: bool,
+    /// Extra evidence from the provider, hex: for SEV-SNP, the host's
+    /// certificate table (configfs-tsm `auxblob`), which holds the VCEK.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aux: Option<String>,
 }
 
 /// The fields a signature covers, in a fixed order.

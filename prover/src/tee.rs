@@ -34,8 +34,9 @@ pub trait Provider: Send + Sync {
     /// "dev" or "configfs-tsm/<provider>".
     fn name(&self) -> String;
     fn insecure(&self) -> bool;
-    /// A report over the given 64 bytes of report data.
-    fn report(&self, report_data: &[u8; 64]) -> Result<Vec<u8>>;
+    /// A report over the given 64 bytes of report data, and the provider's
+    /// extra evidence if it has any.
+    fn report(&self, report_data: &[u8; 64]) -> Result<(Vec<u8>, Option<Vec<u8>>)>;
 }
 
 /// The development provider: no hardware, no security.
@@ -48,10 +49,10 @@ impl Provider for DevProvider {
     fn insecure(&self) -> bool {
         true
     }
-    fn report(&self, report_data: &[u8; 64]) -> Result<Vec<u8>> {
+    fn report(&self, report_data: &[u8; 64]) -> Result<(Vec<u8>, Option<Vec<u8>>)> {
         let mut r = DEV_MAGIC.to_vec();
         r.extend_from_slice(report_data);
-        Ok(r)
+        Ok((r, None))
     }
 }
 
@@ -100,17 +101,19 @@ impl Provider for ConfigfsTsm {
     fn insecure(&self) -> bool {
         false
     }
-    fn report(&self, report_data: &[u8; 64]) -> Result<Vec<u8>> {
+    fn report(&self, report_data: &[u8; 64]) -> Result<(Vec<u8>, Option<Vec<u8>>)> {
         self.with_entry(|dir| {
             std::fs::write(dir.join("inblob"), report_data).context("writing the report data")?;
             let before = read_trimmed(&dir.join("generation"))?;
             let quote = std::fs::read(dir.join("outblob")).context("reading the quote")?;
             // Another writer to the same entry changes the generation; the
             // quote would then cover someone else's data.
+            // SEV-SNP hosts may attach their certificate table (VCEK).
+            let aux = std::fs::read(dir.join("auxblob")).ok().filter(|a| !a.is_empty());
             if read_trimmed(&dir.join("generation"))? != before {
                 bail!("the report entry changed while the quote was read");
             }
-            Ok(quote)
+            Ok((quote, aux))
         })
     }
 }
@@ -134,9 +137,13 @@ pub struct Enclave {
 impl Enclave {
     pub fn new(provider: &dyn Provider) -> Result<Self> {
         let key = Identity::ephemeral();
-        let report = provider.report(&binding(&key.public_key()))?;
-        let attestation =
-            Attestation { provider: provider.name(), report: hex::encode(report), insecure: provider.insecure() };
+        let (report, aux) = provider.report(&binding(&key.public_key()))?;
+        let attestation = Attestation {
+            provider: provider.name(),
+            report: hex::encode(report),
+            insecure: provider.insecure(),
+            aux: aux.map(hex::encode),
+        };
         Ok(Enclave { key, attestation })
     }
 
@@ -165,6 +172,11 @@ pub struct TeePolicy {
     /// Accepted TD measurements (MRTD, hex); a TDX quote of any other TD is
     /// refused.
     pub tdx_mrtd: Vec<String>,
+    /// The VCEK (or VLEK) certificate, PEM or DER, for SEV-SNP reports whose
+    /// receipt carries no certificate table.
+    pub snp_vcek: Option<Vec<u8>>,
+    /// Accepted SEV-SNP launch measurements (hex).
+    pub snp_measurements: Vec<String>,
 }
 
 /// TCB statuses under which a quote is accepted.
@@ -203,7 +215,8 @@ pub fn check_attestation(att: &Attestation, public_key: &[u8; 32], policy: &TeeP
             if slice64(&report, SNP_REPORT_DATA)? != want {
                 bail!("the SEV-SNP report does not bind the receipt's signing key");
             }
-            bail!("the SEV-SNP report binds the key, but checking its AMD certificate chain is not supported yet")
+            let aux = att.aux.as_deref().map(hex::decode).transpose().context("the certificate table is not hex")?;
+            check_snp(&report, aux.as_deref(), &want, policy)
         }
         other => bail!("unknown attestation provider {other:?}"),
     }
@@ -248,6 +261,129 @@ fn check_tdx(quote: &[u8], want: &[u8; 64], policy: &TeePolicy) -> Result<()> {
     Ok(())
 }
 
+/// Size of an SEV-SNP attestation report.
+const SNP_REPORT_LEN: usize = 0x4a0;
+/// GUIDs of the VCEK and VLEK entries of an SEV-SNP certificate table.
+const SNP_VCEK_GUID: &str = "63da758d-e664-4564-adc5-f4b93be8accd";
+const SNP_VLEK_GUID: &str = "a8074bc2-a25a-483e-aae6-39c045a0b8a1";
+
+/// Verifies an SEV-SNP report: the VCEK chains to one of AMD's product roots
+/// (ARK, ASK; Milan, Genoa or Turin), the VCEK signs the report, the report
+/// binds the key, debugging is off and the measurement is accepted.
+fn check_snp(report: &[u8], aux: Option<&[u8]>, want: &[u8; 64], policy: &TeePolicy) -> Result<()> {
+    use sev::certs::snp::{builtin, ca, Certificate, Chain, Verifiable};
+    use sev::firmware::guest::AttestationReport;
+
+    if report.len() != SNP_REPORT_LEN {
+        bail!("an SEV-SNP report is {SNP_REPORT_LEN} bytes, this one {}", report.len());
+    }
+    let vcek_bytes = match (&policy.snp_vcek, aux) {
+        (Some(v), _) => v.clone(),
+        (None, Some(table)) => snp_cert(table, &[SNP_VCEK_GUID, SNP_VLEK_GUID])?
+            .ok_or_else(|| anyhow!("the receipt's certificate table holds no VCEK or VLEK"))?,
+        (None, None) => bail!("verifying an SEV-SNP report needs the VCEK certificate: pass --tee-vcek FILE"),
+    };
+    let vek = Certificate::from_pem(&vcek_bytes)
+        .or_else(|_| Certificate::from_der(&vcek_bytes))
+        .map_err(|e| anyhow!("the VCEK is not a certificate: {e}"))?;
+    // The parser indexes into the bytes; a malformed report must not panic.
+    let parsed = std::panic::catch_unwind(|| AttestationReport::from_bytes(report))
+        .map_err(|_| anyhow!("malformed SEV-SNP report"))?
+        .map_err(|e| anyhow!("malformed SEV-SNP report: {e}"))?;
+    let roots = [
+        (builtin::milan::ark(), builtin::milan::ask()),
+        (builtin::genoa::ark(), builtin::genoa::ask()),
+        (builtin::turin::ark(), builtin::turin::ask()),
+    ];
+    let signed = roots.into_iter().any(|(ark, ask)| match (ark, ask) {
+        (Ok(ark), Ok(ask)) => {
+            let chain = Chain { ca: ca::Chain { ark, ask }, vek: vek.clone() };
+            (&chain, &parsed).verify().is_ok()
+        }
+        _ => false,
+    });
+    if !signed {
+        bail!("the SEV-SNP report is not signed by a VCEK that chains to AMD's roots");
+    }
+    if parsed.report_data[..] != want[..] {
+        bail!("the verified SEV-SNP report does not bind the receipt's signing key");
+    }
+    if parsed.policy.debug_allowed() {
+        bail!("the SEV-SNP guest allows debugging, so its memory is not protected");
+    }
+    let measurement = hex::encode(&parsed.measurement[..]);
+    if !policy.snp_measurements.iter().any(|m| m.eq_ignore_ascii_case(&measurement)) {
+        bail!("the guest's measurement {measurement} is not an accepted one (pass --tee-snp-measurement)");
+    }
+    Ok(())
+}
+
+/// Finds the first certificate with one of `guids` in an SEV-SNP certificate
+/// table: entries of (GUID, offset u32, length u32), ended by a zero GUID.
+pub fn snp_cert(table: &[u8], guids: &[&str]) -> Result<Option<Vec<u8>>> {
+    for entry in table.chunks(24) {
+        if entry.len() < 24 {
+            bail!("the certificate table ends inside an entry");
+        }
+        if entry[..16].iter().all(|&b| b == 0) {
+            return Ok(None);
+        }
+        let g = &entry[..16];
+        // GUIDs are stored with their first three fields little-endian.
+        let guid = format!(
+            "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{}-{}",
+            g[3],
+            g[2],
+            g[1],
+            g[0],
+            g[5],
+            g[4],
+            g[7],
+            g[6],
+            hex::encode(&g[8..10]),
+            hex::encode(&g[10..16])
+        );
+        let offset = u32::from_le_bytes(entry[16..20].try_into().expect("4 bytes")) as usize;
+        let len = u32::from_le_bytes(entry[20..24].try_into().expect("4 bytes")) as usize;
+        if guids.contains(&guid.as_str()) {
+            let cert = table
+                .get(offset..offset.saturating_add(len))
+                .ok_or_else(|| anyhow!("a certificate lies outside the certificate table"))?;
+            return Ok(Some(cert.to_vec()));
+        }
+    }
+    bail!("the certificate table has no end marker")
+}
+
 fn slice64(report: &[u8], at: usize) -> Result<&[u8]> {
     report.get(at..at + 64).ok_or_else(|| anyhow!("the attestation report is too short ({} bytes)", report.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(guid: [u8; 16], offset: u32, len: u32) -> Vec<u8> {
+        let mut e = guid.to_vec();
+        e.extend_from_slice(&offset.to_le_bytes());
+        e.extend_from_slice(&len.to_le_bytes());
+        e
+    }
+
+    #[test]
+    fn finds_the_vcek_in_a_certificate_table() {
+        // 63da758d-e664-4564-adc5-f4b93be8accd, first three fields little-endian.
+        let vcek = [0x8d, 0x75, 0xda, 0x63, 0x64, 0xe6, 0x64, 0x45, 0xad, 0xc5, 0xf4, 0xb9, 0x3b, 0xe8, 0xac, 0xcd];
+        let other = [7u8; 16];
+        let mut table = entry(other, 72, 3);
+        table.extend(entry(vcek, 75, 4));
+        table.extend(entry([0; 16], 0, 0));
+        table.extend_from_slice(b"ASKVCEK");
+        assert_eq!(snp_cert(&table, &[SNP_VCEK_GUID]).unwrap().unwrap(), b"VCEK");
+        assert_eq!(snp_cert(&table, &["00000000-0000-0000-0000-000000000001"]).unwrap(), None);
+        let mut out_of_range = entry(vcek, 70, 400);
+        out_of_range.extend(entry([0; 16], 0, 0));
+        assert!(snp_cert(&out_of_range, &[SNP_VCEK_GUID]).is_err());
+        assert!(snp_cert(&table[..30], &[SNP_VCEK_GUID]).is_err(), "a cut table is refused");
+    }
 }

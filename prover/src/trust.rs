@@ -204,6 +204,7 @@ mod tests {
             provider: "configfs-tsm/tdx_guest".into(),
             report: hex::encode(&quote),
             insecure: false,
+            aux: None,
         });
         key.sign(&mut r, "w1");
         let lax = lax();
@@ -221,13 +222,21 @@ mod tests {
         assert!(lax.verify(&r).unwrap_err().to_string().contains("does not bind"));
         // SEV-SNP: the binding is checked, then the report is refused.
         let mut snp = vec![0u8; 1184];
+        snp[0] = 2; // report version 2
         snp[0x50..0x90].copy_from_slice(&crate::tee::binding(&key.public_key()));
         r.attestation = Some(crate::receipt::Attestation {
             provider: "configfs-tsm/sev_guest".into(),
             report: hex::encode(&snp),
             insecure: false,
+            aux: None,
         });
         key.sign(&mut r, "w1");
-        assert!(lax.verify(&r).unwrap_err().to_string().contains("AMD certificate chain"));
+        assert!(lax.verify(&r).unwrap_err().to_string().contains("--tee-vcek"));
+        // A report that is not signed by a VCEK chaining to AMD's roots is refused.
+        let vcek = rcgen::generate_simple_self_signed(vec!["vcek".to_string()]).unwrap().cert.pem();
+        let strict =
+            Trust { tee: TeePolicy { snp_vcek: Some(vcek.into_bytes()), ..TeePolicy::default() }, ..Trust::default() };
+        let e = format!("{:#}", strict.verify(&r).unwrap_err());
+        assert!(e.contains("AMD's roots") || e.contains("malformed"), "{e}");
     }
 }
