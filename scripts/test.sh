@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test of the workspace. Needs a Rust toolchain; installs
-# redis-server (through apt) when it is missing, since the farm tests start
-# their own Redis servers on free loopback ports. The example models are
+# Runs every test of the workspace. Needs a Rust toolchain and Python's pip;
+# installs redis-server (through apt) when it is missing, since the farm
+# tests start their own Redis servers on free loopback ports, and NVRTC
+# (through pip, into .nvrtc/) for the CUDA kernel tests. The example models are
 # committed, and proofs use throwaway insecure SRSs made by the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,15 @@ if ! command -v redis-server >/dev/null 2>&1; then
         || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y --no-install-recommends redis-server >/dev/null; }
 fi
 export ZKFARM_REDIS_SERVER="${ZKFARM_REDIS_SERVER:-$(command -v redis-server)}"
+# NVRTC compiles the CUDA kernels to PTX without a GPU; the kernel tests
+# require it, so every kernel source is proven to compile for sm_80 and sm_90.
+NVRTC_DIR="$PWD/.nvrtc"
+if [ ! -e "$NVRTC_DIR/nvidia/cu13/lib/libnvrtc.so.13" ]; then
+    echo "installing NVRTC (nvidia-cuda-nvrtc 13.0.88) into $NVRTC_DIR" >&2
+    python3 -m pip install --quiet --disable-pip-version-check --target "$NVRTC_DIR" nvidia-cuda-nvrtc==13.0.88
+fi
+export LD_LIBRARY_PATH="$NVRTC_DIR/nvidia/cu13/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export ZKFARM_REQUIRE_NVRTC=1
 # Tests keep their key caches in temporary directories; nothing touches ~/.zkfarm.
 export ZKFARM_HOME="${ZKFARM_HOME:-$(mktemp -d)}"
 cargo test --workspace --all-targets "$@"
