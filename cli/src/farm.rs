@@ -217,7 +217,7 @@ async fn start_coordinator(out: &Output, a: &CoordinatorArgs, srs: Srs) -> Resul
         out.warn(&format!("the farm proves against the INSECURE development SRS {}", srs.id));
     }
     let farm = Arc::new(Farm::open(farm_config(a, data.clone())?, Arc::new(srs))?);
-    if auth::ensure_first_api_key(&farm.store(), &data)?.is_some() {
+    if auth::ensure_first_api_key(&farm.store(), &data)? {
         eprintln!("created an API key for local use in {}", data.join("api-key").display());
     }
     let worker_token = auth::worker_token(&data, a.worker_token.as_deref())?;

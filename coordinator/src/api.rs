@@ -13,12 +13,8 @@ use zkfarm_proto::v1::*;
 use zkfarm_proto::{JobState, TaskState, Tier};
 
 use crate::auth::Client;
-use crate::farm::{Caps, Farm};
+use crate::farm::{internal, Caps, Farm};
 use crate::store::{JobRow, TaskRow};
-
-fn internal(e: anyhow::Error) -> Status {
-    Status::internal(format!("{e:#}"))
-}
 
 fn client_of<T>(req: &Request<T>) -> Result<String, Status> {
     req.extensions().get::<Client>().map(|c| c.0.clone()).ok_or_else(|| Status::unauthenticated("no client"))

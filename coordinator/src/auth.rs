@@ -76,13 +76,13 @@ pub fn create_api_key(store: &Store, name: &str) -> Result<String> {
 
 /// The first start of a farm: with no API key yet, one named `local` is
 /// made and written to `<data>/api-key` (mode 0600) for local commands.
-pub fn ensure_first_api_key(store: &Store, data_dir: &Path) -> Result<Option<String>> {
+pub fn ensure_first_api_key(store: &Store, data_dir: &Path) -> Result<bool> {
     if !store.api_keys()?.is_empty() {
-        return Ok(None);
+        return Ok(false);
     }
     let key = create_api_key(store, "local")?;
     write_secret(&data_dir.join("api-key"), &key)?;
-    Ok(Some(key))
+    Ok(true)
 }
 
 /// The worker token: given, or read from `<data>/worker-token`, or made there.
@@ -103,11 +103,5 @@ pub fn worker_token(data_dir: &Path, given: Option<&str>) -> Result<String> {
 }
 
 fn write_secret(path: &Path, secret: &str) -> Result<()> {
-    zkfarm_prover::home::write_atomic(path, format!("{secret}\n").as_bytes())?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    }
-    Ok(())
+    zkfarm_prover::home::write_private(path, format!("{secret}\n").as_bytes())
 }

@@ -104,9 +104,14 @@ fn random_id(prefix: &str) -> String {
     format!("{prefix}{:016x}", rand::thread_rng().gen::<u64>())
 }
 
-fn internal(e: anyhow::Error) -> Status {
+pub(crate) fn internal(e: anyhow::Error) -> Status {
     tracing::error!("internal error: {e:#}");
     Status::internal(format!("{e:#}"))
+}
+
+/// Runs CPU-heavy work off the async threads.
+async fn blocking<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Status::internal(format!("{what} panicked: {e}")))
 }
 
 /// Rough proving memory for a circuit of size 2^k, for scheduling.
@@ -161,40 +166,38 @@ impl Farm {
         }
         let settings = parse_settings(&settings_json).map_err(|e| Status::invalid_argument(format!("{e:#}")))?;
         let farm = self.clone();
-        let task = tokio::task::spawn_blocking(move || -> Result<Result<ModelRow, Status>> {
-            let model = match CompiledModel::compile(&onnx, &settings) {
-                Ok(m) => m,
-                Err(e) => return Ok(Err(Status::invalid_argument(format!("the model does not compile: {e:#}")))),
-            };
+        blocking("model compilation", move || -> Result<ModelRow, Status> {
+            let model = CompiledModel::compile(&onnx, &settings)
+                .map_err(|e| Status::invalid_argument(format!("the model does not compile: {e:#}")))?;
             if model.k > farm.cfg.limits.max_k {
-                return Ok(Err(Status::resource_exhausted(format!(
+                return Err(Status::resource_exhausted(format!(
                     "the model needs a circuit of k = {}; this farm accepts k up to {}",
                     model.k, farm.cfg.limits.max_k
-                ))));
+                )));
             }
             if model.k > farm.srs.k() {
-                return Ok(Err(Status::failed_precondition(format!(
+                return Err(Status::failed_precondition(format!(
                     "the model needs k = {} but the farm's SRS has only 2^{} points",
                     model.k,
                     farm.srs.k()
-                ))));
+                )));
             }
-            let vk = farm.vks.verifier_key(&model, &farm.srs)?;
+            let vk = farm.vks.verifier_key(&model, &farm.srs).map_err(internal)?;
             let row = ModelRow {
                 model_id: model.circuit_hash.clone(),
                 name,
                 model_hash: model.model_hash.clone(),
                 onnx,
-                settings: serde_json::to_string(&settings)?,
+                settings: serde_json::to_string(&settings).map_err(|e| internal(e.into()))?,
                 k: model.k,
                 vk_hash: vk.hash.clone(),
                 mem_bytes: proving_memory(model.k),
             };
-            farm.store().put_model(&row, now_ms())?;
+            farm.store().put_model(&row, now_ms()).map_err(internal)?;
             farm.models.lock().unwrap().insert(row.model_id.clone(), Arc::new(LoadedModel { model, vk }));
-            Ok(Ok(row))
-        });
-        task.await.map_err(|e| Status::internal(format!("model compilation panicked: {e}")))?.map_err(internal)?
+            Ok(row)
+        })
+        .await?
     }
 
     /// The compiled model and its verifying key, compiled again from the
@@ -209,7 +212,7 @@ impl Farm {
             .map_err(internal)?
             .ok_or_else(|| Status::not_found(format!("unknown model {model_id:?}: register it first")))?;
         let farm = self.clone();
-        let loaded = tokio::task::spawn_blocking(move || -> Result<LoadedModel> {
+        let loaded = blocking("model compilation", move || -> Result<LoadedModel> {
             let model = CompiledModel::compile(&row.onnx, &parse_settings(&row.settings)?)?;
             let vk = farm.vks.verifier_key(&model, &farm.srs)?;
             if vk.hash != row.vk_hash {
@@ -217,8 +220,7 @@ impl Farm {
             }
             Ok(LoadedModel { model, vk })
         })
-        .await
-        .map_err(|e| Status::internal(format!("model compilation panicked: {e}")))?
+        .await?
         .map_err(internal)?;
         let loaded = Arc::new(loaded);
         self.models.lock().unwrap().insert(model_id.to_string(), loaded.clone());
@@ -365,8 +367,7 @@ impl Farm {
             let claimed =
                 self.store().claim(worker_id, &fit, now_ms(), self.cfg.lease.as_millis() as i64).map_err(internal)?;
             if let Some(task) = claimed {
-                let vk_hash =
-                    self.store().model(&task.model_id).map_err(internal)?.map(|m| m.vk_hash).unwrap_or_default();
+                let vk_hash = self.store().vk_hash(&task.model_id).map_err(internal)?.unwrap_or_default();
                 self.announce(&task.job_id, Some(&task.task_id));
                 return Ok(Some((task, vk_hash)));
             }
@@ -399,11 +400,9 @@ impl Farm {
         let loaded = self.loaded(&task.model_id).await?;
         let farm = self.clone();
         let (t, w) = (task.clone(), worker_id.to_string());
-        let checked = tokio::task::spawn_blocking(move || {
-            farm.check_receipt(&t, &w, &loaded, &receipt_json).map(|_| receipt_json)
-        })
-        .await
-        .map_err(|e| Status::internal(format!("verification panicked: {e}")))?;
+        let checked =
+            blocking("verification", move || farm.check_receipt(&t, &w, &loaded, &receipt_json).map(|_| receipt_json))
+                .await?;
         let receipt_json = match checked {
             Ok(r) => r,
             Err(e) => {

@@ -282,6 +282,14 @@ impl Store {
             .optional()?)
     }
 
+    /// A model's verifying key hash, without reading its ONNX bytes.
+    pub fn vk_hash(&self, model_id: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT vk_hash FROM models WHERE model_id = ?1", [model_id], |r| r.get(0))
+            .optional()?)
+    }
+
     pub fn vk_hashes(&self) -> Result<Vec<String>> {
         let mut st = self.conn.prepare("SELECT vk_hash FROM models")?;
         let rows = st.query_map([], |r| r.get(0))?;

@@ -23,10 +23,31 @@ pub fn subdir(name: &str) -> Result<PathBuf> {
 /// Writes a file atomically: a temporary file in the same directory, then a
 /// rename, so that a crash never leaves a half-written key or SRS behind.
 pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    write_with(path, bytes, false)
+}
+
+/// Like [`write_atomic`], for secrets: the file is readable by its owner
+/// only (mode 0600) from the moment it exists, before it takes its name.
+pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    write_with(path, bytes, true)
+}
+
+fn write_with(path: &std::path::Path, bytes: &[u8], private: bool) -> Result<()> {
     // Unique per process and call: workers in one process may write the
     // same key at once.
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let tmp = path.with_extension(format!("tmp{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    let mut file = options.open(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    std::io::Write::write_all(&mut file, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    drop(file);
     std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))
 }

@@ -29,8 +29,7 @@ impl Identity {
             return Ok(Identity { key: SigningKey::from_bytes(&secret) });
         }
         let id = Self::ephemeral();
-        home::write_atomic(path, &id.key.to_bytes())?;
-        restrict(path)?;
+        home::write_private(path, &id.key.to_bytes())?;
         Ok(id)
     }
 
@@ -50,18 +49,6 @@ impl Identity {
         receipt.signer =
             Some(Signer { worker_id: worker_id.to_string(), public_key, signature: hex::encode(sig.to_bytes()) });
     }
-}
-
-#[cfg(unix)]
-fn restrict(path: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("restricting {}", path.display()))
-}
-
-#[cfg(not(unix))]
-fn restrict(_: &Path) -> Result<()> {
-    Ok(())
 }
 
 /// Parses a hex ed25519 public key.
