@@ -13,6 +13,7 @@ use rand::SeedableRng;
 use serde_json::{json, Value};
 use zkfarm_circuits::input::read_input;
 use zkfarm_circuits::{CompiledModel, Settings};
+use zkfarm_prover::commit::EngineParams;
 use zkfarm_prover::keys::generate;
 use zkfarm_prover::{prove, verify, ProveOptions, Srs};
 
@@ -65,13 +66,14 @@ fn bench_one(name: &str, runs: usize) -> Result<Value> {
     let params = srs.for_k(model.k)?;
     let t = Instant::now();
     let keys = generate(&model, &srs, &params)?;
+    let cpu = EngineParams::cpu(params);
     let keygen = t.elapsed().as_secs_f64();
     let mut prove_times = Vec::new();
     let mut verify_times = Vec::new();
     let mut proof_bytes = 0;
     for _ in 0..runs.max(1) {
         let t = Instant::now();
-        let receipt = prove(&model, &keys, &params, &srs.id, &input, &ProveOptions::default())?;
+        let receipt = prove(&model, &keys, &cpu, &srs.id, &input, &ProveOptions::default())?;
         prove_times.push(t.elapsed().as_secs_f64());
         let t = Instant::now();
         verify(&receipt, &keys.vk, &srs)?;

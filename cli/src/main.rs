@@ -14,6 +14,7 @@ use zkfarm_circuits::calibrate::calibrate;
 use zkfarm_circuits::float::FloatModel;
 use zkfarm_circuits::input::{parse_input, read_input};
 use zkfarm_circuits::{CompiledModel, Settings};
+use zkfarm_prover::engine::{Engine, EngineChoice};
 use zkfarm_prover::keys::KeySource;
 use zkfarm_prover::{home, prove, srs, verify, KeyCache, Keys, ProveOptions, Srs};
 
@@ -87,9 +88,9 @@ enum Command {
         output: PathBuf,
         #[arg(long)]
         srs: Option<PathBuf>,
-        /// Seed the prover's randomness (reproducible proofs; not zero-knowledge).
-        #[arg(long)]
-        seed: Option<u64>,
+        /// Proving engine: auto (cuda when available, else cpu), cpu or cuda.
+        #[arg(long, default_value = "auto", env = "ZKFARM_ENGINE")]
+        engine: EngineChoice,
     },
     /// Verify a receipt of any tier; exits 0 only when it is valid.
     Verify {
@@ -168,6 +169,9 @@ enum Command {
     Demo {
         #[arg(long)]
         srs: Option<PathBuf>,
+        /// Proving engine: auto (cuda when available, else cpu), cpu or cuda.
+        #[arg(long, default_value = "auto", env = "ZKFARM_ENGINE")]
+        engine: EngineChoice,
     },
 }
 
@@ -273,8 +277,8 @@ fn run(cli: &Cli) -> Result<()> {
             cmd_srs_gen(&out, *k, *insecure_dev, output.as_deref())
         }
         Command::Setup { model, srs, vk_out } => cmd_setup(&out, model, srs.as_deref(), vk_out.as_deref()),
-        Command::Prove { model, input, output, srs, seed } => {
-            cmd_prove(&out, model, input, output, srs.as_deref(), *seed)
+        Command::Prove { model, input, output, srs, engine } => {
+            cmd_prove(&out, model, input, output, srs.as_deref(), engine.resolve()?)
         }
         Command::Verify {
             receipt,
@@ -321,7 +325,7 @@ fn run(cli: &Cli) -> Result<()> {
             farm::cmd_apikey_create(&out, name, data.as_deref())
         }
         Command::Inspect { model } => cmd_inspect(&out, model),
-        Command::Demo { srs } => cmd_demo(&out, srs.as_deref()),
+        Command::Demo { srs, engine } => cmd_demo(&out, srs.as_deref(), engine.resolve()?),
     }
 }
 
@@ -485,18 +489,19 @@ fn cmd_prove(
     input: &Path,
     output: &Path,
     srs_path: Option<&Path>,
-    seed: Option<u64>,
+    engine: Engine,
 ) -> Result<()> {
     let model = args.compile()?;
     let inputs = read_input(input)?;
     let srs = srs::resolve(srs_path)?;
     let (keys, _, _) = keys_for(out, &model, &srs)?;
-    let params = srs.for_k(model.k)?;
+    let params = engine.params(&srs, model.k)?;
     let (receipt, took) =
-        out.step("proving", || prove(&model, &keys, &params, &srs.id, &inputs, &ProveOptions { seed }))?;
+        out.step("proving", || prove(&model, &keys, &params, &srs.id, &inputs, &ProveOptions::default()))?;
     receipt.save(output)?;
     out.emit(
-        json!({ "ok": true, "receipt": output, "outputs": receipt.outputs, "seconds": took.as_secs_f64() }),
+        json!({ "ok": true, "receipt": output, "outputs": receipt.outputs, "seconds": took.as_secs_f64(),
+                "engine": engine.name() }),
         || {
             format!(
                 "proved in {:.1}s; receipt written to {}\noutputs: {:?}",
@@ -551,7 +556,7 @@ fn default_srs_or_generate(out: &Output, k: u32) -> Result<Srs> {
     Ok(s)
 }
 
-fn cmd_demo(out: &Output, srs_path: Option<&Path>) -> Result<()> {
+fn cmd_demo(out: &Output, srs_path: Option<&Path>, engine: Engine) -> Result<()> {
     let settings = Settings::default();
     let model = CompiledModel::compile(DEMO_MODEL, &settings)?;
     let inputs = parse_input(DEMO_INPUT)?;
@@ -560,7 +565,7 @@ fn cmd_demo(out: &Output, srs_path: Option<&Path>) -> Result<()> {
         None => default_srs_or_generate(out, model.k)?,
     };
     let (keys, source, keygen) = keys_for(out, &model, &srs)?;
-    let params = srs.for_k(model.k)?;
+    let params = engine.params(&srs, model.k)?;
     let (receipt, prove_t) =
         out.step("proving", || prove(&model, &keys, &params, &srs.id, &inputs, &ProveOptions::default()))?;
     let (_, verify_t) = out.step("verifying", || verify(&receipt, &keys.vk, &srs))?;
@@ -574,7 +579,7 @@ fn cmd_demo(out: &Output, srs_path: Option<&Path>) -> Result<()> {
     out.emit(
         json!({ "ok": true, "model": "mlp (784-128-10)", "k": model.k, "rows": stats.rows,
                 "keys": format!("{source:?}").to_lowercase(), "keygen_seconds": keygen.as_secs_f64(),
-                "prove_seconds": prove_t.as_secs_f64(), "verify_seconds": verify_t.as_secs_f64(),
+                "prove_seconds": prove_t.as_secs_f64(), "engine": engine.name(), "verify_seconds": verify_t.as_secs_f64(),
                 "proof_bytes": proof_bytes, "max_abs_error_vs_float": err, "receipt": path,
                 "class": argmax(&receipt.outputs[0]), "float_class": argmax(&float[0]) }),
         || {

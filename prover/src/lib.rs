@@ -2,6 +2,7 @@
 //! layered cache (disk, Redis), proving engines, receipts of every tier and
 //! their verification, and the farm's worker loop.
 
+pub mod commit;
 pub mod engine;
 pub mod home;
 pub mod identity;

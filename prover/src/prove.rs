@@ -6,8 +6,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use halo2_proofs::halo2curves::bn256::{Bn256, Fr, G1Affine};
 use halo2_proofs::halo2curves::ff::PrimeField;
 use halo2_proofs::plonk::{create_proof, verify_proof};
-use halo2_proofs::poly::kzg::commitment::{KZGCommitmentScheme, ParamsKZG};
-use halo2_proofs::poly::kzg::multiopen::{ProverSHPLONK, VerifierSHPLONK};
+use halo2_proofs::poly::kzg::commitment::KZGCommitmentScheme;
+use halo2_proofs::poly::kzg::multiopen::VerifierSHPLONK;
 use halo2_proofs::poly::kzg::strategy::SingleStrategy;
 use halo2_proofs::transcript::{Blake2bRead, Blake2bWrite, Challenge255, TranscriptReadBuffer, TranscriptWriterBuffer};
 use rand::rngs::OsRng;
@@ -16,14 +16,17 @@ use zkfarm_circuits::circuit::{fe, instances};
 use zkfarm_circuits::program::Witness;
 use zkfarm_circuits::{CompiledModel, ModelCircuit};
 
+use crate::commit::{EngineParams, EngineScheme, EngineShplonk};
 use crate::keys::{Keys, VerifierKey};
 use crate::receipt::{input_hash, Receipt};
 use crate::srs::Srs;
 
 #[derive(Clone, Debug, Default)]
 pub struct ProveOptions {
-    /// Seed for the prover's blinding randomness. Only for reproducible
-    /// tests and benchmarks: a known seed removes zero knowledge.
+    /// Seed for the blinding factors drawn from the RNG handed to
+    /// halo2-axiom. Only for tests: a known seed weakens zero knowledge.
+    /// It does not make proofs reproducible, since halo2-axiom 0.5 draws the
+    /// vanishing argument's random polynomial from the thread RNG.
     pub seed: Option<u64>,
 }
 
@@ -57,7 +60,7 @@ pub fn infer(model: &CompiledModel, inputs: &[Vec<f64>]) -> Result<(Arc<Witness>
 pub fn prove(
     model: &CompiledModel,
     keys: &Keys,
-    params: &ParamsKZG<Bn256>,
+    params: &EngineParams,
     srs_id: &str,
     inputs: &[Vec<f64>],
     opts: &ProveOptions,
@@ -70,7 +73,7 @@ pub fn prove(
         Some(s) => Box::new(rand_chacha::ChaCha20Rng::seed_from_u64(s)),
         None => Box::new(OsRng),
     };
-    create_proof::<KZGCommitmentScheme<Bn256>, ProverSHPLONK<'_, Bn256>, Challenge255<G1Affine>, _, _, _>(
+    create_proof::<EngineScheme, EngineShplonk<'_>, Challenge255<G1Affine>, _, _, _>(
         params,
         &keys.pk,
         &[circuit],

@@ -371,10 +371,10 @@ impl Worker {
                 keys
             }
         };
-        let (srs, m, engine) = (self.cfg.srs.clone(), model.clone(), self.cfg.engine);
+        let (srs, m, engine) = (self.cfg.srs.clone(), model.clone(), self.cfg.engine.clone());
         tokio::task::spawn_blocking(move || {
             let busy = Instant::now();
-            let params = srs.for_k(m.k)?;
+            let params = engine.params(&srs, m.k)?;
             let r = prove(&m, &keys, &params, &srs.id, &inputs, &ProveOptions::default());
             // The histogram's sum is the engine's busy time (GPU busy time
             // for the cuda engine).

@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 use rand::SeedableRng;
 use zkfarm_circuits::input::read_input;
 use zkfarm_circuits::{CompiledModel, Settings};
+use zkfarm_prover::engine::Engine;
 use zkfarm_prover::keys::KeySource;
 use zkfarm_prover::{prove, verify, KeyCache, ProveOptions, Receipt, Srs, VerifierKey};
 
@@ -25,7 +26,7 @@ fn example(name: &str) -> (CompiledModel, Vec<Vec<f64>>) {
 fn prove_example(name: &str, cache: &KeyCache) -> (Receipt, VerifierKey) {
     let (model, input) = example(name);
     let (keys, _) = cache.get_or_create(&model, srs()).unwrap();
-    let params = srs().for_k(model.k).unwrap();
+    let params = Engine::cpu().params(srs(), model.k).unwrap();
     let receipt = prove(&model, &keys, &params, &srs().id, &input, &ProveOptions::default()).unwrap();
     (receipt, keys.vk)
 }

@@ -1,0 +1,222 @@
+//! A KZG commitment scheme whose commitments run on a proving engine.
+//!
+//! halo2-axiom's `create_proof` is generic over the commitment scheme and
+//! commits only through `Params::commit_lagrange` and `ParamsProver::commit`.
+//! [`EngineScheme`] is KZG over BN254 with the same SRS and the same
+//! transcript as halo2-axiom's `KZGCommitmentScheme<Bn256>`, but its prover
+//! parameters ([`EngineParams`]) hand those multi-scalar multiplications to
+//! bases resident on an engine (the GPU) when one is attached. An MSM is
+//! exact, so a proof made this way is byte for byte the proof the CPU makes
+//! from the same witness and randomness, and halo2-axiom's own SHPLONK
+//! verifier accepts it with plain `ParamsKZG`.
+//!
+//! The SHPLONK multi-open prover is halo2-axiom's, run on the inner
+//! `ParamsKZG`: the queries it receives keep their fields private to
+//! halo2-axiom, so its two final commitments (the opening quotients) stay
+//! on the CPU.
+
+use std::fmt;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use anyhow::Result;
+use halo2_proofs::halo2curves::bn256::{Bn256, Fr, G1Affine, G1};
+use halo2_proofs::poly::commitment::{Blind, CommitmentScheme, Params, ParamsProver, Prover};
+use halo2_proofs::poly::kzg::commitment::{KZGCommitmentScheme, ParamsKZG};
+use halo2_proofs::poly::kzg::msm::MSMKZG;
+use halo2_proofs::poly::kzg::multiopen::ProverSHPLONK;
+use halo2_proofs::poly::{Coeff, LagrangeCoeff, Polynomial, ProverQuery};
+use halo2_proofs::transcript::{EncodedChallenge, TranscriptWrite};
+use rand::RngCore;
+
+/// Which of the SRS's two bases a commitment uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BaseSet {
+    /// `[s^i]G`, for polynomials in coefficient form.
+    Monomial,
+    /// The Lagrange basis of the 2^k domain, for polynomials in evaluation form.
+    Lagrange,
+}
+
+impl BaseSet {
+    pub fn name(self) -> &'static str {
+        match self {
+            BaseSet::Monomial => "monomial",
+            BaseSet::Lagrange => "lagrange",
+        }
+    }
+}
+
+/// The SRS bases of one (SRS, k) loaded on an engine, computing
+/// `sum scalars[i] * bases[i]` over the first `scalars.len()` bases.
+pub trait ResidentBases: Send + Sync {
+    /// The engine's name, for logs and metrics.
+    fn engine(&self) -> &'static str;
+    /// The MSM; an error makes the caller compute it on the CPU instead.
+    fn msm(&self, set: BaseSet, scalars: &[Fr]) -> Result<G1>;
+}
+
+/// Prover parameters of [`EngineScheme`]: the KZG parameters, and the
+/// engine's resident copy of their bases when an engine is attached.
+#[derive(Clone)]
+pub struct EngineParams {
+    kzg: ParamsKZG<Bn256>,
+    device: Option<Arc<dyn ResidentBases>>,
+    fallbacks: Arc<AtomicU64>,
+}
+
+impl fmt::Debug for EngineParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EngineParams").field("k", &self.kzg.k()).field("engine", &self.engine()).finish()
+    }
+}
+
+impl EngineParams {
+    /// Parameters whose commitments run on the CPU (halo2-axiom's own MSM).
+    pub fn cpu(kzg: ParamsKZG<Bn256>) -> Self {
+        EngineParams { kzg, device: None, fallbacks: Arc::default() }
+    }
+
+    /// Parameters whose commitments run on `device`, which must hold the
+    /// bases of `kzg` (same SRS, same k).
+    pub fn with_device(kzg: ParamsKZG<Bn256>, device: Arc<dyn ResidentBases>) -> Self {
+        EngineParams { kzg, device: Some(device), fallbacks: Arc::default() }
+    }
+
+    /// The plain KZG parameters; also the verifier's parameters.
+    pub fn kzg(&self) -> &ParamsKZG<Bn256> {
+        &self.kzg
+    }
+
+    pub fn engine(&self) -> &'static str {
+        self.device.as_ref().map_or("cpu", |d| d.engine())
+    }
+
+    /// How many commitments the engine failed and the CPU computed instead.
+    pub fn fallbacks(&self) -> u64 {
+        self.fallbacks.load(Ordering::Relaxed)
+    }
+
+    /// One commitment: on the engine when attached, else (or when the
+    /// engine fails) with halo2-axiom's CPU MSM.
+    fn commit_on_engine(&self, set: BaseSet, scalars: &[Fr], cpu: impl FnOnce() -> G1) -> G1 {
+        let Some(device) = &self.device else { return cpu() };
+        match device.msm(set, scalars) {
+            Ok(point) => point,
+            Err(e) => {
+                // A proof must not die of a device fault: the CPU result is
+                // the same point, only slower. The count makes it visible.
+                self.fallbacks.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("zkfarm_engine_fallbacks_total", "engine" => device.engine()).increment(1);
+                tracing::error!(
+                    engine = device.engine(),
+                    bases = set.name(),
+                    size = scalars.len(),
+                    "engine MSM failed, computing it on the CPU: {e:#}"
+                );
+                cpu()
+            }
+        }
+    }
+}
+
+impl<'params> Params<'params, G1Affine> for EngineParams {
+    type MSM = MSMKZG<Bn256>;
+
+    fn k(&self) -> u32 {
+        self.kzg.k()
+    }
+
+    fn n(&self) -> u64 {
+        self.kzg.n()
+    }
+
+    fn downsize(&mut self, k: u32) {
+        // Resident Lagrange bases belong to one k; a downsized copy commits
+        // on the CPU rather than with bases of the wrong domain.
+        self.kzg.downsize(k);
+        self.device = None;
+    }
+
+    fn empty_msm(&'params self) -> MSMKZG<Bn256> {
+        MSMKZG::new()
+    }
+
+    fn commit_lagrange(&self, poly: &Polynomial<Fr, LagrangeCoeff>, r: Blind<Fr>) -> G1 {
+        self.commit_on_engine(BaseSet::Lagrange, poly, || self.kzg.commit_lagrange(poly, r))
+    }
+
+    fn write<W: io::Write>(&self, writer: &mut W) -> io::Result<()> {
+        Params::write(&self.kzg, writer)
+    }
+
+    fn read<R: io::Read>(reader: &mut R) -> io::Result<Self> {
+        Ok(EngineParams::cpu(<ParamsKZG<Bn256> as Params<G1Affine>>::read(reader)?))
+    }
+}
+
+impl<'params> ParamsProver<'params, G1Affine> for EngineParams {
+    type ParamsVerifier = ParamsKZG<Bn256>;
+
+    fn new(k: u32) -> Self {
+        EngineParams::cpu(ParamsKZG::new(k))
+    }
+
+    fn commit(&self, poly: &Polynomial<Fr, Coeff>, r: Blind<Fr>) -> G1 {
+        self.commit_on_engine(BaseSet::Monomial, poly, || self.kzg.commit(poly, r))
+    }
+
+    fn get_g(&self) -> &[G1Affine] {
+        self.kzg.get_g()
+    }
+
+    fn verifier_params(&'params self) -> &'params ParamsKZG<Bn256> {
+        &self.kzg
+    }
+}
+
+/// KZG over BN254 with commitments on the engine; verified as
+/// `KZGCommitmentScheme<Bn256>`.
+#[derive(Debug)]
+pub struct EngineScheme;
+
+impl CommitmentScheme for EngineScheme {
+    type Scalar = Fr;
+    type Curve = G1Affine;
+    type ParamsProver = EngineParams;
+    type ParamsVerifier = ParamsKZG<Bn256>;
+
+    fn new_params(k: u32) -> EngineParams {
+        EngineParams::cpu(ParamsKZG::new(k))
+    }
+
+    fn read_params<R: io::Read>(reader: &mut R) -> io::Result<EngineParams> {
+        <EngineParams as Params<G1Affine>>::read(reader)
+    }
+}
+
+/// The SHPLONK multi-open prover for [`EngineScheme`].
+#[derive(Debug)]
+pub struct EngineShplonk<'params> {
+    inner: ProverSHPLONK<'params, Bn256>,
+}
+
+impl<'params> Prover<'params, EngineScheme> for EngineShplonk<'params> {
+    const QUERY_INSTANCE: bool =
+        <ProverSHPLONK<'params, Bn256> as Prover<'params, KZGCommitmentScheme<Bn256>>>::QUERY_INSTANCE;
+
+    fn new(params: &'params EngineParams) -> Self {
+        EngineShplonk { inner: ProverSHPLONK::new(&params.kzg) }
+    }
+
+    fn create_proof<'com, E, T, R, I>(&self, rng: R, transcript: &mut T, queries: I) -> io::Result<()>
+    where
+        E: EncodedChallenge<G1Affine>,
+        T: TranscriptWrite<G1Affine, E>,
+        I: IntoIterator<Item = ProverQuery<'com, G1Affine>> + Clone,
+        R: RngCore,
+    {
+        Prover::<'params, KZGCommitmentScheme<Bn256>>::create_proof(&self.inner, rng, transcript, queries)
+    }
+}

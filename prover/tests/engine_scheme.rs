@@ -1,0 +1,194 @@
+//! The engine commitment scheme. halo2-axiom 0.5 draws the vanishing
+//! argument's random polynomial from the thread RNG, so no two of its proofs
+//! are byte-identical even under one seed; what makes an engine's proof the
+//! CPU's proof is that every commitment it computes is the point halo2-axiom
+//! computes for the same polynomial. These tests check exactly that, commit
+//! by commit, with an engine that keeps its own copy of the bases, and check
+//! that halo2-axiom's own verifier accepts the result. A faulty engine falls
+//! back to the CPU; an engine that returns a wrong point yields a proof the
+//! verifier rejects.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use anyhow::{bail, Result};
+use halo2_proofs::arithmetic::{best_multiexp, g_to_lagrange};
+use halo2_proofs::halo2curves::bn256::{Bn256, Fr, G1Affine, G1};
+use halo2_proofs::halo2curves::group::prime::PrimeCurveAffine;
+use halo2_proofs::plonk::verify_proof;
+use halo2_proofs::poly::commitment::{Blind, Params, ParamsProver};
+use halo2_proofs::poly::kzg::commitment::{KZGCommitmentScheme, ParamsKZG};
+use halo2_proofs::poly::kzg::multiopen::VerifierSHPLONK;
+use halo2_proofs::poly::kzg::strategy::SingleStrategy;
+use halo2_proofs::poly::Polynomial;
+use halo2_proofs::transcript::{Blake2bRead, Challenge255, TranscriptReadBuffer};
+use rand::SeedableRng;
+use zkfarm_circuits::circuit::instances;
+use zkfarm_circuits::input::read_input;
+use zkfarm_circuits::{CompiledModel, Settings};
+use zkfarm_prover::commit::{BaseSet, EngineParams, ResidentBases};
+use zkfarm_prover::{prove, KeyCache, Keys, ProveOptions, Srs};
+
+struct Fixture {
+    model: CompiledModel,
+    input: Vec<Vec<f64>>,
+    srs: Srs,
+    keys: Keys,
+    params: ParamsKZG<Bn256>,
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        let onnx = std::fs::read(dir.join("nonlinear.onnx")).unwrap();
+        let input = read_input(&dir.join("nonlinear.input.json")).unwrap();
+        let model = CompiledModel::compile(&onnx, &Settings::default()).unwrap();
+        let srs = Srs::generate_insecure_dev(model.k, rand_chacha::ChaCha20Rng::seed_from_u64(3)).unwrap();
+        let cache_dir = tempfile::tempdir().unwrap();
+        let cache = KeyCache::new(cache_dir.path().to_path_buf()).unwrap();
+        let (keys, _) = cache.get_or_create(&model, &srs).unwrap();
+        let params = srs.for_k(model.k).unwrap();
+        Fixture { model, input, srs, keys, params }
+    })
+}
+
+fn engine_proof(f: &Fixture, params: &EngineParams) -> Vec<u8> {
+    let receipt = prove(&f.model, &f.keys, params, &f.srs.id, &f.input, &ProveOptions::default()).unwrap();
+    hex::decode(receipt.proof).unwrap()
+}
+
+/// halo2-axiom's verifier with plain KZG parameters.
+fn halo2_accepts(f: &Fixture, proof: &[u8]) -> bool {
+    let witness = f.model.run(&f.input).unwrap();
+    let inst = instances(&f.model.program, &witness);
+    let mut transcript = Blake2bRead::<_, G1Affine, Challenge255<_>>::init(proof);
+    verify_proof::<KZGCommitmentScheme<Bn256>, VerifierSHPLONK<'_, Bn256>, Challenge255<G1Affine>, _, _>(
+        &f.params,
+        &f.keys.vk.vk,
+        SingleStrategy::new(&f.params),
+        &[&[&inst]],
+        &mut transcript,
+    )
+    .is_ok()
+}
+
+/// A stand-in engine: its own copy of both bases (the Lagrange basis
+/// derived from the monomial one by an inverse FFT over G1), counting the
+/// MSMs it is given, checking each result against halo2-axiom's commitment
+/// to the same polynomial, and optionally failing or corrupting them.
+struct HostBases {
+    g: Vec<G1Affine>,
+    g_lagrange: Vec<G1Affine>,
+    reference: ParamsKZG<Bn256>,
+    calls: [AtomicUsize; 2],
+    mismatches: AtomicUsize,
+    behaviour: Behaviour,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Behaviour {
+    Exact,
+    Fail,
+    /// Adds the generator to every commitment to the Lagrange basis.
+    CorruptLagrange,
+}
+
+impl HostBases {
+    fn new(params: &ParamsKZG<Bn256>, behaviour: Behaviour) -> Self {
+        let g = params.get_g().to_vec();
+        let g_lagrange = g_to_lagrange(g.iter().map(|p| p.to_curve()).collect(), params.k());
+        let reference = params.clone();
+        HostBases { g, g_lagrange, reference, calls: Default::default(), mismatches: AtomicUsize::new(0), behaviour }
+    }
+
+    fn calls(&self, set: BaseSet) -> usize {
+        self.calls[set as usize].load(Ordering::Relaxed)
+    }
+}
+
+impl ResidentBases for HostBases {
+    fn engine(&self) -> &'static str {
+        "test"
+    }
+
+    fn msm(&self, set: BaseSet, scalars: &[Fr]) -> Result<G1> {
+        self.calls[set as usize].fetch_add(1, Ordering::Relaxed);
+        let bases = match set {
+            BaseSet::Monomial => &self.g,
+            BaseSet::Lagrange => &self.g_lagrange,
+        };
+        if scalars.len() > bases.len() {
+            bail!("{} scalars for {} bases", scalars.len(), bases.len());
+        }
+        let point = best_multiexp(scalars, &bases[..scalars.len()]);
+        let expected = match set {
+            BaseSet::Monomial => self.reference.commit(&Polynomial::new(scalars.to_vec()), Blind::default()),
+            BaseSet::Lagrange => self.reference.commit_lagrange(&Polynomial::new(scalars.to_vec()), Blind::default()),
+        };
+        if point != expected {
+            self.mismatches.fetch_add(1, Ordering::Relaxed);
+        }
+        match self.behaviour {
+            Behaviour::Exact => Ok(point),
+            Behaviour::Fail => bail!("simulated device fault"),
+            Behaviour::CorruptLagrange if set == BaseSet::Lagrange => Ok(point + G1::generator()),
+            Behaviour::CorruptLagrange => Ok(point),
+        }
+    }
+}
+
+#[test]
+fn commitments_run_on_the_engine_and_equal_halo2s() {
+    let f = fixture();
+    let device = Arc::new(HostBases::new(&f.params, Behaviour::Exact));
+    let params = EngineParams::with_device(f.params.clone(), device.clone());
+    assert_eq!(params.engine(), "test");
+    let proof = engine_proof(f, &params);
+    // Witness columns are committed in evaluation form, the quotient pieces
+    // in coefficient form: both bases are used.
+    assert!(device.calls(BaseSet::Lagrange) > 0, "no Lagrange commitment reached the engine");
+    assert!(device.calls(BaseSet::Monomial) > 0, "no monomial commitment reached the engine");
+    assert_eq!(device.mismatches.load(Ordering::Relaxed), 0, "an engine commitment differs from halo2-axiom's");
+    assert_eq!(params.fallbacks(), 0);
+    assert!(halo2_accepts(f, &proof), "halo2-axiom rejected the engine's proof");
+}
+
+#[test]
+fn cpu_engine_proofs_verify() {
+    let f = fixture();
+    let proof = engine_proof(f, &EngineParams::cpu(f.params.clone()));
+    assert!(halo2_accepts(f, &proof));
+}
+
+#[test]
+fn engine_faults_fall_back_to_the_cpu_and_the_proof_verifies() {
+    let f = fixture();
+    let device = Arc::new(HostBases::new(&f.params, Behaviour::Fail));
+    let params = EngineParams::with_device(f.params.clone(), device.clone());
+    let proof = engine_proof(f, &params);
+    let calls = device.calls(BaseSet::Lagrange) + device.calls(BaseSet::Monomial);
+    assert!(calls > 0);
+    assert_eq!(params.fallbacks(), calls as u64, "every failed MSM is counted");
+    assert!(halo2_accepts(f, &proof), "the fallback proof does not verify");
+}
+
+#[test]
+fn a_wrong_engine_result_makes_a_proof_the_verifier_rejects() {
+    let f = fixture();
+    let device = Arc::new(HostBases::new(&f.params, Behaviour::CorruptLagrange));
+    let params = EngineParams::with_device(f.params.clone(), device);
+    let proof = engine_proof(f, &params);
+    assert!(!halo2_accepts(f, &proof), "a proof with a corrupted commitment verified");
+}
+
+#[test]
+fn downsized_params_stop_using_the_resident_bases() {
+    let f = fixture();
+    let device = Arc::new(HostBases::new(&f.params, Behaviour::Exact));
+    let mut params = EngineParams::with_device(f.params.clone(), device);
+    Params::downsize(&mut params, f.params.k() - 1);
+    assert_eq!(params.engine(), "cpu");
+    assert_eq!(Params::k(&params), f.params.k() - 1);
+}
