@@ -8,5 +8,6 @@
 
 pub mod device;
 pub mod digits;
+pub mod msm_plan;
 pub mod source;
 pub mod twiddles;
