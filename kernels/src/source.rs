@@ -5,30 +5,60 @@ use cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions, Ptx};
 
 /// Shared headers, inlined into every unit because NVRTC has no file system
 /// access to the crate.
-const HEADERS: &[(&str, &str)] = &[("field.cuh", include_str!("../cuda/field.cuh"))];
+/// A header is inlined once per unit, so `#pragma once` holds across them.
+const HEADERS: &[(&str, &str)] =
+    &[("field.cuh", include_str!("../cuda/field.cuh")), ("curve.cuh", include_str!("../cuda/curve.cuh"))];
 
 /// Compilation units: (name, source).
-pub const UNITS: &[(&str, &str)] = &[("elementwise", include_str!("../cuda/elementwise.cu"))];
+pub const UNITS: &[(&str, &str)] =
+    &[("elementwise", include_str!("../cuda/elementwise.cu")), ("msm", include_str!("../cuda/msm.cu"))];
 
 /// Kernels each unit must export, checked after compilation.
-pub const KERNELS: &[(&str, &[&str])] =
-    &[("elementwise", &["fr_add", "fr_sub", "fr_mul", "fr_scale", "fr_mul_powers", "fr_bit_reverse"])];
+pub const KERNELS: &[(&str, &[&str])] = &[
+    ("elementwise", &["fr_add", "fr_sub", "fr_mul", "fr_scale", "fr_mul_powers", "fr_bit_reverse"]),
+    (
+        "msm",
+        &[
+            "msm_fold",
+            "msm_digits",
+            "msm_scan_block",
+            "msm_scan_add",
+            "msm_scatter",
+            "msm_accumulate_pairs",
+            "msm_accumulate_partials",
+            "msm_window_chunks",
+            "msm_window_sums",
+            "msm_clear_buckets",
+        ],
+    ),
+];
 
-/// A unit's source with its `#include "..."` lines replaced by the headers.
+/// A unit's source with its `#include "..."` lines replaced by the headers,
+/// recursively, each header once.
 pub fn expand(src: &str) -> Result<String> {
     let mut out = String::with_capacity(src.len() * 2);
+    expand_into(src, &mut Vec::new(), &mut out)?;
+    Ok(out)
+}
+
+fn expand_into(src: &str, seen: &mut Vec<&'static str>, out: &mut String) -> Result<()> {
     for line in src.lines() {
         match line.trim().strip_prefix("#include \"").and_then(|r| r.strip_suffix('"')) {
             Some(name) => {
-                let (_, text) =
+                let (name, text) =
                     HEADERS.iter().find(|(n, _)| *n == name).ok_or_else(|| anyhow!("unknown header {name:?}"))?;
-                out.push_str(text);
+                if !seen.contains(name) {
+                    seen.push(name);
+                    expand_into(text, seen, out)?;
+                }
             }
-            None => out.push_str(line),
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
         }
-        out.push('\n');
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Whether the NVRTC library can be loaded here.

@@ -30,10 +30,10 @@ fn every_unit_compiles_for_sm80_and_sm90() {
 #[test]
 fn field_constants_match_halo2curves() {
     use halo2curves::bn256::{Fq, Fr};
-    use halo2curves::ff::PrimeField;
+    use halo2curves::ff::{Field, PrimeField};
     use halo2curves::serde::SerdeObject;
 
-    let src = include_str!("../cuda/field.cuh");
+    let src = concat!(include_str!("../cuda/field.cuh"), include_str!("../cuda/msm.cu"));
     let constant = |name: &str| -> Vec<u8> {
         let line = src.lines().find(|l| l.contains(&format!(" {name}[8]"))).unwrap_or_else(|| panic!("{name}"));
         let body = &line[line.find('{').unwrap() + 1..line.find('}').unwrap()];
@@ -59,6 +59,8 @@ fn field_constants_match_halo2curves() {
     }
     check::<Fr>(constant("FR_MOD"), constant("FR_R2"), constant("FR_ONE"), define("FR_INV"), Fr::MODULUS);
     check::<Fq>(constant("FQ_MOD"), constant("FQ_R2"), constant("FQ_ONE"), define("FQ_INV"), Fq::MODULUS);
+    // The MSM's fold threshold (p - 1) / 2, as a canonical integer.
+    assert_eq!(constant("FR_HALF"), (-Fr::ONE * Fr::TWO_INV).to_repr().as_ref().to_vec(), "(p - 1) / 2");
 }
 
 /// Little-endian bytes of a 0x-prefixed big-endian hex number.
