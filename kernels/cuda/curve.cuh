@@ -59,24 +59,30 @@ struct Xyzz {
         return r;
     }
 
+    // The shared end of both additions (add-2008-s), given P = U2 - U1 != 0,
+    // R = S2 - S1, the first point's U1 and S1 and the product of the
+    // inputs' ZZ and ZZZ.
+    static __device__ __forceinline__ Xyzz sum(const Fq& p, const Fq& r, const Fq& u1, const Fq& s1, const Fq& zz,
+                                               const Fq& zzz) {
+        Fq pp = Fq::sqr(p);
+        Fq ppp = Fq::mul(p, pp);
+        Fq qq = Fq::mul(u1, pp);
+        Xyzz o;
+        o.X = Fq::sub(Fq::sub(Fq::sqr(r), ppp), Fq::add(qq, qq));
+        o.Y = Fq::sub(Fq::mul(r, Fq::sub(qq, o.X)), Fq::mul(s1, ppp));
+        o.ZZ = Fq::mul(zz, pp);
+        o.ZZZ = Fq::mul(zzz, ppp);
+        return o;
+    }
+
     // madd-2008-s: this + affine q.
     __device__ __forceinline__ Xyzz add_affine(const Affine& q) const {
         if (q.is_identity()) return *this;
         if (is_identity()) return from_affine(q);
-        Fq u2 = Fq::mul(q.x, ZZ);
-        Fq s2 = Fq::mul(q.y, ZZZ);
-        Fq p = Fq::sub(u2, X);
-        Fq r = Fq::sub(s2, Y);
+        Fq p = Fq::sub(Fq::mul(q.x, ZZ), X);
+        Fq r = Fq::sub(Fq::mul(q.y, ZZZ), Y);
         if (p.is_zero()) return r.is_zero() ? from_affine(q).dbl() : identity();
-        Fq pp = Fq::sqr(p);
-        Fq ppp = Fq::mul(p, pp);
-        Fq qq = Fq::mul(X, pp);
-        Xyzz o;
-        o.X = Fq::sub(Fq::sub(Fq::sqr(r), ppp), Fq::add(qq, qq));
-        o.Y = Fq::sub(Fq::mul(r, Fq::sub(qq, o.X)), Fq::mul(Y, ppp));
-        o.ZZ = Fq::mul(ZZ, pp);
-        o.ZZZ = Fq::mul(ZZZ, ppp);
-        return o;
+        return sum(p, r, X, Y, ZZ, ZZZ);
     }
 
     // add-2008-s: this + q.
@@ -90,15 +96,7 @@ struct Xyzz {
         Fq p = Fq::sub(u2, u1);
         Fq r = Fq::sub(s2, s1);
         if (p.is_zero()) return r.is_zero() ? dbl() : identity();
-        Fq pp = Fq::sqr(p);
-        Fq ppp = Fq::mul(p, pp);
-        Fq qq = Fq::mul(u1, pp);
-        Xyzz o;
-        o.X = Fq::sub(Fq::sub(Fq::sqr(r), ppp), Fq::add(qq, qq));
-        o.Y = Fq::sub(Fq::mul(r, Fq::sub(qq, o.X)), Fq::mul(s1, ppp));
-        o.ZZ = Fq::mul(Fq::mul(ZZ, q.ZZ), pp);
-        o.ZZZ = Fq::mul(Fq::mul(ZZZ, q.ZZZ), ppp);
-        return o;
+        return sum(p, r, u1, s1, Fq::mul(ZZ, q.ZZ), Fq::mul(ZZZ, q.ZZZ));
     }
 
     // this * k for a small k, by double-and-add from the top bit.

@@ -61,7 +61,8 @@ pub trait ResidentBases: Send + Sync {
 /// engine's resident copy of their bases when an engine is attached.
 #[derive(Clone)]
 pub struct EngineParams {
-    kzg: ParamsKZG<Bn256>,
+    /// Shared with the SRS's cache; copied only if downsized.
+    kzg: Arc<ParamsKZG<Bn256>>,
     device: Option<Arc<dyn ResidentBases>>,
     fallbacks: Arc<AtomicU64>,
 }
@@ -74,19 +75,14 @@ impl fmt::Debug for EngineParams {
 
 impl EngineParams {
     /// Parameters whose commitments run on the CPU (halo2-axiom's own MSM).
-    pub fn cpu(kzg: ParamsKZG<Bn256>) -> Self {
-        EngineParams { kzg, device: None, fallbacks: Arc::default() }
+    pub fn cpu(kzg: impl Into<Arc<ParamsKZG<Bn256>>>) -> Self {
+        EngineParams { kzg: kzg.into(), device: None, fallbacks: Arc::default() }
     }
 
     /// Parameters whose commitments run on `device`, which must hold the
     /// bases of `kzg` (same SRS, same k).
-    pub fn with_device(kzg: ParamsKZG<Bn256>, device: Arc<dyn ResidentBases>) -> Self {
-        EngineParams { kzg, device: Some(device), fallbacks: Arc::default() }
-    }
-
-    /// The plain KZG parameters; also the verifier's parameters.
-    pub fn kzg(&self) -> &ParamsKZG<Bn256> {
-        &self.kzg
+    pub fn with_device(kzg: impl Into<Arc<ParamsKZG<Bn256>>>, device: Arc<dyn ResidentBases>) -> Self {
+        EngineParams { kzg: kzg.into(), device: Some(device), fallbacks: Arc::default() }
     }
 
     pub fn engine(&self) -> &'static str {
@@ -135,7 +131,7 @@ impl<'params> Params<'params, G1Affine> for EngineParams {
     fn downsize(&mut self, k: u32) {
         // Resident Lagrange bases belong to one k; a downsized copy commits
         // on the CPU rather than with bases of the wrong domain.
-        self.kzg.downsize(k);
+        Arc::make_mut(&mut self.kzg).downsize(k);
         self.device = None;
     }
 
@@ -148,7 +144,7 @@ impl<'params> Params<'params, G1Affine> for EngineParams {
     }
 
     fn write<W: io::Write>(&self, writer: &mut W) -> io::Result<()> {
-        Params::write(&self.kzg, writer)
+        Params::write(&*self.kzg, writer)
     }
 
     fn read<R: io::Read>(reader: &mut R) -> io::Result<Self> {

@@ -89,7 +89,7 @@ impl Engine {
 }
 
 /// Why the CUDA engine cannot run in this build.
-pub const CUDA_UNAVAILABLE: &str = "the cuda engine's MSM kernels are not part of this build yet";
+pub const CUDA_UNAVAILABLE: &str = "the cuda engine's MSM kernels are not wired into the prover yet";
 
 impl EngineChoice {
     /// Picks the engine; `auto` falls back to cpu and says why.

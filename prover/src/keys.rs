@@ -265,7 +265,7 @@ impl KeyCache {
         }
         let params = srs.for_k(model.k)?;
         let circuit = ModelCircuit::new(model.program.clone(), None);
-        let vk = keygen_vk(&params, &circuit).map_err(|e| anyhow!("verifying key generation failed: {e:?}"))?;
+        let vk = keygen_vk(&*params, &circuit).map_err(|e| anyhow!("verifying key generation failed: {e:?}"))?;
         let vk = VerifierKey::new(vk_meta(model, srs), vk);
         let json = vk.to_json();
         home::write_atomic(&vk_path, json.as_bytes())?;

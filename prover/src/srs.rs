@@ -4,8 +4,10 @@
 //! knows the trapdoor and can forge proofs. Such an SRS is labelled insecure
 //! in its file header, its id and every receipt made with it.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, bail, Context, Result};
 use halo2_proofs::halo2curves::bn256::Bn256;
@@ -27,6 +29,8 @@ pub struct Srs {
     /// the same when the SRS is cut down to a smaller k.
     pub id: String,
     pub insecure: bool,
+    /// `for_k`'s results.
+    by_k: Mutex<HashMap<u32, Arc<ParamsKZG<Bn256>>>>,
 }
 
 impl Srs {
@@ -44,7 +48,7 @@ impl Srs {
         bytes.extend_from_slice(params.s_g2().to_bytes().as_ref());
         let hash = &zkfarm_circuits::model::hash_hex(&bytes)[..16];
         let id = if insecure { format!("insecure-dev:{hash}") } else { format!("kzg:{hash}") };
-        Srs { params, id, insecure }
+        Srs { params, id, insecure, by_k: Mutex::default() }
     }
 
     pub fn k(&self) -> u32 {
@@ -57,7 +61,7 @@ impl Srs {
 
     /// The file bytes of this SRS cut down to 2^k points.
     pub fn to_bytes_for_k(&self, k: u32) -> Result<Vec<u8>> {
-        self.to_bytes(&self.for_k(k)?)
+        self.to_bytes(&*self.for_k(k)?)
     }
 
     fn to_bytes(&self, params: &ParamsKZG<Bn256>) -> Result<Vec<u8>> {
@@ -86,8 +90,10 @@ impl Srs {
         Ok(Self::from_params(params, insecure))
     }
 
-    /// Parameters cut down to `k`, for a circuit of that size.
-    pub fn for_k(&self, k: u32) -> Result<ParamsKZG<Bn256>> {
+    /// Parameters cut down to `k`, for a circuit of that size. Cutting
+    /// down rebuilds the Lagrange bases (an FFT over G1), so the result is
+    /// kept: the coordinator verifies every zk receipt with it.
+    pub fn for_k(&self, k: u32) -> Result<Arc<ParamsKZG<Bn256>>> {
         if k > self.k() {
             bail!(
                 "the circuit needs k = {k} but the SRS ({}) has only 2^{} points; \
@@ -96,10 +102,16 @@ impl Srs {
                 self.k()
             );
         }
+        let mut by_k = self.by_k.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = by_k.get(&k) {
+            return Ok(p.clone());
+        }
         let mut p = self.params.clone();
         if k < self.k() {
             p.downsize(k);
         }
+        let p = Arc::new(p);
+        by_k.insert(k, p.clone());
         Ok(p)
     }
 }

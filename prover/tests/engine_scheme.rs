@@ -49,7 +49,7 @@ fn fixture() -> &'static Fixture {
         let cache_dir = tempfile::tempdir().unwrap();
         let cache = KeyCache::new(cache_dir.path().to_path_buf()).unwrap();
         let (keys, _) = cache.get_or_create(&model, &srs).unwrap();
-        let params = srs.for_k(model.k).unwrap();
+        let params = (*srs.for_k(model.k).unwrap()).clone();
         Fixture { model, input, srs, keys, params }
     })
 }
