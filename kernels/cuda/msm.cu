@@ -206,13 +206,17 @@ extern "C" __global__ void msm_window_chunks(const Xyzz* buckets, u32 windows, u
     chunk_sums[t] = local.add(running.mul_small(lo));
 }
 
-// Stage 5, end: one thread per window adds its chunks.
-extern "C" __global__ void msm_window_sums(const Xyzz* chunk_sums, u32 windows, u32 chunks, Xyzz* out) {
-    u32 w = blockIdx.x * blockDim.x + threadIdx.x;
-    if (w >= windows) return;
+// Stage 5, end: each window's `len` partial sums are added in groups of
+// `group`, one thread per (window, group), leaving ceil(len / group) per
+// window; the host repeats this until one sum per window is left.
+extern "C" __global__ void msm_reduce(const Xyzz* in, u32 windows, u32 len, u32 group, Xyzz* out) {
+    u32 groups = (len + group - 1) / group;
+    u32 t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= windows * groups) return;
+    u32 w = t / groups, lo = (t % groups) * group, hi = min(lo + group, len);
     Xyzz acc = Xyzz::identity();
-    for (u32 j = 0; j < chunks; j++) acc = acc.add(chunk_sums[w * chunks + j]);
-    out[w] = acc;
+    for (u32 j = lo; j < hi; j++) acc = acc.add(in[w * len + j]);
+    out[t] = acc;
 }
 
 // Buckets start as the identity before each MSM.

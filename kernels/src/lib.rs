@@ -6,8 +6,12 @@
 //! This crate knows nothing of Halo2 circuits: it offers field, MSM and NTT
 //! building blocks on halo2curves types.
 
+pub mod backend;
 pub mod device;
 pub mod digits;
+pub mod gpu;
+pub mod layout;
+pub mod msm;
 pub mod msm_plan;
 pub mod source;
 pub mod twiddles;

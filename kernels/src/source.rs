@@ -27,7 +27,7 @@ pub const KERNELS: &[(&str, &[&str])] = &[
             "msm_accumulate_pairs",
             "msm_accumulate_partials",
             "msm_window_chunks",
-            "msm_window_sums",
+            "msm_reduce",
             "msm_clear_buckets",
         ],
     ),

@@ -1,0 +1,56 @@
+//! Where kernels run. The MSM and NTT drivers speak to a [`Backend`]: the
+//! CUDA device ([`crate::gpu::Gpu`]) in production, or a CPU emulation of
+//! the same kernels (crate `zkfarm-kernels-emu`) that lets every machine
+//! check the kernels' logic and the launch sequences that drive them.
+//!
+//! Device memory is handled as buffers of 32-bit words: field elements are
+//! eight little-endian words of Montgomery form, the bytes halo2curves
+//! keeps, so host data moves without conversion.
+
+use anyhow::Result;
+
+/// One argument of a kernel launch.
+pub enum Arg<'a, B> {
+    Buf(&'a B),
+    U32(u32),
+}
+
+/// A device that holds word buffers and runs the kernels of
+/// [`crate::source::UNITS`] by name.
+pub trait Backend: Send + Sync + 'static {
+    type Buf: Send + Sync;
+
+    /// A zeroed buffer of `words` 32-bit words.
+    fn alloc(&self, words: usize) -> Result<Self::Buf>;
+
+    /// Copies `src` into `dst` from word `at` on.
+    fn upload(&self, src: &[u32], dst: &mut Self::Buf, at: usize) -> Result<()>;
+
+    /// Copies words `at..at + dst.len()` of `src` into `dst`.
+    fn download(&self, src: &Self::Buf, at: usize, dst: &mut [u32]) -> Result<()>;
+
+    /// Copies the first `words` words of `src` into `dst`.
+    fn copy(&self, src: &Self::Buf, dst: &mut Self::Buf, words: usize) -> Result<()>;
+
+    /// Runs `kernel` on `grid` blocks of `block` threads. Launches are
+    /// ordered: a launch sees what earlier launches and copies wrote.
+    fn launch(&self, kernel: &'static str, grid: u32, block: u32, args: &[Arg<'_, Self::Buf>]) -> Result<()>;
+
+    /// The length of a buffer in words.
+    fn words(&self, buf: &Self::Buf) -> usize;
+}
+
+/// Threads per block for the one-thread-per-element kernels.
+pub const BLOCK: u32 = 256;
+
+/// Blocks of `block` threads that cover `threads` threads.
+pub fn blocks(threads: usize, block: u32) -> Result<u32> {
+    u32::try_from(threads.div_ceil(block as usize)).map_err(|_| anyhow::anyhow!("{threads} threads is too many"))
+}
+
+/// Reads one word back.
+pub fn read_word<B: Backend>(b: &B, buf: &B::Buf, at: usize) -> Result<u32> {
+    let mut w = [0u32];
+    b.download(buf, at, &mut w)?;
+    Ok(w[0])
+}

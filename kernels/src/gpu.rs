@@ -1,0 +1,134 @@
+//! The CUDA backend: one device, every kernel unit compiled by NVRTC for
+//! its architecture at start-up, and one stream on which all work is
+//! ordered.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
+
+use crate::backend::{Arg, Backend};
+use crate::source::{compile, KERNELS, UNITS};
+
+/// A CUDA device with the kernels loaded.
+pub struct Gpu {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    functions: HashMap<&'static str, CudaFunction>,
+    name: String,
+    arch: &'static str,
+}
+
+impl Gpu {
+    /// Opens the first device and compiles every unit for it, or says why
+    /// it cannot (no driver, no device, no NVRTC, a compile error).
+    pub fn open() -> Result<Gpu> {
+        let ctx = crate::device::open()?;
+        let (major, minor) = ctx.compute_capability().context("reading the compute capability")?;
+        let arch = arch_name(major, minor)?;
+        let stream = ctx.new_stream().context("creating a CUDA stream")?;
+        let mut functions = HashMap::new();
+        for (unit, src) in UNITS {
+            let module = ctx.load_module(compile(unit, src, arch)?).with_context(|| format!("loading {unit}.cu"))?;
+            let names = KERNELS.iter().find(|(n, _)| n == unit).map_or(&[][..], |(_, k)| *k);
+            for name in names {
+                let f = module.load_function(name).with_context(|| format!("{unit}.cu has no kernel {name}"))?;
+                functions.insert(*name, f);
+            }
+        }
+        let name = ctx.name().unwrap_or_else(|_| "unknown CUDA device".into());
+        Ok(Gpu { ctx, stream, functions, name, arch })
+    }
+
+    /// The device's name and architecture, e.g. "NVIDIA H200 (sm_90)".
+    pub fn describe(&self) -> String {
+        format!("{} ({})", self.name, self.arch)
+    }
+
+    pub fn context(&self) -> &Arc<CudaContext> {
+        &self.ctx
+    }
+
+    pub fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+
+    /// Waits for all queued work.
+    pub fn synchronize(&self) -> Result<()> {
+        self.stream.synchronize().map_err(|e| anyhow!("CUDA stream: {e}"))
+    }
+}
+
+/// The NVRTC architecture to compile for on a device of this compute capability.
+fn arch_name(major: i32, minor: i32) -> Result<&'static str> {
+    const KNOWN: &[(i32, i32, &str)] = &[
+        (7, 0, "sm_70"),
+        (7, 5, "sm_75"),
+        (8, 0, "sm_80"),
+        (8, 6, "sm_86"),
+        (8, 9, "sm_89"),
+        (9, 0, "sm_90"),
+        (10, 0, "sm_100"),
+        (12, 0, "sm_120"),
+    ];
+    // PTX for an architecture runs on every later one, so the newest known
+    // architecture not above the device's is the one to compile for.
+    match KNOWN.iter().rev().find(|(a, b, _)| (*a, *b) <= (major, minor)) {
+        Some((_, _, n)) => Ok(n),
+        None => bail!("compute capability {major}.{minor} is too old: the kernels need 7.0 or later"),
+    }
+}
+
+fn driver<T>(r: Result<T, cudarc::driver::DriverError>, what: &str) -> Result<T> {
+    r.map_err(|e| anyhow!("CUDA {what}: {e}"))
+}
+
+impl Backend for Gpu {
+    type Buf = CudaSlice<u32>;
+
+    fn alloc(&self, words: usize) -> Result<CudaSlice<u32>> {
+        // A zero-length allocation is legal but has no address; one word keeps
+        // every buffer a real pointer.
+        driver(self.stream.alloc_zeros::<u32>(words.max(1)), "allocation")
+    }
+
+    fn upload(&self, src: &[u32], dst: &mut CudaSlice<u32>, at: usize) -> Result<()> {
+        let mut view = dst.slice_mut(at..at + src.len());
+        driver(self.stream.memcpy_htod(src, &mut view), "host-to-device copy")
+    }
+
+    fn download(&self, src: &CudaSlice<u32>, at: usize, dst: &mut [u32]) -> Result<()> {
+        let view = src.slice(at..at + dst.len());
+        driver(self.stream.memcpy_dtoh(&view, dst), "device-to-host copy")
+    }
+
+    fn copy(&self, src: &CudaSlice<u32>, dst: &mut CudaSlice<u32>, words: usize) -> Result<()> {
+        let from = src.slice(..words);
+        let mut to = dst.slice_mut(..words);
+        driver(self.stream.memcpy_dtod(&from, &mut to), "device copy")
+    }
+
+    fn launch(&self, kernel: &'static str, grid: u32, block: u32, args: &[Arg<'_, CudaSlice<u32>>]) -> Result<()> {
+        if grid == 0 {
+            return Ok(());
+        }
+        let f = self.functions.get(kernel).ok_or_else(|| anyhow!("no kernel named {kernel}"))?;
+        let mut launch = self.stream.launch_builder(f);
+        for a in args {
+            match a {
+                Arg::Buf(b) => launch.arg(*b),
+                Arg::U32(v) => launch.arg(v),
+            };
+        }
+        let cfg = LaunchConfig { grid_dim: (grid, 1, 1), block_dim: (block, 1, 1), shared_mem_bytes: 0 };
+        // SAFETY: every kernel is launched by its driver in this crate with
+        // the argument list its CUDA signature declares, and buffers sized
+        // for the threads launched (each driver documents its sizes).
+        driver(unsafe { launch.launch(cfg) }.map(|_| ()), kernel)
+    }
+
+    fn words(&self, buf: &CudaSlice<u32>) -> usize {
+        buf.len()
+    }
+}

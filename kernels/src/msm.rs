@@ -1,0 +1,305 @@
+//! The MSM driver: fixed bases resident on a [`Backend`], and the launch
+//! sequence of `cuda/msm.cu` for each set of scalars. The stages and their
+//! host model are described in [`crate::msm_plan`].
+
+use std::sync::Arc;
+
+use anyhow::{bail, ensure, Result};
+use halo2curves::bn256::{Fr, G1Affine, G1};
+use halo2curves::group::Group;
+
+use crate::backend::{blocks, read_word, Arg, Backend, BLOCK};
+use crate::layout::{affine_words, fr_words, xyzz_to_g1, FIELD_WORDS, XYZZ_WORDS};
+use crate::msm_plan::{combine, Plan};
+
+/// Work split of the accumulation and reduction stages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tuning {
+    /// Sorted pairs per thread in each accumulation level (at least 4).
+    pub seg: u32,
+    /// Buckets per thread in the window sums.
+    pub chunk: u32,
+    /// Partial window sums added per thread in each reduction round (at least 2).
+    pub group: u32,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning { seg: 16, chunk: 32, group: 32 }
+    }
+}
+
+/// Largest MSM: point indices carry a sign bit in 32 bits, and all windows'
+/// pairs of one MSM are indexed by a u32.
+pub const MAX_POINTS: usize = 1 << 28;
+
+/// Threads per block of the scan kernels (fixed by their shared array).
+const SCAN_BLOCK: u32 = 1024;
+
+/// Bases uploaded once, and MSMs against any prefix of them.
+pub struct Msm<B: Backend> {
+    backend: Arc<B>,
+    bases: B::Buf,
+    len: usize,
+    tuning: Tuning,
+}
+
+/// What the device leaves after the bucket and window stages of one MSM.
+struct Run<B: Backend> {
+    plan: Plan,
+    buckets: B::Buf,
+    windows: B::Buf,
+}
+
+impl<B: Backend> Msm<B> {
+    /// Uploads `bases`; every later MSM reuses them.
+    pub fn new(backend: Arc<B>, bases: &[G1Affine]) -> Result<Self> {
+        ensure!(bases.len() <= MAX_POINTS, "{} bases is more than the MSM supports ({MAX_POINTS})", bases.len());
+        let words = affine_words(bases);
+        let mut buf = backend.alloc(words.len())?;
+        backend.upload(&words, &mut buf, 0)?;
+        Ok(Msm { backend, bases: buf, len: bases.len(), tuning: Tuning::default() })
+    }
+
+    pub fn with_tuning(mut self, tuning: Tuning) -> Result<Self> {
+        ensure!(tuning.seg >= 4, "a segment must hold at least four pairs");
+        ensure!(tuning.chunk >= 1 && tuning.group >= 2, "chunks need a bucket and groups two sums");
+        self.tuning = tuning;
+        Ok(self)
+    }
+
+    /// Number of resident bases.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn backend(&self) -> &Arc<B> {
+        &self.backend
+    }
+
+    /// `sum scalars[i] · bases[i]` over the first `scalars.len()` bases.
+    pub fn msm(&self, scalars: &[Fr]) -> Result<G1> {
+        let buf = self.upload_scalars(scalars)?;
+        self.msm_device(&buf, scalars.len())
+    }
+
+    /// The same with the `n` scalars already on the device (eight words
+    /// each, Montgomery form).
+    pub fn msm_device(&self, scalars: &B::Buf, n: usize) -> Result<G1> {
+        let Some(run) = self.run(scalars, n)? else { return Ok(G1::identity()) };
+        let mut words = vec![0u32; run.plan.windows as usize * XYZZ_WORDS];
+        self.backend.download(&run.windows, 0, &mut words)?;
+        let sums = words.chunks_exact(XYZZ_WORDS).map(xyzz_to_g1).collect::<Result<Vec<_>>>()?;
+        Ok(combine(&sums, run.plan.c))
+    }
+
+    /// The plan and every bucket's sum, for checking the device stage by
+    /// stage against [`crate::msm_plan`]; `None` when all scalars are zero.
+    pub fn bucket_sums(&self, scalars: &[Fr]) -> Result<Option<(Plan, Vec<G1>)>> {
+        let buf = self.upload_scalars(scalars)?;
+        let Some(run) = self.run(&buf, scalars.len())? else { return Ok(None) };
+        let mut words = vec![0u32; run.plan.buckets() * XYZZ_WORDS];
+        self.backend.download(&run.buckets, 0, &mut words)?;
+        let sums = words.chunks_exact(XYZZ_WORDS).map(xyzz_to_g1).collect::<Result<Vec<_>>>()?;
+        Ok(Some((run.plan, sums)))
+    }
+
+    fn upload_scalars(&self, scalars: &[Fr]) -> Result<B::Buf> {
+        let words = fr_words(scalars);
+        let mut buf = self.backend.alloc(words.len())?;
+        self.backend.upload(&words, &mut buf, 0)?;
+        Ok(buf)
+    }
+
+    /// Stages 1 to 5 on the device.
+    fn run(&self, scalars: &B::Buf, n: usize) -> Result<Option<Run<B>>> {
+        if n > self.len {
+            bail!("{n} scalars but only {} resident bases", self.len);
+        }
+        ensure!(self.backend.words(scalars) >= n * FIELD_WORDS, "the scalar buffer holds fewer than {n} scalars");
+        if n == 0 {
+            return Ok(None);
+        }
+        let b = &*self.backend;
+        let n32 = n as u32;
+
+        // Stage 1: fold, and the largest folded bit length.
+        let folded = b.alloc(n * FIELD_WORDS)?;
+        let negated = b.alloc(n)?;
+        let max_bits = b.alloc(1)?;
+        b.launch(
+            "msm_fold",
+            blocks(n, BLOCK)?,
+            BLOCK,
+            &[Arg::Buf(scalars), Arg::U32(n32), Arg::Buf(&folded), Arg::Buf(&negated), Arg::Buf(&max_bits)],
+        )?;
+        let bits = read_word(b, &max_bits, 0)?;
+        if bits == 0 {
+            return Ok(None);
+        }
+        let plan = Plan::new(n, bits);
+        let slots = plan.windows as usize * n;
+        ensure!(slots < u32::MAX as usize, "{n} scalars of {bits} bits need too many pairs for one MSM");
+
+        // Stage 2: signed digits as (bucket, point) pairs and the bucket
+        // histogram, with one extra count so the scan also yields the total.
+        let buckets = plan.buckets();
+        let mut counts = b.alloc(buckets + 1)?;
+        let keys = b.alloc(slots)?;
+        let vals = b.alloc(slots)?;
+        b.launch(
+            "msm_digits",
+            blocks(n, BLOCK)?,
+            BLOCK,
+            &[
+                Arg::Buf(&folded),
+                Arg::Buf(&negated),
+                Arg::U32(n32),
+                Arg::U32(plan.c),
+                Arg::U32(plan.windows),
+                Arg::Buf(&keys),
+                Arg::Buf(&vals),
+                Arg::Buf(&counts),
+            ],
+        )?;
+        drop((folded, negated));
+
+        // Stage 3: counting sort.
+        self.scan(&mut counts, buckets + 1)?;
+        let total = read_word(b, &counts, buckets)? as usize;
+        let mut cursor = b.alloc(buckets)?;
+        b.copy(&counts, &mut cursor, buckets)?;
+        let sorted_keys = b.alloc(total)?;
+        let sorted_vals = b.alloc(total)?;
+        b.launch(
+            "msm_scatter",
+            blocks(slots, BLOCK)?,
+            BLOCK,
+            &[
+                Arg::Buf(&keys),
+                Arg::Buf(&vals),
+                Arg::U32(slots as u32),
+                Arg::Buf(&cursor),
+                Arg::Buf(&sorted_keys),
+                Arg::Buf(&sorted_vals),
+            ],
+        )?;
+        drop((keys, vals, cursor, counts));
+
+        // Stage 4: bucket sums, level by level.
+        let bucket_sums = b.alloc(buckets * XYZZ_WORDS)?;
+        b.launch(
+            "msm_clear_buckets",
+            blocks(buckets, BLOCK)?,
+            BLOCK,
+            &[Arg::Buf(&bucket_sums), Arg::U32(buckets as u32)],
+        )?;
+        self.accumulate(sorted_keys, sorted_vals, total, &bucket_sums)?;
+
+        // Stage 5: window sums.
+        let windows = self.window_sums(&bucket_sums, &plan)?;
+        Ok(Some(Run { plan, buckets: bucket_sums, windows }))
+    }
+
+    /// In-place exclusive prefix sum of the first `len` words of `data`.
+    fn scan(&self, data: &mut B::Buf, len: usize) -> Result<()> {
+        let b = &*self.backend;
+        let grid = blocks(len, SCAN_BLOCK)?;
+        let mut totals = b.alloc(grid as usize)?;
+        b.launch("msm_scan_block", grid, SCAN_BLOCK, &[Arg::Buf(data), Arg::U32(len as u32), Arg::Buf(&totals)])?;
+        if grid > 1 {
+            self.scan(&mut totals, grid as usize)?;
+            b.launch("msm_scan_add", grid, SCAN_BLOCK, &[Arg::Buf(data), Arg::U32(len as u32), Arg::Buf(&totals)])?;
+        }
+        Ok(())
+    }
+
+    /// Stage 4: the first level reads the sorted pairs; each later level
+    /// reads the partial sums the previous one left, until one segment
+    /// holds the whole list and nothing is left over.
+    fn accumulate(&self, keys: B::Buf, vals: B::Buf, total: usize, buckets: &B::Buf) -> Result<()> {
+        let b = &*self.backend;
+        let seg = self.tuning.seg as usize;
+        let mut len = total;
+        let mut level: Option<(B::Buf, B::Buf)> = None;
+        loop {
+            let segments = len.div_ceil(seg);
+            let next_keys = b.alloc(2 * segments)?;
+            let next_points = b.alloc(2 * segments * XYZZ_WORDS)?;
+            let grid = blocks(segments, BLOCK)?;
+            let (len32, seg32) = (len as u32, seg as u32);
+            match &level {
+                None => b.launch(
+                    "msm_accumulate_pairs",
+                    grid,
+                    BLOCK,
+                    &[
+                        Arg::Buf(&keys),
+                        Arg::Buf(&vals),
+                        Arg::U32(len32),
+                        Arg::Buf(&self.bases),
+                        Arg::U32(seg32),
+                        Arg::Buf(buckets),
+                        Arg::Buf(&next_keys),
+                        Arg::Buf(&next_points),
+                    ],
+                )?,
+                Some((k, p)) => b.launch(
+                    "msm_accumulate_partials",
+                    grid,
+                    BLOCK,
+                    &[
+                        Arg::Buf(k),
+                        Arg::Buf(p),
+                        Arg::U32(len32),
+                        Arg::U32(seg32),
+                        Arg::Buf(buckets),
+                        Arg::Buf(&next_keys),
+                        Arg::Buf(&next_points),
+                    ],
+                )?,
+            }
+            // One segment cuts no run, so its level finishes every bucket.
+            if segments <= 1 {
+                return Ok(());
+            }
+            len = 2 * segments;
+            level = Some((next_keys, next_points));
+        }
+    }
+
+    /// Stage 5: each window's `sum (b + 1)·B_b`, by chunks of buckets and
+    /// then rounds of grouped additions.
+    fn window_sums(&self, buckets: &B::Buf, plan: &Plan) -> Result<B::Buf> {
+        let b = &*self.backend;
+        let Tuning { chunk, group, .. } = self.tuning;
+        let half = plan.buckets_per_window();
+        let mut len = half.div_ceil(chunk);
+        let mut sums = b.alloc((plan.windows * len) as usize * XYZZ_WORDS)?;
+        let threads = (plan.windows * len) as usize;
+        b.launch(
+            "msm_window_chunks",
+            blocks(threads, BLOCK)?,
+            BLOCK,
+            &[Arg::Buf(buckets), Arg::U32(plan.windows), Arg::U32(half), Arg::U32(chunk), Arg::Buf(&sums)],
+        )?;
+        while len > 1 {
+            let out_len = len.div_ceil(group);
+            let threads = (plan.windows * out_len) as usize;
+            let out = b.alloc(threads * XYZZ_WORDS)?;
+            b.launch(
+                "msm_reduce",
+                blocks(threads, BLOCK)?,
+                BLOCK,
+                &[Arg::Buf(&sums), Arg::U32(plan.windows), Arg::U32(len), Arg::U32(group), Arg::Buf(&out)],
+            )?;
+            sums = out;
+            len = out_len;
+        }
+        Ok(sums)
+    }
+}
