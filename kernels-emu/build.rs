@@ -10,7 +10,7 @@ fn main() {
         .file("emu/emu.cpp")
         .include(cuda)
         .include("emu")
-        .opt_level(2)
+        .opt_level(3)
         .flag_if_supported("-Wno-unknown-pragmas")
         .compile("zkfarm_kernels_emu");
 }

@@ -1,10 +1,11 @@
 // The part of CUDA C++ that zkfarm's kernels use, for host C++: qualifiers
-// vanish, built-in indices are per host thread, atomics are plain (the
-// launcher runs one thread at a time unless a kernel synchronises), and
-// __syncthreads is a barrier over the block's host threads.
+// vanish, built-in indices are per host thread, atomics are host atomics
+// (blocks of kernels that do not synchronise run on several host threads),
+// and __syncthreads hands control back to the launcher, which runs each
+// thread of a synchronising block as a fiber up to the barrier before
+// letting any pass it.
 #pragma once
 
-#include <barrier>
 #include <cstdint>
 
 #define __global__
@@ -21,9 +22,9 @@ struct dim3 {
 };
 
 extern thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
-extern std::barrier<>* emu_block_barrier;
 
-inline void __syncthreads() { emu_block_barrier->arrive_and_wait(); }
+void emu_syncthreads();
+inline void __syncthreads() { emu_syncthreads(); }
 
 inline int __clz(int x) { return x == 0 ? 32 : __builtin_clz((unsigned)x); }
 
@@ -33,15 +34,12 @@ inline unsigned __brev(unsigned x) {
     return r;
 }
 
-inline unsigned atomicAdd(unsigned* a, unsigned v) {
-    unsigned old = *a;
-    *a = old + v;
-    return old;
-}
+inline unsigned atomicAdd(unsigned* a, unsigned v) { return __atomic_fetch_add(a, v, __ATOMIC_RELAXED); }
 
 inline unsigned atomicMax(unsigned* a, unsigned v) {
-    unsigned old = *a;
-    if (v > old) *a = v;
+    unsigned old = __atomic_load_n(a, __ATOMIC_RELAXED);
+    while (v > old && !__atomic_compare_exchange_n(a, &old, v, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    }
     return old;
 }
 

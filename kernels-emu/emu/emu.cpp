@@ -3,6 +3,10 @@
 // signature on the way.
 #include "cuda_host.h"
 
+#include <ucontext.h>
+
+#include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <mutex>
 #include <thread>
@@ -11,7 +15,6 @@
 #include <vector>
 
 thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
-std::barrier<>* emu_block_barrier = nullptr;
 
 #include "elementwise.cu"
 #include "msm.cu"
@@ -50,7 +53,7 @@ struct Kernel {
     size_t arity;
     bool (*kinds_match)(const char*);
     void (*call)(const uint64_t*);
-    // Uses __syncthreads: its block's threads run as host threads together.
+    // Uses __syncthreads: its block's threads run as fibers.
     bool cooperative;
 };
 
@@ -75,37 +78,95 @@ const Kernel KERNELS[] = {
     KERNEL(msm_clear_buckets, false),
 };
 
-// Kernels keep static shared arrays and the launch geometry is per thread:
-// one launch at a time.
+// Shared arrays are static and the fibers below are global: one launch at
+// a time.
 std::mutex launch_lock;
 
+// The fibers of a synchronising block. Each runs its thread until it
+// reaches __syncthreads (and swaps back here) or returns; a round resumes
+// every live fiber once, so no thread passes a barrier before all have
+// reached it, and a thread that has returned no longer holds the rest.
+struct Fiber {
+    ucontext_t ctx;
+    bool done = false;
+};
+
+constexpr size_t FIBER_STACK = 256 * 1024;
+ucontext_t scheduler;
+std::vector<Fiber> fibers;
+std::vector<std::vector<char>> stacks;
+Fiber* current = nullptr;
+const Kernel* running_kernel = nullptr;
+const uint64_t* running_args = nullptr;
+
+void fiber_main() {
+    running_kernel->call(running_args);
+    current->done = true;
+    swapcontext(&current->ctx, &scheduler);
+}
+
+void run_cooperative(unsigned block) {
+    fibers.assign(block, Fiber{});
+    while (stacks.size() < block) stacks.emplace_back(FIBER_STACK);
+    for (unsigned t = 0; t < block; t++) {
+        Fiber& f = fibers[t];
+        getcontext(&f.ctx);
+        f.ctx.uc_stack.ss_sp = stacks[t].data();
+        f.ctx.uc_stack.ss_size = FIBER_STACK;
+        f.ctx.uc_link = nullptr;
+        makecontext(&f.ctx, fiber_main, 0);
+    }
+    for (bool live = true; live;) {
+        live = false;
+        for (unsigned t = 0; t < block; t++) {
+            if (fibers[t].done) continue;
+            current = &fibers[t];
+            threadIdx = {t, 0, 0};
+            swapcontext(&scheduler, &current->ctx);
+            live = live || !current->done;
+        }
+    }
+}
+
 void run_block(const Kernel& k, const uint64_t* args, unsigned grid, unsigned block, unsigned b) {
-    auto one = [&](unsigned t) {
-        gridDim = {grid, 1, 1};
-        blockDim = {block, 1, 1};
-        blockIdx = {b, 0, 0};
-        threadIdx = {t, 0, 0};
-        k.call(args);
-    };
-    if (!k.cooperative) {
-        for (unsigned t = 0; t < block; t++) one(t);
+    gridDim = {grid, 1, 1};
+    blockDim = {block, 1, 1};
+    blockIdx = {b, 0, 0};
+    if (k.cooperative) {
+        running_kernel = &k;
+        running_args = args;
+        run_cooperative(block);
         return;
     }
-    std::barrier<> barrier(block);
-    emu_block_barrier = &barrier;
+    for (unsigned t = 0; t < block; t++) {
+        threadIdx = {t, 0, 0};
+        k.call(args);
+    }
+}
+
+// A synchronising kernel's blocks run one after another (each owns the
+// static shared arrays while it runs); other kernels' blocks are shared
+// out among host threads, as a GPU runs blocks in any order at once.
+void run_grid(const Kernel& k, const uint64_t* args, unsigned grid, unsigned block) {
+    if (k.cooperative) {
+        for (unsigned b = 0; b < grid; b++) run_block(k, args, grid, block, b);
+        return;
+    }
+    if (grid == 0) return;
+    std::atomic<unsigned> next{0};
+    auto work = [&] {
+        for (unsigned b; (b = next.fetch_add(1)) < grid;) run_block(k, args, grid, block, b);
+    };
+    unsigned helpers = std::min(std::max(std::thread::hardware_concurrency(), 1u), grid) - 1;
     std::vector<std::thread> threads;
-    threads.reserve(block);
-    for (unsigned t = 0; t < block; t++)
-        threads.emplace_back([&, t] {
-            one(t);
-            // A thread that has returned no longer holds the others back.
-            barrier.arrive_and_drop();
-        });
-    for (auto& th : threads) th.join();
-    emu_block_barrier = nullptr;
+    for (unsigned i = 0; i < helpers; i++) threads.emplace_back(work);
+    work();
+    for (auto& t : threads) t.join();
 }
 
 }  // namespace
+
+void emu_syncthreads() { swapcontext(&current->ctx, &scheduler); }
 
 // 0: ran; 1: no such kernel; 2: wrong number of arguments; 3: an argument
 // of the wrong kind.
@@ -116,7 +177,7 @@ extern "C" int zkfarm_emu_launch(const char* name, unsigned grid, unsigned block
         if (k.arity != nargs) return 2;
         if (!k.kinds_match(kinds)) return 3;
         std::lock_guard<std::mutex> guard(launch_lock);
-        for (unsigned b = 0; b < grid; b++) run_block(k, args, grid, block, b);
+        run_grid(k, args, grid, block);
         return 0;
     }
     return 1;

@@ -73,6 +73,10 @@ fn range(len: usize, at: usize, words: usize) -> Result<std::ops::Range<usize>> 
 impl Backend for Emu {
     type Buf = EmuBuf;
 
+    fn name(&self) -> &'static str {
+        "emu"
+    }
+
     fn alloc(&self, words: usize) -> Result<EmuBuf> {
         Ok(EmuBuf::new(words.max(1)))
     }

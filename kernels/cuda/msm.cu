@@ -76,28 +76,45 @@ extern "C" __global__ void msm_digits(const Fr* folded, const u32* negated, u32 
     }
 }
 
-// Exclusive scan, stage 3's bucket offsets: each block scans 1024 entries
-// in shared memory and leaves its total; the host scans the totals the
-// same way and msm_scan_add adds them back.
+// Exclusive scan, stage 3's bucket offsets. A block covers SCAN_THREADS *
+// SCAN_ITEMS entries: each thread scans its own run of SCAN_ITEMS, the
+// run totals are scanned in shared memory, and the block leaves its total;
+// the host scans the totals the same way and msm_scan_add adds them back.
+#define SCAN_THREADS 256
+#define SCAN_ITEMS 16
+
 extern "C" __global__ void msm_scan_block(u32* data, u32 n, u32* block_totals) {
-    __shared__ u32 s[1024];
-    u32 t = threadIdx.x, i = blockIdx.x * 1024 + t;
-    u32 v = i < n ? data[i] : 0;
-    s[t] = v;
+    __shared__ u32 s[SCAN_THREADS];
+    u32 t = threadIdx.x;
+    u32 base = (blockIdx.x * SCAN_THREADS + t) * SCAN_ITEMS;
+    u32 v[SCAN_ITEMS];
+    u32 run = 0;
+    for (u32 j = 0; j < SCAN_ITEMS; j++) {
+        v[j] = base + j < n ? data[base + j] : 0;
+        run += v[j];
+    }
+    s[t] = run;
     __syncthreads();
-    for (u32 off = 1; off < 1024; off <<= 1) {
+    for (u32 off = 1; off < SCAN_THREADS; off <<= 1) {
         u32 add = t >= off ? s[t - off] : 0;
         __syncthreads();
         s[t] += add;
         __syncthreads();
     }
-    if (i < n) data[i] = s[t] - v;
-    if (t == 1023) block_totals[blockIdx.x] = s[t];
+    u32 acc = s[t] - run;
+    for (u32 j = 0; j < SCAN_ITEMS; j++) {
+        if (base + j < n) data[base + j] = acc;
+        acc += v[j];
+    }
+    if (t == SCAN_THREADS - 1) block_totals[blockIdx.x] = s[t];
 }
 
 extern "C" __global__ void msm_scan_add(u32* data, u32 n, const u32* block_offsets) {
-    u32 i = blockIdx.x * 1024 + threadIdx.x;
-    if (i < n) data[i] += block_offsets[blockIdx.x];
+    u32 add = block_offsets[blockIdx.x];
+    for (u32 j = 0; j < SCAN_ITEMS; j++) {
+        u32 i = (blockIdx.x * SCAN_ITEMS + j) * SCAN_THREADS + threadIdx.x;
+        if (i < n) data[i] += add;
+    }
 }
 
 // Stage 3: scatter the pairs to their bucket's range. The order inside a

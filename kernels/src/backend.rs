@@ -20,6 +20,9 @@ pub enum Arg<'a, B> {
 pub trait Backend: Send + Sync + 'static {
     type Buf: Send + Sync;
 
+    /// A short name for logs and metrics ("cuda", "emu").
+    fn name(&self) -> &'static str;
+
     /// A zeroed buffer of `words` 32-bit words.
     fn alloc(&self, words: usize) -> Result<Self::Buf>;
 

@@ -87,6 +87,10 @@ fn driver<T>(r: Result<T, cudarc::driver::DriverError>, what: &str) -> Result<T>
 impl Backend for Gpu {
     type Buf = CudaSlice<u32>;
 
+    fn name(&self) -> &'static str {
+        "cuda"
+    }
+
     fn alloc(&self, words: usize) -> Result<CudaSlice<u32>> {
         // A zero-length allocation is legal but has no address; one word keeps
         // every buffer a real pointer.

@@ -9,7 +9,7 @@ use halo2curves::bn256::{Fr, G1Affine, G1};
 use halo2curves::group::Group;
 
 use crate::backend::{blocks, read_word, Arg, Backend, BLOCK};
-use crate::layout::{affine_words, fr_words, xyzz_to_g1, FIELD_WORDS, XYZZ_WORDS};
+use crate::layout::{affine_words, fr_words, xyzz_to_g1, AFFINE_WORDS, FIELD_WORDS, XYZZ_WORDS};
 use crate::msm_plan::{combine, Plan};
 
 /// Work split of the accumulation and reduction stages.
@@ -33,8 +33,10 @@ impl Default for Tuning {
 /// pairs of one MSM are indexed by a u32.
 pub const MAX_POINTS: usize = 1 << 28;
 
-/// Threads per block of the scan kernels (fixed by their shared array).
-const SCAN_BLOCK: u32 = 1024;
+/// Threads per block of the scan kernels and entries each thread scans
+/// (`SCAN_THREADS` and `SCAN_ITEMS` in msm.cu).
+const SCAN_THREADS: u32 = 256;
+const SCAN_ITEMS: u32 = 16;
 
 /// Bases uploaded once, and MSMs against any prefix of them.
 pub struct Msm<B: Backend> {
@@ -54,11 +56,18 @@ struct Run<B: Backend> {
 impl<B: Backend> Msm<B> {
     /// Uploads `bases`; every later MSM reuses them.
     pub fn new(backend: Arc<B>, bases: &[G1Affine]) -> Result<Self> {
-        ensure!(bases.len() <= MAX_POINTS, "{} bases is more than the MSM supports ({MAX_POINTS})", bases.len());
-        let words = affine_words(bases);
+        Self::from_words(backend, &affine_words(bases))
+    }
+
+    /// Uploads bases given as device words (sixteen per point: x then y,
+    /// Montgomery form, as halo2's raw point serialisation writes them).
+    pub fn from_words(backend: Arc<B>, words: &[u32]) -> Result<Self> {
+        ensure!(words.len().is_multiple_of(AFFINE_WORDS), "{} words is not a whole number of points", words.len());
+        let len = words.len() / AFFINE_WORDS;
+        ensure!(len <= MAX_POINTS, "{len} bases is more than the MSM supports ({MAX_POINTS})");
         let mut buf = backend.alloc(words.len())?;
-        backend.upload(&words, &mut buf, 0)?;
-        Ok(Msm { backend, bases: buf, len: bases.len(), tuning: Tuning::default() })
+        backend.upload(words, &mut buf, 0)?;
+        Ok(Msm { backend, bases: buf, len, tuning: Tuning::default() })
     }
 
     pub fn with_tuning(mut self, tuning: Tuning) -> Result<Self> {
@@ -208,12 +217,12 @@ impl<B: Backend> Msm<B> {
     /// In-place exclusive prefix sum of the first `len` words of `data`.
     fn scan(&self, data: &mut B::Buf, len: usize) -> Result<()> {
         let b = &*self.backend;
-        let grid = blocks(len, SCAN_BLOCK)?;
+        let grid = blocks(len, SCAN_THREADS * SCAN_ITEMS)?;
         let mut totals = b.alloc(grid as usize)?;
-        b.launch("msm_scan_block", grid, SCAN_BLOCK, &[Arg::Buf(data), Arg::U32(len as u32), Arg::Buf(&totals)])?;
+        b.launch("msm_scan_block", grid, SCAN_THREADS, &[Arg::Buf(data), Arg::U32(len as u32), Arg::Buf(&totals)])?;
         if grid > 1 {
             self.scan(&mut totals, grid as usize)?;
-            b.launch("msm_scan_add", grid, SCAN_BLOCK, &[Arg::Buf(data), Arg::U32(len as u32), Arg::Buf(&totals)])?;
+            b.launch("msm_scan_add", grid, SCAN_THREADS, &[Arg::Buf(data), Arg::U32(len as u32), Arg::Buf(&totals)])?;
         }
         Ok(())
     }

@@ -5,9 +5,11 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
+use zkfarm_kernels::gpu::Gpu;
 
 use crate::commit::EngineParams;
+use crate::device_bases::DeviceBases;
 use crate::srs::Srs;
 
 /// What the user asked for.
@@ -42,9 +44,11 @@ pub struct Engine {
 /// Prover parameters by (SRS id, k).
 type Loaded = HashMap<(String, u32), Arc<EngineParams>>;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone)]
 enum EngineKind {
     Cpu,
+    /// Our MSM kernels on a CUDA device, with each (SRS, k)'s bases resident.
+    Cuda(Arc<Gpu>),
 }
 
 impl fmt::Display for Engine {
@@ -65,9 +69,18 @@ impl Engine {
         Engine { kind: EngineKind::Cpu, loaded: Arc::default() }
     }
 
+    /// The CUDA engine on the first device, or why there is none (no
+    /// driver, no device, no NVRTC, a kernel that does not compile).
+    pub fn cuda() -> Result<Self> {
+        let gpu = Gpu::open()?;
+        tracing::info!("cuda engine on {}", gpu.describe());
+        Ok(Engine { kind: EngineKind::Cuda(Arc::new(gpu)), loaded: Arc::default() })
+    }
+
     pub fn name(&self) -> &'static str {
         match self.kind {
             EngineKind::Cpu => "cpu",
+            EngineKind::Cuda(_) => "cuda",
         }
     }
 
@@ -80,27 +93,37 @@ impl Engine {
         if let Some(p) = loaded.get(&key) {
             return Ok(p.clone());
         }
-        let params = Arc::new(match self.kind {
-            EngineKind::Cpu => EngineParams::cpu(srs.for_k(k)?),
+        let kzg = srs.for_k(k)?;
+        let params = Arc::new(match &self.kind {
+            EngineKind::Cpu => EngineParams::cpu(kzg),
+            EngineKind::Cuda(gpu) => match DeviceBases::upload(gpu.clone(), &kzg) {
+                Ok(bases) => EngineParams::with_device(kzg, Arc::new(bases)),
+                // Proofs still succeed, on the CPU; the device may lack
+                // memory for this k while serving smaller ones.
+                Err(e) => {
+                    tracing::warn!("cuda engine: {e:#}; proofs with k = {k} commit on the cpu");
+                    EngineParams::cpu(kzg)
+                }
+            },
         });
         loaded.insert(key, params.clone());
         Ok(params)
     }
 }
 
-/// Why the CUDA engine cannot run in this build.
-pub const CUDA_UNAVAILABLE: &str = "the cuda engine's MSM kernels are not wired into the prover yet";
-
 impl EngineChoice {
-    /// Picks the engine; `auto` falls back to cpu and says why.
+    /// Picks the engine; `auto` takes the GPU when one works and otherwise
+    /// falls back to cpu, saying why.
     pub fn resolve(self) -> Result<Engine> {
         match self {
             EngineChoice::Cpu => Ok(Engine::cpu()),
-            EngineChoice::Auto => {
-                tracing::info!("engine auto: {CUDA_UNAVAILABLE}; using cpu");
-                Ok(Engine::cpu())
+            EngineChoice::Auto => Ok(Engine::cuda().unwrap_or_else(|e| {
+                tracing::info!("engine auto: no cuda engine ({e:#}); using cpu");
+                Engine::cpu()
+            })),
+            EngineChoice::Cuda => {
+                Engine::cuda().map_err(|e| anyhow!("engine cuda is unavailable: {e:#}; use --engine cpu or auto"))
             }
-            EngineChoice::Cuda => bail!("{CUDA_UNAVAILABLE}; use --engine cpu or auto"),
         }
     }
 }
@@ -112,4 +135,29 @@ pub fn host_memory_bytes() -> u64 {
         .find_map(|l| l.strip_prefix("MemTotal:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_choices_parse_and_resolve_to_what_this_machine_has() {
+        assert_eq!("auto".parse::<EngineChoice>().unwrap(), EngineChoice::Auto);
+        assert!("gpu".parse::<EngineChoice>().unwrap_err().to_string().contains("expected auto, cpu or cuda"));
+        assert_eq!(EngineChoice::Cpu.resolve().unwrap().name(), "cpu");
+        match Gpu::open() {
+            // No GPU here: cuda is refused with the reason, auto falls back.
+            Err(reason) => {
+                let err = EngineChoice::Cuda.resolve().unwrap_err().to_string();
+                assert!(err.starts_with("engine cuda is unavailable: "), "{err}");
+                assert!(err.contains(&reason.to_string()), "{err} does not give the reason {reason}");
+                assert_eq!(EngineChoice::Auto.resolve().unwrap().name(), "cpu");
+            }
+            Ok(_) => {
+                assert_eq!(EngineChoice::Cuda.resolve().unwrap().name(), "cuda");
+                assert_eq!(EngineChoice::Auto.resolve().unwrap().name(), "cuda");
+            }
+        }
+    }
 }

@@ -3,6 +3,7 @@
 //! their verification, and the farm's worker loop.
 
 pub mod commit;
+pub mod device_bases;
 pub mod engine;
 pub mod home;
 pub mod identity;

@@ -3,8 +3,10 @@
 //! are byte-identical even under one seed; what makes an engine's proof the
 //! CPU's proof is that every commitment it computes is the point halo2-axiom
 //! computes for the same polynomial. These tests check exactly that, commit
-//! by commit, with an engine that keeps its own copy of the bases, and check
-//! that halo2-axiom's own verifier accepts the result. A faulty engine falls
+//! by commit, with an engine that keeps its own copy of the bases, with our
+//! MSM kernels run by their CPU emulation, and with the same kernels on the
+//! GPU where there is one, and check that halo2-axiom's own verifier accepts
+//! the result. A faulty engine falls
 //! back to the CPU; an engine that returns a wrong point yields a proof the
 //! verifier rejects.
 
@@ -27,7 +29,10 @@ use rand::SeedableRng;
 use zkfarm_circuits::circuit::instances;
 use zkfarm_circuits::input::read_input;
 use zkfarm_circuits::{CompiledModel, Settings};
+use zkfarm_kernels::gpu::Gpu;
+use zkfarm_kernels_emu::Emu;
 use zkfarm_prover::commit::{BaseSet, EngineParams, ResidentBases};
+use zkfarm_prover::device_bases::DeviceBases;
 use zkfarm_prover::{prove, KeyCache, Keys, ProveOptions, Srs};
 
 struct Fixture {
@@ -74,17 +79,22 @@ fn halo2_accepts(f: &Fixture, proof: &[u8]) -> bool {
     .is_ok()
 }
 
-/// A stand-in engine: its own copy of both bases (the Lagrange basis
-/// derived from the monomial one by an inverse FFT over G1), counting the
-/// MSMs it is given, checking each result against halo2-axiom's commitment
-/// to the same polynomial, and optionally failing or corrupting them.
+/// An engine under test: either its own copy of both bases on the host (the
+/// Lagrange basis derived from the monomial one by an inverse FFT over G1)
+/// or real resident bases on a kernel backend. It counts the MSMs it is
+/// given, checks each result against halo2-axiom's commitment to the same
+/// polynomial, and can be made to fail or corrupt them.
 struct HostBases {
-    g: Vec<G1Affine>,
-    g_lagrange: Vec<G1Affine>,
+    source: Source,
     reference: ParamsKZG<Bn256>,
     calls: [AtomicUsize; 2],
     mismatches: AtomicUsize,
     behaviour: Behaviour,
+}
+
+enum Source {
+    Host { g: Vec<G1Affine>, g_lagrange: Vec<G1Affine> },
+    Device(Box<dyn ResidentBases>),
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -99,30 +109,45 @@ impl HostBases {
     fn new(params: &ParamsKZG<Bn256>, behaviour: Behaviour) -> Self {
         let g = params.get_g().to_vec();
         let g_lagrange = g_to_lagrange(g.iter().map(|p| p.to_curve()).collect(), params.k());
+        Self::with_source(params, Source::Host { g, g_lagrange }, behaviour)
+    }
+
+    fn with_source(params: &ParamsKZG<Bn256>, source: Source, behaviour: Behaviour) -> Self {
         let reference = params.clone();
-        HostBases { g, g_lagrange, reference, calls: Default::default(), mismatches: AtomicUsize::new(0), behaviour }
+        HostBases { source, reference, calls: Default::default(), mismatches: AtomicUsize::new(0), behaviour }
     }
 
     fn calls(&self, set: BaseSet) -> usize {
         self.calls[set as usize].load(Ordering::Relaxed)
     }
-}
 
-impl ResidentBases for HostBases {
-    fn engine(&self) -> &'static str {
-        "test"
-    }
-
-    fn msm(&self, set: BaseSet, scalars: &[Fr]) -> Result<G1> {
-        self.calls[set as usize].fetch_add(1, Ordering::Relaxed);
+    fn compute(&self, set: BaseSet, scalars: &[Fr]) -> Result<G1> {
+        let (g, g_lagrange) = match &self.source {
+            Source::Host { g, g_lagrange } => (g, g_lagrange),
+            Source::Device(d) => return d.msm(set, scalars),
+        };
         let bases = match set {
-            BaseSet::Monomial => &self.g,
-            BaseSet::Lagrange => &self.g_lagrange,
+            BaseSet::Monomial => g,
+            BaseSet::Lagrange => g_lagrange,
         };
         if scalars.len() > bases.len() {
             bail!("{} scalars for {} bases", scalars.len(), bases.len());
         }
-        let point = best_multiexp(scalars, &bases[..scalars.len()]);
+        Ok(best_multiexp(scalars, &bases[..scalars.len()]))
+    }
+}
+
+impl ResidentBases for HostBases {
+    fn engine(&self) -> &'static str {
+        match &self.source {
+            Source::Host { .. } => "test",
+            Source::Device(d) => d.engine(),
+        }
+    }
+
+    fn msm(&self, set: BaseSet, scalars: &[Fr]) -> Result<G1> {
+        self.calls[set as usize].fetch_add(1, Ordering::Relaxed);
+        let point = self.compute(set, scalars)?;
         let expected = match set {
             BaseSet::Monomial => self.reference.commit(&Polynomial::new(scalars.to_vec()), Blind::default()),
             BaseSet::Lagrange => self.reference.commit_lagrange(&Polynomial::new(scalars.to_vec()), Blind::default()),
@@ -139,12 +164,11 @@ impl ResidentBases for HostBases {
     }
 }
 
-#[test]
-fn commitments_run_on_the_engine_and_equal_halo2s() {
-    let f = fixture();
-    let device = Arc::new(HostBases::new(&f.params, Behaviour::Exact));
+/// A proof through `device`: both bases used, every commitment equal to
+/// halo2-axiom's, no fallback, and halo2-axiom's verifier accepts it.
+fn assert_engine_proves(f: &Fixture, device: Arc<HostBases>, engine: &str) {
     let params = EngineParams::with_device(f.params.clone(), device.clone());
-    assert_eq!(params.engine(), "test");
+    assert_eq!(params.engine(), engine);
     let proof = engine_proof(f, &params);
     // Witness columns are committed in evaluation form, the quotient pieces
     // in coefficient form: both bases are used.
@@ -153,6 +177,39 @@ fn commitments_run_on_the_engine_and_equal_halo2s() {
     assert_eq!(device.mismatches.load(Ordering::Relaxed), 0, "an engine commitment differs from halo2-axiom's");
     assert_eq!(params.fallbacks(), 0);
     assert!(halo2_accepts(f, &proof), "halo2-axiom rejected the engine's proof");
+}
+
+#[test]
+fn commitments_run_on_the_engine_and_equal_halo2s() {
+    let f = fixture();
+    assert_engine_proves(f, Arc::new(HostBases::new(&f.params, Behaviour::Exact)), "test");
+}
+
+/// The MSM kernels and their driver, run by the CPU emulation, make every
+/// commitment of a whole proof.
+#[test]
+fn emulated_kernels_commit_a_whole_proof() {
+    let f = fixture();
+    let bases = DeviceBases::upload(Arc::new(Emu), &f.params).unwrap();
+    let device = HostBases::with_source(&f.params, Source::Device(Box::new(bases)), Behaviour::Exact);
+    assert_engine_proves(f, Arc::new(device), "emu");
+}
+
+/// The same on the GPU, where there is one.
+#[test]
+fn cuda_kernels_commit_a_whole_proof() {
+    let gpu = match Gpu::open() {
+        Ok(g) => Arc::new(g),
+        Err(e) => {
+            assert!(std::env::var_os("ZKFARM_REQUIRE_GPU").is_none(), "no GPU: {e:#}");
+            eprintln!("skipped: {e:#}");
+            return;
+        }
+    };
+    let f = fixture();
+    let bases = DeviceBases::upload(gpu, &f.params).unwrap();
+    let device = HostBases::with_source(&f.params, Source::Device(Box::new(bases)), Behaviour::Exact);
+    assert_engine_proves(f, Arc::new(device), "cuda");
 }
 
 #[test]

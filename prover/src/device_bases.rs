@@ -1,0 +1,119 @@
+//! An SRS's bases resident on a kernel backend (the GPU, or its CPU
+//! emulation in tests), serving the engine commitment scheme's MSMs.
+
+use std::io;
+use std::sync::Arc;
+
+use anyhow::{ensure, Context, Result};
+use halo2_proofs::halo2curves::bn256::{Bn256, Fr, G1};
+use halo2_proofs::poly::commitment::Params;
+use halo2_proofs::poly::kzg::commitment::ParamsKZG;
+use halo2_proofs::SerdeFormat;
+use zkfarm_kernels::backend::Backend;
+use zkfarm_kernels::layout::AFFINE_WORDS;
+use zkfarm_kernels::msm::Msm;
+
+use crate::commit::{BaseSet, ResidentBases};
+
+/// Both bases of one (SRS, k), uploaded once.
+pub struct DeviceBases<B: Backend> {
+    monomial: Msm<B>,
+    lagrange: Msm<B>,
+}
+
+impl<B: Backend> DeviceBases<B> {
+    /// Uploads the monomial and Lagrange bases of `kzg` to `backend`.
+    pub fn upload(backend: Arc<B>, kzg: &ParamsKZG<Bn256>) -> Result<Self> {
+        let [monomial, lagrange] = raw_bases(kzg)?;
+        let what = |set: &str| format!("uploading the {set} bases of k = {} to {}", kzg.k(), backend.name());
+        Ok(DeviceBases {
+            monomial: Msm::from_words(backend.clone(), &monomial).with_context(|| what("monomial"))?,
+            lagrange: Msm::from_words(backend.clone(), &lagrange).with_context(|| what("Lagrange"))?,
+        })
+    }
+}
+
+impl<B: Backend> ResidentBases for DeviceBases<B> {
+    fn engine(&self) -> &'static str {
+        self.monomial.backend().name()
+    }
+
+    fn msm(&self, set: BaseSet, scalars: &[Fr]) -> Result<G1> {
+        match set {
+            BaseSet::Monomial => self.monomial.msm(scalars),
+            BaseSet::Lagrange => self.lagrange.msm(scalars),
+        }
+    }
+}
+
+/// Both bases as device words. halo2-axiom keeps the Lagrange basis
+/// private but writes it in its raw serialisation (k, then the monomial
+/// points, then the Lagrange points, each x then y in Montgomery form),
+/// which is the kernels' own layout; reading it there avoids recomputing it
+/// by an FFT over G1.
+fn raw_bases(kzg: &ParamsKZG<Bn256>) -> Result<[Vec<u32>; 2]> {
+    let points = kzg.n() as usize;
+    let mut sink = Capture { skip: 4, bases: [Vec::new(), Vec::new()], points, partial: Vec::new() };
+    kzg.write_custom(&mut sink, SerdeFormat::RawBytesUnchecked).context("reading the SRS's raw bases")?;
+    let [monomial, lagrange] = sink.bases;
+    let want = points * AFFINE_WORDS;
+    ensure!(monomial.len() == want && lagrange.len() == want, "the SRS's raw serialisation has an unexpected size");
+    Ok([monomial, lagrange])
+}
+
+/// Keeps the two point arrays of a raw `ParamsKZG` serialisation as words,
+/// skipping the leading k and ignoring the trailing G2 points.
+struct Capture {
+    skip: usize,
+    bases: [Vec<u32>; 2],
+    points: usize,
+    /// Bytes of a word split across writes.
+    partial: Vec<u8>,
+}
+
+impl io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut data = buf;
+        let skipped = self.skip.min(data.len());
+        self.skip -= skipped;
+        data = &data[skipped..];
+        let cap = self.points * AFFINE_WORDS;
+        for &byte in data {
+            let set = if self.bases[0].len() < cap { 0 } else { 1 };
+            if self.bases[set].len() == cap {
+                break;
+            }
+            self.partial.push(byte);
+            if self.partial.len() == 4 {
+                let w = u32::from_le_bytes([self.partial[0], self.partial[1], self.partial[2], self.partial[3]]);
+                self.bases[set].push(w);
+                self.partial.clear();
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use halo2_proofs::arithmetic::g_to_lagrange;
+    use halo2_proofs::halo2curves::group::prime::PrimeCurveAffine;
+    use halo2_proofs::poly::commitment::ParamsProver;
+    use rand::SeedableRng;
+    use zkfarm_kernels::layout::affine_words;
+
+    #[test]
+    fn raw_bases_are_the_monomial_and_lagrange_points() {
+        let k = 5;
+        let kzg = ParamsKZG::<Bn256>::setup(k, rand_chacha::ChaCha20Rng::seed_from_u64(1));
+        let [monomial, lagrange] = raw_bases(&kzg).unwrap();
+        assert_eq!(monomial, affine_words(kzg.get_g()).into_owned());
+        let g_lagrange = g_to_lagrange(kzg.get_g().iter().map(|p| p.to_curve()).collect(), k);
+        assert_eq!(lagrange, affine_words(&g_lagrange).into_owned());
+    }
+}
