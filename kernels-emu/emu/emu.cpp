@@ -18,6 +18,7 @@ thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
 
 #include "elementwise.cu"
 #include "msm.cu"
+#include "ntt.cu"
 
 namespace {
 
@@ -64,8 +65,6 @@ const Kernel KERNELS[] = {
     KERNEL(fr_sub, false),
     KERNEL(fr_mul, false),
     KERNEL(fr_scale, false),
-    KERNEL(fr_mul_powers, false),
-    KERNEL(fr_bit_reverse, false),
     KERNEL(msm_fold, false),
     KERNEL(msm_digits, false),
     KERNEL(msm_scan_block, true),
@@ -76,6 +75,10 @@ const Kernel KERNELS[] = {
     KERNEL(msm_window_chunks, false),
     KERNEL(msm_reduce, false),
     KERNEL(msm_clear_buckets, false),
+    KERNEL(fr_powers, false),
+    KERNEL(ntt_bit_reverse, false),
+    KERNEL(ntt_pass, true),
+    KERNEL(ntt_coset_shift, false),
 };
 
 // Shared arrays are static and the fibers below are global: one launch at

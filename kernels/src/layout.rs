@@ -69,6 +69,21 @@ pub fn fr_words(v: &[Fr]) -> Cow<'_, [u32]> {
     Cow::Owned(out)
 }
 
+/// Reads device words straight into `v`, converting only where
+/// halo2curves' layout is not the kernels' own.
+pub fn read_fr_into(v: &mut [Fr], read: impl FnOnce(&mut [u32]) -> Result<()>) -> Result<()> {
+    if in_place() {
+        // SAFETY: as in `as_words`; any words the device writes are
+        // reduced Montgomery limbs, which are valid `Fr` values.
+        let words = unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u32>(), v.len() * FIELD_WORDS) };
+        return read(words);
+    }
+    let mut words = vec![0u32; v.len() * FIELD_WORDS];
+    read(&mut words)?;
+    v.copy_from_slice(&fr_from_words(&words)?);
+    Ok(())
+}
+
 /// Affine points as device words: x then y, Montgomery form, (0, 0) the identity.
 pub fn affine_words(v: &[G1Affine]) -> Cow<'_, [u32]> {
     if in_place() {

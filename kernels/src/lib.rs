@@ -13,5 +13,6 @@ pub mod gpu;
 pub mod layout;
 pub mod msm;
 pub mod msm_plan;
+pub mod ntt;
 pub mod source;
 pub mod twiddles;

@@ -10,12 +10,15 @@ const HEADERS: &[(&str, &str)] =
     &[("field.cuh", include_str!("../cuda/field.cuh")), ("curve.cuh", include_str!("../cuda/curve.cuh"))];
 
 /// Compilation units: (name, source).
-pub const UNITS: &[(&str, &str)] =
-    &[("elementwise", include_str!("../cuda/elementwise.cu")), ("msm", include_str!("../cuda/msm.cu"))];
+pub const UNITS: &[(&str, &str)] = &[
+    ("elementwise", include_str!("../cuda/elementwise.cu")),
+    ("msm", include_str!("../cuda/msm.cu")),
+    ("ntt", include_str!("../cuda/ntt.cu")),
+];
 
 /// Kernels each unit must export, checked after compilation.
 pub const KERNELS: &[(&str, &[&str])] = &[
-    ("elementwise", &["fr_add", "fr_sub", "fr_mul", "fr_scale", "fr_mul_powers", "fr_bit_reverse"]),
+    ("elementwise", &["fr_add", "fr_sub", "fr_mul", "fr_scale"]),
     (
         "msm",
         &[
@@ -31,6 +34,7 @@ pub const KERNELS: &[(&str, &[&str])] = &[
             "msm_clear_buckets",
         ],
     ),
+    ("ntt", &["fr_powers", "ntt_bit_reverse", "ntt_pass", "ntt_coset_shift"]),
 ];
 
 /// A unit's source with its `#include "..."` lines replaced by the headers,

@@ -49,19 +49,6 @@ fn check<B: Backend>(b: Arc<B>) {
     let data = upload(&*b, &x);
     b.launch("fr_scale", grid, BLOCK, &[Arg::Buf(&data), Arg::Buf(&c), Arg::U32(n as u32)]).unwrap();
     assert_eq!(download(&*b, &data, n), x.iter().map(|v| v * y[7]).collect::<Vec<_>>(), "fr_scale");
-
-    let data = upload(&*b, &x);
-    b.launch("fr_mul_powers", grid, BLOCK, &[Arg::Buf(&data), Arg::Buf(&dy), Arg::U32(n as u32)]).unwrap();
-    assert_eq!(download(&*b, &data, n), x.iter().zip(&y).map(|(p, q)| p * q).collect::<Vec<_>>(), "fr_mul_powers");
-
-    for log_n in [0u32, 1, 5, 12] {
-        let m = 1usize << log_n;
-        let data = upload(&*b, &x[..m]);
-        b.launch("fr_bit_reverse", blocks(m, BLOCK).unwrap(), BLOCK, &[Arg::Buf(&data), Arg::U32(log_n)]).unwrap();
-        let want: Vec<Fr> =
-            (0..m).map(|i| x[if log_n == 0 { 0 } else { i.reverse_bits() >> (usize::BITS - log_n) }]).collect();
-        assert_eq!(download(&*b, &data, m), want, "fr_bit_reverse 2^{log_n}");
-    }
 }
 
 #[test]

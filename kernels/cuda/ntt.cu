@@ -1,0 +1,70 @@
+// Radix-2 NTT over Fr, batched over columns stored one after another.
+// Forward: bit-reverse, then decimation-in-time stages 0 .. log_n - 1
+// (stage s joins pairs 2^s apart with twiddle w^(k · n / 2^(s+1)), k the
+// position inside the pair's 2^(s+1) block). The stages run in passes of up
+// to NTT_MAX_PASS: a pass over stages [s, s + b) touches, for each group,
+// 2^b elements spaced 2^s apart and nothing else, so a block loads its group
+// into shared memory, runs the b stages there and writes it back.
+// Twiddles are w^0 .. w^(n/2 - 1), computed on the device by fr_powers.
+#include "field.cuh"
+
+#define NTT_MAX_PASS 10
+
+// out[i] = base^i, by square-and-multiply on the bits of i.
+extern "C" __global__ void fr_powers(Fr* out, const Fr* base, u32 n) {
+    u32 i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    Fr acc = Fr::one(), sq = *base;
+    for (u32 e = i; e; e >>= 1) {
+        if (e & 1) acc = Fr::mul(acc, sq);
+        sq = Fr::sqr(sq);
+    }
+    out[i] = acc;
+}
+
+// The bit-reversal permutation of each column of 2^log_n.
+extern "C" __global__ void ntt_bit_reverse(Fr* data, u32 log_n, u32 cols) {
+    u32 t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (log_n == 0 || t >= (cols << log_n)) return;
+    u32 n = 1u << log_n;
+    u32 i = t & (n - 1);
+    u32 j = __brev(i) >> (32 - log_n);
+    if (i < j) {
+        Fr* d = data + (t - i);
+        Fr x = d[i];
+        d[i] = d[j];
+        d[j] = x;
+    }
+}
+
+// Stages [s, s + b) of every column: one block of 2^(b-1) threads per
+// (column, group), one butterfly per thread per stage.
+extern "C" __global__ void ntt_pass(Fr* data, u32 log_n, u32 s, u32 b, const Fr* twiddles) {
+    __shared__ Fr x[1 << NTT_MAX_PASS];
+    u32 groups = 1u << (log_n - b);
+    u32 col = blockIdx.x / groups, g = blockIdx.x % groups;
+    Fr* d = data + ((u64)col << log_n);
+    u32 base = ((g >> s) << (s + b)) | (g & ((1u << s) - 1));
+    u32 size = 1u << b;
+    for (u32 j = threadIdx.x; j < size; j += blockDim.x) x[j] = d[base + (j << s)];
+    __syncthreads();
+    u32 k = threadIdx.x;
+    for (u32 t = 0; t < b; t++) {
+        u32 j0 = ((k >> t) << (t + 1)) | (k & ((1u << t) - 1));
+        u32 j1 = j0 | (1u << t);
+        u32 stage = s + t;
+        u32 pos = (base + (j0 << s)) & ((1u << stage) - 1);
+        Fr w = twiddles[pos << (log_n - stage - 1)];
+        Fr u = x[j0], v = Fr::mul(x[j1], w);
+        x[j0] = Fr::add(u, v);
+        x[j1] = Fr::sub(u, v);
+        __syncthreads();
+    }
+    for (u32 j = threadIdx.x; j < size; j += blockDim.x) d[base + (j << s)] = x[j];
+}
+
+// data[col][i] *= powers[i]: the coset shift g^i before a forward NTT.
+extern "C" __global__ void ntt_coset_shift(Fr* data, const Fr* powers, u32 log_n, u32 cols) {
+    u32 t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t < (cols << log_n)) data[t] = Fr::mul(data[t], powers[t & ((1u << log_n) - 1)]);
+}

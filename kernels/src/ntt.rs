@@ -1,0 +1,200 @@
+//! The NTT driver: forward, inverse and coset NTTs of batches of columns,
+//! on host slices or on device buffers, with `cuda/ntt.cu`. Twiddle and
+//! coset-power tables are computed on the device on first use and kept.
+//!
+//! Conventions are halo2's: the forward transform of `a` over a domain of
+//! 2^log_n is `A_j = sum_i a_i w^(ij)` with `w` the domain's root of unity
+//! ([`crate::twiddles::omega`]), in natural order; the inverse includes
+//! the 1/n; the coset transform multiplies `a_i` by `g^i` first.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{ensure, Result};
+use halo2curves::bn256::Fr;
+use halo2curves::ff::{Field, PrimeField};
+
+use crate::backend::{blocks, Arg, Backend, BLOCK};
+use crate::layout::{fr_words, read_fr_into, FIELD_WORDS};
+use crate::twiddles::omega;
+
+/// Stages per shared-memory pass (`NTT_MAX_PASS` in ntt.cu).
+const MAX_PASS: u32 = 10;
+
+/// Device tables, by what they hold.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Table {
+    /// `w^0 .. w^(n/2 - 1)` for the domain of 2^log_n (or its inverse root).
+    Twiddles { log_n: u32, inverse: bool },
+    /// `g^0 .. g^(n - 1)` for a coset generator, by its canonical bytes.
+    Powers { log_n: u32, g: [u8; 32] },
+    /// The single element 1/n.
+    InverseSize { log_n: u32 },
+}
+
+/// NTTs on one backend.
+pub struct Ntt<B: Backend> {
+    backend: Arc<B>,
+    tables: Mutex<HashMap<Table, Arc<B::Buf>>>,
+}
+
+impl<B: Backend> Ntt<B> {
+    pub fn new(backend: Arc<B>) -> Self {
+        Ntt { backend, tables: Mutex::default() }
+    }
+
+    pub fn backend(&self) -> &Arc<B> {
+        &self.backend
+    }
+
+    /// Forward NTT of each column of 2^log_n in `data`, in place.
+    pub fn forward(&self, data: &mut [Fr], log_n: u32) -> Result<()> {
+        self.on_host(data, log_n, |buf, cols| self.forward_device(buf, log_n, cols))
+    }
+
+    /// Inverse NTT (including 1/n) of each column, in place.
+    pub fn inverse(&self, data: &mut [Fr], log_n: u32) -> Result<()> {
+        self.on_host(data, log_n, |buf, cols| self.inverse_device(buf, log_n, cols))
+    }
+
+    /// Forward NTT of each column after multiplying its i-th element by g^i.
+    pub fn coset_forward(&self, data: &mut [Fr], log_n: u32, g: Fr) -> Result<()> {
+        self.on_host(data, log_n, |buf, cols| self.coset_forward_device(buf, log_n, cols, g))
+    }
+
+    /// Forward NTT of `cols` columns of 2^log_n held one after another in `buf`.
+    pub fn forward_device(&self, buf: &B::Buf, log_n: u32, cols: usize) -> Result<()> {
+        self.transform(buf, log_n, cols, false)
+    }
+
+    pub fn inverse_device(&self, buf: &B::Buf, log_n: u32, cols: usize) -> Result<()> {
+        self.transform(buf, log_n, cols, true)?;
+        let len = self.check(buf, log_n, cols)?;
+        let inv_n = self.table(Table::InverseSize { log_n })?;
+        self.backend.launch(
+            "fr_scale",
+            blocks(len, BLOCK)?,
+            BLOCK,
+            &[Arg::Buf(buf), Arg::Buf(&inv_n), Arg::U32(len as u32)],
+        )
+    }
+
+    pub fn coset_forward_device(&self, buf: &B::Buf, log_n: u32, cols: usize, g: Fr) -> Result<()> {
+        let len = self.check(buf, log_n, cols)?;
+        let mut key = [0u8; 32];
+        key.copy_from_slice(g.to_repr().as_ref());
+        let powers = self.table(Table::Powers { log_n, g: key })?;
+        self.backend.launch(
+            "ntt_coset_shift",
+            blocks(len, BLOCK)?,
+            BLOCK,
+            &[Arg::Buf(buf), Arg::Buf(&powers), Arg::U32(log_n), Arg::U32(cols as u32)],
+        )?;
+        self.transform(buf, log_n, cols, false)
+    }
+
+    /// Uploads `data`, runs `op` on it as columns of 2^log_n and reads it back.
+    fn on_host(&self, data: &mut [Fr], log_n: u32, op: impl FnOnce(&B::Buf, usize) -> Result<()>) -> Result<()> {
+        ensure!(log_n <= Fr::S, "the scalar field has no domain of 2^{log_n}");
+        let n = 1usize << log_n;
+        ensure!(data.len().is_multiple_of(n), "{} elements are not whole columns of 2^{log_n}", data.len());
+        let cols = data.len() / n;
+        if cols == 0 {
+            return Ok(());
+        }
+        let b = &*self.backend;
+        let words = fr_words(data);
+        let mut buf = b.alloc(words.len())?;
+        b.upload(&words, &mut buf, 0)?;
+        drop(words);
+        op(&buf, cols)?;
+        read_fr_into(data, |w| b.download(&buf, 0, w))
+    }
+
+    /// The number of elements, after checking that they fit the buffer and
+    /// the kernels' 32-bit indices.
+    fn check(&self, buf: &B::Buf, log_n: u32, cols: usize) -> Result<usize> {
+        ensure!(log_n <= Fr::S, "the scalar field has no domain of 2^{log_n}");
+        let len = cols << log_n;
+        ensure!(len < 1 << 32 && cols < 1 << 32, "{cols} columns of 2^{log_n} are too many for one launch");
+        ensure!(
+            self.backend.words(buf) >= len * FIELD_WORDS,
+            "the buffer holds fewer than {cols} columns of 2^{log_n}"
+        );
+        Ok(len)
+    }
+
+    /// Bit reversal, then the stages in shared-memory passes.
+    fn transform(&self, buf: &B::Buf, log_n: u32, cols: usize, inverse: bool) -> Result<()> {
+        let len = self.check(buf, log_n, cols)?;
+        if log_n == 0 || cols == 0 {
+            return Ok(());
+        }
+        let b = &*self.backend;
+        let twiddles = self.table(Table::Twiddles { log_n, inverse })?;
+        b.launch(
+            "ntt_bit_reverse",
+            blocks(len, BLOCK)?,
+            BLOCK,
+            &[Arg::Buf(buf), Arg::U32(log_n), Arg::U32(cols as u32)],
+        )?;
+        let mut s = 0;
+        while s < log_n {
+            let pass = (log_n - s).min(MAX_PASS);
+            let grid = blocks(len >> pass, 1)?;
+            b.launch(
+                "ntt_pass",
+                grid,
+                1 << (pass - 1),
+                &[Arg::Buf(buf), Arg::U32(log_n), Arg::U32(s), Arg::U32(pass), Arg::Buf(&twiddles)],
+            )?;
+            s += pass;
+        }
+        Ok(())
+    }
+
+    /// A table, computed on the device the first time it is asked for.
+    fn table(&self, which: Table) -> Result<Arc<B::Buf>> {
+        let mut tables = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = tables.get(&which) {
+            return Ok(t.clone());
+        }
+        let t = Arc::new(self.compute_table(which)?);
+        tables.insert(which, t.clone());
+        Ok(t)
+    }
+
+    fn compute_table(&self, which: Table) -> Result<B::Buf> {
+        let (base, count) = match which {
+            Table::Twiddles { log_n, inverse } => {
+                let w = omega(log_n);
+                let w = if inverse { w.invert().unwrap_or(Fr::ONE) } else { w };
+                (w, (1usize << log_n) / 2)
+            }
+            Table::Powers { log_n, g } => {
+                let g = Option::<Fr>::from(Fr::from_repr(g)).unwrap_or(Fr::ONE);
+                (g, 1usize << log_n)
+            }
+            Table::InverseSize { log_n } => {
+                return self.constant(Fr::from(1u64 << log_n).invert().unwrap_or(Fr::ONE));
+            }
+        };
+        let b = &*self.backend;
+        let base = self.constant(base)?;
+        let out = b.alloc(count.max(1) * FIELD_WORDS)?;
+        b.launch(
+            "fr_powers",
+            blocks(count, BLOCK)?,
+            BLOCK,
+            &[Arg::Buf(&out), Arg::Buf(&base), Arg::U32(count as u32)],
+        )?;
+        Ok(out)
+    }
+
+    fn constant(&self, v: Fr) -> Result<B::Buf> {
+        let words = fr_words(std::slice::from_ref(&v));
+        let mut buf = self.backend.alloc(FIELD_WORDS)?;
+        self.backend.upload(&words, &mut buf, 0)?;
+        Ok(buf)
+    }
+}
