@@ -2,7 +2,7 @@
 // on eight 32-bit little-endian limbs: the same bytes as halo2curves' four
 // 64-bit Montgomery limbs, so buffers move between host and device as they are.
 //
-// Multiplication is CIOS Montgomery with 64-bit accumulators.
+// Multiplication is CIOS Montgomery.
 #pragma once
 
 typedef unsigned int u32;
@@ -30,6 +30,114 @@ struct FqP {
     static __device__ __forceinline__ const u32* one() { return FQ_ONE; }
     static __device__ __forceinline__ u32 inv() { return FQ_INV; }
 };
+
+// Multi-word primitives on eight 32-bit limbs. On the device they are PTX
+// carry chains (add.cc/addc, sub.cc/subc, mad.lo.cc/madc.hi.cc), one asm
+// block per chain so the carry flag never crosses asm statements; on the
+// host (the CPU emulation of the kernels) and with ZKFARM_PORTABLE_FIELD
+// defined they are plain C++ with 64-bit accumulators.
+#if defined(__CUDA_ARCH__) && !defined(ZKFARM_PORTABLE_FIELD)
+
+// r = a + b; returns the carry out.
+__device__ __forceinline__ u32 add8(u32* r, const u32* a, const u32* b) {
+    u32 carry;
+    asm("add.cc.u32 %0, %9, %17;\n\t"
+        "addc.cc.u32 %1, %10, %18;\n\t"
+        "addc.cc.u32 %2, %11, %19;\n\t"
+        "addc.cc.u32 %3, %12, %20;\n\t"
+        "addc.cc.u32 %4, %13, %21;\n\t"
+        "addc.cc.u32 %5, %14, %22;\n\t"
+        "addc.cc.u32 %6, %15, %23;\n\t"
+        "addc.cc.u32 %7, %16, %24;\n\t"
+        "addc.u32 %8, 0, 0;"
+        : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]), "=r"(r[4]), "=r"(r[5]), "=r"(r[6]), "=r"(r[7]),
+          "=r"(carry)
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(a[4]), "r"(a[5]), "r"(a[6]), "r"(a[7]), "r"(b[0]),
+          "r"(b[1]), "r"(b[2]), "r"(b[3]), "r"(b[4]), "r"(b[5]), "r"(b[6]), "r"(b[7]));
+    return carry;
+}
+
+// r = a - b; returns the borrow out (0 or 1).
+__device__ __forceinline__ u32 sub8(u32* r, const u32* a, const u32* b) {
+    u32 borrow;
+    asm("sub.cc.u32 %0, %9, %17;\n\t"
+        "subc.cc.u32 %1, %10, %18;\n\t"
+        "subc.cc.u32 %2, %11, %19;\n\t"
+        "subc.cc.u32 %3, %12, %20;\n\t"
+        "subc.cc.u32 %4, %13, %21;\n\t"
+        "subc.cc.u32 %5, %14, %22;\n\t"
+        "subc.cc.u32 %6, %15, %23;\n\t"
+        "subc.cc.u32 %7, %16, %24;\n\t"
+        "subc.u32 %8, 0, 0;"
+        : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]), "=r"(r[4]), "=r"(r[5]), "=r"(r[6]), "=r"(r[7]),
+          "=r"(borrow)
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(a[4]), "r"(a[5]), "r"(a[6]), "r"(a[7]), "r"(b[0]),
+          "r"(b[1]), "r"(b[2]), "r"(b[3]), "r"(b[4]), "r"(b[5]), "r"(b[6]), "r"(b[7]));
+    return borrow & 1u;
+}
+
+// t[0..10) += a[0..8) * b: the low halves of the products in one chain,
+// the high halves, one word up, in a second.
+__device__ __forceinline__ void mad_row(u32* t, const u32* a, u32 b) {
+    asm("mad.lo.cc.u32 %0, %10, %18, %0;\n\t"
+        "madc.lo.cc.u32 %1, %11, %18, %1;\n\t"
+        "madc.lo.cc.u32 %2, %12, %18, %2;\n\t"
+        "madc.lo.cc.u32 %3, %13, %18, %3;\n\t"
+        "madc.lo.cc.u32 %4, %14, %18, %4;\n\t"
+        "madc.lo.cc.u32 %5, %15, %18, %5;\n\t"
+        "madc.lo.cc.u32 %6, %16, %18, %6;\n\t"
+        "madc.lo.cc.u32 %7, %17, %18, %7;\n\t"
+        "addc.cc.u32 %8, %8, 0;\n\t"
+        "addc.u32 %9, %9, 0;\n\t"
+        "mad.hi.cc.u32 %1, %10, %18, %1;\n\t"
+        "madc.hi.cc.u32 %2, %11, %18, %2;\n\t"
+        "madc.hi.cc.u32 %3, %12, %18, %3;\n\t"
+        "madc.hi.cc.u32 %4, %13, %18, %4;\n\t"
+        "madc.hi.cc.u32 %5, %14, %18, %5;\n\t"
+        "madc.hi.cc.u32 %6, %15, %18, %6;\n\t"
+        "madc.hi.cc.u32 %7, %16, %18, %7;\n\t"
+        "madc.hi.cc.u32 %8, %17, %18, %8;\n\t"
+        "addc.u32 %9, %9, 0;"
+        : "+r"(t[0]), "+r"(t[1]), "+r"(t[2]), "+r"(t[3]), "+r"(t[4]), "+r"(t[5]), "+r"(t[6]), "+r"(t[7]),
+          "+r"(t[8]), "+r"(t[9])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(a[4]), "r"(a[5]), "r"(a[6]), "r"(a[7]), "r"(b));
+}
+
+#else
+
+__device__ __forceinline__ u32 add8(u32* r, const u32* a, const u32* b) {
+    u64 c = 0;
+    for (int i = 0; i < 8; i++) {
+        c += (u64)a[i] + b[i];
+        r[i] = (u32)c;
+        c >>= 32;
+    }
+    return (u32)c;
+}
+
+__device__ __forceinline__ u32 sub8(u32* r, const u32* a, const u32* b) {
+    long long borrow = 0;
+    for (int i = 0; i < 8; i++) {
+        long long d = (long long)a[i] - (long long)b[i] + borrow;
+        r[i] = (u32)d;
+        borrow = d >> 32;
+    }
+    return borrow ? 1u : 0u;
+}
+
+__device__ __forceinline__ void mad_row(u32* t, const u32* a, u32 b) {
+    u64 c = 0;
+    for (int j = 0; j < 8; j++) {
+        c += (u64)t[j] + (u64)a[j] * b;
+        t[j] = (u32)c;
+        c >>= 32;
+    }
+    c += t[8];
+    t[8] = (u32)c;
+    t[9] += (u32)(c >> 32);
+}
+
+#endif
 
 template <class P>
 struct Fp {
@@ -66,82 +174,46 @@ struct Fp {
     // r = a - p if a >= p (a < 2p), given the carry out of a's top limb.
     static __device__ __forceinline__ Fp reduce_once(const Fp& a, u32 carry) {
         Fp t;
-        long long borrow = 0;
-#pragma unroll
-        for (int i = 0; i < 8; i++) {
-            long long d = (long long)a.l[i] - (long long)P::mod()[i] + borrow;
-            t.l[i] = (u32)d;
-            borrow = d >> 32;
-        }
+        u32 borrow = sub8(t.l, a.l, P::mod());
         // Keep a when it was below p: a borrow out that the carry does not cover.
-        bool below = (borrow != 0) && (carry == 0);
-        return below ? a : t;
+        return (borrow && !carry) ? a : t;
     }
 
     static __device__ __forceinline__ Fp add(const Fp& a, const Fp& b) {
         Fp r;
-        u64 c = 0;
-#pragma unroll
-        for (int i = 0; i < 8; i++) {
-            c += (u64)a.l[i] + b.l[i];
-            r.l[i] = (u32)c;
-            c >>= 32;
-        }
-        return reduce_once(r, (u32)c);
+        u32 carry = add8(r.l, a.l, b.l);
+        return reduce_once(r, carry);
     }
 
     static __device__ __forceinline__ Fp sub(const Fp& a, const Fp& b) {
         Fp r;
-        long long borrow = 0;
+        u32 mask = 0u - sub8(r.l, a.l, b.l);
+        // Add p back after a borrow, without a branch.
+        u32 p[8];
 #pragma unroll
-        for (int i = 0; i < 8; i++) {
-            long long d = (long long)a.l[i] - (long long)b.l[i] + borrow;
-            r.l[i] = (u32)d;
-            borrow = d >> 32;
-        }
-        if (borrow) {
-            u64 c = 0;
-#pragma unroll
-            for (int i = 0; i < 8; i++) {
-                c += (u64)r.l[i] + P::mod()[i];
-                r.l[i] = (u32)c;
-                c >>= 32;
-            }
-        }
+        for (int i = 0; i < 8; i++) p[i] = P::mod()[i] & mask;
+        add8(r.l, r.l, p);
         return r;
     }
 
     static __device__ __forceinline__ Fp neg(const Fp& a) { return a.is_zero() ? a : sub(zero(), a); }
 
-    // CIOS Montgomery multiplication: a * b / 2^256 mod p.
+    // CIOS Montgomery multiplication: a * b / 2^256 mod p. Each round adds
+    // a * b_i, then the multiple m * p that zeroes the low word, and drops
+    // that word; the running value stays below 2p, so nine words hold it
+    // between rounds (the tenth takes a round's intermediate carry).
     static __device__ __forceinline__ Fp mul(const Fp& a, const Fp& b) {
         u32 t[10];
 #pragma unroll
         for (int i = 0; i < 10; i++) t[i] = 0;
 #pragma unroll
         for (int i = 0; i < 8; i++) {
-            u64 c = 0;
-#pragma unroll
-            for (int j = 0; j < 8; j++) {
-                c += (u64)t[j] + (u64)a.l[j] * b.l[i];
-                t[j] = (u32)c;
-                c >>= 32;
-            }
-            c += t[8];
-            t[8] = (u32)c;
-            t[9] = (u32)(c >> 32);
+            mad_row(t, a.l, b.l[i]);
             u32 m = t[0] * P::inv();
-            c = (u64)t[0] + (u64)m * P::mod()[0];
-            c >>= 32;
+            mad_row(t, P::mod(), m);
 #pragma unroll
-            for (int j = 1; j < 8; j++) {
-                c += (u64)t[j] + (u64)m * P::mod()[j];
-                t[j - 1] = (u32)c;
-                c >>= 32;
-            }
-            c += t[8];
-            t[7] = (u32)c;
-            t[8] = t[9] + (u32)(c >> 32);
+            for (int j = 0; j < 9; j++) t[j] = t[j + 1];
+            t[9] = 0;
         }
         Fp r;
 #pragma unroll

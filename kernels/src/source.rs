@@ -71,16 +71,18 @@ pub fn nvrtc_available() -> bool {
     unsafe { cudarc::nvrtc::sys::is_culib_present() }
 }
 
-/// Compiles one unit to PTX for `arch` (e.g. "sm_90").
+/// Compiles one unit to PTX for `arch` (e.g. "sm_90"). With
+/// `ZKFARM_PORTABLE_FIELD` set, field arithmetic is compiled from its
+/// portable C++ rather than its PTX carry chains.
 pub fn compile(name: &str, src: &str, arch: &'static str) -> Result<Ptx> {
     if !nvrtc_available() {
         bail!("NVRTC (libnvrtc.so.13) is not available: install it with `pip install nvidia-cuda-nvrtc==13.0.88`");
     }
-    let opts = CompileOptions {
-        arch: Some(arch),
-        name: Some(format!("{name}.cu")),
-        options: vec!["--std=c++17".into()],
-        ..Default::default()
-    };
+    let mut options = vec!["--std=c++17".to_string()];
+    // Diagnosis: the field's portable C++ instead of its PTX carry chains.
+    if std::env::var_os("ZKFARM_PORTABLE_FIELD").is_some() {
+        options.push("-DZKFARM_PORTABLE_FIELD".into());
+    }
+    let opts = CompileOptions { arch: Some(arch), name: Some(format!("{name}.cu")), options, ..Default::default() };
     compile_ptx_with_opts(expand(src)?, opts).map_err(|e| anyhow!("NVRTC failed on {name}.cu for {arch}: {e}"))
 }

@@ -23,6 +23,13 @@ fn every_unit_compiles_for_sm80_and_sm90() {
             for k in wanted {
                 assert!(text.contains(&format!(".entry {k}(")), "{name} for {arch} lacks kernel {k}");
             }
+            // Field arithmetic runs on PTX carry chains (NVRTC assembles
+            // the inline PTX, so a malformed chain fails above).
+            if std::env::var_os("ZKFARM_PORTABLE_FIELD").is_none() {
+                for op in ["addc.cc.u32", "subc.cc.u32", "madc.hi.cc.u32"] {
+                    assert!(text.contains(op), "{name} for {arch}: no {op} in the PTX");
+                }
+            }
         }
     }
 }
