@@ -1,12 +1,14 @@
 //! The CUDA backend: one device, every kernel unit compiled by NVRTC for
 //! its architecture at start-up, and one stream on which all work is
-//! ordered.
+//! ordered. Large uploads go through two pinned staging buffers in turn,
+//! so that filling one (on all host cores) overlaps the DMA from the other.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, bail, Context, Result};
-use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PinnedHostSlice, PushKernelArg};
+use rayon::prelude::*;
 
 use crate::backend::{Arg, Backend};
 use crate::source::{compile, KERNELS, UNITS};
@@ -18,7 +20,12 @@ pub struct Gpu {
     functions: HashMap<&'static str, CudaFunction>,
     name: String,
     arch: &'static str,
+    /// Pinned buffers for staged uploads, allocated on the first large one.
+    staging: Mutex<Vec<PinnedHostSlice<u32>>>,
 }
+
+/// Words per pinned staging buffer (16 MiB).
+const STAGE_WORDS: usize = 4 << 20;
 
 impl Gpu {
     /// Opens the first device and compiles every unit for it, or says why
@@ -38,7 +45,7 @@ impl Gpu {
             }
         }
         let name = ctx.name().unwrap_or_else(|_| "unknown CUDA device".into());
-        Ok(Gpu { ctx, stream, functions, name, arch })
+        Ok(Gpu { ctx, stream, functions, name, arch, staging: Mutex::default() })
     }
 
     /// The device's name and architecture, e.g. "NVIDIA H200 (sm_90)".
@@ -52,6 +59,39 @@ impl Gpu {
 
     pub fn stream(&self) -> &Arc<CudaStream> {
         &self.stream
+    }
+
+    /// Copies `src` to `dst[at..]` straight from pageable memory (the
+    /// driver stages it itself); returns when `src` may be reused.
+    pub fn upload_pageable(&self, src: &[u32], dst: &mut CudaSlice<u32>, at: usize) -> Result<()> {
+        let mut view = dst.slice_mut(at..at + src.len());
+        driver(self.stream.memcpy_htod(src, &mut view), "host-to-device copy")
+    }
+
+    /// Copies `src` to `dst[at..]` through the pinned staging buffers: the
+    /// host fills one while the device reads the other. Returns when `src`
+    /// may be reused; the last copies may still be in flight, ordered
+    /// before any later work on the stream.
+    pub fn upload_staged(&self, src: &[u32], dst: &mut CudaSlice<u32>, at: usize) -> Result<()> {
+        let mut staging = self.staging.lock().unwrap_or_else(|p| p.into_inner());
+        while staging.len() < 2 {
+            // SAFETY: the buffer is written in full before any copy reads it.
+            staging.push(driver(unsafe { self.ctx.alloc_pinned::<u32>(STAGE_WORDS) }, "pinned allocation")?);
+        }
+        let whole = src.len() / STAGE_WORDS * STAGE_WORDS;
+        for (i, chunk) in src[..whole].chunks_exact(STAGE_WORDS).enumerate() {
+            let buf = &mut staging[i % 2];
+            // Waits until the copy that last read this buffer is done.
+            let host = driver(buf.as_mut_slice(), "pinned buffer")?;
+            host.par_chunks_mut(1 << 16).zip(chunk.par_chunks(1 << 16)).for_each(|(d, s)| d.copy_from_slice(s));
+            let off = at + i * STAGE_WORDS;
+            let mut view = dst.slice_mut(off..off + STAGE_WORDS);
+            driver(self.stream.memcpy_htod(&*buf, &mut view), "host-to-device copy")?;
+        }
+        if whole < src.len() {
+            self.upload_pageable(&src[whole..], dst, at + whole)?;
+        }
+        Ok(())
     }
 
     /// Waits for all queued work.
@@ -98,8 +138,11 @@ impl Backend for Gpu {
     }
 
     fn upload(&self, src: &[u32], dst: &mut CudaSlice<u32>, at: usize) -> Result<()> {
-        let mut view = dst.slice_mut(at..at + src.len());
-        driver(self.stream.memcpy_htod(src, &mut view), "host-to-device copy")
+        if src.len() >= 2 * STAGE_WORDS {
+            self.upload_staged(src, dst, at)
+        } else {
+            self.upload_pageable(src, dst, at)
+        }
     }
 
     fn download(&self, src: &CudaSlice<u32>, at: usize, dst: &mut [u32]) -> Result<()> {
