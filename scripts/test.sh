@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace. Needs a Rust toolchain and Python's pip;
 # installs redis-server (through apt) when it is missing, since the farm
-# tests start their own Redis servers on free loopback ports, and NVRTC
-# (through pip, into .nvrtc/) for the CUDA kernel tests. The example models are
+# tests start their own Redis servers on free loopback ports, g++ when there
+# is no C++ compiler (the kernel tests run the CUDA sources on the CPU), and
+# NVRTC (through pip, into .nvrtc/) for the CUDA kernel tests. The example models are
 # committed, and proofs use throwaway insecure SRSs made by the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,13 +11,22 @@ if ! command -v cargo >/dev/null 2>&1; then
     echo "cargo not found: install Rust from https://rustup.rs" >&2
     exit 1
 fi
-if ! command -v redis-server >/dev/null 2>&1; then
-    echo "redis-server not found; installing it with apt" >&2
-    SUDO=""
+# apt_install PACKAGE: installs a Debian package, refreshing the index if needed.
+apt_install() {
+    local SUDO=""
     if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
     export DEBIAN_FRONTEND=noninteractive
-    $SUDO apt-get install -y --no-install-recommends redis-server >/dev/null 2>&1 \
-        || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y --no-install-recommends redis-server >/dev/null; }
+    $SUDO apt-get install -y --no-install-recommends "$1" >/dev/null 2>&1 \
+        || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y --no-install-recommends "$1" >/dev/null; }
+}
+if ! command -v redis-server >/dev/null 2>&1; then
+    echo "redis-server not found; installing it with apt" >&2
+    apt_install redis-server
+fi
+# The kernel tests run the CUDA sources on the CPU, compiled as C++.
+if ! command -v c++ >/dev/null 2>&1; then
+    echo "no C++ compiler found; installing g++ with apt" >&2
+    apt_install g++
 fi
 export ZKFARM_REDIS_SERVER="${ZKFARM_REDIS_SERVER:-$(command -v redis-server)}"
 # NVRTC compiles the CUDA kernels to PTX without a GPU; the kernel tests
