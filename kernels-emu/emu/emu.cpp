@@ -94,7 +94,7 @@ struct Fiber {
     bool done = false;
 };
 
-constexpr size_t FIBER_STACK = 256 * 1024;
+constexpr size_t FIBER_STACK = 64 * 1024;
 ucontext_t scheduler;
 std::vector<Fiber> fibers;
 std::vector<std::vector<char>> stacks;
