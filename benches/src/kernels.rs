@@ -223,7 +223,8 @@ fn proofs(gpu: Option<&Arc<Gpu>>, runs: usize) -> Result<()> {
         let kzg = srs.for_k(model.k)?;
         let keys = generate(&model, &srs, &kzg)?;
         let run = |params: &EngineParams| {
-            time(runs, || prove(&model, &keys, params, &srs.id, &input, &ProveOptions::default())).map(|(_, ms)| ms / 1e3)
+            time(runs, || prove(&model, &keys, params, &srs.id, &input, &ProveOptions::default()))
+                .map(|(_, ms)| ms / 1e3)
         };
         let cpu = run(&EngineParams::cpu(kzg.clone()))?;
         let cuda = match gpu {

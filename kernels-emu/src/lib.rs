@@ -10,8 +10,8 @@
 
 use std::ffi::{c_char, CString};
 
-use anyhow::{anyhow, bail, ensure, Result};
-use zkfarm_kernels::backend::{Arg, Backend};
+use anyhow::{bail, Result};
+use zkfarm_kernels::backend::{in_bounds, Arg, Backend};
 
 extern "C" {
     fn zkfarm_emu_launch(
@@ -65,11 +65,6 @@ impl Drop for EmuBuf {
     }
 }
 
-fn range(len: usize, at: usize, words: usize) -> Result<std::ops::Range<usize>> {
-    let end = at.checked_add(words).filter(|&e| e <= len);
-    end.map(|e| at..e).ok_or_else(|| anyhow!("words {at}..{} outside a buffer of {len}", at + words))
-}
-
 impl Backend for Emu {
     type Buf = EmuBuf;
 
@@ -82,19 +77,19 @@ impl Backend for Emu {
     }
 
     fn upload(&self, src: &[u32], dst: &mut EmuBuf, at: usize) -> Result<()> {
-        let r = range(dst.len, at, src.len())?;
+        let r = in_bounds(at, src.len(), dst.len)?;
         dst.slice_mut()[r].copy_from_slice(src);
         Ok(())
     }
 
     fn download(&self, src: &EmuBuf, at: usize, dst: &mut [u32]) -> Result<()> {
-        let r = range(src.len, at, dst.len())?;
+        let r = in_bounds(at, dst.len(), src.len)?;
         dst.copy_from_slice(&src.slice()[r]);
         Ok(())
     }
 
     fn copy(&self, src: &EmuBuf, dst: &mut EmuBuf, words: usize) -> Result<()> {
-        ensure!(words <= src.len && words <= dst.len, "copy of {words} words between shorter buffers");
+        in_bounds(0, words, src.len.min(dst.len))?;
         dst.slice_mut()[..words].copy_from_slice(&src.slice()[..words]);
         Ok(())
     }
@@ -130,5 +125,35 @@ impl Backend for Emu {
 
     fn words(&self, buf: &EmuBuf) -> usize {
         buf.len
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn launches_are_checked_against_the_kernel_signature() {
+        let e = Emu;
+        let buf = e.alloc(8).unwrap();
+        let err = |args: &[Arg<'_, EmuBuf>]| e.launch("fr_scale", 1, 1, args).unwrap_err().to_string();
+        assert!(err(&[Arg::Buf(&buf), Arg::Buf(&buf)]).contains("2 arguments"));
+        assert!(err(&[Arg::Buf(&buf), Arg::U32(1), Arg::U32(1)]).contains("a buffer where it takes a value"));
+        let e2 = e.launch("no_such_kernel", 1, 1, &[]).unwrap_err().to_string();
+        assert!(e2.contains("no kernel named no_such_kernel"), "{e2}");
+        // The right signature runs.
+        e.launch("fr_scale", 1, 1, &[Arg::Buf(&buf), Arg::Buf(&buf), Arg::U32(1)]).unwrap();
+    }
+
+    #[test]
+    fn copies_outside_a_buffer_are_refused() {
+        let e = Emu;
+        let mut buf = e.alloc(4).unwrap();
+        assert!(e.upload(&[1, 2, 3], &mut buf, 2).unwrap_err().to_string().contains("outside a buffer of 4"));
+        let mut out = [0u32; 2];
+        e.upload(&[7, 9], &mut buf, 2).unwrap();
+        e.download(&buf, 2, &mut out).unwrap();
+        assert_eq!(out, [7, 9]);
+        assert!(e.download(&buf, 3, &mut out).is_err());
     }
 }

@@ -51,6 +51,14 @@ pub fn blocks(threads: usize, block: u32) -> Result<u32> {
     u32::try_from(threads.div_ceil(block as usize)).map_err(|_| anyhow::anyhow!("{threads} threads is too many"))
 }
 
+/// Words `at..at + words` of a buffer of `len` words, or an error naming them.
+pub fn in_bounds(at: usize, words: usize, len: usize) -> Result<std::ops::Range<usize>> {
+    match at.checked_add(words) {
+        Some(end) if end <= len => Ok(at..end),
+        _ => anyhow::bail!("words {at}..{} lie outside a buffer of {len}", at.saturating_add(words)),
+    }
+}
+
 /// Reads one word back.
 pub fn read_word<B: Backend>(b: &B, buf: &B::Buf, at: usize) -> Result<u32> {
     let mut w = [0u32];

@@ -10,7 +10,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PinnedHostSlice, PushKernelArg};
 use rayon::prelude::*;
 
-use crate::backend::{Arg, Backend};
+use crate::backend::{in_bounds, Arg, Backend};
 use crate::source::{compile, KERNELS, UNITS};
 
 /// A CUDA device with the kernels loaded.
@@ -64,6 +64,7 @@ impl Gpu {
     /// Copies `src` to `dst[at..]` straight from pageable memory (the
     /// driver stages it itself); returns when `src` may be reused.
     pub fn upload_pageable(&self, src: &[u32], dst: &mut CudaSlice<u32>, at: usize) -> Result<()> {
+        in_bounds(at, src.len(), dst.len())?;
         let mut view = dst.slice_mut(at..at + src.len());
         driver(self.stream.memcpy_htod(src, &mut view), "host-to-device copy")
     }
@@ -73,6 +74,7 @@ impl Gpu {
     /// may be reused; the last copies may still be in flight, ordered
     /// before any later work on the stream.
     pub fn upload_staged(&self, src: &[u32], dst: &mut CudaSlice<u32>, at: usize) -> Result<()> {
+        in_bounds(at, src.len(), dst.len())?;
         let mut staging = self.staging.lock().unwrap_or_else(|p| p.into_inner());
         while staging.len() < 2 {
             // SAFETY: the buffer is written in full before any copy reads it.
@@ -146,11 +148,13 @@ impl Backend for Gpu {
     }
 
     fn download(&self, src: &CudaSlice<u32>, at: usize, dst: &mut [u32]) -> Result<()> {
+        in_bounds(at, dst.len(), src.len())?;
         let view = src.slice(at..at + dst.len());
         driver(self.stream.memcpy_dtoh(&view, dst), "device-to-host copy")
     }
 
     fn copy(&self, src: &CudaSlice<u32>, dst: &mut CudaSlice<u32>, words: usize) -> Result<()> {
+        in_bounds(0, words, src.len().min(dst.len()))?;
         let from = src.slice(..words);
         let mut to = dst.slice_mut(..words);
         driver(self.stream.memcpy_dtod(&from, &mut to), "device copy")

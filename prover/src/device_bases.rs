@@ -73,17 +73,26 @@ struct Capture {
 
 impl io::Write for Capture {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let mut data = buf;
-        let skipped = self.skip.min(data.len());
+        let skipped = self.skip.min(buf.len());
         self.skip -= skipped;
-        data = &data[skipped..];
+        let mut data = &buf[skipped..];
         let cap = self.points * AFFINE_WORDS;
-        for &byte in data {
+        while !data.is_empty() {
             let set = if self.bases[0].len() < cap { 0 } else { 1 };
-            if self.bases[set].len() == cap {
+            let room = cap - self.bases[set].len();
+            if room == 0 {
                 break;
             }
-            self.partial.push(byte);
+            if self.partial.is_empty() && data.len() >= 4 {
+                // Whole words, the usual case: halo2 writes whole field elements.
+                let words = (data.len() / 4).min(room);
+                let (head, rest) = data.split_at(words * 4);
+                self.bases[set].extend(head.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+                data = rest;
+                continue;
+            }
+            self.partial.push(data[0]);
+            data = &data[1..];
             if self.partial.len() == 4 {
                 let w = u32::from_le_bytes([self.partial[0], self.partial[1], self.partial[2], self.partial[3]]);
                 self.bases[set].push(w);
