@@ -119,9 +119,14 @@ void run_cooperative(unsigned block) {
         f.ctx.uc_link = nullptr;
         makecontext(&f.ctx, fiber_main, 0);
     }
-    for (bool live = true; live;) {
+    // Rounds alternate between ascending and descending thread order, so a
+    // kernel whose threads race between two barriers (one reads what
+    // another writes) gives different results and fails its tests.
+    bool descending = false;
+    for (bool live = true; live; descending = !descending) {
         live = false;
-        for (unsigned t = 0; t < block; t++) {
+        for (unsigned i = 0; i < block; i++) {
+            unsigned t = descending ? block - 1 - i : i;
             if (fibers[t].done) continue;
             current = &fibers[t];
             threadIdx = {t, 0, 0};
