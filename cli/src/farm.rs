@@ -21,7 +21,7 @@ use zkfarm_proto::net::{self, AuthChannel, Bearer, MAX_MESSAGE_BYTES};
 use zkfarm_proto::v1::prover_farm_client::ProverFarmClient;
 use zkfarm_proto::v1::*;
 use zkfarm_proto::{JobState, TaskState, Tier};
-use zkfarm_prover::engine::{host_memory_bytes, Engine, EngineChoice};
+use zkfarm_prover::engine::{host_memory_bytes, EngineChoice};
 use zkfarm_prover::redis_keys::RedisKeys;
 use zkfarm_prover::tee::TeePolicy;
 use zkfarm_prover::worker::{self, WorkerConfig};
@@ -248,11 +248,9 @@ pub fn cmd_coordinator(out: &Output, a: &CoordinatorArgs) -> Result<()> {
     })
 }
 
-/// The engine and TEE provider a worker asked for.
-fn engine_and_tee(w: &WorkerArgs, allow_insecure_tee: bool) -> Result<(Engine, Option<Box<dyn tee::Provider>>)> {
-    let engine = w.engine.resolve()?;
-    let tee = w.tee.as_deref().map(|p| tee::provider(p, allow_insecure_tee)).transpose()?;
-    Ok((engine, tee))
+/// The TEE provider a worker asked for, if any.
+fn tee_provider(w: &WorkerArgs, allow_insecure_tee: bool) -> Result<Option<Box<dyn tee::Provider>>> {
+    w.tee.as_deref().map(|p| tee::provider(p, allow_insecure_tee)).transpose()
 }
 
 fn key_cache(dir: PathBuf, redis: Option<&str>) -> Result<Arc<KeyCache>> {
@@ -299,7 +297,8 @@ pub fn cmd_worker(a: &WorkerCmdArgs) -> Result<()> {
     let name = a.name.clone().unwrap_or_else(|| format!("worker-{}", std::process::id()));
     let dir = home::subdir("worker")?;
     let keys = key_cache(home::subdir("keys")?, a.worker.redis.as_deref())?;
-    let (engine, tee) = engine_and_tee(&a.worker, a.allow_insecure_tee)?;
+    let engine = a.worker.engine.resolve()?;
+    let tee = tee_provider(&a.worker, a.allow_insecure_tee)?;
     let cfg = WorkerConfig {
         coordinator: a.coordinator.clone(),
         tls_ca: a.tls_ca.clone(),
@@ -360,14 +359,17 @@ pub fn cmd_serve(out: &Output, a: &ServeArgs) -> Result<()> {
         let keys = key_cache(data.join("worker-keys"), a.worker.redis.as_deref())?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut workers = Vec::new();
+        // One engine for all local workers: one GPU context, and each (SRS, k)'s
+        // bases uploaded once and shared.
+        let engine = a.worker.engine.resolve()?;
         for i in 0..a.workers {
-            let (engine, tee) = engine_and_tee(&a.worker, c.allow_insecure_tee)?;
+            let tee = tee_provider(&a.worker, c.allow_insecure_tee)?;
             let cfg = WorkerConfig {
                 coordinator: url.clone(),
                 tls_ca: tls_ca.clone(),
                 token: s.worker_token.clone(),
                 name: format!("local-{i}"),
-                engine,
+                engine: engine.clone(),
                 identity_path: data.join(format!("local-worker-{i}.key")),
                 keys: keys.clone(),
                 srs: s.farm.srs.clone(),
