@@ -26,9 +26,8 @@ use rand::SeedableRng;
 use rayon::prelude::*;
 use zkfarm_circuits::input::read_input;
 use zkfarm_circuits::{CompiledModel, Settings};
-use zkfarm_kernels::backend::Backend;
+use zkfarm_kernels::backend::upload_fr;
 use zkfarm_kernels::gpu::Gpu;
-use zkfarm_kernels::layout::fr_words;
 use zkfarm_kernels::msm::Msm;
 use zkfarm_kernels::ntt::Ntt;
 use zkfarm_kernels::twiddles::omega;
@@ -145,10 +144,7 @@ fn time<T>(runs: usize, mut f: impl FnMut() -> Result<T>) -> Result<(T, f64)> {
 }
 
 fn msm_gpu(msm: &Msm<Gpu>, scalars: &[Fr], want: G1, runs: usize) -> Result<(f64, f64)> {
-    let b = msm.backend();
-    let words = fr_words(scalars);
-    let mut buf = b.alloc(words.len())?;
-    b.upload(&words, &mut buf, 0)?;
+    let buf = upload_fr(&**msm.backend(), scalars)?;
     let got = msm.msm_device(&buf, scalars.len())?;
     ensure!(got.to_affine() == want.to_affine(), "the GPU MSM of {} scalars differs from the CPU's", scalars.len());
     let (_, resident) = time(runs, || msm.msm_device(&buf, scalars.len()))?;
@@ -160,9 +156,7 @@ fn ntt_gpu(ntt: &Ntt<Gpu>, gpu: &Gpu, data: &[Fr], want: &[Fr], log_n: u32, runs
     let mut a = data.to_vec();
     ntt.forward(&mut a, log_n)?;
     ensure!(a == want, "the GPU NTT of 2^{log_n} differs from the CPU's");
-    let words = fr_words(data);
-    let mut buf = gpu.alloc(words.len())?;
-    gpu.upload(&words, &mut buf, 0)?;
+    let buf = upload_fr(gpu, data)?;
     gpu.synchronize()?;
     // The same buffer is transformed again each run: the figure does not
     // depend on the values.

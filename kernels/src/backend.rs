@@ -8,6 +8,9 @@
 //! keeps, so host data moves without conversion.
 
 use anyhow::Result;
+use halo2curves::bn256::Fr;
+
+use crate::layout::fr_words;
 
 /// One argument of a kernel launch.
 pub enum Arg<'a, B> {
@@ -57,6 +60,14 @@ pub fn in_bounds(at: usize, words: usize, len: usize) -> Result<std::ops::Range<
         Some(end) if end <= len => Ok(at..end),
         _ => anyhow::bail!("words {at}..{} lie outside a buffer of {len}", at.saturating_add(words)),
     }
+}
+
+/// A new buffer holding `v` (eight words per scalar, Montgomery form).
+pub fn upload_fr<B: Backend>(b: &B, v: &[Fr]) -> Result<B::Buf> {
+    let words = fr_words(v);
+    let mut buf = b.alloc(words.len())?;
+    b.upload(&words, &mut buf, 0)?;
+    Ok(buf)
 }
 
 /// Reads one word back.

@@ -8,8 +8,8 @@ use anyhow::{bail, ensure, Result};
 use halo2curves::bn256::{Fr, G1Affine, G1};
 use halo2curves::group::Group;
 
-use crate::backend::{blocks, read_word, Arg, Backend, BLOCK};
-use crate::layout::{affine_words, fr_words, xyzz_to_g1, AFFINE_WORDS, FIELD_WORDS, XYZZ_WORDS};
+use crate::backend::{blocks, read_word, upload_fr, Arg, Backend, BLOCK};
+use crate::layout::{affine_words, xyzz_to_g1, AFFINE_WORDS, FIELD_WORDS, XYZZ_WORDS};
 use crate::msm_plan::{combine, Plan};
 
 /// Work split of the accumulation and reduction stages.
@@ -92,7 +92,7 @@ impl<B: Backend> Msm<B> {
 
     /// `sum scalars[i] · bases[i]` over the first `scalars.len()` bases.
     pub fn msm(&self, scalars: &[Fr]) -> Result<G1> {
-        let buf = self.upload_scalars(scalars)?;
+        let buf = upload_fr(&*self.backend, scalars)?;
         self.msm_device(&buf, scalars.len())
     }
 
@@ -100,28 +100,24 @@ impl<B: Backend> Msm<B> {
     /// each, Montgomery form).
     pub fn msm_device(&self, scalars: &B::Buf, n: usize) -> Result<G1> {
         let Some(run) = self.run(scalars, n)? else { return Ok(G1::identity()) };
-        let mut words = vec![0u32; run.plan.windows as usize * XYZZ_WORDS];
-        self.backend.download(&run.windows, 0, &mut words)?;
-        let sums = words.chunks_exact(XYZZ_WORDS).map(xyzz_to_g1).collect::<Result<Vec<_>>>()?;
+        let sums = self.read_points(&run.windows, run.plan.windows as usize)?;
         Ok(combine(&sums, run.plan.c))
     }
 
     /// The plan and every bucket's sum, for checking the device stage by
     /// stage against [`crate::msm_plan`]; `None` when all scalars are zero.
     pub fn bucket_sums(&self, scalars: &[Fr]) -> Result<Option<(Plan, Vec<G1>)>> {
-        let buf = self.upload_scalars(scalars)?;
+        let buf = upload_fr(&*self.backend, scalars)?;
         let Some(run) = self.run(&buf, scalars.len())? else { return Ok(None) };
-        let mut words = vec![0u32; run.plan.buckets() * XYZZ_WORDS];
-        self.backend.download(&run.buckets, 0, &mut words)?;
-        let sums = words.chunks_exact(XYZZ_WORDS).map(xyzz_to_g1).collect::<Result<Vec<_>>>()?;
+        let sums = self.read_points(&run.buckets, run.plan.buckets())?;
         Ok(Some((run.plan, sums)))
     }
 
-    fn upload_scalars(&self, scalars: &[Fr]) -> Result<B::Buf> {
-        let words = fr_words(scalars);
-        let mut buf = self.backend.alloc(words.len())?;
-        self.backend.upload(&words, &mut buf, 0)?;
-        Ok(buf)
+    /// The first `count` XYZZ points of `buf`, each checked to be on the curve.
+    fn read_points(&self, buf: &B::Buf, count: usize) -> Result<Vec<G1>> {
+        let mut words = vec![0u32; count * XYZZ_WORDS];
+        self.backend.download(buf, 0, &mut words)?;
+        words.chunks_exact(XYZZ_WORDS).map(xyzz_to_g1).collect()
     }
 
     /// Stages 1 to 5 on the device.

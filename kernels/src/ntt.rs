@@ -14,8 +14,8 @@ use anyhow::{ensure, Result};
 use halo2curves::bn256::Fr;
 use halo2curves::ff::{Field, PrimeField};
 
-use crate::backend::{blocks, Arg, Backend, BLOCK};
-use crate::layout::{fr_words, read_fr_into, FIELD_WORDS};
+use crate::backend::{blocks, upload_fr, Arg, Backend, BLOCK};
+use crate::layout::{read_fr_into, FIELD_WORDS};
 use crate::twiddles::omega;
 
 /// Stages per shared-memory pass (`NTT_MAX_PASS` in ntt.cu).
@@ -103,10 +103,7 @@ impl<B: Backend> Ntt<B> {
             return Ok(());
         }
         let b = &*self.backend;
-        let words = fr_words(data);
-        let mut buf = b.alloc(words.len())?;
-        b.upload(&words, &mut buf, 0)?;
-        drop(words);
+        let buf = upload_fr(b, data)?;
         op(&buf, cols)?;
         read_fr_into(data, |w| b.download(&buf, 0, w))
     }
@@ -192,9 +189,6 @@ impl<B: Backend> Ntt<B> {
     }
 
     fn constant(&self, v: Fr) -> Result<B::Buf> {
-        let words = fr_words(std::slice::from_ref(&v));
-        let mut buf = self.backend.alloc(FIELD_WORDS)?;
-        self.backend.upload(&words, &mut buf, 0)?;
-        Ok(buf)
+        upload_fr(&*self.backend, std::slice::from_ref(&v))
     }
 }

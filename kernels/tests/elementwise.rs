@@ -8,14 +8,11 @@ use std::sync::Arc;
 use halo2curves::bn256::Fr;
 use halo2curves::ff::Field;
 use rand::SeedableRng;
-use zkfarm_kernels::backend::{blocks, Arg, Backend, BLOCK};
-use zkfarm_kernels::layout::{fr_from_words, fr_words};
+use zkfarm_kernels::backend::{blocks, upload_fr, Arg, Backend, BLOCK};
+use zkfarm_kernels::layout::fr_from_words;
 
 fn upload<B: Backend>(b: &B, v: &[Fr]) -> B::Buf {
-    let w = fr_words(v);
-    let mut buf = b.alloc(w.len()).unwrap();
-    b.upload(&w, &mut buf, 0).unwrap();
-    buf
+    upload_fr(b, v).unwrap()
 }
 
 fn download<B: Backend>(b: &B, buf: &B::Buf, n: usize) -> Vec<Fr> {
