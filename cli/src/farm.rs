@@ -320,7 +320,7 @@ pub fn cmd_worker(a: &WorkerCmdArgs) -> Result<()> {
             shutdown_signal().await;
             let _ = tx.send(true);
         });
-        eprintln!("worker {name} ({}) serving {}", cfg.engine, cfg.coordinator);
+        eprintln!("worker {name} ({}) serving {}", cfg.engine.describe(), cfg.coordinator);
         worker::run(cfg, rx).await
     })
 }

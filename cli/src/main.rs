@@ -501,11 +501,12 @@ fn cmd_prove(
     receipt.save(output)?;
     out.emit(
         json!({ "ok": true, "receipt": output, "outputs": receipt.outputs, "seconds": took.as_secs_f64(),
-                "engine": engine.name() }),
+                "engine": engine.name(), "engine_detail": engine.describe() }),
         || {
             format!(
-                "proved in {:.1}s; receipt written to {}\noutputs: {:?}",
+                "proved in {:.1}s on {}; receipt written to {}\noutputs: {:?}",
                 took.as_secs_f64(),
+                engine.describe(),
                 output.display(),
                 receipt.outputs
             )
@@ -579,13 +580,13 @@ fn cmd_demo(out: &Output, srs_path: Option<&Path>, engine: Engine) -> Result<()>
     out.emit(
         json!({ "ok": true, "model": "mlp (784-128-10)", "k": model.k, "rows": stats.rows,
                 "keys": format!("{source:?}").to_lowercase(), "keygen_seconds": keygen.as_secs_f64(),
-                "prove_seconds": prove_t.as_secs_f64(), "engine": engine.name(), "verify_seconds": verify_t.as_secs_f64(),
+                "prove_seconds": prove_t.as_secs_f64(), "engine": engine.name(), "engine_detail": engine.describe(), "verify_seconds": verify_t.as_secs_f64(),
                 "proof_bytes": proof_bytes, "max_abs_error_vs_float": err, "receipt": path,
                 "class": argmax(&receipt.outputs[0]), "float_class": argmax(&float[0]) }),
         || {
             format!(
                 "zkfarm demo: MNIST-shaped MLP 784-128-10\n  circuit      k = {}, {} rows, {} lookups\n  \
-                 keys         {:?} in {:.2}s\n  prove        {:.2}s\n  verify       {:.0} ms\n  \
+                 keys         {:?} in {:.2}s\n  prove        {:.2}s on {}\n  verify       {:.0} ms\n  \
                  proof        {} bytes\n  outputs      class {} (float model: class {}), max |error| {:.4}\n  \
                  receipt      {} (valid)\n  srs          {}",
                 model.k,
@@ -594,6 +595,7 @@ fn cmd_demo(out: &Output, srs_path: Option<&Path>, engine: Engine) -> Result<()>
                 source,
                 keygen.as_secs_f64(),
                 prove_t.as_secs_f64(),
+                engine.describe(),
                 verify_t.as_secs_f64() * 1e3,
                 proof_bytes,
                 argmax(&receipt.outputs[0]),

@@ -39,6 +39,8 @@ impl FromStr for EngineChoice {
 pub struct Engine {
     kind: EngineKind,
     loaded: Arc<Mutex<Loaded>>,
+    /// Why `auto` chose this engine, when it fell back.
+    note: Option<Arc<str>>,
 }
 
 /// Prover parameters by (SRS id, k).
@@ -66,7 +68,7 @@ impl fmt::Debug for Engine {
 impl Engine {
     /// Halo2-axiom's own multi-threaded MSM on the host.
     pub fn cpu() -> Self {
-        Engine { kind: EngineKind::Cpu, loaded: Arc::default() }
+        Engine { kind: EngineKind::Cpu, loaded: Arc::default(), note: None }
     }
 
     /// The CUDA engine on the first device, or why there is none (no
@@ -74,13 +76,23 @@ impl Engine {
     pub fn cuda() -> Result<Self> {
         let gpu = Gpu::open()?;
         tracing::info!("cuda engine on {}", gpu.describe());
-        Ok(Engine { kind: EngineKind::Cuda(Arc::new(gpu)), loaded: Arc::default() })
+        Ok(Engine { kind: EngineKind::Cuda(Arc::new(gpu)), loaded: Arc::default(), note: None })
     }
 
     pub fn name(&self) -> &'static str {
         match self.kind {
             EngineKind::Cpu => "cpu",
             EngineKind::Cuda(_) => "cuda",
+        }
+    }
+
+    /// The engine for people: its name, the device, and why `auto` fell
+    /// back when it did.
+    pub fn describe(&self) -> String {
+        match (&self.kind, &self.note) {
+            (EngineKind::Cuda(gpu), _) => format!("cuda on {}", gpu.describe()),
+            (EngineKind::Cpu, Some(note)) => format!("cpu ({note})"),
+            (EngineKind::Cpu, None) => "cpu".into(),
         }
     }
 
@@ -118,8 +130,9 @@ impl EngineChoice {
         match self {
             EngineChoice::Cpu => Ok(Engine::cpu()),
             EngineChoice::Auto => Ok(Engine::cuda().unwrap_or_else(|e| {
-                tracing::info!("engine auto: no cuda engine ({e:#}); using cpu");
-                Engine::cpu()
+                let note = format!("auto found no cuda engine: {e:#}");
+                tracing::info!("{note}; using cpu");
+                Engine { note: Some(note.into()), ..Engine::cpu() }
             })),
             EngineChoice::Cuda => {
                 Engine::cuda().map_err(|e| anyhow!("engine cuda is unavailable: {e:#}; use --engine cpu or auto"))
@@ -152,7 +165,9 @@ mod tests {
                 let err = EngineChoice::Cuda.resolve().unwrap_err().to_string();
                 assert!(err.starts_with("engine cuda is unavailable: "), "{err}");
                 assert!(err.contains(&reason.to_string()), "{err} does not give the reason {reason}");
-                assert_eq!(EngineChoice::Auto.resolve().unwrap().name(), "cpu");
+                let auto = EngineChoice::Auto.resolve().unwrap();
+                assert_eq!(auto.name(), "cpu");
+                assert!(auto.describe().contains(&reason.to_string()), "{}", auto.describe());
             }
             Ok(_) => {
                 assert_eq!(EngineChoice::Cuda.resolve().unwrap().name(), "cuda");
