@@ -74,7 +74,6 @@ const Kernel KERNELS[] = {
     KERNEL(msm_accumulate_partials, false),
     KERNEL(msm_window_chunks, false),
     KERNEL(msm_reduce, false),
-    KERNEL(msm_clear_buckets, false),
     KERNEL(fr_powers, false),
     KERNEL(ntt_bit_reverse, false),
     KERNEL(ntt_pass, true),

@@ -235,9 +235,3 @@ extern "C" __global__ void msm_reduce(const Xyzz* in, u32 windows, u32 len, u32 
     for (u32 j = lo; j < hi; j++) acc = acc.add(in[w * len + j]);
     out[t] = acc;
 }
-
-// Buckets start as the identity before each MSM.
-extern "C" __global__ void msm_clear_buckets(Xyzz* buckets, u32 n) {
-    u32 i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) buckets[i] = Xyzz::identity();
-}

@@ -1,5 +1,6 @@
-//! Scalar decomposition for Pippenger's MSM: signed windows, and the small
-//! scalars of ML witnesses (values below 2^k, or p - s for small s).
+//! Scalar decomposition for Pippenger's MSM: canonical limbs and signed
+//! windows. (Small scalars, p - s included, are handled by the MSM's fold:
+//! see `msm_plan`.)
 
 use halo2curves::bn256::Fr;
 use halo2curves::ff::PrimeField;
@@ -44,49 +45,6 @@ pub fn signed_digits(l: &[u64; 4], bits: usize, c: usize) -> Vec<i64> {
     out
 }
 
-/// How a scalar is best fed to the MSM.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Small {
-    Zero,
-    /// `s` itself, below 2^bits.
-    Positive(u64),
-    /// `p - s` below 2^bits: the point is negated and `p - s` used.
-    Negative(u64),
-    Large,
-}
-
-/// Classifies a scalar for the small-scalar fast path.
-pub fn classify(s: &Fr, bits: u32) -> Small {
-    if bool::from(halo2curves::ff::Field::is_zero(s)) {
-        return Small::Zero;
-    }
-    let fits = |l: [u64; 4]| l[1] == 0 && l[2] == 0 && l[3] == 0 && (bits >= 64 || l[0] >> bits == 0);
-    let l = limbs(s);
-    if fits(l) {
-        return Small::Positive(l[0]);
-    }
-    let n = limbs(&-*s);
-    if fits(n) {
-        return Small::Negative(n[0]);
-    }
-    Small::Large
-}
-
-/// The smallest width, in bits, that holds every scalar in its small form
-/// (256 when any is large): how many windows the MSM needs.
-pub fn max_small_bits(scalars: &[Fr]) -> u32 {
-    let mut most = 0u32;
-    for s in scalars {
-        let v = match classify(s, 64) {
-            Small::Zero => 0,
-            Small::Positive(v) | Small::Negative(v) => v,
-            Small::Large => return 256,
-        };
-        most = most.max(64 - v.leading_zeros());
-    }
-    most
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,18 +72,5 @@ mod tests {
                 assert_eq!(rebuild(&d, c), *s, "c = {c}");
             }
         }
-    }
-
-    #[test]
-    fn small_scalars_are_found_in_both_forms() {
-        assert_eq!(classify(&Fr::ZERO, 16), Small::Zero);
-        assert_eq!(classify(&Fr::from(65535), 16), Small::Positive(65535));
-        assert_eq!(classify(&Fr::from(65536), 16), Small::Large);
-        assert_eq!(classify(&-Fr::from(3), 16), Small::Negative(3));
-        assert_eq!(classify(&-Fr::from(65536), 16), Small::Large);
-        let repeated: Vec<Fr> = (0..1000u64).map(|i| Fr::from((i * 2654435761) % 65536)).collect();
-        assert_eq!(max_small_bits(&repeated), 16);
-        assert_eq!(max_small_bits(&[-Fr::from(5), Fr::from(2)]), 3);
-        assert_eq!(max_small_bits(&[Fr::from(2).pow([200])]), 256);
     }
 }

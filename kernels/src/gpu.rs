@@ -53,14 +53,6 @@ impl Gpu {
         format!("{} ({})", self.name, self.arch)
     }
 
-    pub fn context(&self) -> &Arc<CudaContext> {
-        &self.ctx
-    }
-
-    pub fn stream(&self) -> &Arc<CudaStream> {
-        &self.stream
-    }
-
     /// Copies `src` to `dst[at..]` straight from pageable memory (the
     /// driver stages it itself); returns when `src` may be reused.
     pub fn upload_pageable(&self, src: &[u32], dst: &mut CudaSlice<u32>, at: usize) -> Result<()> {

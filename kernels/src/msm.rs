@@ -195,14 +195,9 @@ impl<B: Backend> Msm<B> {
         )?;
         drop((keys, vals, cursor, counts));
 
-        // Stage 4: bucket sums, level by level.
+        // Stage 4: bucket sums, level by level. A zeroed XYZZ point has
+        // ZZ = 0, the identity, so buckets that no pair reaches need no clearing.
         let bucket_sums = b.alloc(buckets * XYZZ_WORDS)?;
-        b.launch(
-            "msm_clear_buckets",
-            blocks(buckets, BLOCK)?,
-            BLOCK,
-            &[Arg::Buf(&bucket_sums), Arg::U32(buckets as u32)],
-        )?;
         self.accumulate(sorted_keys, sorted_vals, total, &bucket_sums)?;
 
         // Stage 5: window sums.

@@ -239,62 +239,6 @@ pub fn msm_model(scalars: &[Fr], bases: &[G1Affine], seg: usize, chunk: usize) -
 mod tests {
     use super::*;
     use halo2curves::ff::Field;
-    use halo2curves::group::Curve;
-    use halo2curves::msm::msm_best;
-    use rand::{Rng, SeedableRng};
-
-    fn points(n: usize, rng: &mut impl Rng) -> Vec<G1Affine> {
-        let mut proj: Vec<G1> = (0..n.min(64)).map(|_| G1::random(&mut *rng)).collect();
-        // Beyond 64 points, cheap distinct points: sums of earlier ones.
-        while proj.len() < n {
-            let (a, b) = (proj[proj.len() - 1], proj[proj.len() - 64]);
-            proj.push(a + b);
-        }
-        let mut aff = vec![G1Affine::default(); n];
-        G1::batch_normalize(&proj, &mut aff);
-        aff
-    }
-
-    fn scalar_sets(n: usize, rng: &mut impl Rng) -> Vec<(&'static str, Vec<Fr>)> {
-        vec![
-            ("random", (0..n).map(|_| Fr::random(&mut *rng)).collect()),
-            ("zero", vec![Fr::ZERO; n]),
-            ("one", vec![Fr::ONE; n]),
-            ("small positive", (0..n as u64).map(|i| Fr::from((i * 2654435761) % 65536)).collect()),
-            ("small negative", (0..n as u64).map(|i| -Fr::from(1 + (i * 2654435761) % 65535)).collect()),
-            ("mixed sign", (0..n as u64).map(|i| Fr::from(i % 7) - Fr::from(3)).collect()),
-            ("all equal", vec![Fr::from(0xdead_beef_u64); n]),
-            ("all equal large", vec![-Fr::from(12345) * Fr::from(u64::MAX); n]),
-        ]
-    }
-
-    #[test]
-    fn the_model_matches_halo2curves_msm() {
-        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(11);
-        for n in [1, 2, 3, 255, 256, 1031] {
-            let bases = points(n, &mut rng);
-            for (name, scalars) in scalar_sets(n, &mut rng) {
-                let want = msm_best(&scalars, &bases);
-                for (seg, chunk) in [(4, 1), (5, 7), (32, 64)] {
-                    let got = msm_model(&scalars, &bases, seg, chunk);
-                    assert_eq!(got.to_affine(), want.to_affine(), "n = {n}, {name}, seg = {seg}, chunk = {chunk}");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn repeated_points_and_one_heavy_bucket() {
-        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(12);
-        let p = G1Affine::from(G1::random(&mut rng));
-        let n = 5000;
-        let bases = vec![p; n];
-        // Nine tenths of the scalars are one value: one bucket per window
-        // holds most pairs and is split across many segments and levels.
-        let scalars: Vec<Fr> = (0..n as u64).map(|i| if i % 10 == 0 { Fr::from(i) } else { Fr::from(77) }).collect();
-        let want = msm_best(&scalars, &bases);
-        assert_eq!(msm_model(&scalars, &bases, 4, 16).to_affine(), want.to_affine());
-    }
 
     #[test]
     fn folding_makes_small_negatives_small_and_skips_zeros() {

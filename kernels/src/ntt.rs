@@ -64,12 +64,11 @@ impl<B: Backend> Ntt<B> {
 
     /// Forward NTT of `cols` columns of 2^log_n held one after another in `buf`.
     pub fn forward_device(&self, buf: &B::Buf, log_n: u32, cols: usize) -> Result<()> {
-        self.transform(buf, log_n, cols, false)
+        self.transform(buf, log_n, cols, false).map(drop)
     }
 
     pub fn inverse_device(&self, buf: &B::Buf, log_n: u32, cols: usize) -> Result<()> {
-        self.transform(buf, log_n, cols, true)?;
-        let len = self.check(buf, log_n, cols)?;
+        let len = self.transform(buf, log_n, cols, true)?;
         let inv_n = self.table(Table::InverseSize { log_n })?;
         self.backend.launch(
             "fr_scale",
@@ -90,7 +89,7 @@ impl<B: Backend> Ntt<B> {
             BLOCK,
             &[Arg::Buf(buf), Arg::Buf(&powers), Arg::U32(log_n), Arg::U32(cols as u32)],
         )?;
-        self.transform(buf, log_n, cols, false)
+        self.transform(buf, log_n, cols, false).map(drop)
     }
 
     /// Uploads `data`, runs `op` on it as columns of 2^log_n and reads it back.
@@ -121,11 +120,12 @@ impl<B: Backend> Ntt<B> {
         Ok(len)
     }
 
-    /// Bit reversal, then the stages in shared-memory passes.
-    fn transform(&self, buf: &B::Buf, log_n: u32, cols: usize, inverse: bool) -> Result<()> {
+    /// Bit reversal, then the stages in shared-memory passes; returns the
+    /// number of elements transformed.
+    fn transform(&self, buf: &B::Buf, log_n: u32, cols: usize, inverse: bool) -> Result<usize> {
         let len = self.check(buf, log_n, cols)?;
         if log_n == 0 || cols == 0 {
-            return Ok(());
+            return Ok(len);
         }
         let b = &*self.backend;
         let twiddles = self.table(Table::Twiddles { log_n, inverse })?;
@@ -147,7 +147,7 @@ impl<B: Backend> Ntt<B> {
             )?;
             s += pass;
         }
-        Ok(())
+        Ok(len)
     }
 
     /// A table, computed on the device the first time it is asked for.

@@ -31,7 +31,6 @@ pub const KERNELS: &[(&str, &[&str])] = &[
             "msm_accumulate_partials",
             "msm_window_chunks",
             "msm_reduce",
-            "msm_clear_buckets",
         ],
     ),
     ("ntt", &["fr_powers", "ntt_bit_reverse", "ntt_pass", "ntt_coset_shift"]),

@@ -1,7 +1,8 @@
-//! Roots of unity for the NTT over BN254's scalar field.
+//! Roots of unity for the NTT over BN254's scalar field. The twiddle tables
+//! themselves are computed on the device (`ntt.rs`).
 
 use halo2curves::bn256::Fr;
-use halo2curves::ff::{Field, PrimeField};
+use halo2curves::ff::PrimeField;
 
 /// The primitive 2^log_n-th root of unity halo2 uses for a domain of that size.
 pub fn omega(log_n: u32) -> Fr {
@@ -13,24 +14,25 @@ pub fn omega(log_n: u32) -> Fr {
     w
 }
 
-/// `[w^0, w^1, ..., w^(n/2 - 1)]`: the twiddles of every radix-2 stage.
-pub fn twiddles(w: Fr, log_n: u32) -> Vec<Fr> {
-    let half = (1usize << log_n) / 2;
-    let mut out = Vec::with_capacity(half);
-    let mut x = Fr::ONE;
-    for _ in 0..half {
-        out.push(x);
-        x *= w;
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use halo2_proofs::arithmetic::best_fft;
     use halo2_proofs::fft::recursive::FFTData;
+    use halo2curves::ff::Field;
     use rand::SeedableRng;
+
+    /// `[w^0, w^1, ..., w^(n/2 - 1)]`: the twiddles of every radix-2 stage.
+    fn twiddles(w: Fr, log_n: u32) -> Vec<Fr> {
+        let half = (1usize << log_n) / 2;
+        let mut out = Vec::with_capacity(half);
+        let mut x = Fr::ONE;
+        for _ in 0..half {
+            out.push(x);
+            x *= w;
+        }
+        out
+    }
 
     /// A textbook iterative radix-2 NTT over the twiddle table, the schedule
     /// the device kernels follow.
