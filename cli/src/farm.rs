@@ -21,7 +21,7 @@ use zkfarm_proto::net::{self, AuthChannel, Bearer, MAX_MESSAGE_BYTES};
 use zkfarm_proto::v1::prover_farm_client::ProverFarmClient;
 use zkfarm_proto::v1::*;
 use zkfarm_proto::{JobState, TaskState, Tier};
-use zkfarm_prover::engine::{host_memory_bytes, EngineChoice};
+use zkfarm_prover::engine::EngineChoice;
 use zkfarm_prover::redis_keys::RedisKeys;
 use zkfarm_prover::tee::TeePolicy;
 use zkfarm_prover::worker::{self, WorkerConfig};
@@ -299,6 +299,7 @@ pub fn cmd_worker(a: &WorkerCmdArgs) -> Result<()> {
     let keys = key_cache(home::subdir("keys")?, a.worker.redis.as_deref())?;
     let engine = a.worker.engine.resolve()?;
     let tee = tee_provider(&a.worker, a.allow_insecure_tee)?;
+    let memory_bytes = engine.memory_bytes();
     let cfg = WorkerConfig {
         coordinator: a.coordinator.clone(),
         tls_ca: a.tls_ca.clone(),
@@ -309,7 +310,7 @@ pub fn cmd_worker(a: &WorkerCmdArgs) -> Result<()> {
         keys,
         srs,
         tee,
-        memory_bytes: host_memory_bytes(),
+        memory_bytes,
     };
     runtime()?.block_on(async {
         if let Some(m) = a.metrics {
@@ -374,7 +375,7 @@ pub fn cmd_serve(out: &Output, a: &ServeArgs) -> Result<()> {
                 keys: keys.clone(),
                 srs: s.farm.srs.clone(),
                 tee,
-                memory_bytes: host_memory_bytes() / a.workers as u64,
+                memory_bytes: engine.memory_bytes() / a.workers as u64,
             };
             let rx = stop_rx.clone();
             workers.push(tokio::spawn(async move {

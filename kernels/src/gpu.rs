@@ -53,6 +53,11 @@ impl Gpu {
         format!("{} ({})", self.name, self.arch)
     }
 
+    /// The device's memory in bytes.
+    pub fn total_memory(&self) -> Result<u64> {
+        driver(self.ctx.total_mem(), "memory query").map(|b| b as u64)
+    }
+
     /// Copies `src` to `dst[at..]` straight from pageable memory (the
     /// driver stages it itself); returns when `src` may be reused.
     pub fn upload_pageable(&self, src: &[u32], dst: &mut CudaSlice<u32>, at: usize) -> Result<()> {

@@ -96,6 +96,15 @@ impl Engine {
         }
     }
 
+    /// Memory the engine proves in, for scheduling: the device's for cuda,
+    /// the host's for cpu (0 when unknown).
+    pub fn memory_bytes(&self) -> u64 {
+        match &self.kind {
+            EngineKind::Cuda(gpu) => gpu.total_memory().unwrap_or(0),
+            EngineKind::Cpu => host_memory_bytes(),
+        }
+    }
+
     /// The prover parameters for circuits of size 2^k under `srs`, loaded
     /// on this engine on first use.
     pub fn params(&self, srs: &Srs, k: u32) -> Result<Arc<EngineParams>> {
@@ -142,7 +151,7 @@ impl EngineChoice {
 }
 
 /// Host memory in bytes, for scheduling (0 when unknown).
-pub fn host_memory_bytes() -> u64 {
+fn host_memory_bytes() -> u64 {
     let Ok(text) = std::fs::read_to_string("/proc/meminfo") else { return 0 };
     text.lines()
         .find_map(|l| l.strip_prefix("MemTotal:"))
@@ -159,6 +168,8 @@ mod tests {
         assert_eq!("auto".parse::<EngineChoice>().unwrap(), EngineChoice::Auto);
         assert!("gpu".parse::<EngineChoice>().unwrap_err().to_string().contains("expected auto, cpu or cuda"));
         assert_eq!(EngineChoice::Cpu.resolve().unwrap().name(), "cpu");
+        // The cpu engine proves in host memory, which Linux reports.
+        assert!(Engine::cpu().memory_bytes() > 0);
         match Gpu::open() {
             // No GPU here: cuda is refused with the reason, auto falls back.
             Err(reason) => {
