@@ -208,7 +208,10 @@ fn small_scalars(n: usize) -> Vec<Fr> {
 fn proofs(gpu: Option<&Arc<Gpu>>, runs: usize) -> Result<()> {
     println!("\nWhole proofs (s, median of {runs}; the cuda engine commits on the GPU, the rest of the prover is on the CPU)");
     println!("{:<10} {:>3} {:>8} {:>8} {:>8}", "model", "k", "cpu", "cuda", "speedup");
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    // ZKFARM_EXAMPLES lets the binary run away from its build tree (scripts/gpu.sh).
+    let dir = std::env::var_os("ZKFARM_EXAMPLES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples"));
     for name in ["mlp", "lenet", "nonlinear"] {
         let onnx = std::fs::read(dir.join(format!("{name}.onnx"))).with_context(|| format!("{name}.onnx"))?;
         let input = read_input(&dir.join(format!("{name}.input.json")))?;

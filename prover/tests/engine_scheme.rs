@@ -46,7 +46,10 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        // ZKFARM_EXAMPLES lets the binary run away from its build tree (scripts/gpu.sh).
+        let dir = std::env::var_os("ZKFARM_EXAMPLES")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples"));
         let onnx = std::fs::read(dir.join("nonlinear.onnx")).unwrap();
         let input = read_input(&dir.join("nonlinear.input.json")).unwrap();
         let model = CompiledModel::compile(&onnx, &Settings::default()).unwrap();
