@@ -21,6 +21,15 @@ use crate::twiddles::omega;
 /// Stages per shared-memory pass (`NTT_MAX_PASS` in ntt.cu).
 const MAX_PASS: u32 = 10;
 
+/// The stages of each pass for a transform of 2^log_n: as few passes as
+/// `MAX_PASS` allows, split evenly. A pass of b stages runs blocks of
+/// 2^(b-1) threads, so 2^24 as 8 + 8 + 8 keeps every block at 128 threads,
+/// where 10 + 10 + 4 would end with a million blocks of 8.
+pub fn pass_sizes(log_n: u32) -> impl Iterator<Item = u32> {
+    let passes = log_n.div_ceil(MAX_PASS);
+    (0..passes).map(move |i| log_n / passes + u32::from(i < log_n % passes))
+}
+
 /// Device tables, by what they hold.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum Table {
@@ -136,8 +145,7 @@ impl<B: Backend> Ntt<B> {
             &[Arg::Buf(buf), Arg::U32(log_n), Arg::U32(cols as u32)],
         )?;
         let mut s = 0;
-        while s < log_n {
-            let pass = (log_n - s).min(MAX_PASS);
+        for pass in pass_sizes(log_n) {
             let grid = blocks(len >> pass, 1)?;
             b.launch(
                 "ntt_pass",
@@ -190,5 +198,24 @@ impl<B: Backend> Ntt<B> {
 
     fn constant(&self, v: Fr) -> Result<B::Buf> {
         upload_fr(&*self.backend, std::slice::from_ref(&v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passes_cover_every_stage_evenly_and_as_few_as_fit() {
+        assert_eq!(pass_sizes(24).collect::<Vec<_>>(), [8, 8, 8]);
+        assert_eq!(pass_sizes(22).collect::<Vec<_>>(), [8, 7, 7]);
+        assert_eq!(pass_sizes(0).count(), 0);
+        for log_n in 1..=Fr::S {
+            let p: Vec<u32> = pass_sizes(log_n).collect();
+            assert_eq!(p.iter().sum::<u32>(), log_n);
+            assert_eq!(p.len() as u32, log_n.div_ceil(MAX_PASS));
+            assert!(p.iter().all(|&b| (1..=MAX_PASS).contains(&b)));
+            assert!(p.iter().max().unwrap() - p.iter().min().unwrap() <= 1);
+        }
     }
 }
