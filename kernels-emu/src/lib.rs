@@ -40,9 +40,14 @@ pub struct EmuBuf {
 unsafe impl Send for EmuBuf {}
 unsafe impl Sync for EmuBuf {}
 
+/// What an uninitialised buffer holds here: not zero, so that a kernel
+/// that reads words nobody wrote gets results a test notices (as bucket
+/// indices they are far out of range, as points off the curve).
+pub const POISON: u32 = 0xa5a5_a5a5;
+
 impl EmuBuf {
-    fn new(len: usize) -> EmuBuf {
-        let b: Box<[u32]> = vec![0u32; len].into_boxed_slice();
+    fn new(len: usize, fill: u32) -> EmuBuf {
+        let b: Box<[u32]> = vec![fill; len].into_boxed_slice();
         EmuBuf { len, ptr: Box::into_raw(b).cast::<u32>() }
     }
 
@@ -73,7 +78,11 @@ impl Backend for Emu {
     }
 
     fn alloc(&self, words: usize) -> Result<EmuBuf> {
-        Ok(EmuBuf::new(words.max(1)))
+        Ok(EmuBuf::new(words.max(1), 0))
+    }
+
+    fn alloc_uninit(&self, words: usize) -> Result<EmuBuf> {
+        Ok(EmuBuf::new(words.max(1), POISON))
     }
 
     fn upload(&self, src: &[u32], dst: &mut EmuBuf, at: usize) -> Result<()> {

@@ -29,6 +29,10 @@ pub trait Backend: Send + Sync + 'static {
     /// A zeroed buffer of `words` 32-bit words.
     fn alloc(&self, words: usize) -> Result<Self::Buf>;
 
+    /// A buffer of `words` words whose contents are unspecified, for data
+    /// that is written before it is read: it saves the zeroing pass.
+    fn alloc_uninit(&self, words: usize) -> Result<Self::Buf>;
+
     /// Copies `src` into `dst` from word `at` on.
     fn upload(&self, src: &[u32], dst: &mut Self::Buf, at: usize) -> Result<()>;
 
@@ -65,7 +69,7 @@ pub fn in_bounds(at: usize, words: usize, len: usize) -> Result<std::ops::Range<
 /// A new buffer holding `v` (eight words per scalar, Montgomery form).
 pub fn upload_fr<B: Backend>(b: &B, v: &[Fr]) -> Result<B::Buf> {
     let words = fr_words(v);
-    let mut buf = b.alloc(words.len())?;
+    let mut buf = b.alloc_uninit(words.len())?;
     b.upload(&words, &mut buf, 0)?;
     Ok(buf)
 }

@@ -136,6 +136,12 @@ impl Backend for Gpu {
         driver(self.stream.alloc_zeros::<u32>(words.max(1)), "allocation")
     }
 
+    fn alloc_uninit(&self, words: usize) -> Result<CudaSlice<u32>> {
+        // SAFETY: every bit pattern is a valid u32, and callers write the
+        // words they read (the trait's contract).
+        driver(unsafe { self.stream.alloc::<u32>(words.max(1)) }, "allocation")
+    }
+
     fn upload(&self, src: &[u32], dst: &mut CudaSlice<u32>, at: usize) -> Result<()> {
         if src.len() >= 2 * STAGE_WORDS {
             self.upload_staged(src, dst, at)

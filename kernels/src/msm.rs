@@ -65,7 +65,7 @@ impl<B: Backend> Msm<B> {
         ensure!(words.len().is_multiple_of(AFFINE_WORDS), "{} words is not a whole number of points", words.len());
         let len = words.len() / AFFINE_WORDS;
         ensure!(len <= MAX_POINTS, "{len} bases is more than the MSM supports ({MAX_POINTS})");
-        let mut buf = backend.alloc(words.len())?;
+        let mut buf = backend.alloc_uninit(words.len())?;
         backend.upload(words, &mut buf, 0)?;
         Ok(Msm { backend, bases: buf, len, tuning: Tuning::default() })
     }
@@ -133,9 +133,9 @@ impl<B: Backend> Msm<B> {
         let n32 = n as u32;
 
         // Stage 1: fold, and the largest folded bit length.
-        let folded = b.alloc(n * FIELD_WORDS)?;
-        let negated = b.alloc(n)?;
-        let max_bits = b.alloc(1)?;
+        let folded = b.alloc_uninit(n * FIELD_WORDS)?;
+        let negated = b.alloc_uninit(n)?;
+        let max_bits = b.alloc(1)?; // zeroed: atomicMax from 0
         b.launch(
             "msm_fold",
             blocks(n, BLOCK)?,
@@ -154,8 +154,8 @@ impl<B: Backend> Msm<B> {
         // histogram, with one extra count so the scan also yields the total.
         let buckets = plan.buckets();
         let mut counts = b.alloc(buckets + 1)?;
-        let keys = b.alloc(slots)?;
-        let vals = b.alloc(slots)?;
+        let keys = b.alloc_uninit(slots)?;
+        let vals = b.alloc_uninit(slots)?;
         b.launch(
             "msm_digits",
             blocks(n, BLOCK)?,
@@ -176,10 +176,10 @@ impl<B: Backend> Msm<B> {
         // Stage 3: counting sort.
         self.scan(&mut counts, buckets + 1)?;
         let total = read_word(b, &counts, buckets)? as usize;
-        let mut cursor = b.alloc(buckets)?;
+        let mut cursor = b.alloc_uninit(buckets)?;
         b.copy(&counts, &mut cursor, buckets)?;
-        let sorted_keys = b.alloc(total)?;
-        let sorted_vals = b.alloc(total)?;
+        let sorted_keys = b.alloc_uninit(total)?;
+        let sorted_vals = b.alloc_uninit(total)?;
         b.launch(
             "msm_scatter",
             blocks(slots, BLOCK)?,
@@ -209,7 +209,7 @@ impl<B: Backend> Msm<B> {
     fn scan(&self, data: &mut B::Buf, len: usize) -> Result<()> {
         let b = &*self.backend;
         let grid = blocks(len, SCAN_THREADS * SCAN_ITEMS)?;
-        let mut totals = b.alloc(grid as usize)?;
+        let mut totals = b.alloc_uninit(grid as usize)?;
         b.launch("msm_scan_block", grid, SCAN_THREADS, &[Arg::Buf(data), Arg::U32(len as u32), Arg::Buf(&totals)])?;
         if grid > 1 {
             self.scan(&mut totals, grid as usize)?;
@@ -228,8 +228,8 @@ impl<B: Backend> Msm<B> {
         let mut level: Option<(B::Buf, B::Buf)> = None;
         loop {
             let segments = len.div_ceil(seg);
-            let next_keys = b.alloc(2 * segments)?;
-            let next_points = b.alloc(2 * segments * XYZZ_WORDS)?;
+            let next_keys = b.alloc_uninit(2 * segments)?;
+            let next_points = b.alloc_uninit(2 * segments * XYZZ_WORDS)?;
             let grid = blocks(segments, BLOCK)?;
             let (len32, seg32) = (len as u32, seg as u32);
             match &level {
@@ -279,7 +279,7 @@ impl<B: Backend> Msm<B> {
         let Tuning { chunk, group, .. } = self.tuning;
         let half = plan.buckets_per_window();
         let mut len = half.div_ceil(chunk);
-        let mut sums = b.alloc((plan.windows * len) as usize * XYZZ_WORDS)?;
+        let mut sums = b.alloc_uninit((plan.windows * len) as usize * XYZZ_WORDS)?;
         let threads = (plan.windows * len) as usize;
         b.launch(
             "msm_window_chunks",
@@ -290,7 +290,7 @@ impl<B: Backend> Msm<B> {
         while len > 1 {
             let out_len = len.div_ceil(group);
             let threads = (plan.windows * out_len) as usize;
-            let out = b.alloc(threads * XYZZ_WORDS)?;
+            let out = b.alloc_uninit(threads * XYZZ_WORDS)?;
             b.launch(
                 "msm_reduce",
                 blocks(threads, BLOCK)?,
