@@ -1,12 +1,22 @@
 //! The CUDA backend: one device, every kernel unit compiled by NVRTC for
-//! its architecture at start-up, and one stream on which all work is
-//! ordered. Large uploads go through two pinned staging buffers in turn,
-//! so that filling one (on all host cores) overlaps the DMA from the other.
+//! its architecture at start-up, and two streams. Kernels, device copies
+//! and downloads run in order on the compute stream; uploads run on a copy
+//! stream of their own, so that a copy waits only for the work that uses
+//! the buffer it writes, not for everything queued before it: the host
+//! copies one MSM's scalars while the device still works on another's
+//! (the farm's workers share one `Gpu`). cudarc orders the two streams
+//! through events it records on every buffer: a kernel waits for the
+//! uploads into the buffers it is given, an upload for the kernels that
+//! used its buffer. Large uploads go through two pinned staging buffers in
+//! turn, so that filling one (on all host cores) overlaps the DMA from the
+//! other.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, bail, Context, Result};
+use cudarc::driver::result::{device, mem_pool};
+use cudarc::driver::sys::CUmemPool_attribute;
 use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PinnedHostSlice, PushKernelArg};
 use rayon::prelude::*;
 
@@ -16,7 +26,10 @@ use crate::source::{compile, KERNELS, UNITS};
 /// A CUDA device with the kernels loaded.
 pub struct Gpu {
     ctx: Arc<CudaContext>,
+    /// Kernels, device copies, downloads and allocations.
     stream: Arc<CudaStream>,
+    /// Uploads.
+    copy: Arc<CudaStream>,
     functions: HashMap<&'static str, CudaFunction>,
     name: String,
     arch: &'static str,
@@ -35,6 +48,11 @@ impl Gpu {
         let (major, minor) = ctx.compute_capability().context("reading the compute capability")?;
         let arch = arch_name(major, minor)?;
         let stream = ctx.new_stream().context("creating a CUDA stream")?;
+        let copy = ctx.new_stream().context("creating a CUDA stream")?;
+        if let Err(e) = keep_freed_memory(&ctx) {
+            // Only speed depends on it.
+            tracing::warn!("device memory pool left at its defaults: {e:#}");
+        }
         let mut functions = HashMap::new();
         for (unit, src) in UNITS {
             let module = ctx.load_module(compile(unit, src, arch)?).with_context(|| format!("loading {unit}.cu"))?;
@@ -45,7 +63,7 @@ impl Gpu {
             }
         }
         let name = ctx.name().unwrap_or_else(|_| "unknown CUDA device".into());
-        Ok(Gpu { ctx, stream, functions, name, arch, staging: Mutex::default() })
+        Ok(Gpu { ctx, stream, copy, functions, name, arch, staging: Mutex::default() })
     }
 
     /// The device's name and architecture, e.g. "NVIDIA H200 (sm_90)".
@@ -63,13 +81,13 @@ impl Gpu {
     pub fn upload_pageable(&self, src: &[u32], dst: &mut CudaSlice<u32>, at: usize) -> Result<()> {
         in_bounds(at, src.len(), dst.len())?;
         let mut view = dst.slice_mut(at..at + src.len());
-        driver(self.stream.memcpy_htod(src, &mut view), "host-to-device copy")
+        driver(self.copy.memcpy_htod(src, &mut view), "host-to-device copy")
     }
 
     /// Copies `src` to `dst[at..]` through the pinned staging buffers: the
     /// host fills one while the device reads the other. Returns when `src`
-    /// may be reused; the last copies may still be in flight, ordered
-    /// before any later work on the stream.
+    /// may be reused; the last copies may still be in flight, and kernels
+    /// given `dst` wait for them.
     pub fn upload_staged(&self, src: &[u32], dst: &mut CudaSlice<u32>, at: usize) -> Result<()> {
         in_bounds(at, src.len(), dst.len())?;
         let mut staging = self.staging.lock().unwrap_or_else(|p| p.into_inner());
@@ -85,7 +103,7 @@ impl Gpu {
             host.par_chunks_mut(1 << 16).zip(chunk.par_chunks(1 << 16)).for_each(|(d, s)| d.copy_from_slice(s));
             let off = at + i * STAGE_WORDS;
             let mut view = dst.slice_mut(off..off + STAGE_WORDS);
-            driver(self.stream.memcpy_htod(&*buf, &mut view), "host-to-device copy")?;
+            driver(self.copy.memcpy_htod(&*buf, &mut view), "host-to-device copy")?;
         }
         if whole < src.len() {
             self.upload_pageable(&src[whole..], dst, at + whole)?;
@@ -95,7 +113,30 @@ impl Gpu {
 
     /// Waits for all queued work.
     pub fn synchronize(&self) -> Result<()> {
-        self.stream.synchronize().map_err(|e| anyhow!("CUDA stream: {e}"))
+        driver(self.copy.synchronize(), "copy stream")?;
+        driver(self.stream.synchronize(), "compute stream")
+    }
+}
+
+/// Keeps device memory that buffers free in the stream-ordered pool, up
+/// to half of the device, instead of handing it back to the driver at every
+/// synchronisation (the pool's default): each MSM allocates its working
+/// buffers afresh, and reusing pooled memory is far cheaper than mapping it
+/// again.
+fn keep_freed_memory(ctx: &CudaContext) -> Result<()> {
+    if !ctx.has_async_alloc() {
+        return Ok(());
+    }
+    let mut keep = driver(ctx.total_mem(), "memory query")? as u64 / 2;
+    // SAFETY: the device is the context's own, and the release threshold
+    // attribute takes a u64, which `keep` is.
+    unsafe {
+        let pool = driver(device::get_default_mem_pool(ctx.cu_device()), "memory pool")?;
+        let value = (&mut keep as *mut u64).cast();
+        driver(
+            mem_pool::set_attribute(pool, CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, value),
+            "memory pool",
+        )
     }
 }
 
