@@ -25,8 +25,10 @@ use crate::srs::Srs;
 pub struct ProveOptions {
     /// Seed for the blinding factors drawn from the RNG handed to
     /// halo2-axiom. Only for tests: a known seed weakens zero knowledge.
-    /// It does not make proofs reproducible, since halo2-axiom 0.5 draws the
-    /// vanishing argument's random polynomial from the thread RNG.
+    /// It fixes the advice commitments but does not make proofs
+    /// reproducible: halo2-axiom 0.5 orders its lookup columns by iterating
+    /// a `HashMap` and draws the vanishing argument's random polynomial from
+    /// the thread RNG.
     pub seed: Option<u64>,
 }
 
