@@ -13,6 +13,7 @@
 #define __host__
 #define __forceinline__ inline
 #define __constant__
+#define __align__(n) alignas(n)
 // Blocks run one after another, so one static array per kernel is one
 // block's shared memory at a time.
 #define __shared__ static

@@ -8,6 +8,7 @@
 //! races between threads (they run one at a time, except in kernels that
 //! synchronise), PTX-only code paths (`__CUDA_ARCH__`), or speed.
 
+use std::alloc::Layout;
 use std::ffi::{c_char, CString};
 
 use anyhow::{bail, Result};
@@ -45,10 +46,27 @@ unsafe impl Sync for EmuBuf {}
 /// indices they are far out of range, as points off the curve).
 pub const POISON: u32 = 0xa5a5_a5a5;
 
+/// Buffers are aligned as the CUDA allocator aligns them; the kernels'
+/// element types rely on it (field elements are 16-byte aligned).
+const ALIGN: usize = 256;
+
 impl EmuBuf {
-    fn new(len: usize, fill: u32) -> EmuBuf {
-        let b: Box<[u32]> = vec![fill; len].into_boxed_slice();
-        EmuBuf { len, ptr: Box::into_raw(b).cast::<u32>() }
+    /// `len` (at least one) words, each set to `fill`.
+    fn new(len: usize, fill: u32) -> Result<EmuBuf> {
+        let layout = Self::layout(len)?;
+        // SAFETY: the layout has a non-zero size (len >= 1).
+        let ptr = unsafe { std::alloc::alloc(layout) }.cast::<u32>();
+        if ptr.is_null() {
+            bail!("the emulator cannot allocate {len} words");
+        }
+        // SAFETY: ptr holds len words, written here before any read.
+        unsafe { std::slice::from_raw_parts_mut(ptr, len) }.fill(fill);
+        Ok(EmuBuf { ptr, len })
+    }
+
+    fn layout(len: usize) -> Result<Layout> {
+        let bytes = len.checked_mul(4).ok_or_else(|| anyhow::anyhow!("{len} words is too many"))?;
+        Ok(Layout::from_size_align(bytes, ALIGN)?)
     }
 
     fn slice(&self) -> &[u32] {
@@ -65,8 +83,10 @@ impl EmuBuf {
 
 impl Drop for EmuBuf {
     fn drop(&mut self) {
-        // SAFETY: ptr and len came from a boxed slice in `new`.
-        drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.ptr, self.len)) });
+        if let Ok(layout) = Self::layout(self.len) {
+            // SAFETY: ptr was allocated in `new` with this layout.
+            unsafe { std::alloc::dealloc(self.ptr.cast(), layout) };
+        }
     }
 }
 
@@ -78,11 +98,11 @@ impl Backend for Emu {
     }
 
     fn alloc(&self, words: usize) -> Result<EmuBuf> {
-        Ok(EmuBuf::new(words.max(1), 0))
+        EmuBuf::new(words.max(1), 0)
     }
 
     fn alloc_uninit(&self, words: usize) -> Result<EmuBuf> {
-        Ok(EmuBuf::new(words.max(1), POISON))
+        EmuBuf::new(words.max(1), POISON)
     }
 
     fn upload(&self, src: &[u32], dst: &mut EmuBuf, at: usize) -> Result<()> {

@@ -23,6 +23,13 @@ fn every_unit_compiles_for_sm80_and_sm90() {
             for k in wanted {
                 assert!(text.contains(&format!(".entry {k}(")), "{name} for {arch} lacks kernel {k}");
             }
+            // Field elements are 16-byte aligned, so elements move to and
+            // from global memory in 128-bit stores (and, where whole
+            // elements are copied, loads).
+            assert!(text.contains("st.global.v4.u32"), "{name} for {arch}: no 128-bit stores");
+            if *name == "msm" {
+                assert!(text.contains("ld.global.v4.u32"), "msm for {arch}: no 128-bit loads of points");
+            }
             // Field arithmetic runs on PTX carry chains (NVRTC assembles
             // the inline PTX, so a malformed chain fails above).
             if std::env::var_os("ZKFARM_PORTABLE_FIELD").is_none() {
