@@ -44,7 +44,7 @@ unsafe impl Sync for EmuBuf {}
 /// What an uninitialised buffer holds here: not zero, so that a kernel
 /// that reads words nobody wrote gets results a test notices (as bucket
 /// indices they are far out of range, as points off the curve).
-pub const POISON: u32 = 0xa5a5_a5a5;
+const POISON: u32 = 0xa5a5_a5a5;
 
 /// Buffers are aligned as the CUDA allocator aligns them; the kernels'
 /// element types rely on it (field elements are 16-byte aligned).

@@ -78,7 +78,7 @@ impl Gpu {
 
     /// Copies `src` to `dst[at..]` straight from pageable memory (the
     /// driver stages it itself); returns when `src` may be reused.
-    pub fn upload_pageable(&self, src: &[u32], dst: &mut CudaSlice<u32>, at: usize) -> Result<()> {
+    fn upload_pageable(&self, src: &[u32], dst: &mut CudaSlice<u32>, at: usize) -> Result<()> {
         in_bounds(at, src.len(), dst.len())?;
         let mut view = dst.slice_mut(at..at + src.len());
         driver(self.copy.memcpy_htod(src, &mut view), "host-to-device copy")
@@ -88,7 +88,7 @@ impl Gpu {
     /// host fills one while the device reads the other. Returns when `src`
     /// may be reused; the last copies may still be in flight, and kernels
     /// given `dst` wait for them.
-    pub fn upload_staged(&self, src: &[u32], dst: &mut CudaSlice<u32>, at: usize) -> Result<()> {
+    fn upload_staged(&self, src: &[u32], dst: &mut CudaSlice<u32>, at: usize) -> Result<()> {
         in_bounds(at, src.len(), dst.len())?;
         let mut staging = self.staging.lock().unwrap_or_else(|p| p.into_inner());
         while staging.len() < 2 {
