@@ -19,7 +19,8 @@ __device__ __forceinline__ u32 bit_length(const u32* l) {
 extern "C" __global__ void msm_fold(const Fr* scalars, u32 n, Fr* folded, u32* negated, u32* max_bits) {
     u32 i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    Fr s = Fr::from_mont(scalars[i]);
+    Fr raw = scalars[i];  // 128-bit loads
+    Fr s = Fr::from_mont(raw);
     bool above = false;
     for (int j = 7; j >= 0; j--) {
         if (s.l[j] != FR_HALF[j]) {
@@ -191,7 +192,10 @@ struct LoadBase {
 
 struct LoadPoint {
     const Xyzz* points;
-    __device__ __forceinline__ Xyzz operator()(const Xyzz& acc, u32 i) const { return acc.add(points[i]); }
+    __device__ __forceinline__ Xyzz operator()(const Xyzz& acc, u32 i) const {
+        Xyzz q = points[i];  // whole-point 128-bit loads, not 32 word loads
+        return acc.add(q);
+    }
 };
 
 // The first level reads (bucket, point index and sign) pairs and the bases.
@@ -217,7 +221,8 @@ extern "C" __global__ void msm_window_chunks(const Xyzz* buckets, u32 windows, u
     u32 lo = j * chunk, hi = min(lo + chunk, half);
     Xyzz running = Xyzz::identity(), local = Xyzz::identity();
     for (u32 b = hi; b > lo; b--) {
-        running = running.add(buckets[w * half + b - 1]);
+        Xyzz bucket = buckets[w * half + b - 1];
+        running = running.add(bucket);
         local = local.add(running);
     }
     chunk_sums[t] = local.add(running.mul_small(lo));
@@ -232,6 +237,9 @@ extern "C" __global__ void msm_reduce(const Xyzz* in, u32 windows, u32 len, u32 
     if (t >= windows * groups) return;
     u32 w = t / groups, lo = (t % groups) * group, hi = min(lo + group, len);
     Xyzz acc = Xyzz::identity();
-    for (u32 j = lo; j < hi; j++) acc = acc.add(in[w * len + j]);
+    for (u32 j = lo; j < hi; j++) {
+        Xyzz q = in[w * len + j];
+        acc = acc.add(q);
+    }
     out[t] = acc;
 }

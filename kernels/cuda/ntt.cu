@@ -66,5 +66,7 @@ extern "C" __global__ void ntt_pass(Fr* data, u32 log_n, u32 s, u32 b, const Fr*
 // data[col][i] *= powers[i]: the coset shift g^i before a forward NTT.
 extern "C" __global__ void ntt_coset_shift(Fr* data, const Fr* powers, u32 log_n, u32 cols) {
     u32 t = blockIdx.x * blockDim.x + threadIdx.x;
-    if (t < (cols << log_n)) data[t] = Fr::mul(data[t], powers[t & ((1u << log_n) - 1)]);
+    if (t >= (cols << log_n)) return;
+    Fr x = data[t], g = powers[t & ((1u << log_n) - 1)];  // 128-bit loads, as in elementwise.cu
+    data[t] = Fr::mul(x, g);
 }
