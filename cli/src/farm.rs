@@ -398,14 +398,61 @@ pub fn cmd_serve(out: &Output, a: &ServeArgs) -> Result<()> {
 }
 
 pub fn cmd_apikey_create(out: &Output, name: &str, data: Option<&Path>) -> Result<()> {
+    if name.trim().is_empty() {
+        bail!("an API key needs a client name");
+    }
     let data = data.map(Path::to_path_buf).unwrap_or_else(default_data_dir);
-    std::fs::create_dir_all(&data)?;
+    std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
     let store = Store::open(&data.join("farm.sqlite"))?;
     let key = auth::create_api_key(&store, name)?;
     out.emit(json!({ "ok": true, "name": name, "api_key": key }), || {
-        format!("{key}\n(API key `{name}`; restart the coordinator for it to take effect)")
+        format!("{key}\n(API key `{name}`; a running coordinator accepts it within {:?})", auth::KEY_RELOAD)
     });
     Ok(())
+}
+
+pub fn cmd_apikey_list(out: &Output, data: Option<&Path>) -> Result<()> {
+    let store = existing_store(data)?;
+    let clients = store.api_key_names()?;
+    let rows: Vec<serde_json::Value> = clients
+        .iter()
+        .map(|(name, keys, created)| json!({ "name": name, "keys": keys, "newest_ms": created }))
+        .collect();
+    out.emit(json!({ "clients": rows }), || {
+        if clients.is_empty() {
+            return "no API keys".into();
+        }
+        clients.iter().map(|(name, keys, _)| format!("{name}\t{keys} key(s)")).collect::<Vec<_>>().join("\n")
+    });
+    Ok(())
+}
+
+pub fn cmd_apikey_revoke(out: &Output, name: &str, data: Option<&Path>) -> Result<()> {
+    let store = existing_store(data)?;
+    let removed = store.remove_api_keys(name)?;
+    if removed == 0 {
+        bail!("no API key belongs to client `{name}` (see `zkfarm apikey list`)");
+    }
+    out.emit(json!({ "ok": true, "name": name, "revoked": removed }), || {
+        format!(
+            "revoked {removed} API key(s) of `{name}`; a running coordinator refuses them within {:?}",
+            auth::KEY_RELOAD
+        )
+    });
+    Ok(())
+}
+
+/// The job store of a farm that has been started at least once.
+fn existing_store(data: Option<&Path>) -> Result<Store> {
+    let data = data.map(Path::to_path_buf).unwrap_or_else(default_data_dir);
+    let path = data.join("farm.sqlite");
+    if !path.exists() {
+        bail!(
+            "no farm at {}: start `zkfarm coordinator` or `zkfarm serve` there first (or pass --data)",
+            data.display()
+        );
+    }
+    Store::open(&path)
 }
 
 fn read_secret(path: &Path, what: &str, flag: &str) -> Result<String> {

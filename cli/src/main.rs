@@ -175,10 +175,24 @@ enum Command {
     },
 }
 
+/// API keys take effect on a running coordinator within two seconds.
 #[derive(Subcommand)]
 enum ApikeyCommand {
-    /// Create an API key and print it.
+    /// Create an API key for client NAME and print it.
     Create {
+        name: String,
+        /// The farm's data directory; default `$ZKFARM_HOME/farm`.
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    /// List the clients that hold API keys (names only; keys are stored hashed).
+    List {
+        /// The farm's data directory; default `$ZKFARM_HOME/farm`.
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    /// Revoke every API key of client NAME.
+    Revoke {
         name: String,
         /// The farm's data directory; default `$ZKFARM_HOME/farm`.
         #[arg(long)]
@@ -321,9 +335,11 @@ fn run(cli: &Cli) -> Result<()> {
         ),
         Command::Job { command, client } => farm::cmd_job(&out, client, command),
         Command::Stats { client } => farm::cmd_stats(&out, client),
-        Command::Apikey { command: ApikeyCommand::Create { name, data } } => {
-            farm::cmd_apikey_create(&out, name, data.as_deref())
-        }
+        Command::Apikey { command } => match command {
+            ApikeyCommand::Create { name, data } => farm::cmd_apikey_create(&out, name, data.as_deref()),
+            ApikeyCommand::List { data } => farm::cmd_apikey_list(&out, data.as_deref()),
+            ApikeyCommand::Revoke { name, data } => farm::cmd_apikey_revoke(&out, name, data.as_deref()),
+        },
         Command::Inspect { model } => cmd_inspect(&out, model),
         Command::Demo { srs, engine } => cmd_demo(&out, srs.as_deref(), engine.resolve()?),
     }

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rand::Rng;
@@ -35,10 +36,25 @@ fn bearer<T>(req: &Request<T>) -> Option<String> {
     v.strip_prefix("Bearer ").map(|s| s.trim().to_string())
 }
 
+/// How often a serving coordinator rereads the API keys, so that keys made
+/// or revoked with `zkfarm apikey` take effect without a restart.
+pub const KEY_RELOAD: Duration = Duration::from_secs(2);
+
 impl Auth {
     pub fn new(store: &Store, worker_token: &str) -> Result<Self> {
         let clients = store.api_keys()?.into_iter().collect();
         Ok(Auth { clients: RwLock::new(clients), worker_token_hash: hash_secret(worker_token) })
+    }
+
+    /// Replaces the accepted keys with the store's; returns whether they changed.
+    pub fn reload(&self, store: &Store) -> Result<bool> {
+        let fresh: HashMap<String, String> = store.api_keys()?.into_iter().collect();
+        let mut clients = self.clients.write().unwrap_or_else(|p| p.into_inner());
+        if *clients == fresh {
+            return Ok(false);
+        }
+        *clients = fresh;
+        Ok(true)
     }
 
     /// Checks a client call and tags it with the client's name.
@@ -47,7 +63,7 @@ impl Auth {
         move |mut req: Request<()>| {
             let secret =
                 bearer(&req).ok_or_else(|| Status::unauthenticated("missing API key (authorization: Bearer <key>)"))?;
-            let name = auth.clients.read().unwrap().get(&hash_secret(&secret)).cloned();
+            let name = auth.clients.read().unwrap_or_else(|p| p.into_inner()).get(&hash_secret(&secret)).cloned();
             let name = name.ok_or_else(|| Status::unauthenticated("invalid API key"))?;
             req.extensions_mut().insert(Client(name));
             Ok(req)
@@ -104,4 +120,34 @@ pub fn worker_token(data_dir: &Path, given: Option<&str>) -> Result<String> {
 
 fn write_secret(path: &Path, secret: &str) -> Result<()> {
     zkfarm_prover::home::write_private(path, format!("{secret}\n").as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(auth: &Arc<Auth>, key: &str) -> Result<String, tonic::Code> {
+        let mut req = Request::new(());
+        req.metadata_mut().insert("authorization", format!("Bearer {key}").parse().unwrap());
+        auth.client()(req).map(|r| r.extensions().get::<Client>().unwrap().0.clone()).map_err(|s| s.code())
+    }
+
+    #[test]
+    fn keys_made_or_revoked_after_start_count_once_reloaded() {
+        let store = Store::open_in_memory().unwrap();
+        let alice = create_api_key(&store, "alice").unwrap();
+        let auth = Arc::new(Auth::new(&store, "zkw_token").unwrap());
+        assert_eq!(call(&auth, &alice), Ok("alice".into()));
+
+        let bob = create_api_key(&store, "bob").unwrap();
+        assert_eq!(call(&auth, &bob), Err(tonic::Code::Unauthenticated), "not before a reload");
+        assert!(auth.reload(&store).unwrap());
+        assert_eq!(call(&auth, &bob), Ok("bob".into()));
+        assert!(!auth.reload(&store).unwrap(), "nothing changed");
+
+        store.remove_api_keys("alice").unwrap();
+        assert!(auth.reload(&store).unwrap());
+        assert_eq!(call(&auth, &alice), Err(tonic::Code::Unauthenticated));
+        assert_eq!(call(&auth, &bob), Ok("bob".into()));
+    }
 }

@@ -16,7 +16,7 @@ use zkfarm_proto::v1::prover_farm_server::ProverFarmServer;
 use zkfarm_proto::v1::worker_link_server::WorkerLinkServer;
 
 use crate::api::{ClientApi, WorkerApi};
-use crate::auth::Auth;
+use crate::auth::{Auth, KEY_RELOAD};
 use crate::farm::Farm;
 
 /// PEM files of the server's certificate chain and private key.
@@ -58,12 +58,14 @@ pub async fn serve(
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(max_message);
     let sweeper = tokio::spawn(sweep_loop(farm.clone()));
+    let reloader = tokio::spawn(key_reload_loop(farm.clone(), auth.clone()));
     let served = builder
         .add_service(tonic::service::interceptor::InterceptedService::new(client_api, auth.client()))
         .add_service(tonic::service::interceptor::InterceptedService::new(worker_api, auth.worker()))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await;
     sweeper.abort();
+    reloader.abort();
     served.context("the gRPC server failed")
 }
 
@@ -76,6 +78,21 @@ async fn sweep_loop(farm: Arc<Farm>) {
             Ok(Err(e)) => tracing::error!("sweep failed: {e:#}"),
             Err(e) => tracing::error!("sweep panicked: {e}"),
             Ok(Ok(())) => {}
+        }
+    }
+}
+
+/// Rereads the API keys every [`KEY_RELOAD`], so `zkfarm apikey create` and
+/// `revoke` reach a running coordinator. A failed read keeps the keys it had.
+async fn key_reload_loop(farm: Arc<Farm>, auth: Arc<Auth>) {
+    loop {
+        tokio::time::sleep(KEY_RELOAD).await;
+        let (f, a) = (farm.clone(), auth.clone());
+        match tokio::task::spawn_blocking(move || a.reload(&f.store())).await {
+            Ok(Ok(true)) => tracing::info!("API keys reloaded"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => tracing::error!("rereading the API keys failed: {e:#}"),
+            Err(e) => tracing::error!("rereading the API keys panicked: {e}"),
         }
     }
 }

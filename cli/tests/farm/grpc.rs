@@ -74,6 +74,40 @@ async fn wait_done(farm: &mut Client, job_id: &str) -> Job {
     panic!("job {job_id} did not finish");
 }
 
+/// `zkfarm apikey create` and `revoke` reach a coordinator that is serving.
+async fn api_keys_made_and_revoked_while_serving(c: &Coordinator) {
+    let data = c.data.to_str().unwrap();
+    let made = c.cli_json(&["apikey", "create", "bob", "--data", data]);
+    let mut bob = client(c, made["api_key"].as_str().unwrap()).await;
+    let mut accepted = false;
+    for _ in 0..50 {
+        if bob.list_jobs(ListJobsRequest { limit: 1 }).await.is_ok() {
+            accepted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(accepted, "a key made while serving was not accepted within 10 s");
+    let listed = c.cli_json(&["apikey", "list", "--data", data]);
+    assert!(listed["clients"].as_array().unwrap().iter().any(|k| k["name"] == "bob"), "{listed}");
+
+    assert_eq!(c.cli_json(&["apikey", "revoke", "bob", "--data", data])["revoked"], 1);
+    let mut refused = None;
+    for _ in 0..50 {
+        if let Err(e) = bob.list_jobs(ListJobsRequest { limit: 1 }).await {
+            refused = Some(e);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let e = refused.expect("a revoked key was still accepted after 10 s");
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+
+    let again = c.cli(&["apikey", "revoke", "bob", "--data", data]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("no API key belongs to client `bob`"));
+}
+
 #[test]
 fn bad_requests_get_the_right_status_and_a_clear_message() {
     let _g = serial();
@@ -86,6 +120,7 @@ fn bad_requests_get_the_right_status_and_a_clear_message() {
     rt().block_on(async {
         let mut bad = client(&c, "zkf_not_a_key").await;
         expect(bad.list_jobs(ListJobsRequest { limit: 1 }).await, Code::Unauthenticated, "invalid API key");
+        api_keys_made_and_revoked_while_serving(&c).await;
         let mut farm = client(&c, &c.api_key()).await;
         let model_id = register(&mut farm).await;
         let input = mlp_input();
