@@ -37,30 +37,62 @@ extern "C" __global__ void ntt_bit_reverse(Fr* data, u32 log_n, u32 cols) {
     }
 }
 
-// Stages [s, s + b) of every column: one block of 2^(b-1) threads per
-// (column, group), one butterfly per thread per stage.
-extern "C" __global__ void ntt_pass(Fr* data, u32 log_n, u32 s, u32 b, const Fr* twiddles) {
+// Stages [s, s + b) of every column. A block takes 2^log_per_block of the
+// cols * 2^(log_n - b) (column, group) pairs, 2^(b-1) threads each, so that
+// short passes still fill the shared array and the SM: one group of a
+// 3-pass 2^24 transform is 128 threads, and one block per group would leave
+// the static 32 KB array three-quarters empty and cap an SM at 7 blocks.
+//
+// The shared array holds element j of the block's group `sub` at
+// j * per_block + sub, so neighbouring threads work on neighbouring groups:
+// their butterflies touch neighbouring shared words, and past the first pass
+// (s > 0, where neighbouring groups are neighbouring elements in memory)
+// their global loads and stores are contiguous. The first pass's groups are
+// contiguous runs of 2^b elements, so it walks memory in that order instead.
+extern "C" __global__ void ntt_pass(Fr* data, u32 log_n, u32 s, u32 b, u32 log_per_block, u32 total,
+                                    const Fr* twiddles) {
     __shared__ Fr x[1 << NTT_MAX_PASS];
-    u32 groups = 1u << (log_n - b);
-    u32 col = blockIdx.x / groups, g = blockIdx.x % groups;
-    Fr* d = data + ((u64)col << log_n);
-    u32 base = ((g >> s) << (s + b)) | (g & ((1u << s) - 1));
+    u32 log_groups = log_n - b;
+    u32 per_block = 1u << log_per_block;
     u32 size = 1u << b;
-    for (u32 j = threadIdx.x; j < size; j += blockDim.x) x[j] = d[base + (j << s)];
+    u32 first = blockIdx.x << log_per_block;
+    // Where element j of the block's group `sub` lives in `data`; false for
+    // the padding groups past the last one.
+    auto at = [&](u32 sub, u32 j, u64* where) {
+        u32 pair = first + sub;
+        if (pair >= total) return false;
+        u32 col = pair >> log_groups, g = pair & ((1u << log_groups) - 1);
+        u32 base = ((g >> s) << (s + b)) | (g & ((1u << s) - 1));
+        *where = ((u64)col << log_n) + base + ((u64)j << s);
+        return true;
+    };
+    for (u32 e = threadIdx.x; e < (per_block << b); e += blockDim.x) {
+        u32 sub = s == 0 ? e >> b : e & (per_block - 1);
+        u32 j = s == 0 ? e & (size - 1) : e >> log_per_block;
+        u64 where;
+        x[j * per_block + sub] = at(sub, j, &where) ? data[where] : Fr::zero();
+    }
     __syncthreads();
-    u32 k = threadIdx.x;
+    u32 sub = threadIdx.x & (per_block - 1), k = threadIdx.x >> log_per_block;
+    u32 g = (first + sub) & ((1u << log_groups) - 1);
+    u32 low = g & ((1u << s) - 1);  // the group's offset inside a block of 2^s
     for (u32 t = 0; t < b; t++) {
         u32 j0 = ((k >> t) << (t + 1)) | (k & ((1u << t) - 1));
         u32 j1 = j0 | (1u << t);
         u32 stage = s + t;
-        u32 pos = (base + (j0 << s)) & ((1u << stage) - 1);
+        u32 pos = (low + (j0 << s)) & ((1u << stage) - 1);
         Fr w = twiddles[pos << (log_n - stage - 1)];
-        Fr u = x[j0], v = Fr::mul(x[j1], w);
-        x[j0] = Fr::add(u, v);
-        x[j1] = Fr::sub(u, v);
+        Fr u = x[j0 * per_block + sub], v = Fr::mul(x[j1 * per_block + sub], w);
+        x[j0 * per_block + sub] = Fr::add(u, v);
+        x[j1 * per_block + sub] = Fr::sub(u, v);
         __syncthreads();
     }
-    for (u32 j = threadIdx.x; j < size; j += blockDim.x) d[base + (j << s)] = x[j];
+    for (u32 e = threadIdx.x; e < (per_block << b); e += blockDim.x) {
+        u32 sub = s == 0 ? e >> b : e & (per_block - 1);
+        u32 j = s == 0 ? e & (size - 1) : e >> log_per_block;
+        u64 where;
+        if (at(sub, j, &where)) data[where] = x[j * per_block + sub];
+    }
 }
 
 // data[col][i] *= powers[i]: the coset shift g^i before a forward NTT.

@@ -22,12 +22,20 @@ use crate::twiddles::omega;
 const MAX_PASS: u32 = 10;
 
 /// The stages of each pass for a transform of 2^log_n: as few passes as
-/// `MAX_PASS` allows, split evenly. A pass of b stages runs blocks of
-/// 2^(b-1) threads, so 2^24 as 8 + 8 + 8 keeps every block at 128 threads,
-/// where 10 + 10 + 4 would end with a million blocks of 8.
+/// `MAX_PASS` allows, split evenly (2^24 as 8 + 8 + 8). Blocks are filled by
+/// packing groups ([`groups_per_block`]) whatever the split, so the even
+/// split only keeps the passes alike.
 pub fn pass_sizes(log_n: u32) -> impl Iterator<Item = u32> {
     let passes = log_n.div_ceil(MAX_PASS);
     (0..passes).map(move |i| log_n / passes + u32::from(i < log_n % passes))
+}
+
+/// log2 of the (column, group) pairs one block of a `pass`-stage pass takes:
+/// enough to fill the `2^MAX_PASS`-element shared array, but no more than
+/// the `pairs` there are, so small transforms do not launch idle threads.
+pub fn groups_per_block(pass: u32, pairs: usize) -> u32 {
+    let fill = MAX_PASS - pass;
+    fill.min(pairs.next_power_of_two().trailing_zeros())
 }
 
 /// Device tables, by what they hold.
@@ -146,12 +154,21 @@ impl<B: Backend> Ntt<B> {
         )?;
         let mut s = 0;
         for pass in pass_sizes(log_n) {
-            let grid = blocks(len >> pass, 1)?;
+            let pairs = len >> pass;
+            let log_per_block = groups_per_block(pass, pairs);
             b.launch(
                 "ntt_pass",
-                grid,
-                1 << (pass - 1),
-                &[Arg::Buf(buf), Arg::U32(log_n), Arg::U32(s), Arg::U32(pass), Arg::Buf(&twiddles)],
+                blocks(pairs, 1 << log_per_block)?,
+                1 << (pass - 1 + log_per_block),
+                &[
+                    Arg::Buf(buf),
+                    Arg::U32(log_n),
+                    Arg::U32(s),
+                    Arg::U32(pass),
+                    Arg::U32(log_per_block),
+                    Arg::U32(pairs as u32),
+                    Arg::Buf(&twiddles),
+                ],
             )?;
             s += pass;
         }
@@ -216,6 +233,21 @@ mod tests {
             assert_eq!(p.len() as u32, log_n.div_ceil(MAX_PASS));
             assert!(p.iter().all(|&b| (1..=MAX_PASS).contains(&b)));
             assert!(p.iter().max().unwrap() - p.iter().min().unwrap() <= 1);
+        }
+    }
+
+    #[test]
+    fn blocks_fill_the_shared_array_unless_the_transform_is_smaller() {
+        for pass in 1..=MAX_PASS {
+            for pairs in [1usize, 2, 3, 5, 64, 1000, 1 << 20] {
+                let lpb = groups_per_block(pass, pairs);
+                let elements = 1usize << (pass + lpb);
+                assert!(elements <= 1 << MAX_PASS, "pass {pass}, {pairs} pairs: over the shared array");
+                let filled = elements == 1 << MAX_PASS;
+                let all_in_one = (1usize << lpb) >= pairs;
+                assert!(filled || all_in_one, "pass {pass}, {pairs} pairs: a partly empty block");
+                assert!(lpb == 0 || (1usize << (lpb - 1)) < pairs, "pass {pass}, {pairs} pairs: an idle half");
+            }
         }
     }
 }

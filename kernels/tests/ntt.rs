@@ -82,6 +82,9 @@ fn check_batch<B: Backend>(backend: Arc<B>, log_n: u32, cols: usize) {
 fn ntt_on_the_emulator() {
     check(common::emu(), 12);
     check_batch(common::emu(), 11, 3);
+    // Blocks pack several groups: a block that the last pairs fill in part.
+    check_batch(common::emu(), 4, 5);
+    check_batch(common::emu(), 13, 3);
 }
 
 #[test]
