@@ -368,6 +368,38 @@ fn slice64(report: &[u8], at: usize) -> Result<&[u8]> {
 }
 
 #[cfg(test)]
+/// A TDX quote laid out by Intel's DCAP quote format (header, for v5 a
+/// body descriptor, the TD report, then ECDSA auth data with an empty QE
+/// certification chain): enough to parse, not to verify.
+pub(crate) fn tdx_quote(version: u16, report_data: &[u8; 64]) -> Vec<u8> {
+    let mut q = Vec::new();
+    q.extend(version.to_le_bytes());
+    q.extend(2u16.to_le_bytes()); // ECDSA-256 attestation key
+    q.extend(0x81u32.to_le_bytes()); // TEE type TDX
+    q.extend([0u8; 2 + 2 + 16 + 20]); // QE SVN, PCE SVN, QE vendor, user data
+    if version == 5 {
+        q.extend(3u16.to_le_bytes()); // body: TD report 1.5
+        q.extend(648u32.to_le_bytes());
+    }
+    q.extend([0u8; 520]); // TCB SVN .. RTMR3
+    q.extend(report_data);
+    if version == 5 {
+        q.extend([0u8; 16 + 48]); // TEE TCB SVN 2, MRSERVICETD
+    }
+    let mut qe = vec![0u8; 384 + 64]; // QE report and its signature
+    qe.extend(0u16.to_le_bytes()); // QE auth data, empty
+    qe.extend(5u16.to_le_bytes()); // PCK chain, empty
+    qe.extend(0u32.to_le_bytes());
+    let mut auth = vec![0u8; 64 + 64]; // quote signature, attestation key
+    auth.extend(6u16.to_le_bytes()); // QE report certification data
+    auth.extend((qe.len() as u32).to_le_bytes());
+    auth.extend(qe);
+    q.extend((auth.len() as u32).to_le_bytes());
+    q.extend(auth);
+    q
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -393,37 +425,6 @@ mod tests {
         out_of_range.extend(entry([0; 16], 0, 0));
         assert!(snp_cert(&out_of_range, &[SNP_VCEK_GUID]).is_err());
         assert!(snp_cert(&table[..30], &[SNP_VCEK_GUID]).is_err(), "a cut table is refused");
-    }
-
-    /// A TDX quote laid out by Intel's DCAP quote format (header, for v5 a
-    /// body descriptor, the TD report, then ECDSA auth data with an empty QE
-    /// certification chain): enough to parse, not to verify.
-    fn tdx_quote(version: u16, report_data: &[u8; 64]) -> Vec<u8> {
-        let mut q = Vec::new();
-        q.extend(version.to_le_bytes());
-        q.extend(2u16.to_le_bytes()); // ECDSA-256 attestation key
-        q.extend(0x81u32.to_le_bytes()); // TEE type TDX
-        q.extend([0u8; 2 + 2 + 16 + 20]); // QE SVN, PCE SVN, QE vendor, user data
-        if version == 5 {
-            q.extend(3u16.to_le_bytes()); // body: TD report 1.5
-            q.extend(648u32.to_le_bytes());
-        }
-        q.extend([0u8; 520]); // TCB SVN .. RTMR3
-        q.extend(report_data);
-        if version == 5 {
-            q.extend([0u8; 16 + 48]); // TEE TCB SVN 2, MRSERVICETD
-        }
-        let mut qe = vec![0u8; 384 + 64]; // QE report and its signature
-        qe.extend(0u16.to_le_bytes()); // QE auth data, empty
-        qe.extend(5u16.to_le_bytes()); // PCK chain, empty
-        qe.extend(0u32.to_le_bytes());
-        let mut auth = vec![0u8; 64 + 64]; // quote signature, attestation key
-        auth.extend(6u16.to_le_bytes()); // QE report certification data
-        auth.extend((qe.len() as u32).to_le_bytes());
-        auth.extend(qe);
-        q.extend((auth.len() as u32).to_le_bytes());
-        q.extend(auth);
-        q
     }
 
     #[test]

@@ -197,8 +197,7 @@ mod tests {
     #[test]
     fn hardware_quotes_must_bind_the_key_and_verify_with_their_vendor_chain() {
         let key = Identity::ephemeral();
-        let mut quote = vec![0u8; 1024];
-        quote[568..632].copy_from_slice(&crate::tee::binding(&key.public_key()));
+        let mut quote = crate::tee::tdx_quote(4, &crate::tee::binding(&key.public_key()));
         let mut r = receipt("tee");
         r.attestation = Some(crate::receipt::Attestation {
             provider: "configfs-tsm/tdx_guest".into(),
