@@ -57,8 +57,18 @@ pub async fn serve(
     let worker_api = WorkerLinkServer::new(WorkerApi { farm: farm.clone() })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(max_message);
-    let sweeper = tokio::spawn(sweep_loop(farm.clone()));
-    let reloader = tokio::spawn(key_reload_loop(farm.clone(), auth.clone()));
+    // Leases expire and tasks are requeued by the sweep; API keys made or
+    // revoked with `zkfarm apikey` reach the server by the reload.
+    let sweep_every = (farm.cfg.lease / 10).clamp(Duration::from_millis(100), Duration::from_secs(2));
+    let f = farm.clone();
+    let sweeper = tokio::spawn(every(sweep_every, "sweep", move || f.sweep()));
+    let (f, a) = (farm.clone(), auth.clone());
+    let reloader = tokio::spawn(every(KEY_RELOAD, "rereading the API keys", move || {
+        if a.reload(&f.store())? {
+            tracing::info!("API keys reloaded");
+        }
+        Ok(())
+    }));
     let served = builder
         .add_service(tonic::service::interceptor::InterceptedService::new(client_api, auth.client()))
         .add_service(tonic::service::interceptor::InterceptedService::new(worker_api, auth.worker()))
@@ -69,30 +79,15 @@ pub async fn serve(
     served.context("the gRPC server failed")
 }
 
-async fn sweep_loop(farm: Arc<Farm>) {
-    let every = (farm.cfg.lease / 10).clamp(Duration::from_millis(100), Duration::from_secs(2));
+/// Runs the blocking `job` every `period`, off the async threads, until
+/// aborted; a failure is logged and the next round runs as usual.
+async fn every(period: Duration, what: &'static str, job: impl Fn() -> Result<()> + Clone + Send + 'static) {
     loop {
-        tokio::time::sleep(every).await;
-        let f = farm.clone();
-        match tokio::task::spawn_blocking(move || f.sweep()).await {
-            Ok(Err(e)) => tracing::error!("sweep failed: {e:#}"),
-            Err(e) => tracing::error!("sweep panicked: {e}"),
+        tokio::time::sleep(period).await;
+        match tokio::task::spawn_blocking(job.clone()).await {
+            Ok(Err(e)) => tracing::error!("{what} failed: {e:#}"),
+            Err(e) => tracing::error!("{what} panicked: {e}"),
             Ok(Ok(())) => {}
-        }
-    }
-}
-
-/// Rereads the API keys every [`KEY_RELOAD`], so `zkfarm apikey create` and
-/// `revoke` reach a running coordinator. A failed read keeps the keys it had.
-async fn key_reload_loop(farm: Arc<Farm>, auth: Arc<Auth>) {
-    loop {
-        tokio::time::sleep(KEY_RELOAD).await;
-        let (f, a) = (farm.clone(), auth.clone());
-        match tokio::task::spawn_blocking(move || a.reload(&f.store())).await {
-            Ok(Ok(true)) => tracing::info!("API keys reloaded"),
-            Ok(Ok(false)) => {}
-            Ok(Err(e)) => tracing::error!("rereading the API keys failed: {e:#}"),
-            Err(e) => tracing::error!("rereading the API keys panicked: {e}"),
         }
     }
 }

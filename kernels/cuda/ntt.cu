@@ -54,11 +54,15 @@ extern "C" __global__ void ntt_pass(Fr* data, u32 log_n, u32 s, u32 b, u32 log_p
     __shared__ Fr x[1 << NTT_MAX_PASS];
     u32 log_groups = log_n - b;
     u32 per_block = 1u << log_per_block;
-    u32 size = 1u << b;
     u32 first = blockIdx.x << log_per_block;
-    // Where element j of the block's group `sub` lives in `data`; false for
-    // the padding groups past the last one.
-    auto at = [&](u32 sub, u32 j, u64* where) {
+    u32 elements = per_block << b;
+    // The e-th element the block moves between memory and shared memory:
+    // its shared slot, and its address in `data`, which the padding groups
+    // past the last pair lack (false).
+    auto locate = [&](u32 e, u32* slot, u64* where) {
+        u32 sub = s == 0 ? e >> b : e & (per_block - 1);
+        u32 j = s == 0 ? e & ((1u << b) - 1) : e >> log_per_block;
+        *slot = j * per_block + sub;
         u32 pair = first + sub;
         if (pair >= total) return false;
         u32 col = pair >> log_groups, g = pair & ((1u << log_groups) - 1);
@@ -66,11 +70,11 @@ extern "C" __global__ void ntt_pass(Fr* data, u32 log_n, u32 s, u32 b, u32 log_p
         *where = ((u64)col << log_n) + base + ((u64)j << s);
         return true;
     };
-    for (u32 e = threadIdx.x; e < (per_block << b); e += blockDim.x) {
-        u32 sub = s == 0 ? e >> b : e & (per_block - 1);
-        u32 j = s == 0 ? e & (size - 1) : e >> log_per_block;
+    for (u32 e = threadIdx.x; e < elements; e += blockDim.x) {
+        u32 slot;
         u64 where;
-        x[j * per_block + sub] = at(sub, j, &where) ? data[where] : Fr::zero();
+        bool real = locate(e, &slot, &where);
+        x[slot] = real ? data[where] : Fr::zero();
     }
     __syncthreads();
     u32 sub = threadIdx.x & (per_block - 1), k = threadIdx.x >> log_per_block;
@@ -82,16 +86,17 @@ extern "C" __global__ void ntt_pass(Fr* data, u32 log_n, u32 s, u32 b, u32 log_p
         u32 stage = s + t;
         u32 pos = (low + (j0 << s)) & ((1u << stage) - 1);
         Fr w = twiddles[pos << (log_n - stage - 1)];
-        Fr u = x[j0 * per_block + sub], v = Fr::mul(x[j1 * per_block + sub], w);
-        x[j0 * per_block + sub] = Fr::add(u, v);
-        x[j1 * per_block + sub] = Fr::sub(u, v);
+        Fr& lo = x[j0 * per_block + sub];
+        Fr& hi = x[j1 * per_block + sub];
+        Fr u = lo, v = Fr::mul(hi, w);
+        lo = Fr::add(u, v);
+        hi = Fr::sub(u, v);
         __syncthreads();
     }
-    for (u32 e = threadIdx.x; e < (per_block << b); e += blockDim.x) {
-        u32 sub = s == 0 ? e >> b : e & (per_block - 1);
-        u32 j = s == 0 ? e & (size - 1) : e >> log_per_block;
+    for (u32 e = threadIdx.x; e < elements; e += blockDim.x) {
+        u32 slot;
         u64 where;
-        if (at(sub, j, &where)) data[where] = x[j * per_block + sub];
+        if (locate(e, &slot, &where)) data[where] = x[slot];
     }
 }
 

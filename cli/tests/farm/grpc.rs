@@ -74,33 +74,34 @@ async fn wait_done(farm: &mut Client, job_id: &str) -> Job {
     panic!("job {job_id} did not finish");
 }
 
+/// The first answer to `list_jobs` for which `done` holds, or the last one
+/// after 10 s.
+async fn list_until(
+    farm: &mut Client,
+    done: impl Fn(&Result<tonic::Response<ListJobsResponse>, tonic::Status>) -> bool,
+) -> Result<tonic::Response<ListJobsResponse>, tonic::Status> {
+    for _ in 0..50 {
+        let r = farm.list_jobs(ListJobsRequest { limit: 1 }).await;
+        if done(&r) {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    farm.list_jobs(ListJobsRequest { limit: 1 }).await
+}
+
 /// `zkfarm apikey create` and `revoke` reach a coordinator that is serving.
 async fn api_keys_made_and_revoked_while_serving(c: &Coordinator) {
     let data = c.data.to_str().unwrap();
     let made = c.cli_json(&["apikey", "create", "bob", "--data", data]);
     let mut bob = client(c, made["api_key"].as_str().unwrap()).await;
-    let mut accepted = false;
-    for _ in 0..50 {
-        if bob.list_jobs(ListJobsRequest { limit: 1 }).await.is_ok() {
-            accepted = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(accepted, "a key made while serving was not accepted within 10 s");
+    let accepted = list_until(&mut bob, |r| r.is_ok()).await;
+    assert!(accepted.is_ok(), "a key made while serving was not accepted within 10 s");
     let listed = c.cli_json(&["apikey", "list", "--data", data]);
     assert!(listed["clients"].as_array().unwrap().iter().any(|k| k["name"] == "bob"), "{listed}");
 
     assert_eq!(c.cli_json(&["apikey", "revoke", "bob", "--data", data])["revoked"], 1);
-    let mut refused = None;
-    for _ in 0..50 {
-        if let Err(e) = bob.list_jobs(ListJobsRequest { limit: 1 }).await {
-            refused = Some(e);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let e = refused.expect("a revoked key was still accepted after 10 s");
+    let e = list_until(&mut bob, |r| r.is_err()).await.expect_err("a revoked key was still accepted after 10 s");
     assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
 
     let again = c.cli(&["apikey", "revoke", "bob", "--data", data]);
