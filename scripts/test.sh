@@ -7,27 +7,14 @@
 # committed, and proofs use throwaway insecure SRSs made by the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v cargo >/dev/null 2>&1; then
-    echo "cargo not found: install Rust from https://rustup.rs" >&2
-    exit 1
-fi
-# apt_install PACKAGE: installs a Debian package, refreshing the index if needed.
-apt_install() {
-    local SUDO=""
-    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-    export DEBIAN_FRONTEND=noninteractive
-    $SUDO apt-get install -y --no-install-recommends "$1" >/dev/null 2>&1 \
-        || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y --no-install-recommends "$1" >/dev/null; }
-}
+source scripts/lib.sh
+require_cargo
 if ! command -v redis-server >/dev/null 2>&1; then
     echo "redis-server not found; installing it with apt" >&2
     apt_install redis-server
 fi
 # The kernel tests run the CUDA sources on the CPU, compiled as C++.
-if ! command -v c++ >/dev/null 2>&1; then
-    echo "no C++ compiler found; installing g++ with apt" >&2
-    apt_install g++
-fi
+require_cxx
 export ZKFARM_REDIS_SERVER="${ZKFARM_REDIS_SERVER:-$(command -v redis-server)}"
 # NVRTC compiles the CUDA kernels to PTX without a GPU; the kernel tests
 # require it, so every kernel source is proven to compile for sm_80 and sm_90.

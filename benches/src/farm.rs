@@ -1,92 +1,104 @@
 //! Farm throughput: proofs per minute on the MLP example with 1, 2 and 4
 //! local workers, and the coordinator's overhead per task.
 //!
-//! Usage: `cargo build --release -p zkfarm-cli -p zkfarm-benches &&
-//! target/release/zkfarm-bench-farm [--proofs N] [--signed N] [--workers 1,2,4]`.
+//! Usage: `cargo run --release -p zkfarm-benches --bin zkfarm-bench-farm --
+//! [--proofs N] [--signed N] [--workers 1,2,4]`.
 //!
-//! Each row starts a fresh `zkfarm serve --workers W` (from the same target
-//! directory as this binary) on a throwaway data directory, warms the
-//! proving key with one proof, then times a job of N zk requests from
-//! submission to the last verified receipt. The overhead row times a job of
-//! signed requests, whose worker-side cost is a signature: what remains is
-//! scheduling, receipt checks and the durable store's commits.
+//! Each row starts a fresh coordinator and W local workers in this process,
+//! through the coordinator and worker libraries, on a throwaway data
+//! directory, and drives them over gRPC with the client library as
+//! `zkfarm submit --wait` does. It warms the proving key with one proof,
+//! then times a job of N zk requests from submission to the last verified
+//! receipt. The overhead row times a job of signed requests, whose
+//! worker-side cost is a signature: what remains is scheduling, receipt
+//! checks and the durable store's commits.
 
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use serde_json::{json, Value};
+use rand::SeedableRng;
+use tokio::sync::oneshot;
+use zkfarm_client::{ClientConfig, FarmClient};
+use zkfarm_coordinator::{Coordinator, FarmConfig, StartOptions};
+use zkfarm_proto::v1::{InferenceRequest, SubmitJobRequest};
+use zkfarm_proto::{JobState, Tier};
+use zkfarm_prover::{Engine, KeyCache, Prover, Srs};
+use zkfarm_worker::{LocalSpec, LocalWorkers};
 
-struct Serve {
-    child: Child,
-    home: tempfile::TempDir,
-    url: String,
+/// A coordinator and its local workers, stopped when dropped.
+struct InProcess {
+    client: FarmClient,
+    model_id: String,
+    _workers: LocalWorkers,
+    stop: Option<oneshot::Sender<()>>,
+    _home: tempfile::TempDir,
 }
 
-impl Drop for Serve {
+impl Drop for InProcess {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn zkfarm_bin() -> Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let bin = exe.with_file_name("zkfarm");
-    if !bin.exists() {
-        bail!("{} not found: build it with `cargo build --release -p zkfarm-cli`", bin.display());
-    }
-    Ok(bin)
-}
-
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn start(workers: usize, srs: &Path) -> Result<Serve> {
-    let home = tempfile::tempdir()?;
-    let port = free_port()?;
-    let child = Command::new(zkfarm_bin()?)
-        .args(["serve", "--engine", "cpu", "--workers", &workers.to_string(), "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--srs")
-        .arg(srs)
-        .env("ZKFARM_HOME", home.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let s = Serve { child, url: format!("http://127.0.0.1:{port}"), home };
-    let start = Instant::now();
-    while !(s.home.path().join("farm/api-key").exists() && TcpStream::connect(("127.0.0.1", port)).is_ok()) {
-        if start.elapsed() > Duration::from_secs(60) {
-            bail!("zkfarm serve did not start");
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
         }
-        std::thread::sleep(Duration::from_millis(100));
     }
-    Ok(s)
 }
 
-fn batch(dir: &Path, tier: &str, n: usize) -> Result<PathBuf> {
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
-    let input: Value = serde_json::from_str(&std::fs::read_to_string(examples.join("mlp.input.json"))?)?;
-    let requests: Vec<Value> = (0..n).map(|_| json!({ "input": input, "tier": tier })).collect();
-    let path = dir.join(format!("{tier}-{n}.json"));
-    std::fs::write(&path, json!({ "model": examples.join("mlp.onnx"), "requests": requests }).to_string())?;
-    Ok(path)
+fn examples() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples"))
 }
 
-/// Submits a batch and waits for it; returns the wall time.
-fn run_job(s: &Serve, batch: &Path) -> Result<Duration> {
+async fn start(workers: usize, srs: &Arc<Srs>) -> Result<InProcess> {
+    let home = tempfile::tempdir()?;
+    let opts = StartOptions {
+        listen: "127.0.0.1:0".parse()?,
+        config: FarmConfig::new(home.path().join("farm")),
+        tls: None,
+        worker_token: None,
+    };
+    let coordinator = Coordinator::start(opts, srs.clone()).await?;
+    let url = coordinator.url()?;
+    let api_key = std::fs::read_to_string(coordinator.api_key_path())?.trim().to_string();
+    let keys = Arc::new(KeyCache::new(home.path().join("keys"))?);
+    let spec = LocalSpec {
+        coordinator: url.clone(),
+        tls_ca: None,
+        token: coordinator.worker_token.clone(),
+        prover: Arc::new(Prover::new(srs.clone(), keys, Engine::cpu())),
+        identity_dir: home.path().to_path_buf(),
+        tee: None,
+        allow_insecure_tee: false,
+    };
+    let (stop, stopped) = oneshot::channel();
+    tokio::spawn(coordinator.serve(async move {
+        let _ = stopped.await;
+    }));
+    let local = LocalWorkers::spawn(workers, &spec)?;
+    let mut client = FarmClient::connect(&ClientConfig { coordinator: url, api_key, tls_ca: None }).await?;
+    let onnx = std::fs::read(examples().join("mlp.onnx"))?;
+    let model_id = client.register_model(onnx, String::new(), "mlp.onnx".into()).await?.model_id;
+    Ok(InProcess { client, model_id, _workers: local, stop: Some(stop), _home: home })
+}
+
+/// Submits a job of `n` requests of `tier` and waits for it; returns the
+/// wall time.
+async fn run_job(farm: &mut InProcess, tier: Tier, n: usize) -> Result<Duration> {
+    let input = std::fs::read_to_string(examples().join("mlp.input.json"))?;
+    let requests = (0..n).map(|_| InferenceRequest { input_json: input.clone(), tier: tier as i32 }).collect();
     let t = Instant::now();
-    let out = Command::new(zkfarm_bin()?)
-        .args(["--json", "submit", "--wait", "--coordinator", &s.url])
-        .arg(batch)
-        .env("ZKFARM_HOME", s.home.path())
-        .output()?;
+    let job = farm
+        .client
+        .submit(SubmitJobRequest {
+            model_id: farm.model_id.clone(),
+            requests,
+            priority: 0,
+            idempotency_key: String::new(),
+        })
+        .await?;
+    let done = farm.client.follow(&job.job_id, |_| {}).await?;
     let took = t.elapsed();
-    if !out.status.success() {
-        bail!("job failed: {}", String::from_utf8_lossy(&out.stdout));
+    if done.state != JobState::Done as i32 {
+        bail!("job {} finished with {} of {} done", done.job_id, done.done, done.total);
     }
     Ok(took)
 }
@@ -103,38 +115,29 @@ fn main() -> Result<()> {
         .split(',')
         .map(|w| w.trim().parse().context("--workers takes a list such as 1,2,4"))
         .collect::<Result<_>>()?;
-    let scratch = tempfile::tempdir()?;
-    let srs = scratch.path().join("bench.srs");
-    let out = Command::new(zkfarm_bin()?)
-        .args(["srs", "gen", "--k", "15", "--insecure-dev", "--output"])
-        .arg(&srs)
-        .env("ZKFARM_HOME", scratch.path())
-        .output()?;
-    if !out.status.success() {
-        bail!("srs gen failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
+    let srs = Arc::new(Srs::generate_insecure_dev(15, rand_chacha::ChaCha20Rng::seed_from_u64(1))?);
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     println!(
         "zkfarm farm benchmark: MLP example (k = 15), cpu engine, {cores} host threads, {proofs} zk proofs per job"
     );
     println!("{:>7} {:>12} {:>14} {:>16}", "workers", "job wall s", "proofs/min", "s per proof");
-    let zk = batch(scratch.path(), "zk", proofs)?;
-    let warm = batch(scratch.path(), "zk", 1)?;
-    for &w in &workers {
-        let s = start(w, &srs)?;
-        // The first proof generates the proving key; it is not timed.
-        run_job(&s, &warm)?;
-        let took = run_job(&s, &zk)?.as_secs_f64();
-        println!("{w:>7} {took:>12.1} {:>14.1} {:>16.2}", proofs as f64 * 60.0 / took, took / proofs as f64);
-    }
-    let s = start(*workers.last().unwrap_or(&1), &srs)?;
-    let signed_batch = batch(scratch.path(), "signed", signed)?;
-    run_job(&s, &batch(scratch.path(), "signed", 1)?)?;
-    let took = run_job(&s, &signed_batch)?.as_secs_f64();
-    println!(
-        "coordinator overhead: {signed} signed tasks in {took:.2} s = {:.2} ms per task end to end ({:.0} tasks/s)",
-        took * 1e3 / signed as f64,
-        signed as f64 / took
-    );
-    Ok(())
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        for &w in &workers {
+            let mut farm = start(w, &srs).await?;
+            // The first proof generates the proving key; it is not timed.
+            run_job(&mut farm, Tier::Zk, 1).await?;
+            let took = run_job(&mut farm, Tier::Zk, proofs).await?.as_secs_f64();
+            println!("{w:>7} {took:>12.1} {:>14.1} {:>16.2}", proofs as f64 * 60.0 / took, took / proofs as f64);
+        }
+        let mut farm = start(*workers.last().unwrap_or(&1), &srs).await?;
+        run_job(&mut farm, Tier::Signed, 1).await?;
+        let took = run_job(&mut farm, Tier::Signed, signed).await?.as_secs_f64();
+        println!(
+            "coordinator overhead: {signed} signed tasks in {took:.2} s = {:.2} ms per task end to end ({:.0} tasks/s)",
+            took * 1e3 / signed as f64,
+            signed as f64 / took
+        );
+        Ok(())
+    })
 }

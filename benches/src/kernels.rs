@@ -31,10 +31,7 @@ use zkfarm_kernels::gpu::Gpu;
 use zkfarm_kernels::msm::Msm;
 use zkfarm_kernels::ntt::Ntt;
 use zkfarm_kernels::twiddles::omega;
-use zkfarm_prover::commit::EngineParams;
-use zkfarm_prover::device_bases::DeviceBases;
-use zkfarm_prover::keys::generate;
-use zkfarm_prover::{prove, ProveOptions, Srs};
+use zkfarm_prover::{Engine, KeyCache, ProveOptions, Prover, Srs};
 
 #[derive(Parser)]
 struct Args {
@@ -216,19 +213,21 @@ fn proofs(gpu: Option<&Arc<Gpu>>, runs: usize) -> Result<()> {
         let onnx = std::fs::read(dir.join(format!("{name}.onnx"))).with_context(|| format!("{name}.onnx"))?;
         let input = read_input(&dir.join(format!("{name}.input.json")))?;
         let model = CompiledModel::compile(&onnx, &Settings::default())?;
-        let srs = Srs::generate_insecure_dev(model.k, rand_chacha::ChaCha20Rng::seed_from_u64(1))?;
-        let kzg = srs.for_k(model.k)?;
-        let keys = generate(&model, &srs, &kzg)?;
-        let run = |params: &EngineParams| {
-            time(runs, || prove(&model, &keys, params, &srs.id, &input, &ProveOptions::default()))
-                .map(|(_, ms)| ms / 1e3)
+        let srs = Arc::new(Srs::generate_insecure_dev(model.k, rand_chacha::ChaCha20Rng::seed_from_u64(1))?);
+        let key_dir = tempfile::tempdir()?;
+        let keys = Arc::new(KeyCache::new(key_dir.path().to_path_buf())?);
+        let cpu_prover = Prover::new(srs.clone(), keys.clone(), Engine::cpu());
+        let (pk, _) = cpu_prover.keys_for(&model, None)?;
+        let run = |prover: &Prover| {
+            time(runs, || prover.prove(&model, &pk, &input, &ProveOptions::default())).map(|(_, ms)| ms / 1e3)
         };
-        let cpu = run(&EngineParams::cpu(kzg.clone()))?;
+        let cpu = run(&cpu_prover)?;
         let cuda = match gpu {
             Some(g) => {
-                let params = EngineParams::with_device(kzg.clone(), Arc::new(DeviceBases::upload(g.clone(), &kzg)?));
-                let s = run(&params)?;
-                ensure!(params.fallbacks() == 0, "{name}: {} GPU commitments fell back to the CPU", params.fallbacks());
+                let prover = Prover::new(srs.clone(), keys.clone(), Engine::with_gpu(g.clone()));
+                let s = run(&prover)?;
+                let fallbacks = prover.engine.params(&srs, model.k)?.fallbacks();
+                ensure!(fallbacks == 0, "{name}: {fallbacks} GPU commitments fell back to the CPU");
                 s
             }
             None => f64::NAN,

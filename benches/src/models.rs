@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -13,9 +14,7 @@ use rand::SeedableRng;
 use serde_json::{json, Value};
 use zkfarm_circuits::input::read_input;
 use zkfarm_circuits::{CompiledModel, Settings};
-use zkfarm_prover::commit::EngineParams;
-use zkfarm_prover::keys::generate;
-use zkfarm_prover::{prove, verify, ProveOptions, Srs};
+use zkfarm_prover::{Engine, KeyCache, ProveOptions, Prover, Srs};
 
 const MODELS: [&str; 3] = ["mlp", "lenet", "nonlinear"];
 
@@ -62,21 +61,23 @@ fn bench_one(name: &str, runs: usize) -> Result<Value> {
     let onnx = std::fs::read(dir.join(format!("{name}.onnx")))?;
     let input = read_input(&dir.join(format!("{name}.input.json")))?;
     let model = CompiledModel::compile(&onnx, &Settings::default())?;
-    let srs = Srs::generate_insecure_dev(model.k, rand_chacha::ChaCha20Rng::seed_from_u64(1))?;
-    let params = srs.for_k(model.k)?;
+    let srs = Arc::new(Srs::generate_insecure_dev(model.k, rand_chacha::ChaCha20Rng::seed_from_u64(1))?);
+    let key_dir = tempfile::tempdir()?;
+    let prover = Prover::new(srs, Arc::new(KeyCache::new(key_dir.path().to_path_buf())?), Engine::cpu());
+    // Load the SRS's parameters for k first, so keygen is timed alone.
+    prover.engine.params(&prover.srs, model.k)?;
     let t = Instant::now();
-    let keys = generate(&model, &srs, &params)?;
-    let cpu = EngineParams::cpu(params);
+    let (keys, _) = prover.keys_for(&model, None)?;
     let keygen = t.elapsed().as_secs_f64();
     let mut prove_times = Vec::new();
     let mut verify_times = Vec::new();
     let mut proof_bytes = 0;
     for _ in 0..runs.max(1) {
         let t = Instant::now();
-        let receipt = prove(&model, &keys, &cpu, &srs.id, &input, &ProveOptions::default())?;
+        let receipt = prover.prove(&model, &keys, &input, &ProveOptions::default())?;
         prove_times.push(t.elapsed().as_secs_f64());
         let t = Instant::now();
-        verify(&receipt, &keys.vk, &srs)?;
+        prover.verify(&receipt, &keys.vk)?;
         verify_times.push(t.elapsed().as_secs_f64() * 1e3);
         proof_bytes = receipt.proof.len() / 2;
     }

@@ -17,9 +17,6 @@ impl Tensor {
         debug_assert_eq!(shape.iter().product::<usize>(), data.len());
         Tensor { shape, data }
     }
-    pub fn scalar(v: f64) -> Self {
-        Tensor { shape: vec![], data: vec![v] }
-    }
     pub fn len(&self) -> usize {
         self.data.len()
     }

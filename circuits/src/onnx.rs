@@ -595,7 +595,6 @@ impl Importer {
                     b = Val::Const(Tensor::new(t.shape.clone(), t.data.iter().map(|v| 1.0 / v).collect()));
                 }
                 Val::Const(_) => bail!("division by zero"),
-                Val::Node(_) if matches!(a, Val::Const(_)) => bail!("Div by a runtime tensor is not supported"),
                 Val::Node(_) => bail!("Div by a runtime tensor is not supported"),
             }
             op = Arith::Mul;

@@ -34,6 +34,19 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// Settings from their JSON (as `zkfarm calibrate` writes them): blank
+    /// text means the defaults. The result is validated.
+    pub fn from_json(text: &str) -> Result<Self> {
+        let s: Settings = if text.trim().is_empty() {
+            Settings::default()
+        } else {
+            serde_json::from_str(text)
+                .map_err(|e| anyhow::anyhow!("the settings are not valid zkfarm settings JSON: {e}"))?
+        };
+        s.validate()?;
+        Ok(s)
+    }
+
     pub fn validate(&self) -> Result<()> {
         if !(1..=16).contains(&self.input_scale) || !(1..=16).contains(&self.param_scale) {
             bail!(

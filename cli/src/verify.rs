@@ -6,19 +6,19 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use serde_json::json;
-use zkfarm_prover::tee::TeePolicy;
-use zkfarm_prover::trust::WorkerKey;
-use zkfarm_prover::{srs, KeyCache, Receipt, Srs, Trust, VerifierKey};
+use zkfarm_attest::{TeePolicy, Trust, WorkerKey};
+use zkfarm_client::ClientConfig;
+use zkfarm_prover::{srs, KeyCache, Receipt, Srs, Tier, VerifierKey};
 
-use crate::farm::{fetch_trust, ClientArgs};
-use crate::Output;
+use crate::jobs::fetch_trust;
+use crate::output::Output;
 
 pub struct Inputs<'a> {
     pub vk: Option<&'a Path>,
     pub srs: Option<&'a Path>,
     pub worker_keys: Option<&'a Path>,
     pub tee: TeePolicy,
-    pub coordinator: Option<&'a ClientArgs>,
+    pub coordinator: Option<&'a ClientConfig>,
 }
 
 pub fn cmd_verify(out: &Output, path: &Path, inputs: &Inputs<'_>) -> Result<()> {
@@ -54,7 +54,7 @@ fn gather(receipt: &Receipt, inputs: &Inputs<'_>) -> Result<Trust> {
         })?;
         trust.add_worker_keys(keys);
     }
-    let zk = receipt.tier == "zk";
+    let zk = receipt.tier == Tier::Zk;
     let local_vk = match (zk, inputs.vk) {
         (false, _) => None,
         (true, Some(p)) => Some(VerifierKey::load(p)?),

@@ -10,26 +10,62 @@ use tonic::{Request, Response, Status};
 use zkfarm_proto::v1::prover_farm_server::ProverFarm;
 use zkfarm_proto::v1::worker_link_server::WorkerLink;
 use zkfarm_proto::v1::*;
-use zkfarm_proto::{JobState, TaskState, Tier};
+use zkfarm_prover::Tier;
 
 use crate::auth::Client;
-use crate::farm::{internal, Caps, Farm};
-use crate::store::{JobRow, TaskRow};
+use crate::error::FarmError;
+use crate::farm::{Caps, Farm};
+use crate::store::{JobRow, JobState, TaskRow, TaskState};
+
+/// The one place where the coordinator's errors become gRPC statuses.
+impl From<FarmError> for Status {
+    fn from(e: FarmError) -> Self {
+        match e {
+            FarmError::Invalid(m) => Status::invalid_argument(m),
+            FarmError::NotFound(m) => Status::not_found(m),
+            FarmError::OverLimit(m) => Status::resource_exhausted(m),
+            FarmError::Refused(m) => Status::failed_precondition(m),
+            FarmError::Forbidden(m) => Status::permission_denied(m),
+            FarmError::Internal(e) => {
+                tracing::error!("internal error: {e:#}");
+                Status::internal(format!("{e:#}"))
+            }
+        }
+    }
+}
+
+fn internal(e: anyhow::Error) -> Status {
+    FarmError::Internal(e).into()
+}
 
 fn client_of<T>(req: &Request<T>) -> Result<String, Status> {
     req.extensions().get::<Client>().map(|c| c.0.clone()).ok_or_else(|| Status::unauthenticated("no client"))
 }
 
-fn tier_of(name: &str) -> Tier {
-    Tier::parse(name).unwrap_or(Tier::Unspecified)
+/// Tiers and states on the wire: the gRPC enums spell them as receipts and
+/// the store do.
+fn wire_tier(t: Tier) -> i32 {
+    zkfarm_proto::Tier::parse(t.as_str()).map_or(zkfarm_proto::Tier::Unspecified, |w| w) as i32
+}
+
+fn tier_from_wire(t: i32) -> Option<Tier> {
+    zkfarm_proto::Tier::try_from(t).ok().and_then(|w| w.name().parse().ok())
+}
+
+fn wire_task_state(s: TaskState) -> i32 {
+    zkfarm_proto::TaskState::parse(s.as_str()) as i32
+}
+
+fn wire_job_state(s: JobState) -> i32 {
+    zkfarm_proto::JobState::parse(s.as_str()) as i32
 }
 
 pub fn task_proto(t: &TaskRow) -> Task {
     Task {
         task_id: t.task_id.clone(),
         index: t.idx,
-        tier: tier_of(&t.tier) as i32,
-        state: TaskState::parse(&t.state) as i32,
+        tier: wire_tier(t.tier),
+        state: wire_task_state(t.state),
         attempt: t.attempt,
         retries: t.retries,
         worker_id: t.worker_id.clone(),
@@ -61,7 +97,7 @@ impl ClientApi {
         Ok(Job {
             job_id: row.job_id,
             model_id: row.model_id,
-            state: JobState::parse(&row.state) as i32,
+            state: wire_job_state(row.state),
             priority: row.priority,
             total: c.total(),
             queued: c.queued,
@@ -108,11 +144,9 @@ impl ProverFarm for ClientApi {
         let r = req.into_inner();
         let mut requests = Vec::with_capacity(r.requests.len());
         for (i, q) in r.requests.into_iter().enumerate() {
-            let tier = Tier::try_from(q.tier).unwrap_or(Tier::Unspecified);
-            if tier == Tier::Unspecified {
-                return Err(Status::invalid_argument(format!("request {i}: tier must be zk, tee or signed")));
-            }
-            requests.push((q.input_json, tier.name().to_string()));
+            let tier = tier_from_wire(q.tier)
+                .ok_or_else(|| Status::invalid_argument(format!("request {i}: tier must be zk, tee or signed")))?;
+            requests.push((q.input_json, tier));
         }
         let (job_id, existing) =
             self.farm.submit(&client, &r.model_id, requests, r.priority, &r.idempotency_key).await?;
@@ -136,7 +170,7 @@ impl ProverFarm for ClientApi {
         let farm = self.farm.clone();
         let api = ClientApi { farm: farm.clone() };
         let stream = async_stream(move |tx| async move {
-            let done = JobState::try_from(first.state).is_ok_and(|s| s.is_final());
+            let done = zkfarm_proto::JobState::try_from(first.state).is_ok_and(|s| s.is_final());
             if tx.send(Ok(JobEvent { job: Some(first), task: None })).await.is_err() || done {
                 return;
             }
@@ -155,7 +189,7 @@ impl ProverFarm for ClientApi {
                     }
                 };
                 let task = task.and_then(|id| farm.store().task(&id).ok().flatten()).map(|t| task_proto(&t));
-                let done = JobState::try_from(job.state).is_ok_and(|s| s.is_final());
+                let done = zkfarm_proto::JobState::try_from(job.state).is_ok_and(|s| s.is_final());
                 if tx.send(Ok(JobEvent { job: Some(job), task })).await.is_err() || done {
                     return;
                 }
@@ -193,7 +227,7 @@ impl ProverFarm for ClientApi {
             .map(|(index, task_id, tier, receipt_json)| ReceiptEntry {
                 index,
                 task_id,
-                tier: tier_of(&tier) as i32,
+                tier: wire_tier(tier),
                 receipt_json,
             })
             .collect();
@@ -204,11 +238,11 @@ impl ProverFarm for ClientApi {
         client_of(&req)?;
         let store = self.farm.store();
         let mut tiers = Vec::new();
-        for tier in [Tier::Zk, Tier::Tee, Tier::Signed] {
-            let (mut lat, failed) = store.tier_latencies(tier.name(), 100_000).map_err(internal)?;
+        for tier in Tier::ALL {
+            let (mut lat, failed) = store.tier_latencies(tier, 100_000).map_err(internal)?;
             lat.sort_unstable();
             tiers.push(TierStats {
-                tier: tier as i32,
+                tier: wire_tier(tier),
                 done: lat.len() as u64,
                 failed,
                 p50_ms: percentile(&lat, 0.50),
@@ -292,14 +326,16 @@ impl WorkerLink for WorkerApi {
             engine: c.engine,
             gpu_name: c.gpu_name,
             memory_bytes: c.memory_bytes,
-            tiers: c.tiers.iter().filter_map(|t| Tier::try_from(*t).ok()).map(|t| t.name().to_string()).collect(),
+            tiers: c.tiers.iter().filter_map(|t| tier_from_wire(*t)).collect(),
             tee_provider: c.tee_provider,
             loaded_keys: c.loaded_keys,
         };
-        if caps.tiers.iter().any(|t| t == "tee") && caps.tee_provider == "dev" && !self.farm.cfg.tee.allow_insecure {
-            return Err(Status::permission_denied(
-                "this farm refuses the insecure dev TEE provider (start the coordinator with --allow-insecure-tee)",
-            ));
+        if caps.tiers.contains(&Tier::Tee) && caps.tee_provider == "dev" && !self.farm.cfg.tee.allow_insecure {
+            return Err(FarmError::Forbidden(
+                "this farm refuses the insecure dev TEE provider (start the coordinator with --allow-insecure-tee)"
+                    .into(),
+            )
+            .into());
         }
         let worker_id = self.farm.register_worker(&r.worker_id, &r.name, r.public_key, &caps)?;
         tracing::info!(worker = %worker_id, name = %r.name, engine = %caps.engine, "worker registered");
@@ -330,7 +366,7 @@ impl WorkerLink for WorkerApi {
             job_id: t.job_id,
             attempt: t.attempt,
             model_id: t.model_id,
-            tier: tier_of(&t.tier) as i32,
+            tier: wire_tier(t.tier),
             input_json: t.input,
             lease_expires_ms: t.lease_expires_ms,
             vk_hash,

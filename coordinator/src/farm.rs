@@ -5,20 +5,19 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
 use rand::Rng;
 use tokio::sync::{broadcast, Notify};
-use tonic::Status;
+use zkfarm_attest::{TeePolicy, Trust, WorkerKey};
 use zkfarm_circuits::input::parse_input;
 use zkfarm_circuits::{CompiledModel, Settings};
 use zkfarm_prover::receipt::input_hash;
-use zkfarm_prover::tee::TeePolicy;
-use zkfarm_prover::trust::WorkerKey;
-use zkfarm_prover::{KeyCache, Receipt, Srs, Trust, VerifierKey};
+use zkfarm_prover::{KeyCache, Receipt, Srs, Tier, VerifierKey};
 
-use crate::store::{Completion, Fit, ModelRow, NewJob, NewTask, Store, TaskRow, WorkerRow};
+use crate::error::{FarmError, FarmResult};
+use crate::store::{Completion, Fit, ModelRow, NewJob, NewTask, Store, TaskRow, TaskState, WorkerRow};
 
 /// Limits on what clients may send.
 #[derive(Clone, Debug)]
@@ -81,7 +80,7 @@ pub struct Caps {
     pub engine: String,
     pub gpu_name: String,
     pub memory_bytes: u64,
-    pub tiers: Vec<String>,
+    pub tiers: Vec<Tier>,
     pub tee_provider: String,
     pub loaded_keys: Vec<String>,
 }
@@ -96,22 +95,18 @@ pub struct Farm {
     pub cfg: FarmConfig,
 }
 
+/// The store's clock: milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    zkfarm_prover::receipt::now_ms() as i64
 }
 
 fn random_id(prefix: &str) -> String {
     format!("{prefix}{:016x}", rand::thread_rng().gen::<u64>())
 }
 
-pub(crate) fn internal(e: anyhow::Error) -> Status {
-    tracing::error!("internal error: {e:#}");
-    Status::internal(format!("{e:#}"))
-}
-
 /// Runs CPU-heavy work off the async threads.
-async fn blocking<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> Result<T, Status> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| Status::internal(format!("{what} panicked: {e}")))
+async fn blocking<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> FarmResult<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| FarmError::Internal(anyhow!("{what} panicked: {e}")))
 }
 
 /// Rough proving memory for a circuit of size 2^k, for scheduling.
@@ -152,48 +147,48 @@ impl Farm {
         onnx: Vec<u8>,
         settings_json: String,
         name: String,
-    ) -> Result<ModelRow, Status> {
+    ) -> FarmResult<ModelRow> {
         let lim = &self.cfg.limits;
         if onnx.is_empty() {
-            return Err(Status::invalid_argument("the model is empty"));
+            return Err(FarmError::Invalid("the model is empty".into()));
         }
         if onnx.len() > lim.max_model_bytes {
-            return Err(Status::resource_exhausted(format!(
+            return Err(FarmError::OverLimit(format!(
                 "the model is {} bytes; this farm accepts models up to {} bytes",
                 onnx.len(),
                 lim.max_model_bytes
             )));
         }
-        let settings = parse_settings(&settings_json).map_err(|e| Status::invalid_argument(format!("{e:#}")))?;
+        let settings = Settings::from_json(&settings_json).map_err(|e| FarmError::Invalid(format!("{e:#}")))?;
         let farm = self.clone();
-        blocking("model compilation", move || -> Result<ModelRow, Status> {
+        blocking("model compilation", move || -> FarmResult<ModelRow> {
             let model = CompiledModel::compile(&onnx, &settings)
-                .map_err(|e| Status::invalid_argument(format!("the model does not compile: {e:#}")))?;
+                .map_err(|e| FarmError::Invalid(format!("the model does not compile: {e:#}")))?;
             if model.k > farm.cfg.limits.max_k {
-                return Err(Status::resource_exhausted(format!(
+                return Err(FarmError::OverLimit(format!(
                     "the model needs a circuit of k = {}; this farm accepts k up to {}",
                     model.k, farm.cfg.limits.max_k
                 )));
             }
             if model.k > farm.srs.k() {
-                return Err(Status::failed_precondition(format!(
+                return Err(FarmError::Refused(format!(
                     "the model needs k = {} but the farm's SRS has only 2^{} points",
                     model.k,
                     farm.srs.k()
                 )));
             }
-            let vk = farm.vks.verifier_key(&model, &farm.srs).map_err(internal)?;
+            let vk = farm.vks.verifier_key(&model, &farm.srs).map_err(FarmError::Internal)?;
             let row = ModelRow {
                 model_id: model.circuit_hash.clone(),
                 name,
                 model_hash: model.model_hash.clone(),
                 onnx,
-                settings: serde_json::to_string(&settings).map_err(|e| internal(e.into()))?,
+                settings: serde_json::to_string(&settings).map_err(FarmError::from)?,
                 k: model.k,
                 vk_hash: vk.hash.clone(),
                 mem_bytes: proving_memory(model.k),
             };
-            farm.store().put_model(&row, now_ms()).map_err(internal)?;
+            farm.store().put_model(&row, now_ms()).map_err(FarmError::Internal)?;
             farm.models.lock().unwrap().insert(row.model_id.clone(), Arc::new(LoadedModel { model, vk }));
             Ok(row)
         })
@@ -202,18 +197,18 @@ impl Farm {
 
     /// The compiled model and its verifying key, compiled again from the
     /// store after a restart.
-    pub async fn loaded(self: &Arc<Self>, model_id: &str) -> Result<Arc<LoadedModel>, Status> {
+    pub async fn loaded(self: &Arc<Self>, model_id: &str) -> FarmResult<Arc<LoadedModel>> {
         if let Some(m) = self.models.lock().unwrap().get(model_id) {
             return Ok(m.clone());
         }
         let row = self
             .store()
             .model(model_id)
-            .map_err(internal)?
-            .ok_or_else(|| Status::not_found(format!("unknown model {model_id:?}: register it first")))?;
+            .map_err(FarmError::Internal)?
+            .ok_or_else(|| FarmError::NotFound(format!("unknown model {model_id:?}: register it first")))?;
         let farm = self.clone();
         let loaded = blocking("model compilation", move || -> Result<LoadedModel> {
-            let model = CompiledModel::compile(&row.onnx, &parse_settings(&row.settings)?)?;
+            let model = CompiledModel::compile(&row.onnx, &Settings::from_json(&row.settings)?)?;
             let vk = farm.vks.verifier_key(&model, &farm.srs)?;
             if vk.hash != row.vk_hash {
                 bail!("the verifying key of model {} changed: is the SRS the same as before?", row.model_id);
@@ -221,7 +216,7 @@ impl Farm {
             Ok(LoadedModel { model, vk })
         })
         .await?
-        .map_err(internal)?;
+        .map_err(FarmError::Internal)?;
         let loaded = Arc::new(loaded);
         self.models.lock().unwrap().insert(model_id.to_string(), loaded.clone());
         Ok(loaded)
@@ -235,23 +230,23 @@ impl Farm {
         self: &Arc<Self>,
         client: &str,
         model_id: &str,
-        requests: Vec<(String, String)>,
+        requests: Vec<(String, Tier)>,
         priority: i32,
         idem_key: &str,
-    ) -> Result<(String, bool), Status> {
+    ) -> FarmResult<(String, bool)> {
         let lim = &self.cfg.limits;
         if requests.is_empty() {
-            return Err(Status::invalid_argument("the job has no requests"));
+            return Err(FarmError::Invalid("the job has no requests".into()));
         }
         if requests.len() > lim.max_batch {
-            return Err(Status::resource_exhausted(format!(
+            return Err(FarmError::OverLimit(format!(
                 "the job has {} requests; this farm accepts up to {} per job",
                 requests.len(),
                 lim.max_batch
             )));
         }
         if !idem_key.is_empty() {
-            let existing = self.store().job_by_idempotency_key(client, idem_key).map_err(internal)?;
+            let existing = self.store().job_by_idempotency_key(client, idem_key).map_err(FarmError::Internal)?;
             if let Some(job) = existing {
                 return Ok((job.job_id, true));
             }
@@ -260,18 +255,18 @@ impl Farm {
         let mut tasks = Vec::with_capacity(requests.len());
         for (i, (input, tier)) in requests.into_iter().enumerate() {
             if input.len() > lim.max_input_bytes {
-                return Err(Status::resource_exhausted(format!(
+                return Err(FarmError::OverLimit(format!(
                     "request {i}: the input is {} bytes; this farm accepts inputs up to {} bytes",
                     input.len(),
                     lim.max_input_bytes
                 )));
             }
-            let values = parse_input(&input).map_err(|e| Status::invalid_argument(format!("request {i}: {e:#}")))?;
+            let values = parse_input(&input).map_err(|e| FarmError::Invalid(format!("request {i}: {e:#}")))?;
             loaded
                 .model
                 .program
                 .quantize_inputs(&values)
-                .map_err(|e| Status::invalid_argument(format!("request {i}: {e:#}")))?;
+                .map_err(|e| FarmError::Invalid(format!("request {i}: {e:#}")))?;
             tasks.push(NewTask { tier, input });
         }
         let job_id = random_id("j-");
@@ -281,7 +276,7 @@ impl Farm {
             .lock()
             .unwrap()
             .create_job(&NewJob { job_id: &job_id, client, idem_key: idem, model_id, priority }, &tasks, now_ms())
-            .map_err(internal)?;
+            .map_err(FarmError::Internal)?;
         if !existing {
             metrics::counter!("zkfarm_jobs_submitted_total").increment(1);
             self.work.notify_waiters();
@@ -290,8 +285,8 @@ impl Farm {
         Ok((id, existing))
     }
 
-    pub fn cancel(&self, job_id: &str) -> Result<(), Status> {
-        self.store().cancel(job_id, now_ms()).map_err(internal)?;
+    pub fn cancel(&self, job_id: &str) -> FarmResult<()> {
+        self.store().cancel(job_id, now_ms()).map_err(FarmError::Internal)?;
         self.announce(job_id, None);
         Ok(())
     }
@@ -304,16 +299,16 @@ impl Farm {
         name: &str,
         public_key: Vec<u8>,
         caps: &Caps,
-    ) -> Result<String, Status> {
+    ) -> FarmResult<String> {
         let key: [u8; 32] = public_key
             .as_slice()
             .try_into()
-            .map_err(|_| Status::invalid_argument("the worker's public key must be 32 bytes (ed25519)"))?;
-        zkfarm_prover::identity::parse_public_key(&hex::encode(key))
-            .map_err(|e| Status::invalid_argument(format!("{e:#}")))?;
+            .map_err(|_| FarmError::Invalid("the worker's public key must be 32 bytes (ed25519)".into()))?;
+        zkfarm_attest::identity::parse_public_key(&hex::encode(key))
+            .map_err(|e| FarmError::Invalid(format!("{e:#}")))?;
         let store = self.store();
         // A worker resumes under its old id only with the same key.
-        let id = match store.worker(requested_id).map_err(internal)? {
+        let id = match store.worker(requested_id).map_err(FarmError::Internal)? {
             Some(w) if !requested_id.is_empty() && w.public_key == public_key => requested_id.to_string(),
             _ => random_id("w-"),
         };
@@ -321,21 +316,21 @@ impl Farm {
             worker_id: id.clone(),
             name: name.to_string(),
             public_key,
-            caps: serde_json::to_string(caps).map_err(|e| internal(e.into()))?,
+            caps: serde_json::to_string(caps).map_err(FarmError::from)?,
             last_seen_ms: now_ms(),
             alive: true,
         };
-        store.upsert_worker(&row).map_err(internal)?;
+        store.upsert_worker(&row).map_err(FarmError::Internal)?;
         Ok(id)
     }
 
-    pub fn worker_caps(&self, worker_id: &str) -> Result<Caps, Status> {
+    pub fn worker_caps(&self, worker_id: &str) -> FarmResult<Caps> {
         let w = self
             .store()
             .worker(worker_id)
-            .map_err(internal)?
-            .ok_or_else(|| Status::not_found(format!("unknown worker {worker_id:?}: register again")))?;
-        serde_json::from_str(&w.caps).map_err(|e| internal(e.into()))
+            .map_err(FarmError::Internal)?
+            .ok_or_else(|| FarmError::NotFound(format!("unknown worker {worker_id:?}: register again")))?;
+        serde_json::from_str(&w.caps).map_err(FarmError::from)
     }
 
     pub fn heartbeat(
@@ -343,20 +338,20 @@ impl Farm {
         worker_id: &str,
         running: &[(String, u32)],
         loaded_keys: Vec<String>,
-    ) -> Result<Vec<(String, u32)>, Status> {
+    ) -> FarmResult<Vec<(String, u32)>> {
         let mut caps = self.worker_caps(worker_id)?;
         let mut store = self.store();
         if caps.loaded_keys != loaded_keys {
             caps.loaded_keys = loaded_keys;
             store
-                .set_worker_caps(worker_id, &serde_json::to_string(&caps).map_err(|e| internal(e.into()))?)
-                .map_err(internal)?;
+                .set_worker_caps(worker_id, &serde_json::to_string(&caps).map_err(FarmError::from)?)
+                .map_err(FarmError::Internal)?;
         }
-        store.renew(worker_id, running, now_ms(), self.cfg.lease.as_millis() as i64).map_err(internal)
+        store.renew(worker_id, running, now_ms(), self.cfg.lease.as_millis() as i64).map_err(FarmError::Internal)
     }
 
     /// Leases a task to the worker, waiting up to `wait` for one.
-    pub async fn poll(&self, worker_id: &str, wait: Duration) -> Result<Option<(TaskRow, String)>, Status> {
+    pub async fn poll(&self, worker_id: &str, wait: Duration) -> FarmResult<Option<(TaskRow, String)>> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let notified = self.work.notified();
@@ -364,10 +359,12 @@ impl Farm {
             notified.as_mut().enable();
             let caps = self.worker_caps(worker_id)?;
             let fit = Fit { tiers: &caps.tiers, memory_bytes: caps.memory_bytes, loaded_keys: &caps.loaded_keys };
-            let claimed =
-                self.store().claim(worker_id, &fit, now_ms(), self.cfg.lease.as_millis() as i64).map_err(internal)?;
+            let claimed = self
+                .store()
+                .claim(worker_id, &fit, now_ms(), self.cfg.lease.as_millis() as i64)
+                .map_err(FarmError::Internal)?;
             if let Some(task) = claimed {
-                let vk_hash = self.store().vk_hash(&task.model_id).map_err(internal)?.unwrap_or_default();
+                let vk_hash = self.store().vk_hash(&task.model_id).map_err(FarmError::Internal)?.unwrap_or_default();
                 self.announce(&task.job_id, Some(&task.task_id));
                 return Ok(Some((task, vk_hash)));
             }
@@ -387,13 +384,13 @@ impl Farm {
         attempt: u32,
         receipt_json: String,
         duration_ms: u64,
-    ) -> Result<(bool, String), Status> {
+    ) -> FarmResult<(bool, String)> {
         let task = self
             .store()
             .task(task_id)
-            .map_err(internal)?
-            .ok_or_else(|| Status::not_found(format!("unknown task {task_id:?}")))?;
-        if matches!(task.state.as_str(), "done" | "failed" | "cancelled") {
+            .map_err(FarmError::Internal)?
+            .ok_or_else(|| FarmError::NotFound(format!("unknown task {task_id:?}")))?;
+        if task.state.is_final() {
             return Ok((false, format!("the task is already {}", task.state)));
         }
         let caps = self.worker_caps(worker_id)?;
@@ -407,7 +404,7 @@ impl Farm {
             Ok(r) => r,
             Err(e) => {
                 let reason = format!("the receipt was rejected: {e:#}");
-                metrics::counter!("zkfarm_receipts_rejected_total", "tier" => task.tier.clone()).increment(1);
+                metrics::counter!("zkfarm_receipts_rejected_total", "tier" => task.tier.as_str()).increment(1);
                 tracing::warn!(task = task_id, worker = worker_id, "{reason}");
                 // Only the current attempt's failure counts against the task.
                 self.report_failure(task_id, attempt, true, &reason)?;
@@ -416,37 +413,39 @@ impl Farm {
         };
         let now = now_ms();
         let (completion, settled) =
-            self.store().complete(task_id, &receipt_json, duration_ms, now).map_err(internal)?;
+            self.store().complete(task_id, &receipt_json, duration_ms, now).map_err(FarmError::Internal)?;
         if let Completion::AlreadyFinal(state) = completion {
             return Ok((false, format!("the task is already {state}")));
         }
         if attempt != task.attempt {
             tracing::info!(task = task_id, "kept a verified result of stale attempt {attempt}");
         }
-        metrics::counter!("zkfarm_inferences_total", "tier" => task.tier.clone()).increment(1);
-        metrics::histogram!("zkfarm_task_duration_seconds", "tier" => task.tier.clone(), "engine" => caps.engine)
+        metrics::counter!("zkfarm_inferences_total", "tier" => task.tier.as_str()).increment(1);
+        metrics::histogram!("zkfarm_task_duration_seconds", "tier" => task.tier.as_str(), "engine" => caps.engine)
             .record(duration_ms as f64 / 1000.0);
-        metrics::histogram!("zkfarm_task_latency_seconds", "tier" => task.tier.clone())
+        metrics::histogram!("zkfarm_task_latency_seconds", "tier" => task.tier.as_str())
             .record((now - task.created_ms) as f64 / 1000.0);
         if let Some(state) = settled {
-            metrics::counter!("zkfarm_jobs_finished_total", "state" => state).increment(1);
+            metrics::counter!("zkfarm_jobs_finished_total", "state" => state.as_str()).increment(1);
         }
         self.announce(&task.job_id, Some(task_id));
         Ok((true, String::new()))
     }
 
-    pub fn report_failure(&self, task_id: &str, attempt: u32, retryable: bool, reason: &str) -> Result<(), Status> {
-        let (state, settled) =
-            self.store().fail(task_id, attempt, retryable, reason, self.cfg.max_retries, now_ms()).map_err(internal)?;
+    pub fn report_failure(&self, task_id: &str, attempt: u32, retryable: bool, reason: &str) -> FarmResult<()> {
+        let (state, settled) = self
+            .store()
+            .fail(task_id, attempt, retryable, reason, self.cfg.max_retries, now_ms())
+            .map_err(FarmError::Internal)?;
         if let Some(state) = state {
-            if state == "queued" {
+            if state == TaskState::Queued {
                 metrics::counter!("zkfarm_task_retries_total").increment(1);
                 self.work.notify_waiters();
             }
             if let Some(job_state) = settled {
-                metrics::counter!("zkfarm_jobs_finished_total", "state" => job_state).increment(1);
+                metrics::counter!("zkfarm_jobs_finished_total", "state" => job_state.as_str()).increment(1);
             }
-            if let Some(t) = self.store().task(task_id).map_err(internal)? {
+            if let Some(t) = self.store().task(task_id).map_err(FarmError::Internal)? {
                 self.announce(&t.job_id, Some(task_id));
             }
         }
@@ -471,26 +470,24 @@ impl Farm {
             bail!("the receipt's input hash is not the task's input");
         }
         let mut trust = Trust { tee: self.cfg.tee.clone(), ..Trust::default() };
-        match r.tier.as_str() {
-            "zk" => {
-                // The proof hides the input; the outputs it proves must be
-                // exactly what the task's input gives.
-                let p = &loaded.model.program;
-                let expected = p.dequantize(&p.output_values(&loaded.model.run(&inputs)?));
-                if r.outputs != expected {
-                    bail!("the proven outputs are not the model's outputs on the task's input");
-                }
-                trust.add_vk(loaded.vk.clone());
-                trust.srs = Some(self.srs.clone());
+        if r.tier.is_proof() {
+            // The proof hides the input; the outputs it proves must be
+            // exactly what the task's input gives.
+            let p = &loaded.model.program;
+            let expected = p.dequantize(&p.output_values(&loaded.model.run(&inputs)?));
+            if r.outputs != expected {
+                bail!("the proven outputs are not the model's outputs on the task's input");
             }
-            _ => {
-                let signer = r.signer.as_ref().ok_or_else(|| anyhow!("the receipt is not signed"))?;
-                if signer.worker_id != worker_id {
-                    bail!("the receipt is signed as worker {}, not {worker_id}", signer.worker_id);
-                }
-                let key = self.store().worker(worker_id)?.ok_or_else(|| anyhow!("unknown worker"))?.public_key;
-                trust.add_worker_keys([WorkerKey { worker_id: worker_id.to_string(), public_key: hex::encode(key) }]);
+            trust.add_vk(loaded.vk.clone());
+            trust.srs = Some(self.srs.clone());
+        } else {
+            // Signed by the worker that held the task, with its registered key.
+            let signer = r.signer.as_ref().ok_or_else(|| anyhow!("the receipt is not signed"))?;
+            if signer.worker_id != worker_id {
+                bail!("the receipt is signed as worker {}, not {worker_id}", signer.worker_id);
             }
+            let key = self.store().worker(worker_id)?.ok_or_else(|| anyhow!("unknown worker"))?.public_key;
+            trust.add_worker_keys([WorkerKey { worker_id: worker_id.to_string(), public_key: hex::encode(key) }]);
         }
         trust.verify(&r)?;
         Ok(())
@@ -517,21 +514,11 @@ impl Farm {
     }
 
     /// Every registered worker key, for offline verifiers.
-    pub fn worker_keys(&self) -> Result<Vec<(String, Vec<u8>)>, Status> {
-        self.store().worker_keys().map_err(internal)
+    pub fn worker_keys(&self) -> FarmResult<Vec<(String, Vec<u8>)>> {
+        self.store().worker_keys().map_err(FarmError::Internal)
     }
 
-    pub fn find_vk(&self, vk_hash: &str) -> Result<Option<VerifierKey>, Status> {
-        self.vks.find_vk(vk_hash).map_err(|e| Status::invalid_argument(format!("{e:#}")))
+    pub fn find_vk(&self, vk_hash: &str) -> FarmResult<Option<VerifierKey>> {
+        self.vks.find_vk(vk_hash).map_err(|e| FarmError::Invalid(format!("{e:#}")))
     }
-}
-
-fn parse_settings(json: &str) -> Result<Settings> {
-    let s: Settings = if json.trim().is_empty() {
-        Settings::default()
-    } else {
-        serde_json::from_str(json).map_err(|e| anyhow!("the settings are not valid zkfarm settings JSON: {e}"))?
-    };
-    s.validate()?;
-    Ok(s)
 }

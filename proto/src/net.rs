@@ -66,3 +66,10 @@ fn endpoint(url: &str, ca: Option<&Path>) -> Result<Endpoint> {
 pub fn connect_lazy(url: &str, ca: Option<&Path>) -> Result<Channel> {
     Ok(endpoint(url, ca)?.connect_lazy())
 }
+
+/// Errors that a later call may not repeat: the coordinator is down,
+/// restarting or overloaded. Workers and clients retry these.
+pub fn is_transient(s: &tonic::Status) -> bool {
+    use tonic::Code;
+    matches!(s.code(), Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded | Code::Internal)
+}

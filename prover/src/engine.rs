@@ -6,9 +6,11 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, bail, Result};
+#[cfg(feature = "cuda")]
 use zkfarm_kernels::gpu::Gpu;
 
 use crate::commit::EngineParams;
+#[cfg(feature = "cuda")]
 use crate::device_bases::DeviceBases;
 use crate::srs::Srs;
 
@@ -50,6 +52,7 @@ type Loaded = HashMap<(String, u32), Arc<EngineParams>>;
 enum EngineKind {
     Cpu,
     /// Our MSM kernels on a CUDA device, with each (SRS, k)'s bases resident.
+    #[cfg(feature = "cuda")]
     Cuda(Arc<Gpu>),
 }
 
@@ -73,15 +76,29 @@ impl Engine {
 
     /// The CUDA engine on the first device, or why there is none (no
     /// driver, no device, no NVRTC, a kernel that does not compile).
+    #[cfg(feature = "cuda")]
     pub fn cuda() -> Result<Self> {
         let gpu = Gpu::open()?;
         tracing::info!("cuda engine on {}", gpu.describe());
         Ok(Engine { kind: EngineKind::Cuda(Arc::new(gpu)), loaded: Arc::default(), note: None })
     }
 
+    /// The CUDA engine on a device the caller already opened.
+    #[cfg(feature = "cuda")]
+    pub fn with_gpu(gpu: Arc<Gpu>) -> Self {
+        Engine { kind: EngineKind::Cuda(gpu), loaded: Arc::default(), note: None }
+    }
+
+    /// Without the `cuda` feature there is no CUDA engine.
+    #[cfg(not(feature = "cuda"))]
+    pub fn cuda() -> Result<Self> {
+        bail!("this zkfarm was built without the `cuda` feature")
+    }
+
     pub fn name(&self) -> &'static str {
         match self.kind {
             EngineKind::Cpu => "cpu",
+            #[cfg(feature = "cuda")]
             EngineKind::Cuda(_) => "cuda",
         }
     }
@@ -90,9 +107,20 @@ impl Engine {
     /// back when it did.
     pub fn describe(&self) -> String {
         match (&self.kind, &self.note) {
+            #[cfg(feature = "cuda")]
             (EngineKind::Cuda(gpu), _) => format!("cuda on {}", gpu.describe()),
             (EngineKind::Cpu, Some(note)) => format!("cpu ({note})"),
             (EngineKind::Cpu, None) => "cpu".into(),
+        }
+    }
+
+    /// The device the engine proves on, e.g. "NVIDIA H200 (sm_90)"; empty
+    /// for the cpu engine.
+    pub fn device_name(&self) -> String {
+        match &self.kind {
+            EngineKind::Cpu => String::new(),
+            #[cfg(feature = "cuda")]
+            EngineKind::Cuda(gpu) => gpu.describe(),
         }
     }
 
@@ -100,6 +128,7 @@ impl Engine {
     /// the host's for cpu (0 when unknown).
     pub fn memory_bytes(&self) -> u64 {
         match &self.kind {
+            #[cfg(feature = "cuda")]
             EngineKind::Cuda(gpu) => gpu.total_memory().unwrap_or(0),
             EngineKind::Cpu => host_memory_bytes(),
         }
@@ -117,6 +146,7 @@ impl Engine {
         let kzg = srs.for_k(k)?;
         let params = Arc::new(match &self.kind {
             EngineKind::Cpu => EngineParams::cpu(kzg),
+            #[cfg(feature = "cuda")]
             EngineKind::Cuda(gpu) => match DeviceBases::upload(gpu.clone(), &kzg) {
                 Ok(bases) => EngineParams::with_device(kzg, Arc::new(bases)),
                 // Proofs still succeed, on the CPU; the device may lack
@@ -170,7 +200,7 @@ mod tests {
         assert_eq!(EngineChoice::Cpu.resolve().unwrap().name(), "cpu");
         // The cpu engine proves in host memory, which Linux reports.
         assert!(Engine::cpu().memory_bytes() > 0);
-        match Gpu::open() {
+        match Engine::cuda().map(|_| ()) {
             // No GPU here: cuda is refused with the reason, auto falls back.
             Err(reason) => {
                 let err = EngineChoice::Cuda.resolve().unwrap_err().to_string();

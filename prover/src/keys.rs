@@ -14,7 +14,6 @@ use zkfarm_circuits::model::hash_hex;
 use zkfarm_circuits::{CircuitParams, CompiledModel, ModelCircuit};
 
 use crate::home;
-use crate::redis_keys::{Fetched, RedisKeys};
 use crate::srs::Srs;
 
 /// What a verifier needs besides the raw verifying key: how to read the
@@ -91,7 +90,8 @@ pub struct Keys {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeySource {
     Disk,
-    Redis,
+    /// The layer the farm's workers share (Redis).
+    Shared,
     Generated,
 }
 
@@ -99,17 +99,42 @@ impl KeySource {
     pub fn name(self) -> &'static str {
         match self {
             KeySource::Disk => "disk",
-            KeySource::Redis => "redis",
+            KeySource::Shared => "shared",
             KeySource::Generated => "generated",
         }
     }
 }
 
-/// The key cache: local disk, then (when configured) Redis shared by the
-/// farm's workers, then key generation, whose result is published to both.
+/// A key entry read back from the shared layer.
+pub enum Fetched {
+    Hit {
+        vk_json: String,
+        pk: Vec<u8>,
+    },
+    Miss,
+    /// The entry failed its checks and was deleted.
+    Corrupt(String),
+}
+
+/// The proving keys a farm's workers share, by content address. The worker
+/// crate implements it on Redis; the proving library knows no network.
+pub trait SharedKeys: Send + Sync {
+    /// The layer's name in logs and metric labels.
+    fn layer(&self) -> &'static str;
+    /// Reads an entry. An unreachable store is an error; a corrupt entry
+    /// is deleted and reported as such.
+    fn get(&self, id: &str) -> Result<Fetched>;
+    /// Publishes an entry atomically: readers see all of it or none.
+    fn put(&self, id: &str, vk_json: &str, pk: &[u8]) -> Result<()>;
+    fn delete(&self, id: &str) -> Result<()>;
+}
+
+/// The key cache: local disk, then (when configured) the layer shared by
+/// the farm's workers, then key generation, whose result is published to
+/// both.
 pub struct KeyCache {
     dir: PathBuf,
-    remote: Option<RedisKeys>,
+    remote: Option<Box<dyn SharedKeys>>,
 }
 
 fn count(name: &'static str, layer: &'static str) {
@@ -131,9 +156,9 @@ impl KeyCache {
         Self::new(home::subdir("keys")?)
     }
 
-    /// Adds the shared Redis layer.
-    pub fn with_redis(mut self, remote: RedisKeys) -> Self {
-        self.remote = Some(remote);
+    /// Adds the layer the farm's workers share.
+    pub fn with_shared(mut self, remote: impl SharedKeys + 'static) -> Self {
+        self.remote = Some(Box::new(remote));
         self
     }
 
@@ -142,7 +167,7 @@ impl KeyCache {
         format!("{}-{srs_part}", &model.circuit_hash[..32])
     }
 
-    /// The Redis entry name: the full content address.
+    /// The shared layer's entry name: the full content address.
     pub fn remote_id(model: &CompiledModel, srs: &Srs) -> String {
         format!("{}-{}", model.circuit_hash, srs.id.replace(':', "-"))
     }
@@ -184,7 +209,7 @@ impl KeyCache {
         }
         count("zkfarm_key_cache_misses_total", "disk");
         if let Some(keys) = self.fetch_remote(model, srs, &pk_path, &vk_path, &check) {
-            return Ok((keys, KeySource::Redis));
+            return Ok((keys, KeySource::Shared));
         }
         let params = srs.for_k(model.k)?;
         let keys = check(generate(model, srs, &params)?)
@@ -194,14 +219,14 @@ impl KeyCache {
         self.store(&pk_path, &vk_path, &keys.vk.hash, &pk_bytes, &vk_json)?;
         if let Some(remote) = &self.remote {
             if let Err(e) = remote.put(&Self::remote_id(model, srs), &vk_json, &pk_bytes) {
-                tracing::warn!("could not publish the key to Redis: {e:#}");
-                count_error("redis", "unavailable");
+                tracing::warn!("could not publish the key to {}: {e:#}", remote.layer());
+                count_error(remote.layer(), "unavailable");
             }
         }
         Ok((keys, KeySource::Generated))
     }
 
-    /// The Redis layer: a hit is written to disk and loaded from there, so
+    /// The shared layer: a hit is written to disk and loaded from there, so
     /// it passes the same checks as a local key.
     fn fetch_remote(
         &self,
@@ -213,6 +238,7 @@ impl KeyCache {
     ) -> Option<Keys> {
         let remote = self.remote.as_ref()?;
         let id = Self::remote_id(model, srs);
+        let layer = remote.layer();
         match remote.get(&id) {
             Ok(Fetched::Hit { vk_json, pk }) => {
                 let loaded = VerifierKey::from_json(&vk_json)
@@ -221,12 +247,12 @@ impl KeyCache {
                     .and_then(check);
                 match loaded {
                     Ok(keys) => {
-                        count("zkfarm_key_cache_hits_total", "redis");
+                        count("zkfarm_key_cache_hits_total", layer);
                         return Some(keys);
                     }
                     Err(e) => {
-                        tracing::warn!("dropping Redis key entry {id}: {e:#}");
-                        count_error("redis", "corrupt");
+                        tracing::warn!("dropping {layer} key entry {id}: {e:#}");
+                        count_error(layer, "corrupt");
                         let _ = std::fs::remove_file(pk_path);
                         let _ = remote.delete(&id);
                     }
@@ -234,15 +260,15 @@ impl KeyCache {
             }
             Ok(Fetched::Miss) => {}
             Ok(Fetched::Corrupt(why)) => {
-                tracing::warn!("dropped corrupt Redis key entry {id}: {why}");
-                count_error("redis", "corrupt");
+                tracing::warn!("dropped corrupt {layer} key entry {id}: {why}");
+                count_error(layer, "corrupt");
             }
             Err(e) => {
-                tracing::warn!("Redis key cache unavailable, going on without it: {e:#}");
-                count_error("redis", "unavailable");
+                tracing::warn!("{layer} key cache unavailable, going on without it: {e:#}");
+                count_error(layer, "unavailable");
             }
         }
-        count("zkfarm_key_cache_misses_total", "redis");
+        count("zkfarm_key_cache_misses_total", layer);
         None
     }
 

@@ -1,23 +1,22 @@
-//! Proving for zkfarm: the structured reference string, key generation with a
-//! layered cache (disk, Redis), proving engines, receipts of every tier and
-//! their verification, and the farm's worker loop.
+//! Proving for zkfarm, as a library with no network and no async runtime:
+//! the structured reference string, key generation with a layered cache
+//! (disk, then a shared layer the caller plugs in), proving engines and the
+//! commitment scheme that runs on them, and receipts with the verification
+//! of tier `zk`. Receipts of the other tiers are signed and checked by
+//! `zkfarm-attest`.
 
 pub mod commit;
+#[cfg(feature = "cuda")]
 pub mod device_bases;
 pub mod engine;
 pub mod home;
-pub mod identity;
 pub mod keys;
 pub mod prove;
 pub mod receipt;
-pub mod redis_keys;
 pub mod srs;
-pub mod tee;
-pub mod trust;
-pub mod worker;
 
-pub use keys::{KeyCache, Keys, VerifierKey};
-pub use prove::{infer, prove, verify, ProveOptions};
-pub use receipt::Receipt;
+pub use engine::{Engine, EngineChoice};
+pub use keys::{KeyCache, KeySource, Keys, VerifierKey};
+pub use prove::{infer, prove, prove_inference, verify, Inference, ProveOptions, Prover};
+pub use receipt::{Receipt, Tier};
 pub use srs::Srs;
-pub use trust::Trust;

@@ -17,8 +17,9 @@ use zkfarm_circuits::program::Witness;
 use zkfarm_circuits::{CompiledModel, ModelCircuit};
 
 use crate::commit::{EngineParams, EngineScheme, EngineShplonk};
-use crate::keys::{Keys, VerifierKey};
-use crate::receipt::{input_hash, Receipt};
+use crate::engine::Engine;
+use crate::keys::{KeyCache, KeySource, Keys, VerifierKey};
+use crate::receipt::{input_hash, Receipt, Tier};
 use crate::srs::Srs;
 
 #[derive(Clone, Debug, Default)]
@@ -32,13 +33,19 @@ pub struct ProveOptions {
     pub seed: Option<u64>,
 }
 
-/// Runs exact integer inference: the receipt fields every tier shares, with
-/// no evidence attached yet.
-pub fn infer(model: &CompiledModel, inputs: &[Vec<f64>]) -> Result<(Arc<Witness>, Receipt)> {
+/// One inference run exactly on integers: the witness a proof is made from
+/// and the receipt fields every tier shares, with no evidence attached yet.
+pub struct Inference {
+    pub witness: Arc<Witness>,
+    pub receipt: Receipt,
+}
+
+/// Runs exact integer inference for a receipt of `tier`.
+pub fn infer(model: &CompiledModel, inputs: &[Vec<f64>], tier: Tier) -> Result<Inference> {
     let witness = Arc::new(model.run(inputs)?);
     let p = &model.program;
     let receipt = Receipt {
-        tier: String::new(),
+        tier,
         model_hash: model.model_hash.clone(),
         circuit_hash: model.circuit_hash.clone(),
         k: model.k,
@@ -55,7 +62,7 @@ pub fn infer(model: &CompiledModel, inputs: &[Vec<f64>]) -> Result<(Arc<Witness>
         signer: None,
         attestation: None,
     };
-    Ok((witness, receipt))
+    Ok(Inference { witness, receipt })
 }
 
 /// Runs integer inference on `inputs` and proves it.
@@ -67,9 +74,21 @@ pub fn prove(
     inputs: &[Vec<f64>],
     opts: &ProveOptions,
 ) -> Result<Receipt> {
-    let (witness, mut receipt) = infer(model, inputs)?;
+    prove_inference(model, keys, params, srs_id, infer(model, inputs, Tier::Zk)?, opts)
+}
+
+/// Proves an inference already run, so that its witness is computed once.
+pub fn prove_inference(
+    model: &CompiledModel,
+    keys: &Keys,
+    params: &EngineParams,
+    srs_id: &str,
+    inference: Inference,
+    opts: &ProveOptions,
+) -> Result<Receipt> {
+    let Inference { witness, mut receipt } = inference;
     let inst = instances(&model.program, &witness);
-    let circuit = ModelCircuit::new(model.program.clone(), Some(witness.clone()));
+    let circuit = ModelCircuit::new(model.program.clone(), Some(witness));
     let mut transcript = Blake2bWrite::<_, G1Affine, Challenge255<_>>::init(vec![]);
     let rng: Box<dyn RngCore> = match opts.seed {
         Some(s) => Box::new(rand_chacha::ChaCha20Rng::seed_from_u64(s)),
@@ -84,12 +103,60 @@ pub fn prove(
         &mut transcript,
     )
     .map_err(|e| anyhow!("proving failed: {e:?}"))?;
-    receipt.tier = "zk".into();
+    receipt.tier = Tier::Zk;
     receipt.vk_hash = keys.vk.hash.clone();
     receipt.srs_id = srs_id.to_string();
     receipt.instances = inst.iter().map(field_hex).collect();
     receipt.proof = hex::encode(transcript.finalize());
     Ok(receipt)
+}
+
+/// The proving facade: an SRS, a key cache and an engine. The CLI, the
+/// worker and the benchmarks prove through it.
+pub struct Prover {
+    pub srs: Arc<Srs>,
+    pub keys: Arc<KeyCache>,
+    pub engine: Engine,
+}
+
+impl Prover {
+    pub fn new(srs: Arc<Srs>, keys: Arc<KeyCache>, engine: Engine) -> Self {
+        Prover { srs, keys, engine }
+    }
+
+    /// The model's keys from the cache (disk, then the shared layer), else
+    /// generated. With `expect_vk`, a key whose hash differs is refused.
+    pub fn keys_for(&self, model: &CompiledModel, expect_vk: Option<&str>) -> Result<(Keys, KeySource)> {
+        self.keys.get_checked(model, &self.srs, expect_vk)
+    }
+
+    /// Infers and proves one request.
+    pub fn prove(
+        &self,
+        model: &CompiledModel,
+        keys: &Keys,
+        inputs: &[Vec<f64>],
+        opts: &ProveOptions,
+    ) -> Result<Receipt> {
+        self.prove_inference(model, keys, infer(model, inputs, Tier::Zk)?, opts)
+    }
+
+    /// Proves an inference whose witness the caller already computed.
+    pub fn prove_inference(
+        &self,
+        model: &CompiledModel,
+        keys: &Keys,
+        inference: Inference,
+        opts: &ProveOptions,
+    ) -> Result<Receipt> {
+        let params = self.engine.params(&self.srs, model.k)?;
+        prove_inference(model, keys, &params, &self.srs.id, inference, opts)
+    }
+
+    /// Verifies a zk receipt against a verifying key and this SRS.
+    pub fn verify(&self, receipt: &Receipt, vk: &VerifierKey) -> Result<()> {
+        verify(receipt, vk, &self.srs)
+    }
 }
 
 fn field_hex(f: &Fr) -> String {
@@ -128,7 +195,7 @@ fn small_int(f: &Fr) -> Option<i64> {
 /// Verifies a zk receipt: the outputs must be exactly what the public
 /// instances encode, and the proof must verify against the key and SRS.
 pub fn verify(receipt: &Receipt, vk: &VerifierKey, srs: &Srs) -> Result<()> {
-    if receipt.tier != "zk" {
+    if receipt.tier != Tier::Zk {
         bail!("receipt tier {:?} is not zk", receipt.tier);
     }
     if receipt.vk_hash != vk.hash {

@@ -5,19 +5,79 @@
 //! `tee` receipts add an ed25519 signature over those fields, and `tee` an
 //! attestation report that binds the signing key to an enclave.
 
+use std::fmt;
 use std::path::Path;
+use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use zkfarm_circuits::model::hash_hex;
 
 /// Domain separator of the bytes that `signed` and `tee` receipts sign.
 const SIGNING_DOMAIN: &[u8] = b"zkfarm-receipt-v1\n";
 
+/// What a receipt's evidence is. Every match on it is exhaustive, so a new
+/// tier is a compile error wherever it must be handled; it is spelled as a
+/// string only at the edges (JSON, SQL, the gRPC enum).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// A Halo2 proof.
+    Zk,
+    /// An ed25519 signature of the enclave key an attestation report binds.
+    Tee,
+    /// An ed25519 signature of the worker's registered key.
+    Signed,
+}
+
+impl Tier {
+    pub const ALL: [Tier; 3] = [Tier::Zk, Tier::Tee, Tier::Signed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Zk => "zk",
+            Tier::Tee => "tee",
+            Tier::Signed => "signed",
+        }
+    }
+
+    /// Whether the evidence is a proof made by the prover. A proof hides the
+    /// input, so the coordinator checks its outputs against its own
+    /// inference; the other tiers are signatures over the worker's outputs.
+    pub fn is_proof(self) -> bool {
+        match self {
+            Tier::Zk => true,
+            Tier::Tee | Tier::Signed => false,
+        }
+    }
+}
+
+impl fmt::Display for Tier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Tier {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match Tier::ALL.into_iter().find(|t| t.as_str() == s) {
+            Some(t) => Ok(t),
+            None => bail!("unknown tier {s:?}: expected zk, tee or signed"),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, as receipts and the job store stamp
+/// them.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Receipt {
-    /// Verification tier: "zk", "signed" or "tee".
-    pub tier: String,
+    pub tier: Tier,
     /// BLAKE2b-256 of the ONNX file.
     pub model_hash: String,
     /// BLAKE2b-256 of the compiled circuit.
@@ -84,7 +144,7 @@ pub struct Attestation {
 /// The fields a signature covers, in a fixed order.
 #[derive(Serialize)]
 struct Signed<'a> {
-    tier: &'a str,
+    tier: Tier,
     model_hash: &'a str,
     circuit_hash: &'a str,
     k: u32,
@@ -122,7 +182,7 @@ impl Receipt {
     /// and the zk proof, with the signer's id and key.
     pub fn signing_bytes(&self, worker_id: &str, public_key: &str) -> Vec<u8> {
         let fields = Signed {
-            tier: &self.tier,
+            tier: self.tier,
             model_hash: &self.model_hash,
             circuit_hash: &self.circuit_hash,
             k: self.k,

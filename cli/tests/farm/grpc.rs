@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use tonic::Code;
+use zkfarm_attest::Identity;
 use zkfarm_circuits::input::parse_input;
 use zkfarm_circuits::{CompiledModel, Settings};
 use zkfarm_proto::net::{self, AuthChannel, Bearer};
@@ -11,7 +12,6 @@ use zkfarm_proto::v1::prover_farm_client::ProverFarmClient;
 use zkfarm_proto::v1::worker_link_client::WorkerLinkClient;
 use zkfarm_proto::v1::*;
 use zkfarm_proto::Tier;
-use zkfarm_prover::identity::Identity;
 
 use crate::harness::*;
 
@@ -227,8 +227,8 @@ fn a_dishonest_worker_is_caught_and_a_finished_task_keeps_its_first_receipt() {
             }
         };
         let honest = |t: &TaskAssignment| {
-            let (_, mut r) = zkfarm_prover::infer(&model, &parse_input(&t.input_json).unwrap()).unwrap();
-            r.tier = Tier::try_from(t.tier).unwrap().name().into();
+            let tier = Tier::try_from(t.tier).unwrap().name().parse().unwrap();
+            let mut r = zkfarm_prover::infer(&model, &parse_input(&t.input_json).unwrap(), tier).unwrap().receipt;
             r.job_id = Some(t.job_id.clone());
             r.task_id = Some(t.task_id.clone());
             r.timestamp_ms = Some(1);

@@ -2,6 +2,7 @@
 
 mod grpc;
 mod harness;
+mod in_process;
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -69,7 +70,7 @@ fn mixed_tier_job_on_two_workers_with_every_receipt_verified() {
     let receipts = receipts_in(&out_dir);
     assert_eq!(receipts.len(), 20);
     for (i, (path, r)) in receipts.iter().enumerate() {
-        assert_eq!(r.tier, expected[i].0);
+        assert_eq!(r.tier.as_str(), expected[i].0);
         assert_eq!(r.input_hash.as_deref(), Some(expected[i].1.as_str()), "receipt {i} is for its own input");
         assert_eq!(r.job_id.as_deref(), Some(job_id));
         let v = coord.cli_json(&["verify", path, "--coordinator", &coord.url(), "--allow-insecure-tee"]);
@@ -86,7 +87,7 @@ fn mixed_tier_job_on_two_workers_with_every_receipt_verified() {
         assert!(!out.status.success(), "a tampered {} receipt must not verify", r.tier);
     }
     // Dev TEE receipts are refused unless explicitly allowed.
-    let tee = receipts.iter().find(|(_, r)| r.tier == "tee").unwrap();
+    let tee = receipts.iter().find(|(_, r)| r.tier == zkfarm_prover::Tier::Tee).unwrap();
     let out = coord.cli(&["verify", &tee.0, "--coordinator", &coord.url()]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("insecure dev provider"));
@@ -242,9 +243,9 @@ fn proving_keys_are_shared_through_redis_and_survive_its_loss() {
 #[test]
 fn a_corrupt_redis_key_entry_is_detected_dropped_and_regenerated() {
     use zkfarm_circuits::{CompiledModel, Settings};
-    use zkfarm_prover::keys::KeySource;
-    use zkfarm_prover::redis_keys::{Fetched, RedisKeys};
+    use zkfarm_prover::keys::{Fetched, KeySource, SharedKeys};
     use zkfarm_prover::{KeyCache, Srs};
+    use zkfarm_worker::RedisKeys;
 
     let _g = serial();
     let home = tempfile::tempdir().unwrap();
@@ -253,12 +254,12 @@ fn a_corrupt_redis_key_entry_is_detected_dropped_and_regenerated() {
     let model = CompiledModel::compile(&onnx, &Settings::default()).unwrap();
     let srs = Srs::load(srs()).unwrap();
     let cache =
-        |name: &str| KeyCache::new(home.path().join(name)).unwrap().with_redis(RedisKeys::open(&redis.url()).unwrap());
+        |name: &str| KeyCache::new(home.path().join(name)).unwrap().with_shared(RedisKeys::open(&redis.url()).unwrap());
 
     let (keys, source) = cache("a").get_or_create(&model, &srs).unwrap();
     assert_eq!(source, KeySource::Generated);
     let (_, source) = cache("b").get_or_create(&model, &srs).unwrap();
-    assert_eq!(source, KeySource::Redis);
+    assert_eq!(source, KeySource::Shared);
 
     // Flip bytes inside one proving-key chunk.
     let remote = RedisKeys::open(&redis.url()).unwrap();
@@ -278,7 +279,7 @@ fn a_corrupt_redis_key_entry_is_detected_dropped_and_regenerated() {
     assert_eq!(source, KeySource::Generated);
     assert_eq!(regenerated.vk.hash, keys.vk.hash);
     let (_, source) = cache("d").get_or_create(&model, &srs).unwrap();
-    assert_eq!(source, KeySource::Redis, "the regenerated key was published again");
+    assert_eq!(source, KeySource::Shared, "the regenerated key was published again");
 
     // A well-formed entry for the wrong circuit is refused too.
     remote.put(&KeyCache::remote_id(&model, &srs), &keys.vk.to_json(), b"garbage with a valid checksum").unwrap();

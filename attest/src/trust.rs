@@ -8,10 +8,9 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Result};
 use serde::{Deserialize, Serialize};
 
+use zkfarm_prover::{Receipt, Srs, Tier, VerifierKey};
+
 use crate::identity::{check_signature, parse_public_key};
-use crate::keys::VerifierKey;
-use crate::receipt::Receipt;
-use crate::srs::Srs;
 use crate::tee::{check_attestation, TeePolicy};
 
 /// A worker's registered signing key, as `zkfarm verify --worker-keys` reads them.
@@ -34,7 +33,7 @@ pub struct Trust {
 /// What a successful verification established.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Verdict {
-    pub tier: String,
+    pub tier: Tier,
     /// Why the receipt, though valid, carries no real guarantee (a dev SRS
     /// or a dev TEE report); empty when it does.
     pub insecure: Vec<String>,
@@ -51,8 +50,8 @@ impl Trust {
 
     pub fn verify(&self, r: &Receipt) -> Result<Verdict> {
         let mut insecure = Vec::new();
-        match r.tier.as_str() {
-            "zk" => {
+        match r.tier {
+            Tier::Zk => {
                 if r.signer.is_some() || r.attestation.is_some() {
                     bail!("a zk receipt carries no signature or attestation");
                 }
@@ -62,12 +61,12 @@ impl Trust {
                     .ok_or_else(|| anyhow!("verifying key {} is not available: pass --vk FILE", r.vk_hash))?;
                 let srs =
                     self.srs.as_ref().ok_or_else(|| anyhow!("verifying a zk receipt needs the SRS: pass --srs"))?;
-                crate::prove::verify(r, vk, srs)?;
+                zkfarm_prover::verify(r, vk, srs)?;
                 if srs.insecure {
                     insecure.push(format!("the SRS {} is an insecure development SRS", srs.id));
                 }
             }
-            "signed" => {
+            Tier::Signed => {
                 if r.attestation.is_some() {
                     bail!("a signed receipt carries no attestation");
                 }
@@ -83,7 +82,7 @@ impl Trust {
                     bail!("the receipt is signed by a key that is not worker {}'s registered key", signer.worker_id);
                 }
             }
-            "tee" => {
+            Tier::Tee => {
                 self.check_zk_fields_absent(r)?;
                 let signer = check_signature(r)?;
                 let att = r.attestation.as_ref().ok_or_else(|| anyhow!("a tee receipt needs an attestation report"))?;
@@ -93,9 +92,8 @@ impl Trust {
                     insecure.push("the TEE report comes from the insecure dev provider".into());
                 }
             }
-            other => bail!("unknown receipt tier {other:?}"),
         }
-        Ok(Verdict { tier: r.tier.clone(), insecure })
+        Ok(Verdict { tier: r.tier, insecure })
     }
 
     fn check_zk_fields_absent(&self, r: &Receipt) -> Result<()> {
@@ -107,14 +105,14 @@ impl Trust {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::identity::Identity;
     use crate::tee::{DevProvider, Enclave};
 
-    fn receipt(tier: &str) -> Receipt {
+    pub(crate) fn receipt(tier: Tier) -> Receipt {
         Receipt {
-            tier: tier.into(),
+            tier,
             model_hash: "m".into(),
             circuit_hash: "c".into(),
             k: 15,
@@ -151,7 +149,7 @@ mod tests {
     #[test]
     fn signed_receipts_verify_only_unchanged_and_with_the_registered_key() {
         let id = Identity::ephemeral();
-        let mut r = receipt("signed");
+        let mut r = receipt(Tier::Signed);
         id.sign(&mut r, "w1");
         let trust = trust_for("w1", &id);
         assert_eq!(trust.verify(&r).unwrap().insecure, Vec::<String>::new());
@@ -162,20 +160,20 @@ mod tests {
         moved.task_id = Some("t2".into());
         assert!(trust.verify(&moved).is_err());
         // Signed by another key under the same worker id.
-        let mut forged = receipt("signed");
+        let mut forged = receipt(Tier::Signed);
         Identity::ephemeral().sign(&mut forged, "w1");
         assert!(trust.verify(&forged).unwrap_err().to_string().contains("registered key"));
         assert!(Trust::default().verify(&r).unwrap_err().to_string().contains("no registered key"));
         // A signed receipt cannot be passed off as another tier.
         let mut retiered = r.clone();
-        retiered.tier = "tee".into();
+        retiered.tier = Tier::Tee;
         assert!(trust.verify(&retiered).is_err());
     }
 
     #[test]
     fn dev_tee_receipts_need_the_insecure_flag_and_a_binding_report() {
         let enclave = Enclave::new(&DevProvider).unwrap();
-        let mut r = receipt("tee");
+        let mut r = receipt(Tier::Tee);
         enclave.sign(&mut r, "w1");
         let strict = Trust::default();
         assert!(strict.verify(&r).unwrap_err().to_string().contains("--allow-insecure-tee"));
@@ -183,11 +181,11 @@ mod tests {
         assert_eq!(lax.verify(&r).unwrap().insecure.len(), 1);
         // The report of one enclave does not vouch for another key.
         let other = Enclave::new(&DevProvider).unwrap();
-        let mut swapped = receipt("tee");
+        let mut swapped = receipt(Tier::Tee);
         other.sign(&mut swapped, "w1");
         swapped.attestation = r.attestation.clone();
         assert!(lax.verify(&swapped).is_err(), "the signature covers the attestation");
-        let mut resigned = receipt("tee");
+        let mut resigned = receipt(Tier::Tee);
         let key = Identity::ephemeral();
         resigned.attestation = r.attestation.clone();
         key.sign(&mut resigned, "w1");
@@ -198,8 +196,8 @@ mod tests {
     fn hardware_quotes_must_bind_the_key_and_verify_with_their_vendor_chain() {
         let key = Identity::ephemeral();
         let mut quote = crate::tee::tdx_quote(4, &crate::tee::binding(&key.public_key()));
-        let mut r = receipt("tee");
-        r.attestation = Some(crate::receipt::Attestation {
+        let mut r = receipt(Tier::Tee);
+        r.attestation = Some(zkfarm_prover::receipt::Attestation {
             provider: "configfs-tsm/tdx_guest".into(),
             report: hex::encode(&quote),
             insecure: false,
@@ -223,7 +221,7 @@ mod tests {
         let mut snp = vec![0u8; 1184];
         snp[0] = 2; // report version 2
         snp[0x50..0x90].copy_from_slice(&crate::tee::binding(&key.public_key()));
-        r.attestation = Some(crate::receipt::Attestation {
+        r.attestation = Some(zkfarm_prover::receipt::Attestation {
             provider: "configfs-tsm/sev_guest".into(),
             report: hex::encode(&snp),
             insecure: false,

@@ -13,7 +13,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use blake2::{Blake2b512, Digest};
 
 use crate::identity::Identity;
-use crate::receipt::{Attestation, Receipt};
+use zkfarm_prover::receipt::{Attestation, Receipt};
 
 const DEV_MAGIC: &[u8] = b"ZKFARM-DEV-TEE-REPORT v1\n";
 pub const CONFIGFS_TSM: &str = "/sys/kernel/config/tsm/report";

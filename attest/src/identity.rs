@@ -7,8 +7,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use rand::rngs::OsRng;
 
-use crate::home;
-use crate::receipt::{Receipt, Signer};
+use zkfarm_prover::home;
+use zkfarm_prover::receipt::{Receipt, Signer};
 
 pub struct Identity {
     key: SigningKey,

@@ -12,6 +12,7 @@ use rand::Rng;
 use redis::Commands;
 use serde::{Deserialize, Serialize};
 use zkfarm_circuits::model::hash_hex;
+use zkfarm_prover::keys::{Fetched, SharedKeys};
 
 const CHUNK: usize = 4 << 20;
 /// A staging entry whose writer died disappears after this long.
@@ -26,17 +27,6 @@ struct Header {
     chunks: usize,
     /// BLAKE2b-256 of the verifying key JSON followed by the proving key.
     checksum: String,
-}
-
-/// A key entry read back from Redis.
-pub enum Fetched {
-    Hit {
-        vk_json: String,
-        pk: Vec<u8>,
-    },
-    Miss,
-    /// The entry failed its checks and was deleted.
-    Corrupt(String),
 }
 
 pub struct RedisKeys {
@@ -68,8 +58,35 @@ impl RedisKeys {
         hash_hex(&all)
     }
 
-    /// Publishes an entry atomically.
-    pub fn put(&self, id: &str, vk_json: &str, pk: &[u8]) -> Result<()> {
+    fn decode(mut items: Vec<Vec<u8>>) -> Result<(String, Vec<u8>)> {
+        let header: Header = serde_json::from_slice(&items[0]).context("unreadable header")?;
+        if header.version != 1 {
+            bail!("unknown entry version {}", header.version);
+        }
+        if items.len() != header.chunks + 2 {
+            bail!("{} chunks where the header says {}", items.len().saturating_sub(2), header.chunks);
+        }
+        let vk = std::mem::take(&mut items[1]);
+        let mut pk = Vec::with_capacity(header.pk_len);
+        for c in &items[2..] {
+            pk.extend_from_slice(c);
+        }
+        if vk.len() != header.vk_len || pk.len() != header.pk_len {
+            bail!("entry sizes differ from the header's");
+        }
+        if Self::checksum(&vk, &pk) != header.checksum {
+            bail!("checksum mismatch");
+        }
+        Ok((String::from_utf8(vk).context("verifying key is not UTF-8")?, pk))
+    }
+}
+
+impl SharedKeys for RedisKeys {
+    fn layer(&self) -> &'static str {
+        "redis"
+    }
+
+    fn put(&self, id: &str, vk_json: &str, pk: &[u8]) -> Result<()> {
         let mut conn = self.conn()?;
         let chunks: Vec<&[u8]> = pk.chunks(CHUNK).collect();
         let header = Header {
@@ -97,9 +114,7 @@ impl RedisKeys {
         Ok(())
     }
 
-    /// Reads an entry. Unreachable Redis is an error; a corrupt entry is
-    /// deleted and reported as such.
-    pub fn get(&self, id: &str) -> Result<Fetched> {
+    fn get(&self, id: &str) -> Result<Fetched> {
         let mut conn = self.conn()?;
         let key = self.key_name(id);
         let items: Vec<Vec<u8>> = conn.lrange(&key, 0, -1).context("reading the key entry")?;
@@ -115,30 +130,8 @@ impl RedisKeys {
         }
     }
 
-    pub fn delete(&self, id: &str) -> Result<()> {
+    fn delete(&self, id: &str) -> Result<()> {
         let _: () = self.conn()?.del(self.key_name(id))?;
         Ok(())
-    }
-
-    fn decode(mut items: Vec<Vec<u8>>) -> Result<(String, Vec<u8>)> {
-        let header: Header = serde_json::from_slice(&items[0]).context("unreadable header")?;
-        if header.version != 1 {
-            bail!("unknown entry version {}", header.version);
-        }
-        if items.len() != header.chunks + 2 {
-            bail!("{} chunks where the header says {}", items.len().saturating_sub(2), header.chunks);
-        }
-        let vk = std::mem::take(&mut items[1]);
-        let mut pk = Vec::with_capacity(header.pk_len);
-        for c in &items[2..] {
-            pk.extend_from_slice(c);
-        }
-        if vk.len() != header.vk_len || pk.len() != header.pk_len {
-            bail!("entry sizes differ from the header's");
-        }
-        if Self::checksum(&vk, &pk) != header.checksum {
-            bail!("checksum mismatch");
-        }
-        Ok((String::from_utf8(vk).context("verifying key is not UTF-8")?, pk))
     }
 }

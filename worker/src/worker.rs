@@ -6,36 +6,30 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use tokio::sync::watch;
-use tonic::{Code, Status};
+use tonic::Code;
+use zkfarm_attest::tee::{Enclave, Provider};
+use zkfarm_attest::{Identity, Signers};
 use zkfarm_circuits::input::parse_input;
 use zkfarm_circuits::{CompiledModel, Settings};
-use zkfarm_proto::net::{self, AuthChannel, Bearer, MAX_MESSAGE_BYTES};
+use zkfarm_proto::net::{self, is_transient, AuthChannel, Bearer, MAX_MESSAGE_BYTES};
 use zkfarm_proto::v1::worker_link_client::WorkerLinkClient;
 use zkfarm_proto::v1::*;
-use zkfarm_proto::Tier;
-
-use crate::engine::Engine;
-use crate::identity::Identity;
-use crate::keys::{KeyCache, Keys};
-use crate::prove::{infer, prove, ProveOptions};
-use crate::receipt::Receipt;
-use crate::srs::Srs;
-use crate::tee::{Enclave, Provider};
+use zkfarm_prover::receipt::now_ms;
+use zkfarm_prover::{infer, Inference, Keys, ProveOptions, Prover, Tier};
 
 pub struct WorkerConfig {
     pub coordinator: String,
     pub tls_ca: Option<PathBuf>,
     pub token: String,
     pub name: String,
-    pub engine: Engine,
+    /// The SRS, key cache and engine this worker proves with.
+    pub prover: Arc<Prover>,
     /// Where the worker's ed25519 key lives.
     pub identity_path: PathBuf,
-    pub keys: Arc<KeyCache>,
-    pub srs: Arc<Srs>,
     pub tee: Option<Box<dyn Provider>>,
     pub memory_bytes: u64,
 }
@@ -68,22 +62,13 @@ struct Shared {
 struct Worker {
     cfg: WorkerConfig,
     link: WorkerLinkClient<AuthChannel>,
-    identity: Identity,
-    enclave: Option<Enclave>,
+    signers: Signers,
     models: HashMap<String, Arc<CompiledModel>>,
     keys: HashMap<String, Arc<Keys>>,
     shared: Arc<Mutex<Shared>>,
     lease: Duration,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
-/// Errors that a later call may not repeat: the coordinator is down or
-/// restarting.
-fn transient(s: &Status) -> bool {
-    matches!(s.code(), Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded | Code::Internal)
+    /// How often to renew leases, as the coordinator asks.
+    heartbeat: Duration,
 }
 
 /// Runs a worker until `shutdown` turns true or an error that retrying
@@ -101,29 +86,26 @@ pub async fn run(cfg: WorkerConfig, shutdown: watch::Receiver<bool>) -> Result<(
     let mut worker = Worker {
         cfg,
         link,
-        identity,
-        enclave,
+        signers: Signers { identity, enclave },
         models: HashMap::new(),
         keys: HashMap::new(),
         shared: Arc::new(Mutex::new(Shared::default())),
         lease: Duration::from_secs(30),
+        heartbeat: Duration::from_secs(10),
     };
     worker.main_loop(shutdown).await
 }
 
 impl Worker {
     fn capabilities(&self) -> Capabilities {
-        let mut tiers = vec![Tier::Zk as i32, Tier::Signed as i32];
-        if self.enclave.is_some() {
-            tiers.push(Tier::Tee as i32);
-        }
+        let engine = &self.cfg.prover.engine;
         Capabilities {
-            engine: self.cfg.engine.name().into(),
-            gpu_name: String::new(),
+            engine: engine.name().into(),
+            gpu_name: engine.device_name(),
             memory_bytes: self.cfg.memory_bytes,
             loaded_keys: self.keys.keys().cloned().collect(),
-            tiers,
-            tee_provider: self.enclave.as_ref().map(|e| e.provider().to_string()).unwrap_or_default(),
+            tiers: self.signers.tiers().into_iter().filter_map(|t| wire_tier(t).ok()).collect(),
+            tee_provider: self.signers.enclave.as_ref().map(|e| e.provider().to_string()).unwrap_or_default(),
         }
     }
 
@@ -138,28 +120,32 @@ impl Worker {
             let req = RegisterWorkerRequest {
                 name: self.cfg.name.clone(),
                 capabilities: Some(self.capabilities()),
-                public_key: self.identity.public_key().to_vec(),
+                public_key: self.signers.identity.public_key().to_vec(),
                 worker_id: self.shared.lock().unwrap().worker_id.clone(),
             };
             match self.link.register(req).await {
                 Ok(resp) => {
                     let r = resp.into_inner();
-                    if r.srs_id != self.cfg.srs.id {
+                    let srs_id = &self.cfg.prover.srs.id;
+                    if &r.srs_id != srs_id {
                         bail!(
-                            "the coordinator proves against SRS {} but this worker holds {}; give the worker the \
-                             coordinator's SRS with --srs",
+                            "the coordinator proves against SRS {} but this worker holds {srs_id}; give the worker \
+                             the coordinator's SRS with --srs",
                             r.srs_id,
-                            self.cfg.srs.id
                         );
                     }
                     self.lease = Duration::from_millis(r.lease_ms.max(1000) as u64);
+                    self.heartbeat = match r.heartbeat_ms {
+                        0 => self.lease / 3,
+                        ms => Duration::from_millis(ms as u64).min(self.lease / 2),
+                    };
                     let mut sh = self.shared.lock().unwrap();
                     sh.worker_id = r.worker_id;
                     sh.must_register = false;
                     tracing::info!(worker = %sh.worker_id, "registered with {}", self.cfg.coordinator);
                     return Ok(true);
                 }
-                Err(s) if transient(&s) => {
+                Err(s) if is_transient(&s) => {
                     tracing::warn!("coordinator unreachable ({}), retrying", s.message());
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(3));
@@ -173,7 +159,7 @@ impl Worker {
         if !self.register(&shutdown).await? {
             return Ok(());
         }
-        let hb = tokio::spawn(heartbeat_loop(self.link.clone(), self.shared.clone(), self.lease / 3));
+        let hb = tokio::spawn(heartbeat_loop(self.link.clone(), self.shared.clone(), self.heartbeat));
         let result = self.task_loop(&mut shutdown).await;
         hb.abort();
         result
@@ -206,7 +192,7 @@ impl Worker {
                     self.shared.lock().unwrap().must_register = true;
                     continue;
                 }
-                Err(s) if transient(&s) => {
+                Err(s) if is_transient(&s) => {
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
                     continue;
@@ -223,16 +209,20 @@ impl Worker {
             sh.running = Some(TaskRef { task_id: task.task_id.clone(), attempt: task.attempt });
             sh.dropped = false;
         }
-        let tier = Tier::try_from(task.tier).unwrap_or(Tier::Unspecified);
+        let tier = zkfarm_proto::Tier::try_from(task.tier).ok().and_then(|t| t.name().parse::<Tier>().ok());
         let started = Instant::now();
-        let outcome = self.produce(&task, tier).await;
+        let outcome = match tier {
+            Some(tier) => self.produce(&task, tier).await,
+            None => fatal(format!("the task has an unknown tier ({})", task.tier)),
+        };
         let duration_ms = started.elapsed().as_millis() as u64;
         let label = match &outcome {
             Outcome::Receipt(_) => "done",
             Outcome::Failed { retryable: true, .. } => "retryable",
             Outcome::Failed { .. } => "fatal",
         };
-        metrics::counter!("zkfarm_worker_tasks_total", "tier" => tier.name(), "outcome" => label).increment(1);
+        let tier_label = tier.map_or("unknown", Tier::as_str);
+        metrics::counter!("zkfarm_worker_tasks_total", "tier" => tier_label, "outcome" => label).increment(1);
         let dropped = self.shared.lock().unwrap().dropped;
         if dropped {
             tracing::info!(task = %task.task_id, "result dropped: the task was cancelled or re-leased");
@@ -285,7 +275,7 @@ impl Worker {
             };
             match sent {
                 Ok(()) => return Ok(()),
-                Err(s) if transient(&s) && !*shutdown.borrow() => {
+                Err(s) if is_transient(&s) && !*shutdown.borrow() => {
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
                 }
@@ -312,41 +302,28 @@ impl Worker {
             Ok(i) => i,
             Err(e) => return fatal(format!("bad input: {e:#}")),
         };
-        // Bad input fails at once and is never retried.
-        if let Err(e) = model.run(&inputs) {
-            return fatal(format!("bad input: {e:#}"));
-        }
-        let worker_id = self.shared.lock().unwrap().worker_id.clone();
-        let mut receipt = match tier {
-            Tier::Zk => match self.prove(&model, &task.model_id, &task.vk_hash, inputs).await {
+        // Bad input fails at once and is never retried. The witness is
+        // computed once: a zk task proves the inference run here.
+        let inference = match infer(&model, &inputs, tier) {
+            Ok(i) => i,
+            Err(e) => return fatal(format!("bad input: {e:#}")),
+        };
+        let mut receipt = if tier.is_proof() {
+            match self.prove(&model, &task.model_id, &task.vk_hash, inference).await {
                 Ok(r) => r,
                 Err(e) => return retryable(format!("{e:#}")),
-            },
-            Tier::Signed | Tier::Tee => match infer(&model, &inputs) {
-                Ok((_, mut r)) => {
-                    r.tier = tier.name().into();
-                    r
-                }
-                Err(e) => return fatal(format!("bad input: {e:#}")),
-            },
-            Tier::Unspecified => return fatal("the task has no tier"),
+            }
+        } else {
+            inference.receipt
         };
         receipt.job_id = Some(task.job_id.clone());
         receipt.task_id = Some(task.task_id.clone());
         receipt.timestamp_ms = Some(now_ms());
-        self.sign(&mut receipt, tier, &worker_id)
-    }
-
-    fn sign(&self, receipt: &mut Receipt, tier: Tier, worker_id: &str) -> Outcome {
-        match tier {
-            Tier::Signed => self.identity.sign(receipt, worker_id),
-            Tier::Tee => match &self.enclave {
-                Some(e) => e.sign(receipt, worker_id),
-                None => return retryable("this worker has no TEE provider"),
-            },
-            _ => {}
+        let worker_id = self.shared.lock().unwrap().worker_id.clone();
+        match self.signers.sign(&mut receipt, &worker_id) {
+            Ok(()) => Outcome::Receipt(receipt.to_json()),
+            Err(e) => retryable(format!("{e:#}")),
         }
-        Outcome::Receipt(receipt.to_json())
     }
 
     async fn prove(
@@ -354,14 +331,14 @@ impl Worker {
         model: &Arc<CompiledModel>,
         model_id: &str,
         vk_hash: &str,
-        inputs: Vec<Vec<f64>>,
-    ) -> Result<Receipt> {
+        inference: Inference,
+    ) -> Result<zkfarm_prover::Receipt> {
+        let prover = self.cfg.prover.clone();
         let keys = match self.keys.get(model_id) {
             Some(k) if k.vk.hash == vk_hash => k.clone(),
             _ => {
-                let (cache, srs, m, want) =
-                    (self.cfg.keys.clone(), self.cfg.srs.clone(), model.clone(), vk_hash.to_string());
-                let (keys, source) = tokio::task::spawn_blocking(move || cache.get_checked(&m, &srs, Some(&want)))
+                let (p, m, want) = (prover.clone(), model.clone(), vk_hash.to_string());
+                let (keys, source) = tokio::task::spawn_blocking(move || p.keys_for(&m, Some(&want)))
                     .await
                     .map_err(|e| anyhow!("key loading panicked: {e}"))??;
                 tracing::info!(model = model_id, "proving key from {}", source.name());
@@ -371,14 +348,13 @@ impl Worker {
                 keys
             }
         };
-        let (srs, m, engine) = (self.cfg.srs.clone(), model.clone(), self.cfg.engine.clone());
+        let m = model.clone();
         tokio::task::spawn_blocking(move || {
             let busy = Instant::now();
-            let params = engine.params(&srs, m.k)?;
-            let r = prove(&m, &keys, &params, &srs.id, &inputs, &ProveOptions::default());
+            let r = prover.prove_inference(&m, &keys, inference, &ProveOptions::default());
             // The histogram's sum is the engine's busy time (GPU busy time
             // for the cuda engine).
-            metrics::histogram!("zkfarm_prove_duration_seconds", "engine" => engine.name())
+            metrics::histogram!("zkfarm_prove_duration_seconds", "engine" => prover.engine.name())
                 .record(busy.elapsed().as_secs_f64());
             r
         })
@@ -399,11 +375,7 @@ impl Worker {
             .map_err(|s| anyhow!("fetching model {model_id}: {}", s.message()))?
             .into_inner();
         let model = tokio::task::spawn_blocking(move || -> Result<CompiledModel> {
-            let settings: Settings = if resp.settings_json.is_empty() {
-                Settings::default()
-            } else {
-                serde_json::from_str(&resp.settings_json).context("model settings")?
-            };
+            let settings = Settings::from_json(&resp.settings_json).context("model settings")?;
             CompiledModel::compile(&resp.onnx, &settings)
         })
         .await
@@ -415,6 +387,11 @@ impl Worker {
         self.models.insert(model_id.to_string(), model.clone());
         Ok(model)
     }
+}
+
+/// A tier as the gRPC enum carries it.
+fn wire_tier(t: Tier) -> Result<i32> {
+    Ok(zkfarm_proto::Tier::parse(t.as_str())? as i32)
 }
 
 async fn heartbeat_loop(mut link: WorkerLinkClient<AuthChannel>, shared: Arc<Mutex<Shared>>, every: Duration) {

@@ -1,0 +1,60 @@
+//! Registered models: the ONNX bytes and settings a worker compiles, and
+//! what the scheduler needs to know of them.
+
+use anyhow::Result;
+use rusqlite::{params, OptionalExtension};
+
+use super::Store;
+
+#[derive(Clone, Debug)]
+pub struct ModelRow {
+    pub model_id: String,
+    pub name: String,
+    pub model_hash: String,
+    pub onnx: Vec<u8>,
+    pub settings: String,
+    pub k: u32,
+    pub vk_hash: String,
+    pub mem_bytes: u64,
+}
+
+impl Store {
+    pub fn put_model(&self, m: &ModelRow, now: i64) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO models(model_id, name, model_hash, onnx, settings, k, vk_hash, mem_bytes, created_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![m.model_id, m.name, m.model_hash, m.onnx, m.settings, m.k, m.vk_hash, m.mem_bytes as i64, now],
+        )?;
+        Ok(())
+    }
+
+    pub fn model(&self, model_id: &str) -> Result<Option<ModelRow>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT model_id, name, model_hash, onnx, settings, k, vk_hash, mem_bytes FROM models WHERE model_id = ?1",
+                [model_id],
+                |r| {
+                    Ok(ModelRow {
+                        model_id: r.get(0)?,
+                        name: r.get(1)?,
+                        model_hash: r.get(2)?,
+                        onnx: r.get(3)?,
+                        settings: r.get(4)?,
+                        k: r.get(5)?,
+                        vk_hash: r.get(6)?,
+                        mem_bytes: r.get::<_, i64>(7)? as u64,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// A model's verifying key hash, without reading its ONNX bytes.
+    pub fn vk_hash(&self, model_id: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT vk_hash FROM models WHERE model_id = ?1", [model_id], |r| r.get(0))
+            .optional()?)
+    }
+}

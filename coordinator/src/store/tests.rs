@@ -1,0 +1,151 @@
+//! The store's behaviour across concerns: claims, leases, retries,
+//! completion and durability.
+
+use zkfarm_prover::Tier;
+
+use super::*;
+
+fn model(store: &Store, id: &str, mem: u64) {
+    let m = ModelRow {
+        model_id: id.into(),
+        name: id.into(),
+        model_hash: "h".into(),
+        onnx: vec![1],
+        settings: "{}".into(),
+        k: 10,
+        vk_hash: "v".into(),
+        mem_bytes: mem,
+    };
+    store.put_model(&m, 0).unwrap();
+}
+
+fn job(store: &mut Store, id: &str, model: &str, priority: i32, tiers: &[&str], now: i64) -> String {
+    let tiers = self::tiers(tiers);
+    let tasks: Vec<NewTask> = tiers.iter().map(|&tier| NewTask { tier, input: "{}".into() }).collect();
+    let j = NewJob { job_id: id, client: "c", idem_key: None, model_id: model, priority };
+    store.create_job(&j, &tasks, now).unwrap().0
+}
+
+const ALL: &[String] = &[];
+
+fn tiers(t: &[&str]) -> Vec<Tier> {
+    t.iter().map(|s| s.parse().unwrap()).collect()
+}
+
+#[test]
+fn claims_by_priority_then_held_key_then_age() {
+    let mut s = Store::open_in_memory().unwrap();
+    model(&s, "m1", 100);
+    model(&s, "m2", 100);
+    job(&mut s, "old", "m1", 0, &["zk"], 1);
+    job(&mut s, "keyed", "m2", 0, &["zk"], 2);
+    job(&mut s, "urgent", "m1", 5, &["signed"], 3);
+    let all = tiers(&["zk", "signed"]);
+    let held = vec!["m2".to_string()];
+    let fit = Fit { tiers: &all, memory_bytes: 0, loaded_keys: &held };
+    assert_eq!(s.claim("w", &fit, 10, 1000).unwrap().unwrap().job_id, "urgent");
+    assert_eq!(s.claim("w", &fit, 10, 1000).unwrap().unwrap().job_id, "keyed", "a held key wins over age");
+    let t = s.claim("w", &fit, 10, 1000).unwrap().unwrap();
+    assert_eq!((t.job_id.as_str(), t.attempt, t.lease_expires_ms), ("old", 1, 1010));
+    assert!(s.claim("w", &fit, 10, 1000).unwrap().is_none());
+}
+
+#[test]
+fn claims_respect_tiers_and_memory() {
+    let mut s = Store::open_in_memory().unwrap();
+    model(&s, "big", 1 << 40);
+    job(&mut s, "j", "big", 0, &["zk", "tee"], 1);
+    let zk_only = tiers(&["zk", "signed"]);
+    let small = Fit { tiers: &zk_only, memory_bytes: 1 << 30, loaded_keys: ALL };
+    assert!(s.claim("w", &small, 5, 100).unwrap().is_none(), "too little memory for the zk task, no TEE");
+    let tee = tiers(&["tee"]);
+    let t = s.claim("w", &Fit { tiers: &tee, memory_bytes: 1, loaded_keys: ALL }, 5, 100).unwrap().unwrap();
+    assert_eq!(t.tier, Tier::Tee);
+    let big = Fit { tiers: &zk_only, memory_bytes: 1 << 41, loaded_keys: ALL };
+    assert_eq!(s.claim("w", &big, 5, 100).unwrap().unwrap().tier, Tier::Zk);
+}
+
+#[test]
+fn tasks_no_worker_can_take_do_not_starve_the_rest() {
+    let mut s = Store::open_in_memory().unwrap();
+    model(&s, "m", 1);
+    job(&mut s, "tee-only", "m", 0, &vec!["tee"; 600], 1);
+    job(&mut s, "late", "m", 0, &["signed"], 2);
+    let signed = tiers(&["signed"]);
+    let t = s.claim("w", &Fit { tiers: &signed, memory_bytes: 0, loaded_keys: ALL }, 3, 100).unwrap();
+    assert_eq!(t.unwrap().job_id, "late");
+}
+
+#[test]
+fn expired_leases_requeue_without_spending_retries() {
+    let mut s = Store::open_in_memory().unwrap();
+    model(&s, "m", 1);
+    job(&mut s, "j", "m", 0, &["signed"], 1);
+    let all = tiers(&["signed"]);
+    let fit = Fit { tiers: &all, memory_bytes: 0, loaded_keys: ALL };
+    let t = s.claim("w1", &fit, 10, 100).unwrap().unwrap();
+    assert!(s.renew("w1", &[(t.task_id.clone(), 1)], 50, 100).unwrap().is_empty());
+    assert!(s.expire_leases(149).unwrap().is_empty(), "the heartbeat extended the lease to 150");
+    assert_eq!(s.expire_leases(151).unwrap().len(), 1);
+    let again = s.claim("w2", &fit, 160, 100).unwrap().unwrap();
+    assert_eq!((again.attempt, again.retries), (2, 0));
+    assert_eq!(s.renew("w1", &[(t.task_id.clone(), 1)], 170, 100).unwrap().len(), 1, "w1 lost the task");
+    // The stale attempt's failure report changes nothing.
+    assert_eq!(s.fail(&t.task_id, 1, false, "late", 3, 170).unwrap(), (None, None));
+    assert_eq!(s.task(&t.task_id).unwrap().unwrap().state, TaskState::Running);
+}
+
+#[test]
+fn failures_retry_then_fail_and_settle_the_job() {
+    let mut s = Store::open_in_memory().unwrap();
+    model(&s, "m", 1);
+    job(&mut s, "j", "m", 0, &["signed", "signed"], 1);
+    let all = tiers(&["signed"]);
+    let fit = Fit { tiers: &all, memory_bytes: 0, loaded_keys: ALL };
+    let a = s.claim("w", &fit, 2, 100).unwrap().unwrap();
+    assert_eq!(s.fail(&a.task_id, 1, false, "bad input", 3, 3).unwrap().0, Some(TaskState::Failed));
+    let b = s.claim("w", &fit, 4, 100).unwrap().unwrap();
+    assert_eq!(s.fail(&b.task_id, 1, true, "flaky", 1, 5).unwrap().0, Some(TaskState::Queued));
+    let b = s.claim("w", &fit, 6, 100).unwrap().unwrap();
+    let (state, settled) = s.fail(&b.task_id, 2, true, "flaky", 1, 7).unwrap();
+    assert_eq!(state, Some(TaskState::Failed), "the retry budget is spent");
+    assert_eq!(settled, Some(JobState::Failed));
+    let t = s.task(&b.task_id).unwrap().unwrap();
+    assert_eq!((t.retries, t.error.as_str()), (2, "flaky"), "both retryable failures are counted");
+    assert_eq!(s.job("j").unwrap().unwrap().finished_ms, 7);
+}
+
+#[test]
+fn a_task_completes_once_and_jobs_are_idempotent() {
+    let mut s = Store::open_in_memory().unwrap();
+    model(&s, "m", 1);
+    let j = NewJob { job_id: "j1", client: "c", idem_key: Some("k"), model_id: "m", priority: 0 };
+    let tasks = [NewTask { tier: Tier::Signed, input: "{}".into() }];
+    assert_eq!(s.create_job(&j, &tasks, 1).unwrap(), ("j1".to_string(), false));
+    let j2 = NewJob { job_id: "j2", ..j };
+    assert_eq!(s.create_job(&j2, &tasks, 2).unwrap(), ("j1".to_string(), true));
+    let other_client = NewJob { job_id: "j3", client: "d", ..j };
+    assert_eq!(s.create_job(&other_client, &tasks, 2).unwrap().0, "j3", "keys are per client");
+    let all = tiers(&["signed"]);
+    let t = s.claim("w", &Fit { tiers: &all, memory_bytes: 0, loaded_keys: ALL }, 3, 100).unwrap().unwrap();
+    assert_eq!(s.complete(&t.task_id, "r1", 1, 4).unwrap(), (Completion::Done, Some(JobState::Done)));
+    assert_eq!(s.complete(&t.task_id, "r2", 1, 5).unwrap().0, Completion::AlreadyFinal(TaskState::Done));
+    assert_eq!(s.receipts(&t.job_id).unwrap()[0].3, "r1");
+}
+
+#[test]
+fn state_survives_a_reopen_in_wal_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("farm.sqlite");
+    {
+        let mut s = Store::open(&path).unwrap();
+        assert_eq!(s.journal_mode().unwrap(), "wal");
+        model(&s, "m", 1);
+        job(&mut s, "j", "m", 0, &["zk", "tee"], 1);
+        s.cancel("j", 2).unwrap();
+    }
+    let s = Store::open(&path).unwrap();
+    let c = s.counts("j").unwrap();
+    assert_eq!((c.cancelled, c.total()), (2, 2));
+    assert_eq!(s.job("j").unwrap().unwrap().state, JobState::Cancelled);
+}
