@@ -33,7 +33,11 @@ pub trait Backend: Send + Sync + 'static {
     /// that is written before it is read: it saves the zeroing pass.
     fn alloc_uninit(&self, words: usize) -> Result<Self::Buf>;
 
-    /// Copies `src` into `dst` from word `at` on.
+    /// Copies `src` into `dst` from word `at` on. The copy may overtake
+    /// queued work, but not the launches and copies queued before it that
+    /// use `dst`, nor anything queued before `dst` was allocated: a new
+    /// buffer may reuse the memory of one freed while kernels that use it
+    /// were still queued.
     fn upload(&self, src: &[u32], dst: &mut Self::Buf, at: usize) -> Result<()>;
 
     /// Copies words `at..at + dst.len()` of `src` into `dst`.

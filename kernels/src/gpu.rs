@@ -1,15 +1,17 @@
 //! The CUDA backend: one device, every kernel unit compiled by NVRTC for
 //! its architecture at start-up, and two streams. Kernels, device copies
 //! and downloads run in order on the compute stream; uploads run on a copy
-//! stream of their own, so that a copy waits only for the work that uses
-//! the buffer it writes, not for everything queued before it: the host
-//! copies one MSM's scalars while the device still works on another's
-//! (the farm's workers share one `Gpu`). cudarc orders the two streams
-//! through events it records on every buffer: a kernel waits for the
-//! uploads into the buffers it is given, an upload for the kernels that
-//! used its buffer. Large uploads go through two pinned staging buffers in
-//! turn, so that filling one (on all host cores) overlaps the DMA from the
-//! other.
+//! stream of their own, so that a copy into a buffer the device already
+//! holds waits only for the work that uses that buffer, not for everything
+//! queued before it. cudarc orders the two streams through events it
+//! records on every buffer: a kernel waits for the uploads into the buffers
+//! it is given, an upload for the kernels that used its buffer and, for a
+//! new buffer, for the work queued before its allocation, which may still
+//! use its memory (see `alloc_uninit`). An upload into a new buffer, as of
+//! one MSM's scalars, therefore waits for the kernels already queued, other
+//! workers' included (the farm's workers share one `Gpu`). Large uploads
+//! go through two pinned staging buffers in turn, so that filling one (on
+//! all host cores) overlaps the DMA from the other.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,7 +19,9 @@ use std::sync::{Arc, Mutex};
 use anyhow::{anyhow, bail, Context, Result};
 use cudarc::driver::result::{device, mem_pool};
 use cudarc::driver::sys::CUmemPool_attribute;
-use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PinnedHostSlice, PushKernelArg};
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtrMut, LaunchConfig, PinnedHostSlice, PushKernelArg,
+};
 use rayon::prelude::*;
 
 use crate::backend::{in_bounds, Arg, Backend};
@@ -173,14 +177,32 @@ impl Backend for Gpu {
 
     fn alloc(&self, words: usize) -> Result<CudaSlice<u32>> {
         // A zero-length allocation is legal but has no address; one word keeps
-        // every buffer a real pointer.
+        // every buffer a real pointer. The zeroing, on the compute stream,
+        // records the buffer's write event, which orders uploads into it
+        // after the work queued before it (see `alloc_uninit`).
         driver(self.stream.alloc_zeros::<u32>(words.max(1)), "allocation")
     }
 
     fn alloc_uninit(&self, words: usize) -> Result<CudaSlice<u32>> {
         // SAFETY: every bit pattern is a valid u32, and callers write the
         // words they read (the trait's contract).
-        driver(unsafe { self.stream.alloc::<u32>(words.max(1)) }, "allocation")
+        let mut buf = driver(unsafe { self.stream.alloc::<u32>(words.max(1)) }, "allocation")?;
+        // The pool may hand out memory that a buffer freed on the compute
+        // stream while kernels queued there still use it: safe on that
+        // stream, which runs them first, but cudarc leaves a new buffer's
+        // events unrecorded, so an upload on the copy stream would wait for
+        // nothing and overwrite the memory under them. It did (issue 15):
+        // the first inverse NTT of a size frees the constant w^-1 as soon as
+        // the fr_powers launch that reads it is queued, then uploads 1/n,
+        // which gets the same memory. From 2^20 elements the data's upload
+        // is staged and still holds the copy stream, so the two constants
+        // land back to back, before fr_powers runs: it built the inverse
+        // twiddles from 1/n. Recording the write event here, as the zeroing
+        // in `alloc` does, makes every upload into the buffer wait for the
+        // work queued before it.
+        let (_, record) = buf.device_ptr_mut(&self.stream);
+        drop(record);
+        Ok(buf)
     }
 
     fn upload(&self, src: &[u32], dst: &mut CudaSlice<u32>, at: usize) -> Result<()> {
