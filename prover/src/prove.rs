@@ -227,7 +227,7 @@ pub fn verify(receipt: &Receipt, vk: &VerifierKey, srs: &Srs) -> Result<()> {
             bail!("output {i} is {o} but the proof's public instance says {}", q as f64 / scale);
         }
     }
-    let params = srs.for_k(m.k)?;
+    let params = srs.verifier_params(m.k)?;
     let proof = hex::decode(&receipt.proof).context("the proof is not hex")?;
     let mut rest = &proof[..];
     let mut transcript = Blake2bRead::<_, G1Affine, Challenge255<_>>::init(&mut rest);

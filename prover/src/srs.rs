@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{anyhow, bail, Context, Result};
 use halo2_proofs::halo2curves::bn256::Bn256;
 use halo2_proofs::halo2curves::group::GroupEncoding;
-use halo2_proofs::poly::commitment::Params;
+use halo2_proofs::poly::commitment::{Params, ParamsProver};
 use halo2_proofs::poly::kzg::commitment::ParamsKZG;
 use rand::RngCore;
 
@@ -94,14 +94,7 @@ impl Srs {
     /// down rebuilds the Lagrange bases (an FFT over G1), so the result is
     /// kept: the coordinator verifies every zk receipt with it.
     pub fn for_k(&self, k: u32) -> Result<Arc<ParamsKZG<Bn256>>> {
-        if k > self.k() {
-            bail!(
-                "the circuit needs k = {k} but the SRS ({}) has only 2^{} points; \
-                 run `zkfarm srs gen --k {k} --insecure-dev` for a local one",
-                self.id,
-                self.k()
-            );
-        }
+        self.check_k(k)?;
         let mut by_k = self.by_k.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(p) = by_k.get(&k) {
             return Ok(p.clone());
@@ -113,6 +106,29 @@ impl Srs {
         let p = Arc::new(p);
         by_k.insert(k, p.clone());
         Ok(p)
+    }
+
+    /// What a verifier needs for circuits of size 2^k: the size, g[0], g2
+    /// and s·g2. KZG's SHPLONK verifier commits no instances and reads no
+    /// other base, so this skips the cut-down and its Lagrange-basis FFT
+    /// over G1 that [`Self::for_k`] pays: verifying costs milliseconds
+    /// whatever k the SRS has.
+    pub fn verifier_params(&self, k: u32) -> Result<ParamsKZG<Bn256>> {
+        self.check_k(k)?;
+        let g0 = self.params.get_g()[0];
+        Ok(self.params.from_parts(k, vec![g0], Some(Vec::new()), self.params.g2(), self.params.s_g2()))
+    }
+
+    fn check_k(&self, k: u32) -> Result<()> {
+        if k > self.k() {
+            bail!(
+                "the circuit needs k = {k} but the SRS ({}) has only 2^{} points; \
+                 run `zkfarm srs gen --k {k} --insecure-dev` for a local one",
+                self.id,
+                self.k()
+            );
+        }
+        Ok(())
     }
 }
 
@@ -155,6 +171,9 @@ mod tests {
         assert_eq!(back.k(), 6);
         assert_eq!(back.for_k(5).unwrap().k(), 5);
         assert!(back.for_k(7).is_err());
+        let v = back.verifier_params(5).unwrap();
+        assert_eq!((v.k(), v.get_g().len()), (5, 1));
+        assert!(back.verifier_params(7).unwrap_err().to_string().contains("only 2^6 points"));
         std::fs::write(&path, b"garbage").unwrap();
         assert!(Srs::load(&path).is_err());
     }

@@ -75,6 +75,17 @@ fn examples_prove_and_verify_and_tampering_fails() {
     relabelled.k = lenet_vk.meta.k;
     assert!(verify(&relabelled, lenet_vk, srs()).is_err());
 
+    // A larger SRS of the same τ (same id) verifies the same receipts, from
+    // g[0], g2 and s·g2 alone, and still rejects a changed proof.
+    let larger = Srs::generate_insecure_dev(16, rand_chacha::ChaCha20Rng::seed_from_u64(7)).unwrap();
+    assert_eq!(larger.id, srs().id);
+    verify(mlp_receipt, &keys[0].1, &larger).unwrap();
+    let mut bad = mlp_receipt.clone();
+    let mut proof = hex::decode(&bad.proof).unwrap();
+    proof[100] ^= 1;
+    bad.proof = hex::encode(proof);
+    assert!(verify(&bad, &keys[0].1, &larger).is_err());
+
     // The cache serves the second request from disk, and the key is found by hash.
     let (model, _) = example("mlp");
     let (_, source) = cache.get_or_create(&model, srs()).unwrap();
