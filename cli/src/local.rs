@@ -152,6 +152,39 @@ pub fn cmd_srs_gen(out: &Output, k: u32, insecure_dev: bool, output: Option<&Pat
     Ok(())
 }
 
+pub fn cmd_srs_import(out: &Output, file: &Path, name: Option<&str>, default: bool) -> Result<()> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let (srs, took) = out.step("checking the parameters", || {
+        Srs::import(&bytes).with_context(|| format!("{} is refused", file.display()))
+    })?;
+    let name = name.map(str::to_string).unwrap_or_else(|| srs.id.replace(':', "-"));
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        bail!("an SRS name takes letters, digits, '-', '_' and '.': {name:?}");
+    }
+    let dir = home::subdir("srs")?;
+    let path = dir.join(format!("{name}.srs"));
+    srs.save(&path)?;
+    if default {
+        srs.save(&srs::default_path())?;
+    }
+    out.emit(
+        json!({ "ok": true, "srs_id": srs.id, "k": srs.k(), "path": path, "default": default,
+                "check_seconds": took.as_secs_f64() }),
+        || {
+            format!(
+                "imported {} as {} (k = {}, id {}){}; checks passed in {:.1}s",
+                file.display(),
+                path.display(),
+                srs.k(),
+                srs.id,
+                if default { ", now the default SRS" } else { "" },
+                took.as_secs_f64()
+            )
+        },
+    );
+    Ok(())
+}
+
 /// The prover for one-shot commands: the key cache under the data
 /// directory, with a warning when the SRS is a development one.
 fn prover(out: &Output, srs: Srs, engine: Engine) -> Result<Prover> {

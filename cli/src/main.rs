@@ -205,6 +205,17 @@ enum SrsCommand {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// Import a ceremony's KZG parameters (halo2 `ParamsKZG` file, e.g. kzg17.srs)
+    /// after checking them, into the data directory.
+    Import {
+        file: PathBuf,
+        /// The name to store it under (`$ZKFARM_HOME/srs/NAME.srs`); its id otherwise.
+        #[arg(long)]
+        name: Option<String>,
+        /// Also make it the default SRS.
+        #[arg(long)]
+        default: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -244,6 +255,9 @@ fn run(cli: &Cli) -> Result<()> {
         }
         Command::Srs { command: SrsCommand::Gen { k, insecure_dev, output } } => {
             local::cmd_srs_gen(&out, *k, *insecure_dev, output.as_deref())
+        }
+        Command::Srs { command: SrsCommand::Import { file, name, default } } => {
+            local::cmd_srs_import(&out, file, name.as_deref(), *default)
         }
         Command::Setup { model, srs, vk_out } => local::cmd_setup(&out, model, srs.as_deref(), vk_out.as_deref()),
         Command::Prove { model, input, output, srs, engine } => {

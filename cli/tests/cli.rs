@@ -110,3 +110,36 @@ fn calibrate_writes_settings_that_compile() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(v["k"].as_u64().unwrap() <= 14);
 }
+
+#[test]
+fn srs_import_takes_checked_ceremony_parameters_and_refuses_a_cut_file() {
+    use halo2_proofs::halo2curves::bn256::Bn256;
+    use halo2_proofs::poly::commitment::Params;
+    use halo2_proofs::poly::kzg::commitment::ParamsKZG;
+    use rand::SeedableRng;
+
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    // A ceremony's file as halo2-axiom writes it.
+    let params = ParamsKZG::<Bn256>::setup(6, rand_chacha::ChaCha20Rng::seed_from_u64(5));
+    let mut bytes = Vec::new();
+    params.write(&mut bytes).unwrap();
+    let file = h.join("kzg6.srs");
+    std::fs::write(&file, &bytes).unwrap();
+
+    let o = zkfarm(h, &["--json", "srs", "import", file.to_str().unwrap(), "--name", "ceremony", "--default"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["srs_id"].as_str().unwrap().starts_with("kzg:"), "{v}");
+    assert_eq!(v["k"], 6);
+    assert!(h.join("srs/ceremony.srs").exists() && h.join("srs/default.srs").exists());
+    assert!(!stderr(&o).contains("INSECURE"), "an imported SRS is not a development one");
+
+    let cut = h.join("cut.srs");
+    std::fs::write(&cut, &bytes[..bytes.len() - 10]).unwrap();
+    let o = zkfarm(h, &["srs", "import", cut.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("truncated or corrupt KZG parameters"), "{}", stderr(&o));
+    let o = zkfarm(h, &["srs", "import", file.to_str().unwrap(), "--name", "../escape"]);
+    assert!(!o.status.success() && stderr(&o).contains("an SRS name takes"), "{}", stderr(&o));
+}
