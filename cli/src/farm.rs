@@ -278,7 +278,7 @@ pub fn cmd_serve(out: &Output, a: &ServeArgs) -> Result<()> {
     }
     let c = &a.coordinator;
     let srs = match c.srs.as_deref() {
-        Some(p) => Srs::load(p)?,
+        Some(p) => srs::open(p)?,
         None => crate::local::default_srs_or_generate(out, 17)?,
     };
     runtime()?.block_on(async {

@@ -13,7 +13,7 @@ use zkfarm_circuits::calibrate::calibrate;
 use zkfarm_circuits::float::FloatModel;
 use zkfarm_circuits::input::{parse_input, read_input};
 use zkfarm_circuits::{CompiledModel, Settings};
-use zkfarm_prover::{home, srs, Engine, KeyCache, KeySource, Keys, ProveOptions, Prover, Srs};
+use zkfarm_prover::{home, infer, srs, Engine, KeyCache, KeySource, Keys, ProveOptions, Prover, Srs, Tier};
 
 use crate::output::Output;
 
@@ -185,6 +185,48 @@ pub fn cmd_srs_import(out: &Output, file: &Path, name: Option<&str>, default: bo
     Ok(())
 }
 
+pub fn cmd_srs_list(out: &Output) -> Result<()> {
+    let dir = home::data_dir().join("srs");
+    let mut rows = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        let mut paths: Vec<PathBuf> = entries.filter_map(|e| Some(e.ok()?.path())).collect();
+        paths.sort();
+        for path in paths.into_iter().filter(|p| p.extension().is_some_and(|x| x == "srs")) {
+            match srs::peek(&path) {
+                Ok(info) => {
+                    let cached = srs::cached_ks(&srs::default_cache_dir(), &info.id);
+                    rows.push((path, info, cached));
+                }
+                Err(e) => out.warn(&format!("{}: {e:#}", path.display())),
+            }
+        }
+    }
+    let json_rows: Vec<_> = rows
+        .iter()
+        .map(|(path, i, cached)| {
+            json!({ "path": path, "id": i.id, "k": i.k, "insecure": i.insecure, "cached_k": cached,
+                    "default": path.file_name().is_some_and(|n| n == "default.srs") })
+        })
+        .collect();
+    out.emit(json!({ "ok": true, "srs": json_rows }), || {
+        if rows.is_empty() {
+            return format!("no SRS under {}", dir.display());
+        }
+        let mut text = format!("{:<20} {:<30} {:>3}  {}\n", "file", "id", "k", "per-k parameters cached");
+        for (path, i, cached) in &rows {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let cached = if cached.is_empty() {
+                "none".to_string()
+            } else {
+                cached.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", ")
+            };
+            text += &format!("{name:<20} {:<30} {:>3}  {cached}\n", i.id, i.k);
+        }
+        text.trim_end().to_string()
+    });
+    Ok(())
+}
+
 /// The prover for one-shot commands: the key cache under the data
 /// directory, with a warning when the SRS is a development one.
 fn prover(out: &Output, srs: Srs, engine: Engine) -> Result<Prover> {
@@ -226,19 +268,34 @@ pub fn cmd_prove(
 ) -> Result<()> {
     let model = args.compile()?;
     let inputs = read_input(input)?;
-    let prover = prover(out, srs::resolve(srs_path)?, engine)?;
-    let (keys, _, _) = keys_for(out, &prover, &model)?;
-    let (receipt, took) = out.step("proving", || prover.prove(&model, &keys, &inputs, &ProveOptions::default()))?;
+    // The fixed costs before proving are timed apart from it: the SRS and
+    // its parameters at the circuit's k, the keys, the witness.
+    let (prover, load_srs) = out.step("loading the SRS", || {
+        let prover = prover(out, srs::resolve(srs_path)?, engine)?;
+        prover.engine.params(&prover.srs, model.k)?;
+        Ok(prover)
+    })?;
+    let (keys, source, load_keys) = keys_for(out, &prover, &model)?;
+    let (inference, witness) = out.step("computing the witness", || infer(&model, &inputs, Tier::Zk))?;
+    let (receipt, took) =
+        out.step("proving", || prover.prove_inference(&model, &keys, inference, &ProveOptions::default()))?;
     let engine = &prover.engine;
     receipt.save(output)?;
     out.emit(
         json!({ "ok": true, "receipt": output, "outputs": receipt.outputs, "seconds": took.as_secs_f64(),
-                "engine": engine.name(), "engine_detail": engine.describe() }),
+                "engine": engine.name(), "engine_detail": engine.describe(), "keys": source.name(),
+                "fixed_seconds": { "load_srs": load_srs.as_secs_f64(), "load_keys": load_keys.as_secs_f64(),
+                                   "witness": witness.as_secs_f64() } }),
         || {
             format!(
-                "proved in {:.1}s on {}; receipt written to {}\noutputs: {:?}",
+                "proved in {:.1}s on {} (before that: SRS {:.2}s, keys {:.2}s ({}), witness {:.2}s); \
+                 receipt written to {}\noutputs: {:?}",
                 took.as_secs_f64(),
                 engine.describe(),
+                load_srs.as_secs_f64(),
+                load_keys.as_secs_f64(),
+                source.name(),
+                witness.as_secs_f64(),
                 output.display(),
                 receipt.outputs
             )
@@ -280,13 +337,13 @@ pub fn cmd_inspect(out: &Output, args: &ModelArgs) -> Result<()> {
 pub fn default_srs_or_generate(out: &Output, k: u32) -> Result<Srs> {
     let default = srs::default_path();
     if default.exists() {
-        return Srs::load(&default);
+        return srs::open(&default);
     }
     out.warn(&format!("no SRS found; generating an INSECURE development SRS with k = {k}"));
     let (s, _) = out.step("generating SRS", || Srs::generate_insecure_dev(k, rand::rngs::OsRng))?;
     home::subdir("srs")?;
     s.save(&default)?;
-    Ok(s)
+    Ok(s.with_cache(srs::default_cache_dir()))
 }
 
 pub fn cmd_demo(out: &Output, srs_path: Option<&Path>, engine: Engine) -> Result<()> {
@@ -294,7 +351,7 @@ pub fn cmd_demo(out: &Output, srs_path: Option<&Path>, engine: Engine) -> Result
     let model = CompiledModel::compile(DEMO_MODEL, &settings)?;
     let inputs = parse_input(DEMO_INPUT)?;
     let srs = match srs_path {
-        Some(p) => Srs::load(p)?,
+        Some(p) => srs::open(p)?,
         None => default_srs_or_generate(out, model.k)?,
     };
     let prover = prover(out, srs, engine)?;

@@ -216,6 +216,9 @@ enum SrsCommand {
         #[arg(long)]
         default: bool,
     },
+    /// List the SRSs under the data directory: ids, k, and the k's whose
+    /// cut-down parameters are cached.
+    List,
 }
 
 fn main() -> ExitCode {
@@ -256,6 +259,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Srs { command: SrsCommand::Gen { k, insecure_dev, output } } => {
             local::cmd_srs_gen(&out, *k, *insecure_dev, output.as_deref())
         }
+        Command::Srs { command: SrsCommand::List } => local::cmd_srs_list(&out),
         Command::Srs { command: SrsCommand::Import { file, name, default } } => {
             local::cmd_srs_import(&out, file, name.as_deref(), *default)
         }

@@ -62,7 +62,7 @@ fn gather(receipt: &Receipt, inputs: &Inputs<'_>) -> Result<Trust> {
     };
     let local_srs = match (zk, inputs.srs) {
         (false, _) => None,
-        (true, Some(p)) => Some(Srs::load(p)?),
+        (true, Some(p)) => Some(srs::open(p)?),
         (true, None) if srs::default_path().exists() => {
             Some(srs::resolve(None)?).filter(|s| s.id == receipt.srs_id || inputs.coordinator.is_none())
         }

@@ -35,8 +35,14 @@ fn prove_then_verify_and_reject_tampering() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("INSECURE"));
 
-    let o = zkfarm(h, &["prove", "--model", model, "--input", input, "-o", receipt_s]);
+    let o = zkfarm(h, &["--json", "prove", "--model", model, "--input", input, "-o", receipt_s]);
     assert!(o.status.success(), "{}", stderr(&o));
+    // The fixed costs before proving are reported apart from it.
+    let p: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for cost in ["load_srs", "load_keys", "witness"] {
+        assert!(p["fixed_seconds"][cost].as_f64().is_some_and(|s| s >= 0.0), "{p}");
+    }
+    assert_eq!(p["keys"], "generated");
     let o = zkfarm(h, &["--json", "verify", receipt_s]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -134,6 +140,12 @@ fn srs_import_takes_checked_ceremony_parameters_and_refuses_a_cut_file() {
     assert_eq!(v["k"], 6);
     assert!(h.join("srs/ceremony.srs").exists() && h.join("srs/default.srs").exists());
     assert!(!stderr(&o).contains("INSECURE"), "an imported SRS is not a development one");
+
+    let o = zkfarm(h, &["--json", "srs", "list"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let listed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let ids: Vec<&str> = listed["srs"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec![v["srs_id"].as_str().unwrap(); 2], "ceremony.srs and default.srs: {listed}");
 
     let cut = h.join("cut.srs");
     std::fs::write(&cut, &bytes[..bytes.len() - 10]).unwrap();

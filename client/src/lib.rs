@@ -135,8 +135,9 @@ impl FarmClient {
     }
 
     /// Trust inputs for offline verification: the named verifying keys,
-    /// every registered worker key, the farm's TEE policy, and the SRS cut
-    /// to 2^`srs_k` points (none when 0).
+    /// every registered worker key, the farm's TEE policy, and what verifying
+    /// circuits of 2^`srs_k` rows needs of the SRS: g[0], g2 and s·g2 (none
+    /// when 0).
     pub async fn trust(&mut self, vk_hashes: Vec<String>, srs_k: u32) -> Result<Trust> {
         Ok(self.rpc.get_trust(GetTrustRequest { vk_hashes, srs_k }).await.map_err(status_error)?.into_inner())
     }

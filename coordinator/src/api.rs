@@ -277,7 +277,7 @@ impl ProverFarm for ClientApi {
         let srs = if r.srs_k == 0 {
             vec![]
         } else {
-            self.farm.srs.to_bytes_for_k(r.srs_k).map_err(|e| Status::invalid_argument(format!("{e:#}")))?
+            self.farm.srs.verifier_bytes(r.srs_k).map_err(|e| Status::invalid_argument(format!("{e:#}")))?
         };
         Ok(Response::new(Trust {
             srs_id: self.farm.srs.id.clone(),
