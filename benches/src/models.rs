@@ -1,7 +1,10 @@
 //! Per-model proving benchmark: k, rows, keygen, prove and verify time, proof
-//! size and peak memory for each bundled example, on the CPU engine, and
-//! verification against an SRS three sizes larger than the circuit (the same
-//! τ), whose cost must not grow with the SRS.
+//! size and peak memory for each bundled example, on the CPU engine; and,
+//! with an SRS three sizes larger than the circuit (the same τ), the fixed
+//! costs another process pays before proving once this one has cached the
+//! per-k parameters and the keys (load the SRS file and its parameters at the
+//! circuit's k, load the keys), and verification, whose cost must not grow
+//! with the SRS.
 //!
 //! Usage: `cargo run --release -p zkfarm-benches --bin zkfarm-bench-models [-- --runs N]`.
 //! Each model runs in a child process so that its peak resident memory is its own.
@@ -34,8 +37,18 @@ fn main() -> Result<()> {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     );
     println!(
-        "{:<10} {:>3} {:>7} {:>9} {:>9} {:>9} {:>13} {:>8} {:>9}",
-        "model", "k", "rows", "keygen s", "prove s", "verify ms", "ms, SRS k+3", "proof B", "peak MiB"
+        "{:<10} {:>3} {:>7} {:>9} {:>9} {:>9} {:>13} {:>12} {:>11} {:>8} {:>9}",
+        "model",
+        "k",
+        "rows",
+        "keygen s",
+        "prove s",
+        "verify ms",
+        "ms, SRS k+3",
+        "load SRS s",
+        "load keys s",
+        "proof B",
+        "peak MiB"
     );
     for name in MODELS {
         let out = Command::new(std::env::current_exe()?).args(["--one", name, "--runs", &runs.to_string()]).output()?;
@@ -44,7 +57,7 @@ fn main() -> Result<()> {
         }
         let v: Value = serde_json::from_slice(&out.stdout)?;
         println!(
-            "{:<10} {:>3} {:>7} {:>9.2} {:>9.2} {:>9.1} {:>13.1} {:>8} {:>9.0}",
+            "{:<10} {:>3} {:>7} {:>9.2} {:>9.2} {:>9.1} {:>13.1} {:>12.2} {:>11.2} {:>8} {:>9.0}",
             name,
             v["k"],
             v["rows"],
@@ -52,6 +65,8 @@ fn main() -> Result<()> {
             v["prove_s"].as_f64().unwrap_or(0.0),
             v["verify_ms"].as_f64().unwrap_or(0.0),
             v["verify_larger_srs_ms"].as_f64().unwrap_or(0.0),
+            v["load_srs_s"].as_f64().unwrap_or(0.0),
+            v["load_keys_s"].as_f64().unwrap_or(0.0),
             v["proof_bytes"],
             v["peak_mib"].as_f64().unwrap_or(0.0)
         );
@@ -90,12 +105,35 @@ fn bench_one(name: &str, runs: usize) -> Result<Value> {
         larger_times.push(t.elapsed().as_secs_f64() * 1e3);
         proof_bytes = receipt.proof.len() / 2;
     }
+    let (load_srs, load_keys) = fixed_costs(&larger, &model, &prover.keys)?;
     Ok(json!({
+        "load_srs_s": load_srs, "load_keys_s": load_keys,
         "k": model.k, "rows": model.program.step_rows(), "keygen_s": keygen,
         "prove_s": median(&mut prove_times), "verify_ms": median(&mut verify_times),
         "verify_larger_srs_ms": median(&mut larger_times),
         "proof_bytes": proof_bytes, "peak_mib": peak_rss_mib(),
     }))
+}
+
+/// What a second process pays before proving, once the first has cached
+/// the SRS's parameters at the model's k and the model's keys: opening the
+/// SRS file and getting its parameters at k, then loading the keys.
+fn fixed_costs(larger: &Srs, model: &CompiledModel, keys: &KeyCache) -> Result<(f64, f64)> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("larger.srs");
+    larger.save(&path)?;
+    let cache = dir.path().join("per-k");
+    Srs::load(&path)?.with_cache(cache.clone()).for_k(model.k)?;
+    let t = Instant::now();
+    let srs = Srs::load(&path)?.with_cache(cache);
+    srs.for_k(model.k)?;
+    let load_srs = t.elapsed().as_secs_f64();
+    // The keys were made under the circuit-sized SRS of the same id.
+    let t = Instant::now();
+    let (_, source) = keys.get_or_create(model, &srs)?;
+    let load_keys = t.elapsed().as_secs_f64();
+    anyhow::ensure!(source == zkfarm_prover::KeySource::Disk, "the keys were not on disk: {source:?}");
+    Ok((load_srs, load_keys))
 }
 
 fn median(v: &mut [f64]) -> f64 {
