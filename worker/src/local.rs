@@ -61,14 +61,6 @@ impl LocalWorkers {
         }
         Ok(LocalWorkers { stop, tasks })
     }
-
-    /// Asks every worker to stop after its current call, and waits for them.
-    pub async fn shutdown(mut self) {
-        let _ = self.stop.send(true);
-        for t in self.tasks.drain(..) {
-            let _ = t.await;
-        }
-    }
 }
 
 impl Drop for LocalWorkers {
