@@ -1,11 +1,19 @@
 //! Per-op tests: each op on random shapes and values is proven with MockProver
-//! and its public outputs are compared with an integer reference written here
-//! independently of the lowering. Then soundness (every advice cell of a
-//! compiled model is constrained) and bad input.
+//! and with zkfarm's own prover (a real KZG proof that halo2-axiom's verifier
+//! must accept), and its public outputs are compared with an integer
+//! reference written here independently of the lowering. Then soundness
+//! (every advice cell of a compiled model is constrained) and bad input.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use halo2_proofs::dev::MockProver;
+use halo2_proofs::halo2curves::bn256::{Bn256, Fr, G1Affine};
+use halo2_proofs::plonk::{keygen_pk, keygen_vk, verify_proof};
+use halo2_proofs::poly::kzg::commitment::{KZGCommitmentScheme, ParamsKZG};
+use halo2_proofs::poly::kzg::multiopen::VerifierSHPLONK;
+use halo2_proofs::poly::kzg::strategy::SingleStrategy;
+use halo2_proofs::transcript::{Blake2bRead, Blake2bWrite, Challenge255, TranscriptReadBuffer, TranscriptWriterBuffer};
 use prost::Message;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -13,6 +21,7 @@ use zkfarm_circuits::circuit::instances;
 use zkfarm_circuits::graph::*;
 use zkfarm_circuits::quantize::compile;
 use zkfarm_circuits::{CompiledModel, ModelCircuit, Program, Settings};
+use zkfarm_plonk::{create_proof, CpuBackend, Domain, ProvingData};
 
 const S: u32 = 6;
 const P: u32 = 6;
@@ -39,9 +48,46 @@ fn prove_mock(g: &Graph, s: &Settings, input: &[f64]) -> (Vec<i64>, Vec<i64>) {
     let witness = model.run(&[input.to_vec()]).unwrap();
     let inst = instances(&model.program, &witness);
     let circuit = ModelCircuit::new(model.program.clone(), Some(Arc::new(witness.clone())));
-    MockProver::run(model.k, &circuit, vec![inst]).unwrap().assert_satisfied_par();
+    MockProver::run(model.k, &circuit, vec![inst.clone()]).unwrap().assert_satisfied_par();
+    prove_for_real(model.k, &circuit, &inst);
     let q = model.program.quantize_inputs(&[input.to_vec()]).unwrap().remove(0);
     (q, model.program.output_values(&witness).remove(0))
+}
+
+/// KZG parameters for 2^k rows, made once per k from a fixed seed.
+fn params(k: u32) -> Arc<ParamsKZG<Bn256>> {
+    static PARAMS: OnceLock<Mutex<HashMap<u32, Arc<ParamsKZG<Bn256>>>>> = OnceLock::new();
+    let mut all = PARAMS.get_or_init(Mutex::default).lock().unwrap();
+    all.entry(k).or_insert_with(|| Arc::new(ParamsKZG::setup(k, ChaCha20Rng::seed_from_u64(u64::from(k))))).clone()
+}
+
+/// Proves `circuit` with zkfarm's prover and checks that halo2-axiom's
+/// verifier accepts the proof for `inst` and rejects it for a changed
+/// public output.
+fn prove_for_real(k: u32, circuit: &ModelCircuit, inst: &[Fr]) {
+    let params = params(k);
+    let vk = keygen_vk(&*params, circuit).unwrap();
+    let pk = keygen_pk(&*params, vk, circuit).unwrap();
+    let backend = CpuBackend::new(Domain::of(pk.get_vk().get_domain()), params.clone());
+    let data = ProvingData::new(&backend, &pk).unwrap();
+    let mut transcript = Blake2bWrite::<_, G1Affine, Challenge255<_>>::init(vec![]);
+    create_proof(&backend, &pk, &data, circuit, &[inst], ChaCha20Rng::seed_from_u64(0), &mut transcript).unwrap();
+    let proof = transcript.finalize();
+    let accepts = |inst: &[Fr]| {
+        let mut transcript = Blake2bRead::<_, G1Affine, Challenge255<_>>::init(&proof[..]);
+        verify_proof::<KZGCommitmentScheme<Bn256>, VerifierSHPLONK<'_, Bn256>, _, _, _>(
+            &*params,
+            pk.get_vk(),
+            SingleStrategy::new(&*params),
+            &[&[inst]],
+            &mut transcript,
+        )
+        .is_ok()
+    };
+    assert!(accepts(inst), "halo2-axiom rejected zkfarm's proof");
+    let mut changed = inst.to_vec();
+    changed[0] += Fr::one();
+    assert!(!accepts(&changed), "a changed public output was accepted");
 }
 
 fn quant(x: f64, s: u32) -> i64 {
@@ -172,7 +218,9 @@ fn arithmetic_with_broadcasting() {
         let model = CompiledModel::from_program(program, "t".into());
         let w = model.run(&[xa.clone(), c.clone()]).unwrap();
         let circuit = ModelCircuit::new(model.program.clone(), Some(Arc::new(w.clone())));
-        MockProver::run(model.k, &circuit, vec![instances(&model.program, &w)]).unwrap().assert_satisfied_par();
+        let inst = instances(&model.program, &w);
+        MockProver::run(model.k, &circuit, vec![inst.clone()]).unwrap().assert_satisfied_par();
+        prove_for_real(model.k, &circuit, &inst);
         let q = model.program.quantize_inputs(&[xa, c]).unwrap();
         let out = &model.program.output_values(&w)[0];
         let kq = [0.5, -1.25];
@@ -308,7 +356,7 @@ fn changed_public_output_is_rejected() {
     let model = CompiledModel::from_program(compile(&g, &settings()).unwrap(), "t".into());
     let w = model.run(&[vec![0.5, -0.25, 1.0, 0.0]]).unwrap();
     let mut inst = instances(&model.program, &w);
-    inst[2] += halo2_proofs::halo2curves::bn256::Fr::one();
+    inst[2] += Fr::one();
     let c = ModelCircuit::new(model.program.clone(), Some(Arc::new(w)));
     assert!(MockProver::run(model.k, &c, vec![inst]).unwrap().verify_par().is_err());
 }

@@ -20,6 +20,15 @@ pub enum Basis {
     Lagrange,
 }
 
+impl Basis {
+    pub fn name(self) -> &'static str {
+        match self {
+            Basis::Monomial => "monomial",
+            Basis::Lagrange => "lagrange",
+        }
+    }
+}
+
 /// One factor `a[i] + s·b[i] + c` of a grand product's numerator or
 /// denominator.
 pub struct Factor<'a, P> {

@@ -1,19 +1,17 @@
-//! A KZG commitment scheme whose commitments run on a proving engine.
+//! KZG commitments whose multi-scalar multiplications run on a proving
+//! engine.
 //!
-//! halo2-axiom's `create_proof` is generic over the commitment scheme and
-//! commits only through `Params::commit_lagrange` and `ParamsProver::commit`.
-//! [`EngineScheme`] is KZG over BN254 with the same SRS and the same
-//! transcript as halo2-axiom's `KZGCommitmentScheme<Bn256>`, but its prover
-//! parameters ([`EngineParams`]) hand those multi-scalar multiplications to
-//! bases resident on an engine (the GPU) when one is attached. An MSM is
-//! exact, so a proof made this way is byte for byte the proof the CPU makes
-//! from the same witness and randomness, and halo2-axiom's own SHPLONK
-//! verifier accepts it with plain `ParamsKZG`.
-//!
-//! The SHPLONK multi-open prover is halo2-axiom's, run on the inner
-//! `ParamsKZG`: the queries it receives keep their fields private to
-//! halo2-axiom, so its two final commitments (the opening quotients) stay
-//! on the CPU.
+//! [`EngineParams`] holds an SRS's parameters for one k and, when an engine
+//! is attached, the engine's resident copy of their bases. Our prover
+//! (`zkfarm-plonk`) commits through it as a [`CommitKey`], every MSM of a
+//! proof included. halo2-axiom's `create_proof`, kept as the reference
+//! prover, commits through it as [`EngineScheme`]: KZG over BN254 with the
+//! same SRS and transcript as `KZGCommitmentScheme<Bn256>`, whose SHPLONK
+//! opening stays halo2-axiom's (its queries' fields are private), so those
+//! two commitments stay on the CPU there. An MSM is exact, so a proof made
+//! on an engine is byte for byte the proof the CPU makes from the same
+//! witness and randomness, and halo2-axiom's own verifier accepts it with
+//! plain `ParamsKZG`.
 
 use std::fmt;
 use std::io;
@@ -29,24 +27,9 @@ use halo2_proofs::poly::kzg::multiopen::ProverSHPLONK;
 use halo2_proofs::poly::{Coeff, LagrangeCoeff, Polynomial, ProverQuery};
 use halo2_proofs::transcript::{EncodedChallenge, TranscriptWrite};
 use rand::RngCore;
+use zkfarm_plonk::CommitKey;
 
-/// Which of the SRS's two bases a commitment uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum BaseSet {
-    /// `[s^i]G`, for polynomials in coefficient form.
-    Monomial,
-    /// The Lagrange basis of the 2^k domain, for polynomials in evaluation form.
-    Lagrange,
-}
-
-impl BaseSet {
-    pub fn name(self) -> &'static str {
-        match self {
-            BaseSet::Monomial => "monomial",
-            BaseSet::Lagrange => "lagrange",
-        }
-    }
-}
+pub use zkfarm_plonk::Basis;
 
 /// The SRS bases of one (SRS, k) loaded on an engine, computing
 /// `sum scalars[i] * bases[i]` over the first `scalars.len()` bases.
@@ -54,7 +37,7 @@ pub trait ResidentBases: Send + Sync {
     /// The engine's name, for logs and metrics.
     fn engine(&self) -> &'static str;
     /// The MSM; an error makes the caller compute it on the CPU instead.
-    fn msm(&self, set: BaseSet, scalars: &[Fr]) -> Result<G1>;
+    fn msm(&self, set: Basis, scalars: &[Fr]) -> Result<G1>;
 }
 
 /// Prover parameters of [`EngineScheme`]: the KZG parameters, and the
@@ -96,7 +79,7 @@ impl EngineParams {
 
     /// One commitment: on the engine when attached, else (or when the
     /// engine fails) with halo2-axiom's CPU MSM.
-    fn commit_on_engine(&self, set: BaseSet, scalars: &[Fr], cpu: impl FnOnce() -> G1) -> G1 {
+    fn commit_on_engine(&self, set: Basis, scalars: &[Fr], cpu: impl FnOnce() -> G1) -> G1 {
         let Some(device) = &self.device else { return cpu() };
         match device.msm(set, scalars) {
             Ok(point) => point,
@@ -114,6 +97,14 @@ impl EngineParams {
                 cpu()
             }
         }
+    }
+}
+
+/// Our prover's commitments: on the engine when attached, else (or when the
+/// engine fails) with halo2-axiom's CPU MSM.
+impl CommitKey for EngineParams {
+    fn commit(&self, values: &[Fr], basis: Basis) -> G1 {
+        self.commit_on_engine(basis, values, || CommitKey::commit(&*self.kzg, values, basis))
     }
 }
 
@@ -140,7 +131,7 @@ impl<'params> Params<'params, G1Affine> for EngineParams {
     }
 
     fn commit_lagrange(&self, poly: &Polynomial<Fr, LagrangeCoeff>, r: Blind<Fr>) -> G1 {
-        self.commit_on_engine(BaseSet::Lagrange, poly, || self.kzg.commit_lagrange(poly, r))
+        self.commit_on_engine(Basis::Lagrange, poly, || self.kzg.commit_lagrange(poly, r))
     }
 
     fn write<W: io::Write>(&self, writer: &mut W) -> io::Result<()> {
@@ -160,7 +151,7 @@ impl<'params> ParamsProver<'params, G1Affine> for EngineParams {
     }
 
     fn commit(&self, poly: &Polynomial<Fr, Coeff>, r: Blind<Fr>) -> G1 {
-        self.commit_on_engine(BaseSet::Monomial, poly, || self.kzg.commit(poly, r))
+        self.commit_on_engine(Basis::Monomial, poly, || ParamsProver::commit(&*self.kzg, poly, r))
     }
 
     fn get_g(&self) -> &[G1Affine] {

@@ -13,7 +13,7 @@ use zkfarm_kernels::backend::Backend;
 use zkfarm_kernels::layout::AFFINE_WORDS;
 use zkfarm_kernels::msm::Msm;
 
-use crate::commit::{BaseSet, ResidentBases};
+use crate::commit::{Basis, ResidentBases};
 
 /// Both bases of one (SRS, k), uploaded once.
 pub struct DeviceBases<B: Backend> {
@@ -38,10 +38,10 @@ impl<B: Backend> ResidentBases for DeviceBases<B> {
         self.monomial.backend().name()
     }
 
-    fn msm(&self, set: BaseSet, scalars: &[Fr]) -> Result<G1> {
+    fn msm(&self, set: Basis, scalars: &[Fr]) -> Result<G1> {
         match set {
-            BaseSet::Monomial => self.monomial.msm(scalars),
-            BaseSet::Lagrange => self.lagrange.msm(scalars),
+            Basis::Monomial => self.monomial.msm(scalars),
+            Basis::Lagrange => self.lagrange.msm(scalars),
         }
     }
 }

@@ -9,9 +9,12 @@ use anyhow::{anyhow, bail, Result};
 #[cfg(feature = "cuda")]
 use zkfarm_kernels::gpu::Gpu;
 
+use zkfarm_plonk::{CpuBackend, ProvingData};
+
 use crate::commit::EngineParams;
 #[cfg(feature = "cuda")]
 use crate::device_bases::DeviceBases;
+use crate::keys::Keys;
 use crate::srs::Srs;
 
 /// What the user asked for.
@@ -41,12 +44,22 @@ impl FromStr for EngineChoice {
 pub struct Engine {
     kind: EngineKind,
     loaded: Arc<Mutex<Loaded>>,
+    prepared: Arc<Mutex<Prepared>>,
     /// Why `auto` chose this engine, when it fell back.
     note: Option<Arc<str>>,
 }
 
 /// Prover parameters by (SRS id, k).
 type Loaded = HashMap<(String, u32), Arc<EngineParams>>;
+
+/// Proving keys compiled for our prover, by verifying-key hash, most
+/// recently used first.
+type Prepared = Vec<(String, Arc<ProvingData<CpuBackend>>)>;
+
+/// How many compiled keys an engine keeps. Each holds its fixed and
+/// permutation columns on the extended domain (a few hundred MB at
+/// k = 18), so a worker switching between two models keeps both.
+const PREPARED_KEYS: usize = 2;
 
 #[derive(Clone)]
 enum EngineKind {
@@ -71,7 +84,7 @@ impl fmt::Debug for Engine {
 impl Engine {
     /// Halo2-axiom's own multi-threaded MSM on the host.
     pub fn cpu() -> Self {
-        Engine { kind: EngineKind::Cpu, loaded: Arc::default(), note: None }
+        Engine { kind: EngineKind::Cpu, loaded: Arc::default(), prepared: Arc::default(), note: None }
     }
 
     /// The CUDA engine on the first device, or why there is none (no
@@ -80,13 +93,18 @@ impl Engine {
     pub fn cuda() -> Result<Self> {
         let gpu = Gpu::open()?;
         tracing::info!("cuda engine on {}", gpu.describe());
-        Ok(Engine { kind: EngineKind::Cuda(Arc::new(gpu)), loaded: Arc::default(), note: None })
+        Ok(Engine {
+            kind: EngineKind::Cuda(Arc::new(gpu)),
+            loaded: Arc::default(),
+            prepared: Arc::default(),
+            note: None,
+        })
     }
 
     /// The CUDA engine on a device the caller already opened.
     #[cfg(feature = "cuda")]
     pub fn with_gpu(gpu: Arc<Gpu>) -> Self {
-        Engine { kind: EngineKind::Cuda(gpu), loaded: Arc::default(), note: None }
+        Engine { kind: EngineKind::Cuda(gpu), loaded: Arc::default(), prepared: Arc::default(), note: None }
     }
 
     /// Without the `cuda` feature there is no CUDA engine.
@@ -159,6 +177,29 @@ impl Engine {
         });
         loaded.insert(key, params.clone());
         Ok(params)
+    }
+}
+
+impl Engine {
+    /// A key compiled for our prover, made by `make` on first use and kept
+    /// for the next proofs of the same key.
+    pub fn prepared(
+        &self,
+        keys: &Keys,
+        make: impl FnOnce() -> Result<ProvingData<CpuBackend>>,
+    ) -> Result<Arc<ProvingData<CpuBackend>>> {
+        // Held while compiling: two proofs of one new key compile it once.
+        let mut prepared = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(at) = prepared.iter().position(|(hash, _)| *hash == keys.vk.hash) {
+            let entry = prepared.remove(at);
+            let data = entry.1.clone();
+            prepared.insert(0, entry);
+            return Ok(data);
+        }
+        let data = Arc::new(make()?);
+        prepared.insert(0, (keys.vk.hash.clone(), data.clone()));
+        prepared.truncate(PREPARED_KEYS);
+        Ok(data)
     }
 }
 

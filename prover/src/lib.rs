@@ -17,6 +17,7 @@ pub mod srs;
 
 pub use engine::{Engine, EngineChoice};
 pub use keys::{KeyCache, KeySource, Keys, VerifierKey};
-pub use prove::{infer, prove, prove_inference, verify, Inference, ProveOptions, Prover};
+pub use prove::{infer, prove, prove_inference, prove_timed, verify, Inference, ProveOptions, Prover, ProverImpl};
 pub use receipt::{Receipt, Tier};
 pub use srs::Srs;
+pub use zkfarm_plonk::{Step, Timings};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context, Result};
 use halo2_proofs::halo2curves::bn256::{Bn256, Fr, G1Affine};
 use halo2_proofs::halo2curves::ff::PrimeField;
-use halo2_proofs::plonk::{create_proof, verify_proof};
+use halo2_proofs::plonk::{create_proof, verify_proof, ProvingKey};
 use halo2_proofs::poly::kzg::commitment::KZGCommitmentScheme;
 use halo2_proofs::poly::kzg::multiopen::VerifierSHPLONK;
 use halo2_proofs::poly::kzg::strategy::SingleStrategy;
@@ -15,6 +15,7 @@ use rand::{RngCore, SeedableRng};
 use zkfarm_circuits::circuit::{fe, instances};
 use zkfarm_circuits::program::Witness;
 use zkfarm_circuits::{CompiledModel, ModelCircuit};
+use zkfarm_plonk::{CpuBackend, Domain, ProvingData, Timings};
 
 use crate::commit::{EngineParams, EngineScheme, EngineShplonk};
 use crate::engine::Engine;
@@ -22,15 +23,36 @@ use crate::keys::{KeyCache, KeySource, Keys, VerifierKey};
 use crate::receipt::{input_hash, Receipt, Tier};
 use crate::srs::Srs;
 
+/// Which implementation of the Halo2 prover makes a proof. Both write
+/// proofs halo2-axiom's verifier accepts under the same keys.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ProverImpl {
+    /// zkfarm's own prover (`zkfarm-plonk`): every step on the engine's
+    /// backend, and reproducible under a seed.
+    #[default]
+    Zkfarm,
+    /// halo2-axiom's `create_proof`: the reference, for tests and the
+    /// benchmarks. Its proofs differ run to run even under one seed.
+    Halo2Axiom,
+}
+
+impl ProverImpl {
+    pub fn name(self) -> &'static str {
+        match self {
+            ProverImpl::Zkfarm => "zkfarm",
+            ProverImpl::Halo2Axiom => "halo2-axiom",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct ProveOptions {
-    /// Seed for the blinding factors drawn from the RNG handed to
-    /// halo2-axiom. Only for tests: a known seed weakens zero knowledge.
-    /// It fixes the advice commitments but does not make proofs
-    /// reproducible: halo2-axiom 0.5 orders its lookup columns by iterating
-    /// a `HashMap` and draws the vanishing argument's random polynomial from
-    /// the thread RNG.
+    /// Seed for every random value of the proof (blinding rows, the
+    /// vanishing argument's random polynomial). Only for tests: a known seed
+    /// gives up zero knowledge. With our prover one seed gives one proof,
+    /// byte for byte.
     pub seed: Option<u64>,
+    pub prover: ProverImpl,
 }
 
 /// One inference run exactly on integers: the witness a proof is made from
@@ -86,6 +108,21 @@ pub fn prove_inference(
     inference: Inference,
     opts: &ProveOptions,
 ) -> Result<Receipt> {
+    prove_timed(model, keys, params, None, srs_id, inference, opts).map(|(r, _)| r)
+}
+
+/// Proves an inference and reports the time of each step of our prover
+/// (all zero for halo2-axiom's). `data` is the key's compiled constraints
+/// and resident polynomials when the caller keeps them across proofs.
+pub fn prove_timed(
+    model: &CompiledModel,
+    keys: &Keys,
+    params: &EngineParams,
+    data: Option<&ProvingData<CpuBackend>>,
+    srs_id: &str,
+    inference: Inference,
+    opts: &ProveOptions,
+) -> Result<(Receipt, Timings)> {
     let Inference { witness, mut receipt } = inference;
     let inst = instances(&model.program, &witness);
     let circuit = ModelCircuit::new(model.program.clone(), Some(witness));
@@ -94,21 +131,44 @@ pub fn prove_inference(
         Some(s) => Box::new(rand_chacha::ChaCha20Rng::seed_from_u64(s)),
         None => Box::new(OsRng),
     };
-    create_proof::<EngineScheme, EngineShplonk<'_>, Challenge255<G1Affine>, _, _, _>(
-        params,
-        &keys.pk,
-        &[circuit],
-        &[&[&inst]],
-        rng,
-        &mut transcript,
-    )
-    .map_err(|e| anyhow!("proving failed: {e:?}"))?;
+    let timings = match opts.prover {
+        ProverImpl::Zkfarm => {
+            let backend = cpu_backend(&keys.pk, params);
+            let prepared;
+            let data = match data {
+                Some(d) => d,
+                None => {
+                    prepared = ProvingData::new(&backend, &keys.pk)?;
+                    &prepared
+                }
+            };
+            zkfarm_plonk::create_proof(&backend, &keys.pk, data, &circuit, &[&inst], rng, &mut transcript)?
+        }
+        ProverImpl::Halo2Axiom => {
+            create_proof::<EngineScheme, EngineShplonk<'_>, Challenge255<G1Affine>, _, _, _>(
+                params,
+                &keys.pk,
+                &[circuit],
+                &[&[&inst]],
+                rng,
+                &mut transcript,
+            )
+            .map_err(|e| anyhow!("proving failed: {e:?}"))?;
+            Timings::default()
+        }
+    };
     receipt.tier = Tier::Zk;
     receipt.vk_hash = keys.vk.hash.clone();
     receipt.srs_id = srs_id.to_string();
     receipt.instances = inst.iter().map(field_hex).collect();
     receipt.proof = hex::encode(transcript.finalize());
-    Ok(receipt)
+    Ok((receipt, timings))
+}
+
+/// Our prover's CPU backend for a key, committing through `params` (so on
+/// the engine's resident bases when it has them).
+pub fn cpu_backend(pk: &ProvingKey<G1Affine>, params: &EngineParams) -> CpuBackend {
+    CpuBackend::new(Domain::of(pk.get_vk().get_domain()), Arc::new(params.clone()))
 }
 
 /// The proving facade: an SRS, a key cache and an engine. The CLI, the
@@ -149,8 +209,27 @@ impl Prover {
         inference: Inference,
         opts: &ProveOptions,
     ) -> Result<Receipt> {
+        self.prove_timed(model, keys, inference, opts).map(|(r, _)| r)
+    }
+
+    /// Proves an inference and reports the time of each step of our prover.
+    /// The key's compiled constraints and resident polynomials are kept by
+    /// the engine across proofs.
+    pub fn prove_timed(
+        &self,
+        model: &CompiledModel,
+        keys: &Keys,
+        inference: Inference,
+        opts: &ProveOptions,
+    ) -> Result<(Receipt, Timings)> {
         let params = self.engine.params(&self.srs, model.k)?;
-        prove_inference(model, keys, &params, &self.srs.id, inference, opts)
+        let data = match opts.prover {
+            ProverImpl::Zkfarm => Some(self.engine.prepared(keys, || {
+                ProvingData::new(&cpu_backend(&keys.pk, &params), &keys.pk).map_err(anyhow::Error::from)
+            })?),
+            ProverImpl::Halo2Axiom => None,
+        };
+        prove_timed(model, keys, &params, data.as_deref(), &self.srs.id, inference, opts)
     }
 
     /// Verifies a zk receipt against a verifying key and this SRS.
