@@ -281,3 +281,152 @@ fn divide_by_root(a: &[Fr], b: Fr) -> Vec<Fr> {
     }
     q
 }
+
+/// Each step against a plain reference: Horner evaluation at the domain's
+/// points, halo2-axiom's MSM and polynomial evaluation, explicit inversion.
+#[cfg(test)]
+mod tests {
+    use halo2_proofs::arithmetic::eval_polynomial;
+    use halo2_proofs::poly::EvaluationDomain;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha20Rng;
+
+    use super::*;
+    use crate::program::Builder;
+
+    const K: u32 = 5;
+
+    fn backend() -> (CpuBackend, Arc<ParamsKZG<Bn256>>) {
+        let params = Arc::new(ParamsKZG::<Bn256>::setup(K, ChaCha20Rng::seed_from_u64(2)));
+        // Constraint degree 4: a quotient of 3 pieces on an extended domain of 2^(k+2).
+        let domain = Domain::of(&EvaluationDomain::<Fr>::new(4, K));
+        (CpuBackend::new(domain, params.clone()), params)
+    }
+
+    fn random(len: usize, seed: u64) -> Vec<Fr> {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        (0..len).map(|_| Fr::random(&mut rng)).collect()
+    }
+
+    fn horner(c: &[Fr], x: Fr) -> Fr {
+        c.iter().rev().fold(Fr::ZERO, |acc, a| acc * x + a)
+    }
+
+    #[test]
+    fn transforms_agree_with_evaluation_at_the_domains_points() {
+        let (b, _) = backend();
+        let d = b.domain().clone();
+        let values = random(d.n, 1);
+        let coeffs = b.lagrange_to_coeff(&[&values]).remove(0);
+        for (i, v) in values.iter().enumerate() {
+            assert_eq!(horner(&coeffs, d.omega.pow_vartime([i as u64])), *v, "row {i}");
+        }
+        let ext = b.coeff_to_extended(&[&coeffs]).remove(0);
+        assert_eq!(ext.len(), d.extended_n);
+        for (i, v) in ext.iter().enumerate() {
+            let x = d.zeta * d.extended_omega.pow_vartime([i as u64]);
+            assert_eq!(horner(&coeffs, x), *v, "coset point {i}");
+        }
+        // Back from the coset: a polynomial of the extended degree.
+        let wide = random(d.extended_n, 2);
+        let on_coset: Vec<Fr> = (0..d.extended_n)
+            .map(|i| horner(&wide, d.zeta * d.extended_omega.pow_vartime([i as u64])))
+            .collect();
+        assert_eq!(b.extended_to_coeff(&on_coset, d.extended_n), wide);
+        assert_eq!(b.extended_to_coeff(&on_coset, 3 * d.n), wide[..3 * d.n]);
+        let mut divided = on_coset.clone();
+        b.divide_by_vanishing(&mut divided);
+        for i in 0..d.extended_n {
+            let x = d.zeta * d.extended_omega.pow_vartime([i as u64]);
+            assert_eq!(divided[i] * (x.pow_vartime([d.n as u64]) - Fr::ONE), on_coset[i], "point {i}");
+        }
+    }
+
+    #[test]
+    fn commitments_equal_halo2_axioms_msm_in_both_bases() {
+        let (b, params) = backend();
+        let d = b.domain().clone();
+        let values = random(d.n, 3);
+        let coeffs = b.lagrange_to_coeff(&[&values]).remove(0);
+        let [monomial, lagrange] = [b.commit(&[&coeffs], Basis::Monomial)[0], b.commit(&[&values], Basis::Lagrange)[0]];
+        assert_eq!(monomial, best_multiexp(&coeffs, params.get_g()).to_affine());
+        // The same polynomial committed from its values or its coefficients.
+        assert_eq!(lagrange, monomial);
+        // A short polynomial uses the first bases.
+        assert_eq!(b.commit(&[&coeffs[..5].to_vec()], Basis::Monomial)[0], best_multiexp(&coeffs[..5], &params.get_g()[..5]).to_affine());
+    }
+
+    #[test]
+    fn grand_products_match_the_running_product_with_explicit_inverses() {
+        let (b, _) = backend();
+        let n = b.domain().n;
+        let (p, q, r) = (random(n, 4), random(n, 5), random(n, 6));
+        let (s, c) = (Fr::from(7), Fr::from(9));
+        let num = [Factor { a: &p, b: Some((&q, s)), c }];
+        let den = [Factor { a: &q, b: None, c }, Factor { a: &r, b: Some((&p, c)), c: s }];
+        let blinding = random(3, 7);
+        let (z, last) = b.grand_product(&num, &den, Fr::from(2), &blinding);
+        assert_eq!(z.len(), n);
+        let mut acc = Fr::from(2);
+        for i in 0..n - 3 {
+            assert_eq!(z[i], acc, "row {i}");
+            let ratio = (p[i] + s * q[i] + c) * ((q[i] + c) * (r[i] + c * p[i] + s)).invert().unwrap();
+            acc *= ratio;
+        }
+        assert_eq!(last, z[n - 4]);
+        assert_eq!(&z[n - 3..], &blinding[..]);
+    }
+
+    #[test]
+    fn programs_on_the_coset_match_the_pointwise_reference() {
+        let (b, _) = backend();
+        let d = b.domain().clone();
+        let mut builder = Builder::default();
+        let (a, a_next, c) = (builder.leaf(0, 0), builder.leaf(0, 1), builder.leaf(1, -2));
+        let x = builder.x();
+        let s = builder.scalar(0);
+        let t = builder.mul(a_next, c);
+        let t = builder.sub(t, x);
+        let out = builder.fold(&[a, t], s);
+        let program = builder.finish(out);
+        let leaves = [random(d.extended_n, 8), random(d.extended_n, 9)];
+        let scalars = [Fr::from(5)];
+        let got = b.evaluate_program(&program, &[&leaves[0], &leaves[1]], &scalars, Grid::Extended);
+        let step = d.extended_step() as i64;
+        for (i, v) in got.iter().enumerate() {
+            let leaf = |slot: u32, rot: i32| {
+                leaves[slot as usize][(i as i64 + rot as i64 * step).rem_euclid(d.extended_n as i64) as usize]
+            };
+            let x = d.zeta * d.extended_omega.pow_vartime([i as u64]);
+            assert_eq!(*v, program.evaluate_at(leaf, &scalars, x), "point {i}");
+        }
+    }
+
+    #[test]
+    fn evaluation_combination_and_division_match_plain_arithmetic() {
+        let (b, _) = backend();
+        let n = b.domain().n;
+        let (p, q) = (random(n, 10), random(n, 11));
+        let x = Fr::from(123456789);
+        assert_eq!(b.evaluate_at(&[(&p, x), (&q, x)]), vec![eval_polynomial(&p, x), eval_polynomial(&q, x)]);
+        let short = p[..4].to_vec();
+        let sum = b.linear_combination(&[(&p, Fr::from(3)), (&short, Fr::from(5))], &[Fr::ONE]);
+        for i in 0..n {
+            let expected = p[i] * Fr::from(3) + if i < 4 { p[i] * Fr::from(5) } else { Fr::ZERO };
+            assert_eq!(sum[i], expected + if i == 0 { Fr::ONE } else { Fr::ZERO });
+        }
+        // q(X) = (p(X) − p(r)) / (X − r): q(y)·(y − r) = p(y) − p(r) at any y.
+        let (r1, r2) = (Fr::from(3), Fr::from(17));
+        let quotient = b.divide_by_linear(&p, &[r1]);
+        assert_eq!(quotient.len(), n);
+        let y = Fr::from(99);
+        assert_eq!(horner(&quotient, y) * (y - r1), horner(&p, y) - horner(&p, r1));
+        // Dividing by two roots of a multiple of (X − r1)(X − r2) is exact.
+        let mut m = vec![r1 * r2, -(r1 + r2), Fr::ONE];
+        m.resize(n, Fr::ZERO);
+        let product = b.linear_combination(&[(&m, Fr::ONE)], &[]);
+        let two = b.divide_by_linear(&product, &[r1, r2]);
+        assert_eq!(two[0], Fr::ONE);
+        assert!(two[1..].iter().all(|c| *c == Fr::ZERO));
+    }
+}
