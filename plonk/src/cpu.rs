@@ -6,12 +6,13 @@ use std::sync::Arc;
 
 use halo2_proofs::arithmetic::best_multiexp;
 use halo2_proofs::halo2curves::bn256::{Bn256, Fr, G1Affine, G1};
-use halo2_proofs::halo2curves::ff::{BatchInvert, Field};
+use halo2_proofs::halo2curves::ff::{BatchInvert, Field, PrimeField};
 use halo2_proofs::halo2curves::fft::best_fft;
 use halo2_proofs::halo2curves::group::Curve;
 use halo2_proofs::poly::commitment::{Blind, Params, ParamsProver};
 use halo2_proofs::poly::kzg::commitment::ParamsKZG;
 use halo2_proofs::poly::{LagrangeCoeff, Polynomial};
+use halo2_proofs::{SerdeCurveAffine, SerdeFormat};
 use rayon::prelude::*;
 
 use crate::backend::{Backend, Basis, Factor, Unmatched};
@@ -38,6 +39,71 @@ impl CommitKey for ParamsKZG<Bn256> {
                 self.commit_lagrange(&Polynomial::<Fr, LagrangeCoeff>::new(values.to_vec()), Blind::default())
             }
         }
+    }
+}
+
+/// Both bases of one (SRS, k) held on the host, for MSMs that fold the sign
+/// of small negative scalars into the base.
+///
+/// Witness columns hold small integers, and a negative one is a field
+/// element near the modulus: 254 bits to a Pippenger MSM. Committing `−t`
+/// against `−G` instead costs only the bits of `t`, and halo2curves' MSM
+/// skips the windows above them. The point is the same.
+pub struct HostBases {
+    monomial: Vec<G1Affine>,
+    lagrange: Vec<G1Affine>,
+}
+
+impl HostBases {
+    /// Reads both bases out of halo2-axiom's raw serialisation of `params`
+    /// (k, the monomial points, the Lagrange points, then G2): the Lagrange
+    /// basis is private to its params, and recomputing it would take an FFT
+    /// over G1.
+    pub fn of(params: &ParamsKZG<Bn256>) -> std::io::Result<Self> {
+        let n = params.n() as usize;
+        let mut raw = Vec::new();
+        params.write_custom(&mut raw, SerdeFormat::RawBytesUnchecked)?;
+        let mut reader = raw.get(4..).ok_or(std::io::ErrorKind::UnexpectedEof)?;
+        let mut read = |count: usize| -> std::io::Result<Vec<G1Affine>> {
+            (0..count).map(|_| G1Affine::read(&mut reader, SerdeFormat::RawBytesUnchecked)).collect()
+        };
+        let monomial = read(n)?;
+        let lagrange = read(n)?;
+        Ok(HostBases { monomial, lagrange })
+    }
+}
+
+/// Whether a field element is an integer below 2^64.
+fn is_small(v: &Fr) -> bool {
+    v.to_repr().as_ref()[8..].iter().all(|&b| b == 0)
+}
+
+impl CommitKey for HostBases {
+    fn commit(&self, values: &[Fr], basis: Basis) -> G1 {
+        let bases = match basis {
+            Basis::Monomial => &self.monomial[..values.len()],
+            Basis::Lagrange => &self.lagrange[..values.len()],
+        };
+        let negated: Vec<Option<Fr>> = values
+            .par_iter()
+            .map(|v| {
+                let neg = -*v;
+                (!is_small(v) && is_small(&neg)).then_some(neg)
+            })
+            .collect();
+        if negated.iter().all(Option::is_none) {
+            return best_multiexp(values, bases);
+        }
+        let (scalars, points): (Vec<Fr>, Vec<G1Affine>) = values
+            .par_iter()
+            .zip(bases)
+            .zip(&negated)
+            .map(|((v, g), neg)| match neg {
+                Some(t) => (*t, -*g),
+                None => (*v, *g),
+            })
+            .unzip();
+        best_multiexp(&scalars, &points)
     }
 }
 
@@ -352,6 +418,17 @@ mod tests {
         assert_eq!(monomial, best_multiexp(&coeffs, params.get_g()).to_affine());
         // The same polynomial committed from its values or its coefficients.
         assert_eq!(lagrange, monomial);
+        // Host bases with small negative scalars folded into the bases.
+        let host = HostBases::of(&params).unwrap();
+        let mut small: Vec<Fr> = (0..d.n as u64).map(|i| Fr::from(i * 37 % 1000)).collect();
+        for v in small.iter_mut().step_by(3) {
+            *v = -*v;
+        }
+        for (basis, set) in [(Basis::Monomial, &small), (Basis::Lagrange, &values)] {
+            let expected = CommitKey::commit(&*params, set, basis);
+            assert_eq!(host.commit(set, basis), expected, "{}", basis.name());
+        }
+        assert_eq!(host.commit(&small, Basis::Lagrange), CommitKey::commit(&*params, &small, Basis::Lagrange));
         // A short polynomial uses the first bases.
         assert_eq!(b.commit(&[&coeffs[..5].to_vec()], Basis::Monomial)[0], best_multiexp(&coeffs[..5], &params.get_g()[..5]).to_affine());
     }

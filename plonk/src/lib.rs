@@ -26,7 +26,7 @@ pub mod shplonk;
 pub mod witness;
 
 pub use backend::{Backend, Basis};
-pub use cpu::{CommitKey, CpuBackend};
+pub use cpu::{CommitKey, CpuBackend, HostBases};
 pub use domain::Domain;
 pub use prover::{create_proof, ProvingData, Step, Timings};
 

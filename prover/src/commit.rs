@@ -16,7 +16,7 @@
 use std::fmt;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::Result;
 use halo2_proofs::halo2curves::bn256::{Bn256, Fr, G1Affine, G1};
@@ -27,7 +27,7 @@ use halo2_proofs::poly::kzg::multiopen::ProverSHPLONK;
 use halo2_proofs::poly::{Coeff, LagrangeCoeff, Polynomial, ProverQuery};
 use halo2_proofs::transcript::{EncodedChallenge, TranscriptWrite};
 use rand::RngCore;
-use zkfarm_plonk::CommitKey;
+use zkfarm_plonk::{CommitKey, HostBases};
 
 pub use zkfarm_plonk::Basis;
 
@@ -48,6 +48,8 @@ pub struct EngineParams {
     kzg: Arc<ParamsKZG<Bn256>>,
     device: Option<Arc<dyn ResidentBases>>,
     fallbacks: Arc<AtomicU64>,
+    /// The bases copied out for our prover's CPU MSMs, on first use.
+    host: Arc<OnceLock<Option<HostBases>>>,
 }
 
 impl fmt::Debug for EngineParams {
@@ -59,13 +61,13 @@ impl fmt::Debug for EngineParams {
 impl EngineParams {
     /// Parameters whose commitments run on the CPU (halo2-axiom's own MSM).
     pub fn cpu(kzg: impl Into<Arc<ParamsKZG<Bn256>>>) -> Self {
-        EngineParams { kzg: kzg.into(), device: None, fallbacks: Arc::default() }
+        EngineParams { kzg: kzg.into(), device: None, fallbacks: Arc::default(), host: Arc::default() }
     }
 
     /// Parameters whose commitments run on `device`, which must hold the
     /// bases of `kzg` (same SRS, same k).
     pub fn with_device(kzg: impl Into<Arc<ParamsKZG<Bn256>>>, device: Arc<dyn ResidentBases>) -> Self {
-        EngineParams { kzg: kzg.into(), device: Some(device), fallbacks: Arc::default() }
+        EngineParams { kzg: kzg.into(), device: Some(device), fallbacks: Arc::default(), host: Arc::default() }
     }
 
     pub fn engine(&self) -> &'static str {
@@ -104,7 +106,22 @@ impl EngineParams {
 /// engine fails) with halo2-axiom's CPU MSM.
 impl CommitKey for EngineParams {
     fn commit(&self, values: &[Fr], basis: Basis) -> G1 {
-        self.commit_on_engine(basis, values, || CommitKey::commit(&*self.kzg, values, basis))
+        self.commit_on_engine(basis, values, || match self.host_bases() {
+            Some(host) => host.commit(values, basis),
+            None => CommitKey::commit(&*self.kzg, values, basis),
+        })
+    }
+}
+
+impl EngineParams {
+    fn host_bases(&self) -> Option<&HostBases> {
+        self.host
+            .get_or_init(|| {
+                HostBases::of(&self.kzg)
+                    .map_err(|e| tracing::warn!("copying the SRS bases for host MSMs: {e}; using halo2-axiom's"))
+                    .ok()
+            })
+            .as_ref()
     }
 }
 
@@ -124,6 +141,7 @@ impl<'params> Params<'params, G1Affine> for EngineParams {
         // on the CPU rather than with bases of the wrong domain.
         Arc::make_mut(&mut self.kzg).downsize(k);
         self.device = None;
+        self.host = Arc::default();
     }
 
     fn empty_msm(&'params self) -> MSMKZG<Bn256> {
