@@ -51,7 +51,10 @@ fn main() -> Result<()> {
     }
 
     println!();
-    println!("{:<22} {:>3} {:>14} {:>11} {:>8} {:>11}", "model", "k", "halo2-axiom s", "zkfarm s", "speedup", "prepare s");
+    println!(
+        "{:<22} {:>3} {:>14} {:>11} {:>8} {:>11}",
+        "model", "k", "halo2-axiom s", "zkfarm s", "speedup", "prepare s"
+    );
     for r in &rows {
         println!(
             "{:<22} {:>3} {:>14.2} {:>11.2} {:>7.2}x {:>11.2}",

@@ -395,9 +395,8 @@ mod tests {
         }
         // Back from the coset: a polynomial of the extended degree.
         let wide = random(d.extended_n, 2);
-        let on_coset: Vec<Fr> = (0..d.extended_n)
-            .map(|i| horner(&wide, d.zeta * d.extended_omega.pow_vartime([i as u64])))
-            .collect();
+        let on_coset: Vec<Fr> =
+            (0..d.extended_n).map(|i| horner(&wide, d.zeta * d.extended_omega.pow_vartime([i as u64]))).collect();
         assert_eq!(b.extended_to_coeff(&on_coset, d.extended_n), wide);
         assert_eq!(b.extended_to_coeff(&on_coset, 3 * d.n), wide[..3 * d.n]);
         let mut divided = on_coset.clone();
@@ -430,7 +429,10 @@ mod tests {
         }
         assert_eq!(host.commit(&small, Basis::Lagrange), CommitKey::commit(&*params, &small, Basis::Lagrange));
         // A short polynomial uses the first bases.
-        assert_eq!(b.commit(&[&coeffs[..5].to_vec()], Basis::Monomial)[0], best_multiexp(&coeffs[..5], &params.get_g()[..5]).to_affine());
+        assert_eq!(
+            b.commit(&[&coeffs[..5].to_vec()], Basis::Monomial)[0],
+            best_multiexp(&coeffs[..5], &params.get_g()[..5]).to_affine()
+        );
     }
 
     #[test]
