@@ -42,6 +42,11 @@ fn prove_then_verify_and_reject_tampering() {
     for cost in ["load_srs", "load_keys", "witness"] {
         assert!(p["fixed_seconds"][cost].as_f64().is_some_and(|s| s >= 0.0), "{p}");
     }
+    // And the prover's steps, which account for most of the proof's time.
+    let steps = p["steps_seconds"].as_object().expect("steps_seconds");
+    assert_eq!(steps.len(), 8, "{p}");
+    let sum: f64 = steps.values().map(|v| v.as_f64().unwrap()).sum();
+    assert!(sum > 0.0 && sum <= p["seconds"].as_f64().unwrap(), "{p}");
     assert_eq!(p["keys"], "generated");
     let o = zkfarm(h, &["--json", "verify", receipt_s]);
     assert!(o.status.success(), "{}", stderr(&o));
