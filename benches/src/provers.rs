@@ -5,7 +5,7 @@
 //! whole-proof times and the per-step breakdown of ours. Every proof is
 //! verified by halo2-axiom's verifier.
 //!
-//! Usage: `cargo run --release -p zkfarm-benches --bin zkfarm-bench-provers [-- --runs N] [--large]`.
+//! Usage: `cargo run --release -p zkfarm-benches --bin zkfarm-bench-provers [-- --runs N] [--large] [--only NAME]`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -44,6 +44,10 @@ fn main() -> Result<()> {
     if args.iter().any(|a| a == "--large") {
         let (model, input) = large_mlp()?;
         models.push(("mlp-784-1024-512-10".into(), model, input));
+    }
+    if let Some(only) = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)) {
+        models.retain(|(name, _, _)| name == only);
+        anyhow::ensure!(!models.is_empty(), "no model {only:?} (add --large for the k = 18 MLP)");
     }
     let mut rows = Vec::new();
     for (name, model, input) in &models {
