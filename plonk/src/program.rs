@@ -30,6 +30,9 @@ pub enum Node {
     Neg(u32),
 }
 
+/// Points per block when a backend evaluates a program on the CPU.
+const BLOCK: usize = 32;
+
 /// A flat program with one output.
 #[derive(Clone, Debug)]
 pub struct Program {
@@ -137,7 +140,10 @@ impl Program {
         start: usize,
         out: &mut [Fr],
     ) {
-        let mut regs = vec![Fr::ZERO; self.nodes.len()];
+        // Instruction by instruction over a block of points: each one is a
+        // tight loop over arrays rather than a dispatch per point, and a
+        // block's registers stay in cache.
+        let mut regs = vec![[Fr::ZERO; BLOCK]; self.nodes.len()];
         // Rotations are offsets modulo the grid size, computed once.
         let offsets: Vec<usize> = self
             .nodes
@@ -147,29 +153,68 @@ impl Program {
                 _ => 0,
             })
             .collect();
+        // Constants and scalars are the same at every point.
+        for (r, node) in regs.iter_mut().zip(&self.nodes) {
+            match *node {
+                Node::Constant(c) => r.fill(c),
+                Node::Scalar(s) => r.fill(scalars[s as usize]),
+                _ => {}
+            }
+        }
+        // Builders make one X node at most, so X advances once per block.
         let mut x = x0 * dx.pow_vartime([start as u64]);
-        for (i, o) in out.iter_mut().enumerate() {
-            let row = start + i;
+        for (b, chunk) in out.chunks_mut(BLOCK).enumerate() {
+            let base = start + b * BLOCK;
+            let len = chunk.len();
             for (j, node) in self.nodes.iter().enumerate() {
-                regs[j] = match *node {
+                // Operands are earlier instructions.
+                let (done, rest) = regs.split_at_mut(j);
+                let r = &mut rest[0][..len];
+                match *node {
                     Node::Leaf { slot, .. } => {
-                        let mut at = row + offsets[j];
+                        let column = leaves[slot as usize];
+                        let mut at = base + offsets[j];
                         if at >= size {
                             at -= size;
                         }
-                        leaves[slot as usize][at]
+                        for v in r.iter_mut() {
+                            *v = column[at];
+                            at += 1;
+                            if at == size {
+                                at = 0;
+                            }
+                        }
                     }
-                    Node::Constant(c) => c,
-                    Node::Scalar(s) => scalars[s as usize],
-                    Node::X => x,
-                    Node::Add(a, b) => regs[a as usize] + regs[b as usize],
-                    Node::Sub(a, b) => regs[a as usize] - regs[b as usize],
-                    Node::Mul(a, b) => regs[a as usize] * regs[b as usize],
-                    Node::Neg(a) => -regs[a as usize],
-                };
+                    Node::Constant(_) | Node::Scalar(_) => {}
+                    Node::X => {
+                        for v in r.iter_mut() {
+                            *v = x;
+                            x *= dx;
+                        }
+                    }
+                    Node::Add(a, c) => {
+                        for ((v, p), q) in r.iter_mut().zip(&done[a as usize]).zip(&done[c as usize]) {
+                            *v = *p + q;
+                        }
+                    }
+                    Node::Sub(a, c) => {
+                        for ((v, p), q) in r.iter_mut().zip(&done[a as usize]).zip(&done[c as usize]) {
+                            *v = *p - q;
+                        }
+                    }
+                    Node::Mul(a, c) => {
+                        for ((v, p), q) in r.iter_mut().zip(&done[a as usize]).zip(&done[c as usize]) {
+                            *v = *p * q;
+                        }
+                    }
+                    Node::Neg(a) => {
+                        for (v, p) in r.iter_mut().zip(&done[a as usize]) {
+                            *v = -*p;
+                        }
+                    }
+                }
             }
-            *o = regs[self.output as usize];
-            x *= dx;
+            chunk.copy_from_slice(&regs[self.output as usize][..len]);
         }
     }
 
