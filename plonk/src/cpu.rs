@@ -132,6 +132,17 @@ fn distribute_cube_root(a: &mut [Fr], c: Fr) {
     });
 }
 
+/// Multiplies `a[i]` by `g^i`.
+fn distribute_powers(a: &mut [Fr], g: Fr) {
+    a.par_chunks_mut(CHUNK).enumerate().for_each(|(c, chunk)| {
+        let mut power = g.pow_vartime([(c * CHUNK) as u64]);
+        for v in chunk {
+            *v *= power;
+            power *= g;
+        }
+    });
+}
+
 fn scale(a: &mut [Fr], c: Fr) {
     a.par_iter_mut().for_each(|v| *v *= c);
 }
@@ -205,15 +216,33 @@ impl Backend for CpuBackend {
 
     fn coeff_to_extended(&self, polys: &[&Vec<Fr>]) -> Vec<Vec<Fr>> {
         let d = &self.domain;
+        let parts = d.extended_step();
+        // Point j + parts·m of the coset is ζ·ω_ext^j·ω^m, so part j is an
+        // n-point transform of the coefficients scaled by (ζ·ω_ext^j)^i:
+        // `parts` transforms of n points instead of one of parts·n, most of
+        // whose input is zero.
+        let shifts: Vec<Fr> = (0..parts).map(|j| d.zeta * d.extended_omega.pow_vartime([j as u64])).collect();
         polys
             .iter()
             .map(|p| {
-                let mut a = Vec::with_capacity(d.extended_n);
-                a.extend_from_slice(p);
-                distribute_cube_root(&mut a, d.zeta);
-                a.resize(d.extended_n, Fr::ZERO);
-                best_fft(&mut a, d.extended_omega, d.extended_k);
-                a
+                assert_eq!(p.len(), d.n, "a polynomial of n coefficients");
+                let pieces: Vec<Vec<Fr>> = shifts
+                    .par_iter()
+                    .map(|&g| {
+                        let mut a = p.to_vec();
+                        distribute_powers(&mut a, g);
+                        best_fft(&mut a, d.omega, d.k);
+                        a
+                    })
+                    .collect();
+                let mut out = vec![Fr::ZERO; d.extended_n];
+                out.par_chunks_mut(parts * CHUNK).enumerate().for_each(|(c, chunk)| {
+                    for (i, v) in chunk.iter_mut().enumerate() {
+                        let at = c * parts * CHUNK + i;
+                        *v = pieces[at % parts][at / parts];
+                    }
+                });
+                out
             })
             .collect()
     }
