@@ -68,6 +68,17 @@ impl Domain {
     }
 }
 
+/// 1, base, base², … (`count` of them).
+pub fn powers(base: Fr, count: usize) -> Vec<Fr> {
+    let mut out = Vec::with_capacity(count);
+    let mut acc = Fr::ONE;
+    for _ in 0..count {
+        out.push(acc);
+        acc *= base;
+    }
+    out
+}
+
 /// Where a constraint program is evaluated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Grid {

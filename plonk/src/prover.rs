@@ -15,7 +15,7 @@ use rand::RngCore;
 
 use crate::backend::{Backend, Basis, Factor};
 use crate::constraints::{compile, Compiled, BETA, GAMMA, THETA, Y};
-use crate::domain::{Domain, Grid};
+use crate::domain::{powers, Domain, Grid};
 use crate::shplonk::{self, Query};
 use crate::witness;
 use crate::ProveError;
@@ -74,16 +74,6 @@ fn check_domain(d: &Domain, pk: &ProvingKey<G1Affine>) -> Result<(), ProveError>
         return Err(ProveError::Domain { key: key.k(), backend: d.k });
     }
     Ok(())
-}
-
-fn powers(base: Fr, count: usize) -> Vec<Fr> {
-    let mut out = Vec::with_capacity(count);
-    let mut acc = Fr::ONE;
-    for _ in 0..count {
-        out.push(acc);
-        acc *= base;
-    }
-    out
 }
 
 /// The steps a proof's time is reported in.

@@ -9,6 +9,7 @@ use halo2_proofs::halo2curves::ff::Field;
 use halo2_proofs::transcript::{EncodedChallenge, TranscriptWrite};
 
 use crate::backend::{Backend, Basis};
+use crate::domain::powers;
 use crate::ProveError;
 
 /// Polynomial `poly` (an index into the proof's table of opened
@@ -61,16 +62,6 @@ fn rotation_sets(queries: &[Query]) -> (Vec<RotationSet>, Vec<Fr>) {
         }
     }
     (sets, super_points)
-}
-
-fn powers(base: Fr, count: usize) -> Vec<Fr> {
-    let mut out = Vec::with_capacity(count);
-    let mut acc = Fr::ONE;
-    for _ in 0..count {
-        out.push(acc);
-        acc *= base;
-    }
-    out
 }
 
 fn vanishing_at(roots: &[Fr], z: Fr) -> Fr {
