@@ -3,7 +3,7 @@
 
 use halo2_proofs::halo2curves::bn256::Fr;
 use halo2_proofs::halo2curves::ff::Field;
-use halo2_proofs::poly::{EvaluationDomain, Rotation};
+use halo2_proofs::poly::EvaluationDomain;
 
 /// The constants a backend needs to move polynomials between the domains.
 /// Taken from the proving key's `EvaluationDomain`, so that the extended
@@ -55,16 +55,6 @@ impl Domain {
     /// How many extended points one row of the 2^k domain spans.
     pub fn extended_step(&self) -> usize {
         self.extended_n / self.n
-    }
-
-    /// ω^rotation · x: the point at which a query with this rotation opens.
-    pub fn rotate(&self, x: Fr, rotation: Rotation) -> Fr {
-        let (base, exp) = if rotation.0 >= 0 {
-            (self.omega, rotation.0 as u64)
-        } else {
-            (self.omega_inv, rotation.0.unsigned_abs() as u64)
-        };
-        x * base.pow_vartime([exp])
     }
 }
 

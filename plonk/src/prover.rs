@@ -25,7 +25,6 @@ use crate::ProveError;
 /// polynomials on the rows, as coefficients and on the extended coset.
 pub struct ProvingData<B: Backend> {
     pub compiled: Compiled,
-    k: u32,
     fixed_values: Vec<B::Poly>,
     fixed_coeffs: Vec<B::Poly>,
     fixed_ext: Vec<B::Poly>,
@@ -55,7 +54,6 @@ impl<B: Backend> ProvingData<B> {
         let omega_powers = backend.upload(powers(d.omega, d.n));
         Ok(ProvingData {
             compiled,
-            k: d.k,
             fixed_values,
             fixed_coeffs,
             fixed_ext,
@@ -165,13 +163,12 @@ where
     R: RngCore,
 {
     check_domain(backend.domain(), pk)?;
-    if data.k != backend.domain().k {
-        return Err(ProveError::Domain { key: data.k, backend: backend.domain().k });
-    }
     let mut times = Timings::default();
     let vk = pk.get_vk();
     let cs = vk.cs();
-    let d = backend.domain().clone();
+    let d = backend.domain();
+    // Query points are the key's domain's rotations of x.
+    let rotate = |x: Fr, at: Rotation| vk.get_domain().rotate_omega(x, at);
     let n = d.n;
     let bf = cs.blinding_factors();
     let usable = n - (bf + 1);
@@ -341,9 +338,9 @@ where
     // Evaluations at x and its rotations, in the verifier's reading order.
     let x = *transcript.squeeze_challenge_scalar::<()>();
     let xn = x.pow_vartime([n as u64]);
-    let x_next = d.rotate(x, Rotation::next());
-    let x_prev = d.rotate(x, Rotation::prev());
-    let x_last = d.rotate(x, Rotation(-((bf + 1) as i32)));
+    let x_next = rotate(x, Rotation::next());
+    let x_prev = rotate(x, Rotation::prev());
+    let x_last = rotate(x, Rotation(-((bf + 1) as i32)));
 
     // Every opened polynomial by index; queries refer to these indices.
     let h_terms: Vec<(&B::Poly, Fr)> = pieces.iter().zip(powers(xn, pieces.len())).collect();
@@ -371,10 +368,10 @@ where
     // The transcript's order.
     let mut written: Vec<(usize, Fr)> = Vec::new();
     for (column, at) in cs.advice_queries() {
-        written.push((advice_ids[column.index()], d.rotate(x, *at)));
+        written.push((advice_ids[column.index()], rotate(x, *at)));
     }
     for (column, at) in cs.fixed_queries() {
-        written.push((fixed_ids[column.index()], d.rotate(x, *at)));
+        written.push((fixed_ids[column.index()], rotate(x, *at)));
     }
     written.push((random_id, x));
     written.extend(sigma_ids.iter().map(|&s| (s, x)));
@@ -405,7 +402,7 @@ where
     // The openings, in the verifier's query order.
     let mut opened: Vec<(usize, Fr)> = Vec::new();
     for (column, at) in cs.advice_queries() {
-        opened.push((advice_ids[column.index()], d.rotate(x, *at)));
+        opened.push((advice_ids[column.index()], rotate(x, *at)));
     }
     for &z in &perm_ids {
         opened.extend([(z, x), (z, x_next)]);
@@ -417,7 +414,7 @@ where
         opened.extend([(z_id, x), (a_id, x), (s_id, x), (a_id, x_prev), (z_id, x_next)]);
     }
     for (column, at) in cs.fixed_queries() {
-        opened.push((fixed_ids[column.index()], d.rotate(x, *at)));
+        opened.push((fixed_ids[column.index()], rotate(x, *at)));
     }
     opened.extend(sigma_ids.iter().map(|&s| (s, x)));
     opened.extend([(h_id, x), (random_id, x)]);

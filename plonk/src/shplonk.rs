@@ -3,7 +3,7 @@
 //! at, each group's quotient is combined with powers of v, and one
 //! linearised opening at u closes the argument.
 
-use halo2_proofs::arithmetic::lagrange_interpolate;
+use halo2_proofs::arithmetic::{eval_polynomial, evaluate_vanishing_polynomial, lagrange_interpolate};
 use halo2_proofs::halo2curves::bn256::{Fr, G1Affine};
 use halo2_proofs::halo2curves::ff::Field;
 use halo2_proofs::transcript::{EncodedChallenge, TranscriptWrite};
@@ -64,14 +64,6 @@ fn rotation_sets(queries: &[Query]) -> (Vec<RotationSet>, Vec<Fr>) {
     (sets, super_points)
 }
 
-fn vanishing_at(roots: &[Fr], z: Fr) -> Fr {
-    roots.iter().fold(Fr::ONE, |acc, r| acc * (z - r))
-}
-
-fn eval_coeffs(coeffs: &[Fr], x: Fr) -> Fr {
-    coeffs.iter().rev().fold(Fr::ZERO, |acc, c| acc * x + c)
-}
-
 /// Writes the two SHPLONK commitments for `queries` over `polys`.
 pub fn open<B, E, T>(backend: &B, polys: &[&B::Poly], queries: &[Query], transcript: &mut T) -> Result<(), ProveError>
 where
@@ -116,7 +108,7 @@ where
         .iter()
         .map(|s| {
             let rest: Vec<Fr> = super_points.iter().filter(|p| !s.points.contains(p)).copied().collect();
-            vanishing_at(&rest, u)
+            evaluate_vanishing_polynomial(&rest, u)
         })
         .collect();
     let norm = z_diffs.first().copied().unwrap_or(Fr::ONE).invert().unwrap_or(Fr::ZERO);
@@ -127,10 +119,10 @@ where
         for ((&p, r), &yj) in set.polys.iter().zip(rs).zip(&y_powers) {
             let c = vi * zi * yj * norm;
             terms.push((polys[p], c));
-            constant -= c * eval_coeffs(r, u);
+            constant -= c * eval_polynomial(r, u);
         }
     }
-    let zt = vanishing_at(&super_points, u);
+    let zt = evaluate_vanishing_polynomial(&super_points, u);
     terms.push((&h, -(zt * norm)));
     let l = backend.linear_combination(&terms, &[constant]);
     let w = backend.divide_by_linear(&l, &[u]);
