@@ -44,5 +44,12 @@ inline unsigned atomicMax(unsigned* a, unsigned v) {
     return old;
 }
 
+inline unsigned atomicMin(unsigned* a, unsigned v) {
+    unsigned old = __atomic_load_n(a, __ATOMIC_RELAXED);
+    while (v < old && !__atomic_compare_exchange_n(a, &old, v, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    }
+    return old;
+}
+
 inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }
 inline unsigned max(unsigned a, unsigned b) { return a > b ? a : b; }

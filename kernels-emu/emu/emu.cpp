@@ -55,6 +55,7 @@ zkfarm_emu_switch:
 #include "elementwise.cu"
 #include "msm.cu"
 #include "ntt.cu"
+#include "poly.cu"
 
 namespace {
 
@@ -114,6 +115,26 @@ const Kernel KERNELS[] = {
     KERNEL(ntt_bit_reverse, false),
     KERNEL(ntt_pass, true),
     KERNEL(ntt_coset_shift, false),
+    KERNEL(poly_program, false),
+    KERNEL(poly_factor, false),
+    KERNEL(poly_mul_periodic, false),
+    KERNEL(poly_axpy, false),
+    KERNEL(poly_copy_range, false),
+    KERNEL(poly_scan_block, true),
+    KERNEL(poly_scan_apply, false),
+    KERNEL(poly_grand_product, false),
+    KERNEL(poly_to_canonical, false),
+    KERNEL(poly_to_montgomery, false),
+    KERNEL(poly_bitonic_step, false),
+    KERNEL(lookup_input_runs, false),
+    KERNEL(lookup_table_leftovers, false),
+    KERNEL(lookup_place_starts, false),
+    KERNEL(lookup_place_leftovers, false),
+    KERNEL(poly_eval_chunks, false),
+    KERNEL(fr_sum_rows, true),
+    KERNEL(div_chunks, false),
+    KERNEL(div_carries, false),
+    KERNEL(div_fix, false),
 };
 
 // Shared arrays are static and the fibers below are global: one launch at

@@ -92,15 +92,31 @@ fn layout(len: usize) -> Result<Layout> {
 
 /// Compute-stream work, run in order when something waits for it.
 enum Op {
-    Launch { name: CString, grid: u32, block: u32, slots: Vec<u64>, kinds: CString },
-    Fill { at: Block, len: usize, word: u32 },
-    Copy { from: Block, to: Block, len: usize },
+    /// `tables` holds the address arrays that `Bufs` arguments point at.
+    Launch {
+        name: CString,
+        grid: u32,
+        block: u32,
+        slots: Vec<u64>,
+        kinds: CString,
+        tables: Vec<Vec<u64>>,
+    },
+    Fill {
+        at: Block,
+        len: usize,
+        word: u32,
+    },
+    Copy {
+        from: Block,
+        to: Block,
+        len: usize,
+    },
 }
 
 impl Op {
     fn run(self) -> Result<()> {
         match self {
-            Op::Launch { name, grid, block, slots, kinds } => {
+            Op::Launch { name, grid, block, slots, kinds, tables: _tables } => {
                 // SAFETY: checked against the kernel's signature when queued;
                 // the buffers' memory outlives the queue (freed memory waits
                 // in the pool until the queue is empty).
@@ -287,6 +303,7 @@ impl Backend for Emu {
     fn launch(&self, kernel: &'static str, grid: u32, block: u32, args: &[Arg<'_, EmuBuf>]) -> Result<()> {
         let mut slots = Vec::with_capacity(args.len());
         let mut kinds = Vec::with_capacity(args.len() + 1);
+        let mut tables: Vec<Vec<u64>> = Vec::new();
         for a in args {
             match a {
                 Arg::Buf(b) => {
@@ -296,6 +313,13 @@ impl Backend for Emu {
                 Arg::U32(v) => {
                     slots.push(u64::from(*v));
                     kinds.push(b'u');
+                }
+                Arg::Bufs(list) => {
+                    // The Vec's heap data does not move when the Vec does.
+                    let table: Vec<u64> = list.iter().map(|b| b.ptr as u64).chain([0]).collect();
+                    slots.push(table.as_ptr() as u64);
+                    kinds.push(b'p');
+                    tables.push(table);
                 }
             }
         }
@@ -312,12 +336,20 @@ impl Backend for Emu {
             3 => bail!("{kernel} launched with a buffer where it takes a value, or the reverse"),
             other => bail!("the emulator failed on {kernel} ({other})"),
         }
-        let at = device().enqueue(Op::Launch { name, grid, block, slots, kinds });
+        let at = device().enqueue(Op::Launch { name, grid, block, slots, kinds, tables });
         // As cudarc does for buffers passed by shared reference (the
         // drivers pass every buffer so): a later upload waits for this launch.
         for a in args {
-            if let Arg::Buf(b) = a {
-                b.read.fetch_max(at, Ordering::Relaxed);
+            match a {
+                Arg::Buf(b) => {
+                    b.read.fetch_max(at, Ordering::Relaxed);
+                }
+                Arg::Bufs(list) => {
+                    for b in list.iter() {
+                        b.read.fetch_max(at, Ordering::Relaxed);
+                    }
+                }
+                Arg::U32(_) => {}
             }
         }
         Ok(())

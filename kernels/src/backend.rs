@@ -16,6 +16,10 @@ use crate::layout::fr_words;
 pub enum Arg<'a, B> {
     Buf(&'a B),
     U32(u32),
+    /// Several buffers as one device array of their addresses (a kernel
+    /// parameter `const T* const*`), for kernels that read a varying number
+    /// of polynomials. The launch uses every buffer in it, as `Buf` does.
+    Bufs(&'a [&'a B]),
 }
 
 /// A device that holds word buffers and runs the kernels of

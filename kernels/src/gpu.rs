@@ -20,7 +20,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use cudarc::driver::result::{device, mem_pool};
 use cudarc::driver::sys::CUmemPool_attribute;
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtrMut, LaunchConfig, PinnedHostSlice, PushKernelArg,
+    CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, LaunchConfig, PinnedHostSlice,
+    PushKernelArg,
 };
 use rayon::prelude::*;
 
@@ -231,18 +232,44 @@ impl Backend for Gpu {
             return Ok(());
         }
         let f = self.functions.get(kernel).ok_or_else(|| anyhow!("no kernel named {kernel}"))?;
+        // Address tables first: each buffer in one is read on the compute
+        // stream after its writes (device_ptr waits for them), and the
+        // guards record the launch as its last read when they drop, after
+        // the launch is queued. A table is freed in stream order, after the
+        // launch that reads it.
+        let mut guards = Vec::new();
+        let mut tables = Vec::new();
+        for a in args {
+            if let Arg::Bufs(list) = a {
+                let mut addrs = Vec::with_capacity(list.len().max(1));
+                for b in list.iter() {
+                    let (ptr, guard) = b.device_ptr(&self.stream);
+                    addrs.push(ptr);
+                    guards.push(guard);
+                }
+                if addrs.is_empty() {
+                    addrs.push(0);
+                }
+                tables.push(driver(self.stream.clone_htod(&addrs), "address table")?);
+            }
+        }
         let mut launch = self.stream.launch_builder(f);
+        let mut next_table = tables.iter();
         for a in args {
             match a {
                 Arg::Buf(b) => launch.arg(*b),
                 Arg::U32(v) => launch.arg(v),
+                Arg::Bufs(_) => launch.arg(next_table.next().expect("one table per Bufs argument")),
             };
         }
         let cfg = LaunchConfig { grid_dim: (grid, 1, 1), block_dim: (block, 1, 1), shared_mem_bytes: 0 };
         // SAFETY: every kernel is launched by its driver in this crate with
         // the argument list its CUDA signature declares, and buffers sized
         // for the threads launched (each driver documents its sizes).
-        driver(unsafe { launch.launch(cfg) }.map(|_| ()), kernel)
+        let launched = driver(unsafe { launch.launch(cfg) }.map(|_| ()), kernel);
+        drop(launch);
+        drop(guards);
+        launched
     }
 
     fn words(&self, buf: &CudaSlice<u32>) -> usize {

@@ -14,5 +14,6 @@ pub mod layout;
 pub mod msm;
 pub mod msm_plan;
 pub mod ntt;
+pub mod scan;
 pub mod source;
 pub mod twiddles;

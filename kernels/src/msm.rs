@@ -11,6 +11,7 @@ use halo2curves::group::Group;
 use crate::backend::{blocks, read_word, upload_fr, Arg, Backend, BLOCK};
 use crate::layout::{affine_words, xyzz_to_g1, AFFINE_WORDS, FIELD_WORDS, XYZZ_WORDS};
 use crate::msm_plan::{combine, Plan};
+use crate::scan::exclusive_scan_u32;
 
 /// Work split of the accumulation and reduction stages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,11 +33,6 @@ impl Default for Tuning {
 /// Largest MSM: point indices carry a sign bit in 32 bits, and all windows'
 /// pairs of one MSM are indexed by a u32.
 pub const MAX_POINTS: usize = 1 << 28;
-
-/// Threads per block of the scan kernels and entries each thread scans
-/// (`SCAN_THREADS` and `SCAN_ITEMS` in msm.cu).
-const SCAN_THREADS: u32 = 256;
-const SCAN_ITEMS: u32 = 16;
 
 /// Bases uploaded once, and MSMs against any prefix of them.
 pub struct Msm<B: Backend> {
@@ -174,7 +170,7 @@ impl<B: Backend> Msm<B> {
         drop((folded, negated));
 
         // Stage 3: counting sort.
-        self.scan(&mut counts, buckets + 1)?;
+        exclusive_scan_u32(b, &mut counts, buckets + 1)?;
         let total = read_word(b, &counts, buckets)? as usize;
         let mut cursor = b.alloc_uninit(buckets)?;
         b.copy(&counts, &mut cursor, buckets)?;
@@ -203,19 +199,6 @@ impl<B: Backend> Msm<B> {
         // Stage 5: window sums.
         let windows = self.window_sums(&bucket_sums, &plan)?;
         Ok(Some(Run { plan, buckets: bucket_sums, windows }))
-    }
-
-    /// In-place exclusive prefix sum of the first `len` words of `data`.
-    fn scan(&self, data: &mut B::Buf, len: usize) -> Result<()> {
-        let b = &*self.backend;
-        let grid = blocks(len, SCAN_THREADS * SCAN_ITEMS)?;
-        let mut totals = b.alloc_uninit(grid as usize)?;
-        b.launch("msm_scan_block", grid, SCAN_THREADS, &[Arg::Buf(data), Arg::U32(len as u32), Arg::Buf(&totals)])?;
-        if grid > 1 {
-            self.scan(&mut totals, grid as usize)?;
-            b.launch("msm_scan_add", grid, SCAN_THREADS, &[Arg::Buf(data), Arg::U32(len as u32), Arg::Buf(&totals)])?;
-        }
-        Ok(())
     }
 
     /// Stage 4: the first level reads the sorted pairs; each later level

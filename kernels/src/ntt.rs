@@ -96,6 +96,13 @@ impl<B: Backend> Ntt<B> {
     }
 
     pub fn coset_forward_device(&self, buf: &B::Buf, log_n: u32, cols: usize, g: Fr) -> Result<()> {
+        self.shift_device(buf, log_n, cols, g)?;
+        self.transform(buf, log_n, cols, false).map(drop)
+    }
+
+    /// Multiplies the i-th element of each column by g^i: the coset shift
+    /// on its own, e.g. after an inverse transform to leave a coset.
+    pub fn shift_device(&self, buf: &B::Buf, log_n: u32, cols: usize, g: Fr) -> Result<()> {
         let len = self.check(buf, log_n, cols)?;
         let mut key = [0u8; 32];
         key.copy_from_slice(g.to_repr().as_ref());
@@ -105,8 +112,7 @@ impl<B: Backend> Ntt<B> {
             blocks(len, BLOCK)?,
             BLOCK,
             &[Arg::Buf(buf), Arg::Buf(&powers), Arg::U32(log_n), Arg::U32(cols as u32)],
-        )?;
-        self.transform(buf, log_n, cols, false).map(drop)
+        )
     }
 
     /// Uploads `data`, runs `op` on it as columns of 2^log_n and reads it back.

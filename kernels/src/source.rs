@@ -14,6 +14,7 @@ pub const UNITS: &[(&str, &str)] = &[
     ("elementwise", include_str!("../cuda/elementwise.cu")),
     ("msm", include_str!("../cuda/msm.cu")),
     ("ntt", include_str!("../cuda/ntt.cu")),
+    ("poly", include_str!("../cuda/poly.cu")),
 ];
 
 /// Kernels each unit must export, checked after compilation.
@@ -34,6 +35,31 @@ pub const KERNELS: &[(&str, &[&str])] = &[
         ],
     ),
     ("ntt", &["fr_powers", "ntt_bit_reverse", "ntt_pass", "ntt_coset_shift"]),
+    (
+        "poly",
+        &[
+            "poly_program",
+            "poly_factor",
+            "poly_mul_periodic",
+            "poly_axpy",
+            "poly_copy_range",
+            "poly_scan_block",
+            "poly_scan_apply",
+            "poly_grand_product",
+            "poly_to_canonical",
+            "poly_to_montgomery",
+            "poly_bitonic_step",
+            "lookup_input_runs",
+            "lookup_table_leftovers",
+            "lookup_place_starts",
+            "lookup_place_leftovers",
+            "poly_eval_chunks",
+            "fr_sum_rows",
+            "div_chunks",
+            "div_carries",
+            "div_fix",
+        ],
+    ),
 ];
 
 /// A unit's source with its `#include "..."` lines replaced by the headers,

@@ -45,6 +45,16 @@ pub struct Unmatched {
     pub row: usize,
 }
 
+/// A step the backend could not run: a device out of memory, a failed
+/// launch or copy. The message names the step and the cause.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BackendError(pub String);
+
+pub type BackendResult<T> = Result<T, BackendError>;
+
+/// Every step that touches a polynomial may fail on a device; the CPU
+/// backend's never do.
 pub trait Backend: Send + Sync {
     /// A polynomial the backend holds: values on the rows, coefficients, or
     /// values on the extended coset, as the protocol tracks.
@@ -54,27 +64,33 @@ pub trait Backend: Send + Sync {
     fn domain(&self) -> &Domain;
 
     /// Host values into the backend.
-    fn upload(&self, values: Vec<Fr>) -> Self::Poly;
+    fn upload(&self, values: Vec<Fr>) -> BackendResult<Self::Poly>;
     /// Backend values to the host (tests and debugging; the protocol needs
     /// none).
-    fn download(&self, poly: &Self::Poly) -> Vec<Fr>;
+    fn download(&self, poly: &Self::Poly) -> BackendResult<Vec<Fr>>;
 
     /// KZG commitments, each against the first `len` bases of `basis`.
-    fn commit(&self, polys: &[&Self::Poly], basis: Basis) -> Vec<G1Affine>;
+    fn commit(&self, polys: &[&Self::Poly], basis: Basis) -> BackendResult<Vec<G1Affine>>;
 
     /// Values on the 2^k rows to coefficients (batched inverse NTT).
-    fn lagrange_to_coeff(&self, polys: &[&Self::Poly]) -> Vec<Self::Poly>;
+    fn lagrange_to_coeff(&self, polys: &[&Self::Poly]) -> BackendResult<Vec<Self::Poly>>;
     /// Coefficients (n of them) to values on the extended coset (batched
     /// coset NTT).
-    fn coeff_to_extended(&self, polys: &[&Self::Poly]) -> Vec<Self::Poly>;
+    fn coeff_to_extended(&self, polys: &[&Self::Poly]) -> BackendResult<Vec<Self::Poly>>;
     /// Values on the extended coset to the first `len` coefficients.
-    fn extended_to_coeff(&self, poly: &Self::Poly, len: usize) -> Self::Poly;
+    fn extended_to_coeff(&self, poly: &Self::Poly, len: usize) -> BackendResult<Self::Poly>;
     /// Consecutive pieces of `len` coefficients.
-    fn split(&self, poly: &Self::Poly, len: usize) -> Vec<Self::Poly>;
+    fn split(&self, poly: &Self::Poly, len: usize) -> BackendResult<Vec<Self::Poly>>;
 
     /// Runs a constraint program at every point of `grid`, reading slot `i`
     /// from `leaves[i]` (values on that grid).
-    fn evaluate_program(&self, program: &Program, leaves: &[&Self::Poly], scalars: &[Fr], grid: Grid) -> Self::Poly;
+    fn evaluate_program(
+        &self,
+        program: &Program,
+        leaves: &[&Self::Poly],
+        scalars: &[Fr],
+        grid: Grid,
+    ) -> BackendResult<Self::Poly>;
 
     /// The running product z over the rows: `z[0] = first`,
     /// `z[i+1] = z[i] · Π num(i) / Π den(i)` for the rows before the
@@ -86,7 +102,7 @@ pub trait Backend: Send + Sync {
         den: &[Factor<'_, Self::Poly>],
         first: Fr,
         blinding: &[Fr],
-    ) -> (Self::Poly, Fr);
+    ) -> BackendResult<(Self::Poly, Fr)>;
 
     /// The lookup argument's permutation of the first `usable` rows of a
     /// compressed input and table: input values sorted so that equal values
@@ -100,19 +116,19 @@ pub trait Backend: Send + Sync {
         usable: usize,
         input_blinding: &[Fr],
         table_blinding: &[Fr],
-    ) -> Result<(Self::Poly, Self::Poly), Unmatched>;
+    ) -> BackendResult<Result<(Self::Poly, Self::Poly), Unmatched>>;
 
     /// Multiplies values on the extended coset by 1/(X^n − 1).
-    fn divide_by_vanishing(&self, poly: &mut Self::Poly);
+    fn divide_by_vanishing(&self, poly: &mut Self::Poly) -> BackendResult<()>;
 
     /// Each polynomial (coefficients) at its point.
-    fn evaluate_at(&self, queries: &[(&Self::Poly, Fr)]) -> Vec<Fr>;
+    fn evaluate_at(&self, queries: &[(&Self::Poly, Fr)]) -> BackendResult<Vec<Fr>>;
 
     /// `Σ scalar·poly + low`, where `low` adds to the first coefficients.
     /// The result has the length of the longest term.
-    fn linear_combination(&self, terms: &[(&Self::Poly, Fr)], low: &[Fr]) -> Self::Poly;
+    fn linear_combination(&self, terms: &[(&Self::Poly, Fr)], low: &[Fr]) -> BackendResult<Self::Poly>;
 
     /// The quotient of a polynomial (coefficients) by `Π (X − root)`,
     /// dropping the remainder, padded to the input's length.
-    fn divide_by_linear(&self, poly: &Self::Poly, roots: &[Fr]) -> Self::Poly;
+    fn divide_by_linear(&self, poly: &Self::Poly, roots: &[Fr]) -> BackendResult<Self::Poly>;
 }

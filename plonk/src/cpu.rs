@@ -15,7 +15,7 @@ use halo2_proofs::poly::{LagrangeCoeff, Polynomial};
 use halo2_proofs::{SerdeCurveAffine, SerdeFormat};
 use rayon::prelude::*;
 
-use crate::backend::{Backend, Basis, Factor, Unmatched};
+use crate::backend::{Backend, BackendResult, Basis, Factor, Unmatched};
 use crate::domain::{Domain, Grid};
 use crate::lookup;
 use crate::program::Program;
@@ -185,25 +185,25 @@ impl Backend for CpuBackend {
         &self.domain
     }
 
-    fn upload(&self, values: Vec<Fr>) -> Vec<Fr> {
-        values
+    fn upload(&self, values: Vec<Fr>) -> BackendResult<Vec<Fr>> {
+        Ok(values)
     }
 
-    fn download(&self, poly: &Vec<Fr>) -> Vec<Fr> {
-        poly.clone()
+    fn download(&self, poly: &Vec<Fr>) -> BackendResult<Vec<Fr>> {
+        Ok(poly.clone())
     }
 
-    fn commit(&self, polys: &[&Vec<Fr>], basis: Basis) -> Vec<G1Affine> {
+    fn commit(&self, polys: &[&Vec<Fr>], basis: Basis) -> BackendResult<Vec<G1Affine>> {
         // One MSM at a time: each already uses every core.
         let points: Vec<G1> = polys.iter().map(|p| self.key.commit(p, basis)).collect();
         let mut affine = vec![G1Affine::default(); points.len()];
         G1::batch_normalize(&points, &mut affine);
-        affine
+        Ok(affine)
     }
 
-    fn lagrange_to_coeff(&self, polys: &[&Vec<Fr>]) -> Vec<Vec<Fr>> {
+    fn lagrange_to_coeff(&self, polys: &[&Vec<Fr>]) -> BackendResult<Vec<Vec<Fr>>> {
         let d = &self.domain;
-        polys
+        Ok(polys
             .iter()
             .map(|p| {
                 let mut a = p.to_vec();
@@ -211,10 +211,10 @@ impl Backend for CpuBackend {
                 scale(&mut a, d.n_inv);
                 a
             })
-            .collect()
+            .collect())
     }
 
-    fn coeff_to_extended(&self, polys: &[&Vec<Fr>]) -> Vec<Vec<Fr>> {
+    fn coeff_to_extended(&self, polys: &[&Vec<Fr>]) -> BackendResult<Vec<Vec<Fr>>> {
         let d = &self.domain;
         let parts = d.extended_step();
         // Point j + parts·m of the coset is ζ·ω_ext^j·ω^m, so part j is an
@@ -222,7 +222,7 @@ impl Backend for CpuBackend {
         // `parts` transforms of n points instead of one of parts·n, most of
         // whose input is zero.
         let shifts: Vec<Fr> = (0..parts).map(|j| d.zeta * d.extended_omega.pow_vartime([j as u64])).collect();
-        polys
+        Ok(polys
             .iter()
             .map(|p| {
                 assert_eq!(p.len(), d.n, "a polynomial of n coefficients");
@@ -244,24 +244,30 @@ impl Backend for CpuBackend {
                 });
                 out
             })
-            .collect()
+            .collect())
     }
 
-    fn extended_to_coeff(&self, poly: &Vec<Fr>, len: usize) -> Vec<Fr> {
+    fn extended_to_coeff(&self, poly: &Vec<Fr>, len: usize) -> BackendResult<Vec<Fr>> {
         let d = &self.domain;
         let mut a = poly.clone();
         best_fft(&mut a, d.extended_omega_inv, d.extended_k);
         scale(&mut a, d.extended_n_inv);
         distribute_cube_root(&mut a, d.zeta_inv);
         a.truncate(len);
-        a
+        Ok(a)
     }
 
-    fn split(&self, poly: &Vec<Fr>, len: usize) -> Vec<Vec<Fr>> {
-        poly.chunks(len).map(|c| c.to_vec()).collect()
+    fn split(&self, poly: &Vec<Fr>, len: usize) -> BackendResult<Vec<Vec<Fr>>> {
+        Ok(poly.chunks(len).map(|c| c.to_vec()).collect())
     }
 
-    fn evaluate_program(&self, program: &Program, leaves: &[&Vec<Fr>], scalars: &[Fr], grid: Grid) -> Vec<Fr> {
+    fn evaluate_program(
+        &self,
+        program: &Program,
+        leaves: &[&Vec<Fr>],
+        scalars: &[Fr],
+        grid: Grid,
+    ) -> BackendResult<Vec<Fr>> {
         let (size, step, x0, dx) = grid.shape(&self.domain);
         assert!(leaves.len() >= program.slots, "the program reads {} slots", program.slots);
         assert!(leaves.iter().all(|l| l.len() == size), "every leaf has the grid's size");
@@ -270,7 +276,7 @@ impl Backend for CpuBackend {
         out.par_chunks_mut(CHUNK).enumerate().for_each(|(i, chunk)| {
             program.evaluate_range(&leaves, scalars, size, step, x0, dx, i * CHUNK, chunk);
         });
-        out
+        Ok(out)
     }
 
     fn grand_product(
@@ -279,7 +285,7 @@ impl Backend for CpuBackend {
         den: &[Factor<'_, Vec<Fr>>],
         first: Fr,
         blinding: &[Fr],
-    ) -> (Vec<Fr>, Fr) {
+    ) -> BackendResult<(Vec<Fr>, Fr)> {
         let n = self.domain.n;
         let computed = n - blinding.len();
         // ratio[i] = Π num(i) / Π den(i) for the rows the product steps over.
@@ -302,7 +308,7 @@ impl Backend for CpuBackend {
             z.push(acc);
         }
         z.extend_from_slice(blinding);
-        (z, acc)
+        Ok((z, acc))
     }
 
     fn lookup_permute(
@@ -312,27 +318,29 @@ impl Backend for CpuBackend {
         usable: usize,
         input_blinding: &[Fr],
         table_blinding: &[Fr],
-    ) -> Result<(Vec<Fr>, Vec<Fr>), Unmatched> {
-        let (mut a, mut s) = lookup::permute(&input[..usable], &table[..usable])?;
-        a.extend_from_slice(input_blinding);
-        s.extend_from_slice(table_blinding);
-        Ok((a, s))
+    ) -> BackendResult<Result<(Vec<Fr>, Vec<Fr>), Unmatched>> {
+        Ok(lookup::permute(&input[..usable], &table[..usable]).map(|(mut a, mut s)| {
+            a.extend_from_slice(input_blinding);
+            s.extend_from_slice(table_blinding);
+            (a, s)
+        }))
     }
 
-    fn divide_by_vanishing(&self, poly: &mut Vec<Fr>) {
+    fn divide_by_vanishing(&self, poly: &mut Vec<Fr>) -> BackendResult<()> {
         let t = &self.domain.vanishing_inv;
         poly.par_chunks_mut(CHUNK).enumerate().for_each(|(c, chunk)| {
             for (i, v) in chunk.iter_mut().enumerate() {
                 *v *= t[(c * CHUNK + i) % t.len()];
             }
         });
+        Ok(())
     }
 
-    fn evaluate_at(&self, queries: &[(&Vec<Fr>, Fr)]) -> Vec<Fr> {
-        queries.iter().map(|(p, x)| eval(p, *x)).collect()
+    fn evaluate_at(&self, queries: &[(&Vec<Fr>, Fr)]) -> BackendResult<Vec<Fr>> {
+        Ok(queries.iter().map(|(p, x)| eval(p, *x)).collect())
     }
 
-    fn linear_combination(&self, terms: &[(&Vec<Fr>, Fr)], low: &[Fr]) -> Vec<Fr> {
+    fn linear_combination(&self, terms: &[(&Vec<Fr>, Fr)], low: &[Fr]) -> BackendResult<Vec<Fr>> {
         let len = terms.iter().map(|(p, _)| p.len()).max().unwrap_or(0).max(low.len());
         let mut out = vec![Fr::ZERO; len];
         out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, chunk)| {
@@ -348,17 +356,17 @@ impl Backend for CpuBackend {
         for (o, l) in out.iter_mut().zip(low) {
             *o += l;
         }
-        out
+        Ok(out)
     }
 
-    fn divide_by_linear(&self, poly: &Vec<Fr>, roots: &[Fr]) -> Vec<Fr> {
+    fn divide_by_linear(&self, poly: &Vec<Fr>, roots: &[Fr]) -> BackendResult<Vec<Fr>> {
         let len = poly.len();
         let mut a = poly.clone();
         for root in roots {
             a = divide_by_root(&a, *root);
         }
         a.resize(len, Fr::ZERO);
-        a
+        Ok(a)
     }
 }
 
@@ -412,11 +420,11 @@ mod tests {
         let (b, _) = backend();
         let d = b.domain().clone();
         let values = random(d.n, 1);
-        let coeffs = b.lagrange_to_coeff(&[&values]).remove(0);
+        let coeffs = b.lagrange_to_coeff(&[&values]).unwrap().remove(0);
         for (i, v) in values.iter().enumerate() {
             assert_eq!(horner(&coeffs, d.omega.pow_vartime([i as u64])), *v, "row {i}");
         }
-        let ext = b.coeff_to_extended(&[&coeffs]).remove(0);
+        let ext = b.coeff_to_extended(&[&coeffs]).unwrap().remove(0);
         assert_eq!(ext.len(), d.extended_n);
         for (i, v) in ext.iter().enumerate() {
             let x = d.zeta * d.extended_omega.pow_vartime([i as u64]);
@@ -426,10 +434,10 @@ mod tests {
         let wide = random(d.extended_n, 2);
         let on_coset: Vec<Fr> =
             (0..d.extended_n).map(|i| horner(&wide, d.zeta * d.extended_omega.pow_vartime([i as u64]))).collect();
-        assert_eq!(b.extended_to_coeff(&on_coset, d.extended_n), wide);
-        assert_eq!(b.extended_to_coeff(&on_coset, 3 * d.n), wide[..3 * d.n]);
+        assert_eq!(b.extended_to_coeff(&on_coset, d.extended_n).unwrap(), wide);
+        assert_eq!(b.extended_to_coeff(&on_coset, 3 * d.n).unwrap(), wide[..3 * d.n]);
         let mut divided = on_coset.clone();
-        b.divide_by_vanishing(&mut divided);
+        b.divide_by_vanishing(&mut divided).unwrap();
         for i in 0..d.extended_n {
             let x = d.zeta * d.extended_omega.pow_vartime([i as u64]);
             assert_eq!(divided[i] * (x.pow_vartime([d.n as u64]) - Fr::ONE), on_coset[i], "point {i}");
@@ -441,8 +449,9 @@ mod tests {
         let (b, params) = backend();
         let d = b.domain().clone();
         let values = random(d.n, 3);
-        let coeffs = b.lagrange_to_coeff(&[&values]).remove(0);
-        let [monomial, lagrange] = [b.commit(&[&coeffs], Basis::Monomial)[0], b.commit(&[&values], Basis::Lagrange)[0]];
+        let coeffs = b.lagrange_to_coeff(&[&values]).unwrap().remove(0);
+        let [monomial, lagrange] =
+            [b.commit(&[&coeffs], Basis::Monomial).unwrap()[0], b.commit(&[&values], Basis::Lagrange).unwrap()[0]];
         assert_eq!(monomial, best_multiexp(&coeffs, params.get_g()).to_affine());
         // The same polynomial committed from its values or its coefficients.
         assert_eq!(lagrange, monomial);
@@ -459,7 +468,7 @@ mod tests {
         assert_eq!(host.commit(&small, Basis::Lagrange), CommitKey::commit(&*params, &small, Basis::Lagrange));
         // A short polynomial uses the first bases.
         assert_eq!(
-            b.commit(&[&coeffs[..5].to_vec()], Basis::Monomial)[0],
+            b.commit(&[&coeffs[..5].to_vec()], Basis::Monomial).unwrap()[0],
             best_multiexp(&coeffs[..5], &params.get_g()[..5]).to_affine()
         );
     }
@@ -473,7 +482,7 @@ mod tests {
         let num = [Factor { a: &p, b: Some((&q, s)), c }];
         let den = [Factor { a: &q, b: None, c }, Factor { a: &r, b: Some((&p, c)), c: s }];
         let blinding = random(3, 7);
-        let (z, last) = b.grand_product(&num, &den, Fr::from(2), &blinding);
+        let (z, last) = b.grand_product(&num, &den, Fr::from(2), &blinding).unwrap();
         assert_eq!(z.len(), n);
         let mut acc = Fr::from(2);
         for i in 0..n - 3 {
@@ -499,7 +508,7 @@ mod tests {
         let program = builder.finish(out);
         let leaves = [random(d.extended_n, 8), random(d.extended_n, 9)];
         let scalars = [Fr::from(5)];
-        let got = b.evaluate_program(&program, &[&leaves[0], &leaves[1]], &scalars, Grid::Extended);
+        let got = b.evaluate_program(&program, &[&leaves[0], &leaves[1]], &scalars, Grid::Extended).unwrap();
         let step = d.extended_step() as i64;
         for (i, v) in got.iter().enumerate() {
             let leaf = |slot: u32, rot: i32| {
@@ -516,24 +525,24 @@ mod tests {
         let n = b.domain().n;
         let (p, q) = (random(n, 10), random(n, 11));
         let x = Fr::from(123456789);
-        assert_eq!(b.evaluate_at(&[(&p, x), (&q, x)]), vec![eval_polynomial(&p, x), eval_polynomial(&q, x)]);
+        assert_eq!(b.evaluate_at(&[(&p, x), (&q, x)]).unwrap(), vec![eval_polynomial(&p, x), eval_polynomial(&q, x)]);
         let short = p[..4].to_vec();
-        let sum = b.linear_combination(&[(&p, Fr::from(3)), (&short, Fr::from(5))], &[Fr::ONE]);
+        let sum = b.linear_combination(&[(&p, Fr::from(3)), (&short, Fr::from(5))], &[Fr::ONE]).unwrap();
         for i in 0..n {
             let expected = p[i] * Fr::from(3) + if i < 4 { p[i] * Fr::from(5) } else { Fr::ZERO };
             assert_eq!(sum[i], expected + if i == 0 { Fr::ONE } else { Fr::ZERO });
         }
         // q(X) = (p(X) − p(r)) / (X − r): q(y)·(y − r) = p(y) − p(r) at any y.
         let (r1, r2) = (Fr::from(3), Fr::from(17));
-        let quotient = b.divide_by_linear(&p, &[r1]);
+        let quotient = b.divide_by_linear(&p, &[r1]).unwrap();
         assert_eq!(quotient.len(), n);
         let y = Fr::from(99);
         assert_eq!(horner(&quotient, y) * (y - r1), horner(&p, y) - horner(&p, r1));
         // Dividing by two roots of a multiple of (X − r1)(X − r2) is exact.
         let mut m = vec![r1 * r2, -(r1 + r2), Fr::ONE];
         m.resize(n, Fr::ZERO);
-        let product = b.linear_combination(&[(&m, Fr::ONE)], &[]);
-        let two = b.divide_by_linear(&product, &[r1, r2]);
+        let product = b.linear_combination(&[(&m, Fr::ONE)], &[]).unwrap();
+        let two = b.divide_by_linear(&product, &[r1, r2]).unwrap();
         assert_eq!(two[0], Fr::ONE);
         assert!(two[1..].iter().all(|c| *c == Fr::ZERO));
     }

@@ -25,7 +25,7 @@ pub mod prover;
 pub mod shplonk;
 pub mod witness;
 
-pub use backend::{Backend, Basis};
+pub use backend::{Backend, BackendError, Basis};
 pub use cpu::{CommitKey, CpuBackend, HostBases};
 pub use domain::Domain;
 pub use prover::{create_proof, ProvingData, Step, Timings};
@@ -45,6 +45,19 @@ pub enum ProveError {
     Domain { key: u32, backend: u32 },
     #[error("not supported by this prover: {0}")]
     Unsupported(String),
+    #[error("the {backend} backend failed: {error}")]
+    Backend { backend: &'static str, error: BackendError },
     #[error("writing the transcript: {0}")]
     Transcript(#[from] std::io::Error),
+}
+
+/// Turns a backend step's failure into a [`ProveError`] naming the backend.
+pub(crate) trait OnBackend<T> {
+    fn on<B: Backend>(self, backend: &B) -> Result<T, ProveError>;
+}
+
+impl<T> OnBackend<T> for backend::BackendResult<T> {
+    fn on<B: Backend>(self, backend: &B) -> Result<T, ProveError> {
+        self.map_err(|error| ProveError::Backend { backend: backend.name(), error })
+    }
 }

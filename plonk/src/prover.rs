@@ -18,7 +18,7 @@ use crate::constraints::{compile, Compiled, BETA, GAMMA, THETA, Y};
 use crate::domain::{powers, Domain, Grid};
 use crate::shplonk::{self, Query};
 use crate::witness;
-use crate::ProveError;
+use crate::{OnBackend, ProveError};
 
 /// What a proving key contributes to every proof, compiled and resident on
 /// a backend: the constraint programs, and the fixed and permutation
@@ -39,19 +39,26 @@ pub struct ProvingData<B: Backend> {
 
 impl<B: Backend> ProvingData<B> {
     pub fn new(backend: &B, pk: &ProvingKey<G1Affine>) -> Result<Self, ProveError> {
+        Self::from_compiled(backend, pk, compile(pk)?)
+    }
+
+    /// The same, with the key's constraints already compiled (by
+    /// [`compile`]) for a look before anything is uploaded.
+    pub fn from_compiled(backend: &B, pk: &ProvingKey<G1Affine>, compiled: Compiled) -> Result<Self, ProveError> {
         check_domain(backend.domain(), pk)?;
-        let compiled = compile(pk)?;
-        let up = |polys: Vec<Vec<Fr>>| polys.into_iter().map(|p| backend.upload(p)).collect::<Vec<_>>();
-        let fixed_values = up(pk.fixed_values().iter().map(|p| p.to_vec()).collect());
-        let fixed_coeffs = up(pk.fixed_polys().iter().map(|p| p.to_vec()).collect());
-        let sigma_values = up(pk.permutation().permutations().iter().map(|p| p.to_vec()).collect());
-        let sigma_coeffs = up(pk.permutation().polys().iter().map(|p| p.to_vec()).collect());
-        let ls = up([pk.l0(), pk.l_last(), pk.l_active_row()].iter().map(|p| p.to_vec()).collect());
-        let fixed_ext = backend.coeff_to_extended(&fixed_coeffs.iter().collect::<Vec<_>>());
-        let sigma_ext = backend.coeff_to_extended(&sigma_coeffs.iter().collect::<Vec<_>>());
-        let l_ext = backend.coeff_to_extended(&ls.iter().collect::<Vec<_>>());
+        let up = |polys: Vec<Vec<Fr>>| {
+            polys.into_iter().map(|p| backend.upload(p).on(backend)).collect::<Result<Vec<_>, _>>()
+        };
+        let fixed_values = up(pk.fixed_values().iter().map(|p| p.to_vec()).collect())?;
+        let fixed_coeffs = up(pk.fixed_polys().iter().map(|p| p.to_vec()).collect())?;
+        let sigma_values = up(pk.permutation().permutations().iter().map(|p| p.to_vec()).collect())?;
+        let sigma_coeffs = up(pk.permutation().polys().iter().map(|p| p.to_vec()).collect())?;
+        let ls = up([pk.l0(), pk.l_last(), pk.l_active_row()].iter().map(|p| p.to_vec()).collect())?;
+        let fixed_ext = backend.coeff_to_extended(&fixed_coeffs.iter().collect::<Vec<_>>()).on(backend)?;
+        let sigma_ext = backend.coeff_to_extended(&sigma_coeffs.iter().collect::<Vec<_>>()).on(backend)?;
+        let l_ext = backend.coeff_to_extended(&ls.iter().collect::<Vec<_>>()).on(backend)?;
         let d = backend.domain();
-        let omega_powers = backend.upload(powers(d.omega, d.n));
+        let omega_powers = backend.upload(powers(d.omega, d.n)).on(backend)?;
         Ok(ProvingData {
             compiled,
             fixed_values,
@@ -200,12 +207,14 @@ where
         .map(|values| {
             let mut col = values.to_vec();
             col.resize(n, Fr::ZERO);
-            backend.upload(col)
+            backend.upload(col).on(backend)
         })
-        .collect();
-    let advice_values: Vec<B::Poly> = advice.into_iter().map(|c| backend.upload(c)).collect();
-    let commitments =
-        times.time(Step::Commitments, || backend.commit(&advice_values.iter().collect::<Vec<_>>(), Basis::Lagrange));
+        .collect::<Result<_, _>>()?;
+    let advice_values: Vec<B::Poly> =
+        advice.into_iter().map(|c| backend.upload(c).on(backend)).collect::<Result<_, _>>()?;
+    let commitments = times
+        .time(Step::Commitments, || backend.commit(&advice_values.iter().collect::<Vec<_>>(), Basis::Lagrange))
+        .on(backend)?;
     for c in commitments {
         transcript.write_point(c)?;
     }
@@ -224,16 +233,19 @@ where
         let (input_blind, table_blind) = (random(&mut rng, n - usable), random(&mut rng, n - usable));
         let lookup = times.time(Step::Lookups, || {
             let c = &data.compiled;
-            let input = backend.evaluate_program(&c.lookup_inputs[l], &row_leaves, &[theta], Grid::Rows);
-            let table = backend.evaluate_program(&c.lookup_tables[l], &row_leaves, &[theta], Grid::Rows);
+            let input = backend.evaluate_program(&c.lookup_inputs[l], &row_leaves, &[theta], Grid::Rows).on(backend)?;
+            let table = backend.evaluate_program(&c.lookup_tables[l], &row_leaves, &[theta], Grid::Rows).on(backend)?;
             let (permuted_input, permuted_table) = backend
                 .lookup_permute(&input, &table, usable, &input_blind, &table_blind)
+                .on(backend)?
                 .map_err(|u| ProveError::Lookup { name: argument.name().to_string(), row: u.row })?;
             Ok::<_, ProveError>(Lookup { input, table, permuted_input, permuted_table })
         })?;
-        let points = times.time(Step::Commitments, || {
-            backend.commit(&[&lookup.permuted_input, &lookup.permuted_table], Basis::Lagrange)
-        });
+        let points = times
+            .time(Step::Commitments, || {
+                backend.commit(&[&lookup.permuted_input, &lookup.permuted_table], Basis::Lagrange)
+            })
+            .on(backend)?;
         for p in points {
             transcript.write_point(p)?;
         }
@@ -253,20 +265,22 @@ where
     let mut last = Fr::ONE;
     for (s, chunk) in columns.chunks(data.compiled.chunk_len).enumerate() {
         let blinding = random(&mut rng, bf);
-        let (z, z_last) = times.time(Step::GrandProducts, || {
-            let mut num = Vec::new();
-            let mut den = Vec::new();
-            for (j, column) in chunk.iter().enumerate() {
-                let global = s * data.compiled.chunk_len + j;
-                let delta = Fr::DELTA.pow_vartime([global as u64]);
-                let v = value_of(column);
-                den.push(Factor { a: v, b: Some((&data.sigma_values[global], beta)), c: gamma });
-                num.push(Factor { a: v, b: Some((&data.omega_powers, beta * delta)), c: gamma });
-            }
-            backend.grand_product(&num, &den, last, &blinding)
-        });
+        let (z, z_last) = times
+            .time(Step::GrandProducts, || {
+                let mut num = Vec::new();
+                let mut den = Vec::new();
+                for (j, column) in chunk.iter().enumerate() {
+                    let global = s * data.compiled.chunk_len + j;
+                    let delta = Fr::DELTA.pow_vartime([global as u64]);
+                    let v = value_of(column);
+                    den.push(Factor { a: v, b: Some((&data.sigma_values[global], beta)), c: gamma });
+                    num.push(Factor { a: v, b: Some((&data.omega_powers, beta * delta)), c: gamma });
+                }
+                backend.grand_product(&num, &den, last, &blinding)
+            })
+            .on(backend)?;
         last = z_last;
-        let point = times.time(Step::Commitments, || backend.commit(&[&z], Basis::Lagrange))[0];
+        let point = times.time(Step::Commitments, || backend.commit(&[&z], Basis::Lagrange)).on(backend)?[0];
         transcript.write_point(point)?;
         permutation_z.push(z);
     }
@@ -274,22 +288,25 @@ where
     let mut lookup_z = Vec::with_capacity(layout.lookups);
     for lookup in &lookups {
         let blinding = random(&mut rng, bf);
-        let (z, _) = times.time(Step::GrandProducts, || {
-            let num = [Factor { a: &lookup.input, b: None, c: beta }, Factor { a: &lookup.table, b: None, c: gamma }];
-            let den = [
-                Factor { a: &lookup.permuted_input, b: None, c: beta },
-                Factor { a: &lookup.permuted_table, b: None, c: gamma },
-            ];
-            backend.grand_product(&num, &den, Fr::ONE, &blinding)
-        });
-        let point = times.time(Step::Commitments, || backend.commit(&[&z], Basis::Lagrange))[0];
+        let (z, _) = times
+            .time(Step::GrandProducts, || {
+                let num =
+                    [Factor { a: &lookup.input, b: None, c: beta }, Factor { a: &lookup.table, b: None, c: gamma }];
+                let den = [
+                    Factor { a: &lookup.permuted_input, b: None, c: beta },
+                    Factor { a: &lookup.permuted_table, b: None, c: gamma },
+                ];
+                backend.grand_product(&num, &den, Fr::ONE, &blinding)
+            })
+            .on(backend)?;
+        let point = times.time(Step::Commitments, || backend.commit(&[&z], Basis::Lagrange)).on(backend)?[0];
         transcript.write_point(point)?;
         lookup_z.push(z);
     }
 
     // The vanishing argument's random polynomial blinds h at x.
-    let random_poly = backend.upload(random(&mut rng, n));
-    let point = times.time(Step::Commitments, || backend.commit(&[&random_poly], Basis::Monomial))[0];
+    let random_poly = backend.upload(random(&mut rng, n)).on(backend)?;
+    let point = times.time(Step::Commitments, || backend.commit(&[&random_poly], Basis::Monomial)).on(backend)?[0];
     transcript.write_point(point)?;
     let y = *transcript.squeeze_challenge_scalar::<()>();
 
@@ -298,8 +315,8 @@ where
     for (lookup, z) in lookups.iter().zip(&lookup_z) {
         on_rows.extend([&lookup.permuted_input, &lookup.permuted_table, z]);
     }
-    let coeffs = times.time(Step::Ntt, || backend.lagrange_to_coeff(&on_rows));
-    let ext = times.time(Step::Ntt, || backend.coeff_to_extended(&coeffs.iter().collect::<Vec<_>>()));
+    let coeffs = times.time(Step::Ntt, || backend.lagrange_to_coeff(&on_rows)).on(backend)?;
+    let ext = times.time(Step::Ntt, || backend.coeff_to_extended(&coeffs.iter().collect::<Vec<_>>())).on(backend)?;
     drop(on_rows);
     drop(lookups);
     drop((permutation_z, lookup_z));
@@ -319,18 +336,22 @@ where
     scalars[BETA] = beta;
     scalars[GAMMA] = gamma;
     scalars[Y] = y;
-    let numerator = times.time(Step::Quotient, || {
-        let mut h = backend.evaluate_program(&data.compiled.quotient, &leaves, &scalars, Grid::Extended);
-        backend.divide_by_vanishing(&mut h);
-        h
-    });
+    let numerator = times
+        .time(Step::Quotient, || {
+            let mut h = backend.evaluate_program(&data.compiled.quotient, &leaves, &scalars, Grid::Extended)?;
+            backend.divide_by_vanishing(&mut h)?;
+            Ok(h)
+        })
+        .on(backend)?;
     drop(leaves);
     drop(ext);
-    let h = times.time(Step::Ntt, || backend.extended_to_coeff(&numerator, n * d.quotient_pieces));
+    let h = times.time(Step::Ntt, || backend.extended_to_coeff(&numerator, n * d.quotient_pieces)).on(backend)?;
     drop(numerator);
-    let pieces = backend.split(&h, n);
+    let pieces = backend.split(&h, n).on(backend)?;
     drop(h);
-    let points = times.time(Step::Commitments, || backend.commit(&pieces.iter().collect::<Vec<_>>(), Basis::Monomial));
+    let points = times
+        .time(Step::Commitments, || backend.commit(&pieces.iter().collect::<Vec<_>>(), Basis::Monomial))
+        .on(backend)?;
     for p in points {
         transcript.write_point(p)?;
     }
@@ -344,7 +365,7 @@ where
 
     // Every opened polynomial by index; queries refer to these indices.
     let h_terms: Vec<(&B::Poly, Fr)> = pieces.iter().zip(powers(xn, pieces.len())).collect();
-    let h_x = backend.linear_combination(&h_terms, &[]);
+    let h_x = backend.linear_combination(&h_terms, &[]).on(backend)?;
     let polys: Vec<&B::Poly> = advice_coeffs
         .iter()
         .chain(&data.fixed_coeffs)
@@ -384,13 +405,15 @@ where
     for &[a_id, s_id, z_id] in &lookup_ids {
         written.extend([(z_id, x), (z_id, x_next), (a_id, x), (a_id, x_prev), (s_id, x)]);
     }
-    let evals = times.time(Step::Evaluations, || {
-        backend.evaluate_at(&written.iter().map(|&(p, at)| (polys[p], at)).collect::<Vec<_>>())
-    });
+    let evals = times
+        .time(Step::Evaluations, || {
+            backend.evaluate_at(&written.iter().map(|&(p, at)| (polys[p], at)).collect::<Vec<_>>())
+        })
+        .on(backend)?;
     for e in &evals {
         transcript.write_scalar(*e)?;
     }
-    let h_eval = times.time(Step::Evaluations, || backend.evaluate_at(&[(&h_x, x)]))[0];
+    let h_eval = times.time(Step::Evaluations, || backend.evaluate_at(&[(&h_x, x)])).on(backend)?[0];
     let eval_of = |poly: usize, point: Fr| -> Fr {
         if poly == h_id {
             return h_eval;

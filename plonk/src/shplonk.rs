@@ -10,7 +10,7 @@ use halo2_proofs::transcript::{EncodedChallenge, TranscriptWrite};
 
 use crate::backend::{Backend, Basis};
 use crate::domain::powers;
-use crate::ProveError;
+use crate::{OnBackend, ProveError};
 
 /// Polynomial `poly` (an index into the proof's table of opened
 /// polynomials) opened at `point`, where it evaluates to `eval`.
@@ -92,13 +92,14 @@ where
                     *l -= *coeff * c;
                 }
             }
-            let numerator = backend.linear_combination(&terms, &low);
+            let numerator = backend.linear_combination(&terms, &low)?;
             backend.divide_by_linear(&numerator, &set.points)
         })
-        .collect();
+        .collect::<Result<_, _>>()
+        .on(backend)?;
     let h_terms: Vec<(&B::Poly, Fr)> = quotients.iter().zip(&v_powers).map(|(q, &c)| (q, c)).collect();
-    let h = backend.linear_combination(&h_terms, &[]);
-    let h_commitment = backend.commit(&[&h], Basis::Monomial)[0];
+    let h = backend.linear_combination(&h_terms, &[]).on(backend)?;
+    let h_commitment = backend.commit(&[&h], Basis::Monomial).on(backend)?[0];
     transcript.write_point(h_commitment)?;
     let u = *transcript.squeeze_challenge_scalar::<()>();
 
@@ -124,9 +125,9 @@ where
     }
     let zt = evaluate_vanishing_polynomial(&super_points, u);
     terms.push((&h, -(zt * norm)));
-    let l = backend.linear_combination(&terms, &[constant]);
-    let w = backend.divide_by_linear(&l, &[u]);
-    let w_commitment = backend.commit(&[&w], Basis::Monomial)[0];
+    let l = backend.linear_combination(&terms, &[constant]).on(backend)?;
+    let w = backend.divide_by_linear(&l, &[u]).on(backend)?;
+    let w_commitment = backend.commit(&[&w], Basis::Monomial).on(backend)?[0];
     transcript.write_point(w_commitment)?;
     Ok(())
 }

@@ -27,7 +27,11 @@ use halo2_proofs::poly::kzg::multiopen::ProverSHPLONK;
 use halo2_proofs::poly::{Coeff, LagrangeCoeff, Polynomial, ProverQuery};
 use halo2_proofs::transcript::{EncodedChallenge, TranscriptWrite};
 use rand::RngCore;
+#[cfg(feature = "cuda")]
+use zkfarm_kernels::gpu::Gpu;
 use zkfarm_plonk::{CommitKey, HostBases};
+#[cfg(feature = "cuda")]
+use zkfarm_plonk_device::DeviceBases;
 
 pub use zkfarm_plonk::Basis;
 
@@ -40,6 +44,18 @@ pub trait ResidentBases: Send + Sync {
     fn msm(&self, set: Basis, scalars: &[Fr]) -> Result<G1>;
 }
 
+/// Bases resident on a kernel device (the GPU, or its emulation in tests).
+#[cfg(feature = "cuda")]
+impl<B: zkfarm_kernels::backend::Backend> ResidentBases for DeviceBases<B> {
+    fn engine(&self) -> &'static str {
+        self.backend().name()
+    }
+
+    fn msm(&self, set: Basis, scalars: &[Fr]) -> Result<G1> {
+        DeviceBases::msm(self, set, scalars)
+    }
+}
+
 /// Prover parameters of [`EngineScheme`]: the KZG parameters, and the
 /// engine's resident copy of their bases when an engine is attached.
 #[derive(Clone)]
@@ -50,6 +66,9 @@ pub struct EngineParams {
     fallbacks: Arc<AtomicU64>,
     /// The bases copied out for our prover's CPU MSMs, on first use.
     host: Arc<OnceLock<Option<HostBases>>>,
+    /// The GPU's resident bases, for our prover's device backend.
+    #[cfg(feature = "cuda")]
+    gpu: Option<Arc<DeviceBases<Gpu>>>,
 }
 
 impl fmt::Debug for EngineParams {
@@ -61,13 +80,33 @@ impl fmt::Debug for EngineParams {
 impl EngineParams {
     /// Parameters whose commitments run on the CPU (halo2-axiom's own MSM).
     pub fn cpu(kzg: impl Into<Arc<ParamsKZG<Bn256>>>) -> Self {
-        EngineParams { kzg: kzg.into(), device: None, fallbacks: Arc::default(), host: Arc::default() }
+        EngineParams {
+            kzg: kzg.into(),
+            device: None,
+            fallbacks: Arc::default(),
+            host: Arc::default(),
+            #[cfg(feature = "cuda")]
+            gpu: None,
+        }
     }
 
     /// Parameters whose commitments run on `device`, which must hold the
     /// bases of `kzg` (same SRS, same k).
     pub fn with_device(kzg: impl Into<Arc<ParamsKZG<Bn256>>>, device: Arc<dyn ResidentBases>) -> Self {
-        EngineParams { kzg: kzg.into(), device: Some(device), fallbacks: Arc::default(), host: Arc::default() }
+        EngineParams { device: Some(device), ..EngineParams::cpu(kzg) }
+    }
+
+    /// Parameters whose bases are resident on the GPU: our prover runs
+    /// every step of a proof there, and halo2-axiom's commits there.
+    #[cfg(feature = "cuda")]
+    pub fn with_gpu(kzg: impl Into<Arc<ParamsKZG<Bn256>>>, bases: Arc<DeviceBases<Gpu>>) -> Self {
+        EngineParams { device: Some(bases.clone()), gpu: Some(bases), ..EngineParams::cpu(kzg) }
+    }
+
+    /// The GPU's resident bases, when the parameters have them.
+    #[cfg(feature = "cuda")]
+    pub fn gpu_bases(&self) -> Option<&Arc<DeviceBases<Gpu>>> {
+        self.gpu.as_ref()
     }
 
     pub fn engine(&self) -> &'static str {
@@ -142,6 +181,10 @@ impl<'params> Params<'params, G1Affine> for EngineParams {
         Arc::make_mut(&mut self.kzg).downsize(k);
         self.device = None;
         self.host = Arc::default();
+        #[cfg(feature = "cuda")]
+        {
+            self.gpu = None;
+        }
     }
 
     fn empty_msm(&'params self) -> MSMKZG<Bn256> {

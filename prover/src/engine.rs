@@ -9,12 +9,12 @@ use anyhow::{anyhow, bail, Result};
 #[cfg(feature = "cuda")]
 use zkfarm_kernels::gpu::Gpu;
 
-use zkfarm_plonk::{CpuBackend, ProvingData};
+#[cfg(feature = "cuda")]
+use zkfarm_plonk_device::DeviceBases;
 
 use crate::commit::EngineParams;
-#[cfg(feature = "cuda")]
-use crate::device_bases::DeviceBases;
 use crate::keys::Keys;
+use crate::prove::PreparedKey;
 use crate::srs::Srs;
 
 /// What the user asked for.
@@ -54,17 +54,18 @@ type Loaded = HashMap<(String, u32), Arc<EngineParams>>;
 
 /// Proving keys compiled for our prover, by verifying-key hash, most
 /// recently used first.
-type Prepared = Vec<(String, Arc<ProvingData<CpuBackend>>)>;
+type Prepared = Vec<(String, Arc<PreparedKey>)>;
 
 /// How many compiled keys an engine keeps. Each holds its fixed and
 /// permutation columns on the extended domain (a few hundred MB at
-/// k = 18), so a worker switching between two models keeps both.
+/// k = 18, in device memory on the cuda engine), so a worker switching
+/// between two models keeps both.
 const PREPARED_KEYS: usize = 2;
 
 #[derive(Clone)]
 enum EngineKind {
     Cpu,
-    /// Our MSM kernels on a CUDA device, with each (SRS, k)'s bases resident.
+    /// Our prover on a CUDA device, with each (SRS, k)'s bases resident.
     #[cfg(feature = "cuda")]
     Cuda(Arc<Gpu>),
 }
@@ -166,11 +167,11 @@ impl Engine {
             EngineKind::Cpu => EngineParams::cpu(kzg),
             #[cfg(feature = "cuda")]
             EngineKind::Cuda(gpu) => match DeviceBases::upload(gpu.clone(), &kzg) {
-                Ok(bases) => EngineParams::with_device(kzg, Arc::new(bases)),
+                Ok(bases) => EngineParams::with_gpu(kzg, Arc::new(bases)),
                 // Proofs still succeed, on the CPU; the device may lack
                 // memory for this k while serving smaller ones.
                 Err(e) => {
-                    tracing::warn!("cuda engine: {e:#}; proofs with k = {k} commit on the cpu");
+                    tracing::warn!("cuda engine: {e:#}; proofs with k = {k} run on the cpu");
                     EngineParams::cpu(kzg)
                 }
             },
@@ -183,11 +184,7 @@ impl Engine {
 impl Engine {
     /// A key compiled for our prover, made by `make` on first use and kept
     /// for the next proofs of the same key.
-    pub fn prepared(
-        &self,
-        keys: &Keys,
-        make: impl FnOnce() -> Result<ProvingData<CpuBackend>>,
-    ) -> Result<Arc<ProvingData<CpuBackend>>> {
+    pub fn prepared(&self, keys: &Keys, make: impl FnOnce() -> Result<PreparedKey>) -> Result<Arc<PreparedKey>> {
         // Held while compiling: two proofs of one new key compile it once.
         let mut prepared = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(at) = prepared.iter().position(|(hash, _)| *hash == keys.vk.hash) {

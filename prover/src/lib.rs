@@ -6,8 +6,6 @@
 //! `zkfarm-attest`.
 
 pub mod commit;
-#[cfg(feature = "cuda")]
-pub mod device_bases;
 pub mod engine;
 pub mod home;
 pub mod keys;
@@ -17,7 +15,9 @@ pub mod srs;
 
 pub use engine::{Engine, EngineChoice};
 pub use keys::{KeyCache, KeySource, Keys, VerifierKey};
-pub use prove::{infer, prove, prove_inference, prove_timed, verify, Inference, ProveOptions, Prover, ProverImpl};
+pub use prove::{
+    infer, prove, prove_inference, prove_timed, verify, Inference, PreparedKey, ProveOptions, Prover, ProverImpl,
+};
 pub use receipt::{Receipt, Tier};
 pub use srs::Srs;
 pub use zkfarm_plonk::{Step, Timings};

@@ -15,7 +15,11 @@ use rand::{RngCore, SeedableRng};
 use zkfarm_circuits::circuit::{fe, instances};
 use zkfarm_circuits::program::Witness;
 use zkfarm_circuits::{CompiledModel, ModelCircuit};
+#[cfg(feature = "cuda")]
+use zkfarm_kernels::gpu::Gpu;
 use zkfarm_plonk::{CpuBackend, Domain, ProvingData, Timings};
+#[cfg(feature = "cuda")]
+use zkfarm_plonk_device::DeviceBackend;
 
 use crate::commit::{EngineParams, EngineScheme, EngineShplonk};
 use crate::engine::Engine;
@@ -111,14 +115,60 @@ pub fn prove_inference(
     prove_timed(model, keys, params, None, srs_id, inference, opts).map(|(r, _)| r)
 }
 
+/// A proving key compiled for our prover on the backend its parameters
+/// prove with: the host's cores, or the GPU where the parameters' bases
+/// are resident there.
+pub enum PreparedKey {
+    Cpu(ProvingData<CpuBackend>),
+    #[cfg(feature = "cuda")]
+    Cuda(Box<DeviceKey>),
+}
+
+/// A key's constraint programs and fixed polynomials on the GPU, with the
+/// backend that holds them.
+#[cfg(feature = "cuda")]
+pub struct DeviceKey {
+    pub backend: DeviceBackend<Gpu>,
+    pub data: ProvingData<DeviceBackend<Gpu>>,
+}
+
+impl PreparedKey {
+    /// Compiles `pk` and uploads its polynomials to the backend `params`
+    /// prove with.
+    pub fn new(pk: &ProvingKey<G1Affine>, params: &EngineParams) -> Result<Self> {
+        #[cfg(feature = "cuda")]
+        if let Some(bases) = params.gpu_bases() {
+            let backend = DeviceBackend::new(Domain::of(pk.get_vk().get_domain()), bases.clone())?;
+            let compiled = zkfarm_plonk::constraints::compile(pk)?;
+            match backend.supports(&compiled) {
+                Ok(()) => {
+                    let data = ProvingData::from_compiled(&backend, pk, compiled)?;
+                    return Ok(PreparedKey::Cuda(Box::new(DeviceKey { backend, data })));
+                }
+                Err(e) => tracing::warn!("cuda engine: {e:#}; this key proves on the cpu"),
+            }
+        }
+        Ok(PreparedKey::Cpu(ProvingData::new(&cpu_backend(pk, params), pk)?))
+    }
+
+    /// Where proofs of this key run: "cpu" or "cuda".
+    pub fn backend(&self) -> &'static str {
+        match self {
+            PreparedKey::Cpu(_) => "cpu",
+            #[cfg(feature = "cuda")]
+            PreparedKey::Cuda(_) => "cuda",
+        }
+    }
+}
+
 /// Proves an inference and reports the time of each step of our prover
-/// (all zero for halo2-axiom's). `data` is the key's compiled constraints
-/// and resident polynomials when the caller keeps them across proofs.
+/// (all zero for halo2-axiom's). `key` is the key compiled for our prover
+/// when the caller keeps it across proofs.
 pub fn prove_timed(
     model: &CompiledModel,
     keys: &Keys,
     params: &EngineParams,
-    data: Option<&ProvingData<CpuBackend>>,
+    key: Option<&PreparedKey>,
     srs_id: &str,
     inference: Inference,
     opts: &ProveOptions,
@@ -133,16 +183,25 @@ pub fn prove_timed(
     };
     let timings = match opts.prover {
         ProverImpl::Zkfarm => {
-            let backend = cpu_backend(&keys.pk, params);
-            let prepared;
-            let data = match data {
-                Some(d) => d,
+            let made;
+            let key = match key {
+                Some(k) => k,
                 None => {
-                    prepared = ProvingData::new(&backend, &keys.pk)?;
-                    &prepared
+                    made = PreparedKey::new(&keys.pk, params)?;
+                    &made
                 }
             };
-            zkfarm_plonk::create_proof(&backend, &keys.pk, data, &circuit, &[&inst], rng, &mut transcript)?
+            let pk = &keys.pk;
+            match key {
+                PreparedKey::Cpu(data) => {
+                    let backend = cpu_backend(pk, params);
+                    zkfarm_plonk::create_proof(&backend, pk, data, &circuit, &[&inst], rng, &mut transcript)?
+                }
+                #[cfg(feature = "cuda")]
+                PreparedKey::Cuda(k) => {
+                    zkfarm_plonk::create_proof(&k.backend, pk, &k.data, &circuit, &[&inst], rng, &mut transcript)?
+                }
+            }
         }
         ProverImpl::Halo2Axiom => {
             create_proof::<EngineScheme, EngineShplonk<'_>, Challenge255<G1Affine>, _, _, _>(
@@ -224,9 +283,7 @@ impl Prover {
     ) -> Result<(Receipt, Timings)> {
         let params = self.engine.params(&self.srs, model.k)?;
         let data = match opts.prover {
-            ProverImpl::Zkfarm => Some(self.engine.prepared(keys, || {
-                ProvingData::new(&cpu_backend(&keys.pk, &params), &keys.pk).map_err(anyhow::Error::from)
-            })?),
+            ProverImpl::Zkfarm => Some(self.engine.prepared(keys, || PreparedKey::new(&keys.pk, &params))?),
             ProverImpl::Halo2Axiom => None,
         };
         prove_timed(model, keys, &params, data.as_deref(), &self.srs.id, inference, opts)

@@ -30,8 +30,8 @@ use zkfarm_circuits::input::read_input;
 use zkfarm_circuits::{CompiledModel, Settings};
 use zkfarm_kernels::gpu::Gpu;
 use zkfarm_kernels_emu::Emu;
+use zkfarm_plonk_device::DeviceBases;
 use zkfarm_prover::commit::{Basis, EngineParams, ResidentBases};
-use zkfarm_prover::device_bases::DeviceBases;
 use zkfarm_prover::{prove, KeyCache, Keys, ProveOptions, ProverImpl, Srs};
 
 struct Fixture {

@@ -1,5 +1,6 @@
 //! An SRS's bases resident on a kernel backend (the GPU, or its CPU
-//! emulation in tests), serving the engine commitment scheme's MSMs.
+//! emulation in tests): the device backend's commitments, and the engine
+//! commitment scheme's MSMs.
 
 use std::io;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use zkfarm_kernels::backend::Backend;
 use zkfarm_kernels::layout::AFFINE_WORDS;
 use zkfarm_kernels::msm::Msm;
 
-use crate::commit::{Basis, ResidentBases};
+use zkfarm_plonk::Basis;
 
 /// Both bases of one (SRS, k), uploaded once.
 pub struct DeviceBases<B: Backend> {
@@ -33,15 +34,34 @@ impl<B: Backend> DeviceBases<B> {
     }
 }
 
-impl<B: Backend> ResidentBases for DeviceBases<B> {
-    fn engine(&self) -> &'static str {
-        self.monomial.backend().name()
+impl<B: Backend> DeviceBases<B> {
+    pub fn backend(&self) -> &Arc<B> {
+        self.monomial.backend()
     }
 
-    fn msm(&self, set: Basis, scalars: &[Fr]) -> Result<G1> {
+    /// Points per basis.
+    pub fn len(&self) -> usize {
+        self.monomial.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.monomial.is_empty()
+    }
+
+    /// `Σ scalars[i]·bases[i]` over the first `scalars.len()` bases of `set`.
+    pub fn msm(&self, set: Basis, scalars: &[Fr]) -> Result<G1> {
+        self.of(set).msm(scalars)
+    }
+
+    /// The same with the `n` scalars already on the device.
+    pub fn msm_device(&self, set: Basis, scalars: &B::Buf, n: usize) -> Result<G1> {
+        self.of(set).msm_device(scalars, n)
+    }
+
+    fn of(&self, set: Basis) -> &Msm<B> {
         match set {
-            Basis::Monomial => self.monomial.msm(scalars),
-            Basis::Lagrange => self.lagrange.msm(scalars),
+            Basis::Monomial => &self.monomial,
+            Basis::Lagrange => &self.lagrange,
         }
     }
 }

@@ -1,0 +1,153 @@
+//! Whole proofs of a model on the device backend, its kernels run by their
+//! CPU emulation (and by the GPU where there is one): under one seed the
+//! proof must equal the CPU backend's byte for byte, halo2-axiom's verifier
+//! must accept it, a dishonest witness must be refused or rejected as on
+//! the CPU, and every polynomial a proof put on the device must be freed
+//! when it ends, whether it succeeded or failed.
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use halo2_proofs::halo2curves::bn256::{Bn256, Fr, G1Affine};
+use halo2_proofs::plonk::verify_proof;
+use halo2_proofs::poly::kzg::commitment::{KZGCommitmentScheme, ParamsKZG};
+use halo2_proofs::poly::kzg::multiopen::VerifierSHPLONK;
+use halo2_proofs::poly::kzg::strategy::SingleStrategy;
+use halo2_proofs::transcript::{Blake2bRead, Blake2bWrite, Challenge255, TranscriptReadBuffer, TranscriptWriterBuffer};
+use rand::SeedableRng;
+use zkfarm_circuits::circuit::instances;
+use zkfarm_circuits::input::read_input;
+use zkfarm_circuits::{CompiledModel, ModelCircuit, Settings};
+use zkfarm_kernels::backend::Backend as Device;
+use zkfarm_kernels::gpu::Gpu;
+use zkfarm_kernels_emu::Emu;
+use zkfarm_plonk::{create_proof, Backend, Domain, ProveError, ProvingData};
+use zkfarm_plonk_device::{DeviceBackend, DeviceBases};
+use zkfarm_prover::commit::EngineParams;
+use zkfarm_prover::prove::cpu_backend;
+use zkfarm_prover::{KeyCache, Keys, Srs};
+
+const SEED: u64 = 21;
+
+struct Fixture {
+    model: CompiledModel,
+    keys: Keys,
+    params: Arc<ParamsKZG<Bn256>>,
+    witness: Arc<zkfarm_circuits::program::Witness>,
+    inst: Vec<Fr>,
+}
+
+/// The nonlinear example (activations by lookup tables, a permutation, an
+/// instance column) at a small scale: k = 11, so the emulator proves it in
+/// seconds.
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let dir = std::env::var_os("ZKFARM_EXAMPLES")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples"));
+        let onnx = std::fs::read(dir.join("nonlinear.onnx")).unwrap();
+        let input = read_input(&dir.join("nonlinear.input.json")).unwrap();
+        let settings = Settings { input_scale: 5, param_scale: 5, lookup_bits: 9, ..Settings::default() };
+        let model = CompiledModel::compile(&onnx, &settings).unwrap();
+        assert!(model.k <= 12, "the fixture is meant to be small, not k = {}", model.k);
+        let srs = Srs::generate_insecure_dev(model.k, rand_chacha::ChaCha20Rng::seed_from_u64(5)).unwrap();
+        let key_dir = tempfile::tempdir().unwrap();
+        let (keys, _) = KeyCache::new(key_dir.path().to_path_buf()).unwrap().get_or_create(&model, &srs).unwrap();
+        let params = srs.for_k(model.k).unwrap();
+        let witness = Arc::new(model.run(&input).unwrap());
+        let inst = instances(&model.program, &witness);
+        Fixture { model, keys, params, witness, inst }
+    })
+}
+
+/// A proof by `backend` of the fixture, with cell `tamper` of the witness
+/// changed when given.
+fn proof_on<B: Backend>(
+    f: &Fixture,
+    backend: &B,
+    data: &ProvingData<B>,
+    tamper: Option<usize>,
+) -> Result<Vec<u8>, ProveError> {
+    let mut circuit = ModelCircuit::new(f.model.program.clone(), Some(f.witness.clone()));
+    circuit.tamper = tamper;
+    let mut transcript = Blake2bWrite::<_, G1Affine, Challenge255<_>>::init(vec![]);
+    let rng = rand_chacha::ChaCha20Rng::seed_from_u64(SEED);
+    create_proof(backend, &f.keys.pk, data, &circuit, &[&f.inst], rng, &mut transcript)?;
+    Ok(transcript.finalize())
+}
+
+fn cpu_proof(f: &Fixture, tamper: Option<usize>) -> Result<Vec<u8>, ProveError> {
+    let backend = cpu_backend(&f.keys.pk, &EngineParams::cpu(f.params.clone()));
+    let data = ProvingData::new(&backend, &f.keys.pk).unwrap();
+    proof_on(f, &backend, &data, tamper)
+}
+
+fn halo2_accepts(f: &Fixture, proof: &[u8]) -> bool {
+    let mut transcript = Blake2bRead::<_, G1Affine, Challenge255<_>>::init(proof);
+    verify_proof::<KZGCommitmentScheme<Bn256>, VerifierSHPLONK<'_, Bn256>, Challenge255<G1Affine>, _, _>(
+        &f.params,
+        &f.keys.vk.vk,
+        SingleStrategy::new(&f.params),
+        &[&[&f.inst]],
+        &mut transcript,
+    )
+    .is_ok()
+}
+
+/// The checks of this file on one kernel device.
+fn proves_like_the_cpu_on<D: Device>(device: Arc<D>) {
+    let f = fixture();
+    let bases = Arc::new(DeviceBases::upload(device, &f.params).unwrap());
+    let backend = DeviceBackend::new(Domain::of(f.keys.pk.get_vk().get_domain()), bases).unwrap();
+    let data = ProvingData::new(&backend, &f.keys.pk).unwrap();
+    let meter = backend.meter().clone();
+    let resident = meter.live();
+    assert!(resident > 0, "the key's fixed polynomials live on the device");
+    meter.reset_peak();
+
+    let cpu = cpu_proof(f, None).unwrap();
+    let dev = proof_on(f, &backend, &data, None).unwrap();
+    assert!(dev == cpu, "the {} backend's proof differs from the cpu backend's", backend.name());
+    assert!(halo2_accepts(f, &dev), "halo2-axiom rejected the device backend's proof");
+    assert_eq!(meter.live(), resident, "a proof left polynomials on the device");
+    assert!(meter.peak() > resident, "the proof's working set was not metered");
+
+    // Dishonest witnesses: the same refusal or the same (rejected) proof as
+    // on the CPU, and nothing left behind either way. The cells are spread
+    // over the witness; the fixture's layout puts lookups among them.
+    let cells = f.witness.values.len();
+    let mut refused = 0;
+    for tamper in [cells / 7, cells / 3, cells / 2, cells - 1] {
+        let (c, d) = (cpu_proof(f, Some(tamper)), proof_on(f, &backend, &data, Some(tamper)));
+        match (c, d) {
+            (Ok(c), Ok(d)) => {
+                assert!(c == d, "tamper {tamper}: the proofs differ");
+                assert!(!halo2_accepts(f, &d), "tamper {tamper}: a dishonest proof verified");
+            }
+            (Err(c), Err(d)) => {
+                assert_eq!(c.to_string(), d.to_string(), "tamper {tamper}");
+                refused += 1;
+            }
+            (c, d) => panic!("tamper {tamper}: the cpu gave {:?}, the device {:?}", c.err(), d.err()),
+        }
+        assert_eq!(meter.live(), resident, "tamper {tamper}: a proof left polynomials on the device");
+    }
+    eprintln!("{refused} of 4 tampered witnesses refused; device peak {} bytes", meter.peak());
+}
+
+#[test]
+fn emulated_device_proofs_equal_cpu_proofs() {
+    proves_like_the_cpu_on(Arc::new(Emu));
+}
+
+#[test]
+fn gpu_proofs_equal_cpu_proofs() {
+    match Gpu::open() {
+        Ok(g) => proves_like_the_cpu_on(Arc::new(g)),
+        Err(e) => {
+            assert!(std::env::var_os("ZKFARM_REQUIRE_GPU").is_none(), "no GPU: {e:#}");
+            eprintln!("skipped: {e:#}");
+        }
+    }
+}
