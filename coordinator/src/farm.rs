@@ -14,7 +14,7 @@ use zkfarm_attest::{TeePolicy, Trust, WorkerKey};
 use zkfarm_circuits::input::parse_input;
 use zkfarm_circuits::{CompiledModel, Settings};
 use zkfarm_prover::receipt::input_hash;
-use zkfarm_prover::{KeyCache, Receipt, Srs, Tier, VerifierKey};
+use zkfarm_prover::{KeyCache, Receipt, Srs, Tier, VerifierKey, WorkingSet};
 
 use crate::error::{FarmError, FarmResult};
 use crate::store::{Completion, Fit, ModelRow, NewJob, NewTask, Store, TaskRow, TaskState, WorkerRow};
@@ -109,11 +109,6 @@ async fn blocking<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 
     tokio::task::spawn_blocking(f).await.map_err(|e| FarmError::Internal(anyhow!("{what} panicked: {e}")))
 }
 
-/// Rough proving memory for a circuit of size 2^k, for scheduling.
-pub fn proving_memory(k: u32) -> u64 {
-    (1u64 << k) * 4096
-}
-
 impl Farm {
     pub fn open(cfg: FarmConfig, srs: Arc<Srs>) -> Result<Self> {
         std::fs::create_dir_all(&cfg.data_dir)?;
@@ -186,7 +181,9 @@ impl Farm {
                 settings: serde_json::to_string(&settings).map_err(FarmError::from)?,
                 k: model.k,
                 vk_hash: vk.hash.clone(),
-                mem_bytes: proving_memory(model.k),
+                // What a worker needs for its first proof of the model: the
+                // key, one proof's working set and the SRS bases.
+                mem_bytes: WorkingSet::of(&vk.vk).total(),
             };
             farm.store().put_model(&row, now_ms()).map_err(FarmError::Internal)?;
             farm.models.lock().unwrap().insert(row.model_id.clone(), Arc::new(LoadedModel { model, vk }));

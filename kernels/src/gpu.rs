@@ -81,6 +81,11 @@ impl Gpu {
         driver(self.ctx.total_mem(), "memory query").map(|b| b as u64)
     }
 
+    /// The device memory free now, in bytes (other processes' use counts).
+    pub fn free_memory(&self) -> Result<u64> {
+        driver(self.ctx.mem_get_info(), "memory query").map(|(free, _)| free as u64)
+    }
+
     /// Copies `src` to `dst[at..]` straight from pageable memory (the
     /// driver stages it itself); returns when `src` may be reused.
     fn upload_pageable(&self, src: &[u32], dst: &mut CudaSlice<u32>, at: usize) -> Result<()> {

@@ -25,6 +25,20 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// The polynomials of a constraint system of degree 3 or more.
+    pub fn of(cs: &ConstraintSystem<Fr>) -> Self {
+        let chunk_len = cs.degree().max(3) - 2;
+        let sigmas = cs.permutation().get_columns().len();
+        Layout {
+            fixed: cs.num_fixed_columns(),
+            advice: cs.num_advice_columns(),
+            instance: cs.num_instance_columns(),
+            sigmas,
+            permutation_sets: sigmas.div_ceil(chunk_len),
+            lookups: cs.lookups().len(),
+        }
+    }
+
     pub fn fixed(&self, c: usize) -> usize {
         c
     }
@@ -96,15 +110,7 @@ pub fn compile(pk: &ProvingKey<G1Affine>) -> Result<Compiled, ProveError> {
         return Err(ProveError::Unsupported(format!("constraint degree {degree} (the permutation argument needs 3)")));
     }
     let chunk_len = degree - 2;
-    let columns = cs.permutation().get_columns();
-    let layout = Layout {
-        fixed: cs.num_fixed_columns(),
-        advice: cs.num_advice_columns(),
-        instance: cs.num_instance_columns(),
-        sigmas: columns.len(),
-        permutation_sets: columns.len().div_ceil(chunk_len),
-        lookups: cs.lookups().len(),
-    };
+    let layout = Layout::of(cs);
 
     let mut b = Builder::default();
     let mut roots = Vec::new();
@@ -195,7 +201,6 @@ fn permutation_constraints(
     if sets == 0 {
         return;
     }
-    let columns = cs.permutation().get_columns();
     let last_row = -((cs.blinding_factors() + 1) as i32);
     let one = b.constant(Fr::ONE);
     let l0 = b.leaf(layout.l0(), 0);
@@ -222,7 +227,7 @@ fn permutation_constraints(
     // l_active (z_i(ωX) Π (p + β σ + γ) − z_i(X) Π (p + δ^j β X + γ))
     let x = b.x();
     let beta_x = b.mul(beta, x);
-    for (s, chunk) in columns.chunks(chunk_len).enumerate() {
+    for (s, chunk) in cs.permutation().get_columns().chunks(chunk_len).enumerate() {
         let mut left = z(b, s, 1);
         let mut right = z(b, s, 0);
         for (j, column) in chunk.iter().enumerate() {

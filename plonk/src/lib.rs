@@ -20,6 +20,7 @@ pub mod constraints;
 pub mod cpu;
 pub mod domain;
 pub mod lookup;
+pub mod memory;
 pub mod program;
 pub mod prover;
 pub mod shplonk;
@@ -28,6 +29,7 @@ pub mod witness;
 pub use backend::{Backend, BackendError, Basis};
 pub use cpu::{CommitKey, CpuBackend, HostBases};
 pub use domain::Domain;
+pub use memory::WorkingSet;
 pub use prover::{create_proof, ProvingData, Step, Timings};
 
 /// Why a proof could not be made.

@@ -33,6 +33,9 @@ use zkfarm_plonk::{CommitKey, HostBases};
 #[cfg(feature = "cuda")]
 use zkfarm_plonk_device::DeviceBases;
 
+#[cfg(feature = "cuda")]
+use crate::ledger::{Ledger, Reservation};
+
 pub use zkfarm_plonk::Basis;
 
 /// The SRS bases of one (SRS, k) loaded on an engine, computing
@@ -66,9 +69,20 @@ pub struct EngineParams {
     fallbacks: Arc<AtomicU64>,
     /// The bases copied out for our prover's CPU MSMs, on first use.
     host: Arc<OnceLock<Option<HostBases>>>,
-    /// The GPU's resident bases, for our prover's device backend.
+    /// The GPU's resident bases, for our prover's device backend, and the
+    /// ledger of the GPU's memory.
     #[cfg(feature = "cuda")]
-    gpu: Option<Arc<DeviceBases<Gpu>>>,
+    gpu: Option<GpuParams>,
+}
+
+/// What our prover's device backend needs of the parameters.
+#[cfg(feature = "cuda")]
+#[derive(Clone)]
+pub struct GpuParams {
+    pub bases: Arc<DeviceBases<Gpu>>,
+    pub ledger: Arc<Ledger>,
+    /// The bases' memory, reserved in the ledger while they stay.
+    _reserved: Arc<Reservation>,
 }
 
 impl fmt::Debug for EngineParams {
@@ -98,14 +112,23 @@ impl EngineParams {
 
     /// Parameters whose bases are resident on the GPU: our prover runs
     /// every step of a proof there, and halo2-axiom's commits there.
+    /// `reserved` is the bases' reservation in `ledger`, released when the
+    /// last copy of these parameters goes.
     #[cfg(feature = "cuda")]
-    pub fn with_gpu(kzg: impl Into<Arc<ParamsKZG<Bn256>>>, bases: Arc<DeviceBases<Gpu>>) -> Self {
-        EngineParams { device: Some(bases.clone()), gpu: Some(bases), ..EngineParams::cpu(kzg) }
+    pub fn with_gpu(
+        kzg: impl Into<Arc<ParamsKZG<Bn256>>>,
+        bases: Arc<DeviceBases<Gpu>>,
+        ledger: Arc<Ledger>,
+        reserved: Reservation,
+    ) -> Self {
+        let gpu = GpuParams { bases: bases.clone(), ledger, _reserved: Arc::new(reserved) };
+        EngineParams { device: Some(bases), gpu: Some(gpu), ..EngineParams::cpu(kzg) }
     }
 
-    /// The GPU's resident bases, when the parameters have them.
+    /// The GPU's resident bases and memory ledger, when the parameters
+    /// have them.
     #[cfg(feature = "cuda")]
-    pub fn gpu_bases(&self) -> Option<&Arc<DeviceBases<Gpu>>> {
+    pub fn gpu(&self) -> Option<&GpuParams> {
         self.gpu.as_ref()
     }
 

@@ -14,8 +14,14 @@ use zkfarm_plonk_device::DeviceBases;
 
 use crate::commit::EngineParams;
 use crate::keys::Keys;
+#[cfg(feature = "cuda")]
+use crate::ledger::{Ledger, Reservation};
 use crate::prove::PreparedKey;
 use crate::srs::Srs;
+#[cfg(feature = "cuda")]
+use halo2_proofs::halo2curves::bn256::Bn256;
+#[cfg(feature = "cuda")]
+use halo2_proofs::poly::{commitment::Params, kzg::commitment::ParamsKZG};
 
 /// What the user asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,9 +71,10 @@ const PREPARED_KEYS: usize = 2;
 #[derive(Clone)]
 enum EngineKind {
     Cpu,
-    /// Our prover on a CUDA device, with each (SRS, k)'s bases resident.
+    /// Our prover on a CUDA device, with each (SRS, k)'s bases resident,
+    /// and the ledger of its memory.
     #[cfg(feature = "cuda")]
-    Cuda(Arc<Gpu>),
+    Cuda(Arc<Gpu>, Arc<Ledger>),
 }
 
 impl fmt::Display for Engine {
@@ -94,18 +101,17 @@ impl Engine {
     pub fn cuda() -> Result<Self> {
         let gpu = Gpu::open()?;
         tracing::info!("cuda engine on {}", gpu.describe());
-        Ok(Engine {
-            kind: EngineKind::Cuda(Arc::new(gpu)),
-            loaded: Arc::default(),
-            prepared: Arc::default(),
-            note: None,
-        })
+        Ok(Engine::with_gpu(Arc::new(gpu)))
     }
 
-    /// The CUDA engine on a device the caller already opened.
+    /// The CUDA engine on a device the caller already opened. It uses at
+    /// most nine tenths of the memory free when it opens: the rest is
+    /// headroom for the driver, NVRTC modules and transform tables.
     #[cfg(feature = "cuda")]
     pub fn with_gpu(gpu: Arc<Gpu>) -> Self {
-        Engine { kind: EngineKind::Cuda(gpu), loaded: Arc::default(), prepared: Arc::default(), note: None }
+        let free = gpu.free_memory().or_else(|_| gpu.total_memory()).unwrap_or(0);
+        let ledger = Ledger::new(free / 10 * 9);
+        Engine { kind: EngineKind::Cuda(gpu, ledger), loaded: Arc::default(), prepared: Arc::default(), note: None }
     }
 
     /// Without the `cuda` feature there is no CUDA engine.
@@ -118,7 +124,7 @@ impl Engine {
         match self.kind {
             EngineKind::Cpu => "cpu",
             #[cfg(feature = "cuda")]
-            EngineKind::Cuda(_) => "cuda",
+            EngineKind::Cuda(..) => "cuda",
         }
     }
 
@@ -127,7 +133,7 @@ impl Engine {
     pub fn describe(&self) -> String {
         match (&self.kind, &self.note) {
             #[cfg(feature = "cuda")]
-            (EngineKind::Cuda(gpu), _) => format!("cuda on {}", gpu.describe()),
+            (EngineKind::Cuda(gpu, _), _) => format!("cuda on {}", gpu.describe()),
             (EngineKind::Cpu, Some(note)) => format!("cpu ({note})"),
             (EngineKind::Cpu, None) => "cpu".into(),
         }
@@ -139,7 +145,7 @@ impl Engine {
         match &self.kind {
             EngineKind::Cpu => String::new(),
             #[cfg(feature = "cuda")]
-            EngineKind::Cuda(gpu) => gpu.describe(),
+            EngineKind::Cuda(gpu, _) => gpu.describe(),
         }
     }
 
@@ -148,7 +154,7 @@ impl Engine {
     pub fn memory_bytes(&self) -> u64 {
         match &self.kind {
             #[cfg(feature = "cuda")]
-            EngineKind::Cuda(gpu) => gpu.total_memory().unwrap_or(0),
+            EngineKind::Cuda(_, ledger) => ledger.capacity(),
             EngineKind::Cpu => host_memory_bytes(),
         }
     }
@@ -166,8 +172,8 @@ impl Engine {
         let params = Arc::new(match &self.kind {
             EngineKind::Cpu => EngineParams::cpu(kzg),
             #[cfg(feature = "cuda")]
-            EngineKind::Cuda(gpu) => match DeviceBases::upload(gpu.clone(), &kzg) {
-                Ok(bases) => EngineParams::with_gpu(kzg, Arc::new(bases)),
+            EngineKind::Cuda(gpu, ledger) => match upload_bases(gpu, ledger, &kzg) {
+                Ok((bases, reserved)) => EngineParams::with_gpu(kzg, bases, ledger.clone(), reserved),
                 // Proofs still succeed, on the CPU; the device may lack
                 // memory for this k while serving smaller ones.
                 Err(e) => {
@@ -198,6 +204,18 @@ impl Engine {
         prepared.truncate(PREPARED_KEYS);
         Ok(data)
     }
+}
+
+/// Both bases of `kzg` on the GPU, and their reservation in the ledger.
+#[cfg(feature = "cuda")]
+fn upload_bases(
+    gpu: &Arc<Gpu>,
+    ledger: &Arc<Ledger>,
+    kzg: &ParamsKZG<Bn256>,
+) -> Result<(Arc<DeviceBases<Gpu>>, Reservation)> {
+    let reserved = ledger.hold(2 * kzg.n() * 64, &format!("the SRS bases of k = {}", kzg.k()))?;
+    let bases = DeviceBases::upload(gpu.clone(), kzg)?;
+    Ok((Arc::new(bases), reserved))
 }
 
 impl EngineChoice {

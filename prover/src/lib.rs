@@ -9,6 +9,7 @@ pub mod commit;
 pub mod engine;
 pub mod home;
 pub mod keys;
+pub mod ledger;
 pub mod prove;
 pub mod receipt;
 pub mod srs;
@@ -20,4 +21,4 @@ pub use prove::{
 };
 pub use receipt::{Receipt, Tier};
 pub use srs::Srs;
-pub use zkfarm_plonk::{Step, Timings};
+pub use zkfarm_plonk::{Step, Timings, WorkingSet};

@@ -17,6 +17,8 @@ use zkfarm_circuits::program::Witness;
 use zkfarm_circuits::{CompiledModel, ModelCircuit};
 #[cfg(feature = "cuda")]
 use zkfarm_kernels::gpu::Gpu;
+#[cfg(feature = "cuda")]
+use zkfarm_plonk::WorkingSet;
 use zkfarm_plonk::{CpuBackend, Domain, ProvingData, Timings};
 #[cfg(feature = "cuda")]
 use zkfarm_plonk_device::DeviceBackend;
@@ -24,6 +26,8 @@ use zkfarm_plonk_device::DeviceBackend;
 use crate::commit::{EngineParams, EngineScheme, EngineShplonk};
 use crate::engine::Engine;
 use crate::keys::{KeyCache, KeySource, Keys, VerifierKey};
+#[cfg(feature = "cuda")]
+use crate::ledger::{Ledger, Reservation};
 use crate::receipt::{input_hash, Receipt, Tier};
 use crate::srs::Srs;
 
@@ -125,11 +129,15 @@ pub enum PreparedKey {
 }
 
 /// A key's constraint programs and fixed polynomials on the GPU, with the
-/// backend that holds them.
+/// backend that holds them, the memory they and each proof take, and the
+/// ledger that admits proofs.
 #[cfg(feature = "cuda")]
 pub struct DeviceKey {
     pub backend: DeviceBackend<Gpu>,
     pub data: ProvingData<DeviceBackend<Gpu>>,
+    pub working_set: WorkingSet,
+    ledger: Arc<Ledger>,
+    _reserved: Reservation,
 }
 
 impl PreparedKey {
@@ -137,13 +145,18 @@ impl PreparedKey {
     /// prove with.
     pub fn new(pk: &ProvingKey<G1Affine>, params: &EngineParams) -> Result<Self> {
         #[cfg(feature = "cuda")]
-        if let Some(bases) = params.gpu_bases() {
-            let backend = DeviceBackend::new(Domain::of(pk.get_vk().get_domain()), bases.clone())?;
+        if let Some(gpu) = params.gpu() {
+            let backend = DeviceBackend::new(Domain::of(pk.get_vk().get_domain()), gpu.bases.clone())?;
             let compiled = zkfarm_plonk::constraints::compile(pk)?;
             match backend.supports(&compiled) {
                 Ok(()) => {
+                    let working_set = WorkingSet::of(pk.get_vk());
+                    let k = pk.get_vk().get_domain().k();
+                    let reserved = gpu.ledger.hold(working_set.key, &format!("a proving key of k = {k}"))?;
                     let data = ProvingData::from_compiled(&backend, pk, compiled)?;
-                    return Ok(PreparedKey::Cuda(Box::new(DeviceKey { backend, data })));
+                    let ledger = gpu.ledger.clone();
+                    let key = DeviceKey { backend, data, working_set, ledger, _reserved: reserved };
+                    return Ok(PreparedKey::Cuda(Box::new(key)));
                 }
                 Err(e) => tracing::warn!("cuda engine: {e:#}; this key proves on the cpu"),
             }
@@ -199,6 +212,8 @@ pub fn prove_timed(
                 }
                 #[cfg(feature = "cuda")]
                 PreparedKey::Cuda(k) => {
+                    let what = format!("a proof of k = {}", model.k);
+                    let _admitted = k.ledger.admit(k.working_set.proof, &what)?;
                     zkfarm_plonk::create_proof(&k.backend, pk, &k.data, &circuit, &[&inst], rng, &mut transcript)?
                 }
             }

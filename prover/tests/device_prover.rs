@@ -21,7 +21,7 @@ use zkfarm_circuits::{CompiledModel, ModelCircuit, Settings};
 use zkfarm_kernels::backend::Backend as Device;
 use zkfarm_kernels::gpu::Gpu;
 use zkfarm_kernels_emu::Emu;
-use zkfarm_plonk::{create_proof, Backend, Domain, ProveError, ProvingData};
+use zkfarm_plonk::{create_proof, Backend, Domain, ProveError, ProvingData, WorkingSet};
 use zkfarm_plonk_device::{DeviceBackend, DeviceBases};
 use zkfarm_prover::commit::EngineParams;
 use zkfarm_prover::prove::cpu_backend;
@@ -112,6 +112,15 @@ fn proves_like_the_cpu_on<D: Device>(device: Arc<D>) {
     assert!(halo2_accepts(f, &dev), "halo2-axiom rejected the device backend's proof");
     assert_eq!(meter.live(), resident, "a proof left polynomials on the device");
     assert!(meter.peak() > resident, "the proof's working set was not metered");
+    // The estimate workers admit proofs by bounds what was held, and is not
+    // far above it: the polynomials it counts are the ones the prover makes.
+    let estimate = WorkingSet::of(f.keys.pk.get_vk());
+    let held = meter.peak() - resident;
+    eprintln!("key {resident} of {}, proof {held} of {} estimated", estimate.key, estimate.proof);
+    assert!(resident <= estimate.key, "the key holds {resident} bytes, {} estimated", estimate.key);
+    assert!(held <= estimate.proof, "a proof held {held} bytes, {} estimated", estimate.proof);
+    assert!(resident * 2 > estimate.key, "the key holds {resident} bytes, far below the {} estimated", estimate.key);
+    assert!(held * 2 > estimate.proof, "a proof held {held} bytes, far below the {} estimated", estimate.proof);
 
     // Dishonest witnesses: the same refusal or the same (rejected) proof as
     // on the CPU, and nothing left behind either way. The cells are spread
