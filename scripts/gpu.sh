@@ -2,17 +2,26 @@
 # The GPU checks, for a GPU machine that has no Rust toolchain.
 #
 #   scripts/gpu.sh stage        on a build machine: builds the GPU test binaries
-#                               and the kernel benchmark, stripped, into
-#                               .gpu/bin.tar.gz (git-ignored; about 30 MiB), the
+#                               and the benchmarks, stripped, into
+#                               .gpu/bin.tar.gz (git-ignored; about 40 MiB), the
 #                               one file to take to the GPU machine
 #   scripts/gpu.sh tests        on the GPU machine, from the repository root: the
-#                               GPU halves of the kernel and engine tests, with a
-#                               GPU required; a failing MSM or NTT test is rerun
-#                               with the portable field arithmetic to tell a PTX
-#                               fault from a logic fault
+#                               GPU halves of the kernel, device-backend, device-
+#                               prover and engine tests, with a GPU required; a
+#                               failing MSM or NTT test is rerun with the portable
+#                               field arithmetic to tell a PTX fault from a logic
+#                               fault
 #   scripts/gpu.sh sanitize     compute-sanitizer's memcheck, racecheck and
-#                               initcheck over a small benchmark run (2^12)
+#                               initcheck over a small kernel benchmark run (2^12),
+#                               and memcheck and racecheck over one small proof on
+#                               the device backend (k = 10)
 #   scripts/gpu.sh bench [ARGS] the kernel benchmark (default: --proofs), table last
+#   scripts/gpu.sh provers [ARGS]
+#                               the whole-proof benchmark (default: --runs 1
+#                               --large): halo2-axiom and ours on the host, ours
+#                               on the GPU, steps and device memory; add --k20
+#   scripts/gpu.sh all          tests, sanitize and the two benchmarks, each step
+#                               under its own limit, and a summary of verdicts last
 #
 # Logs go to $OUT (or .gpu/out); each step prints a one-line verdict per
 # binary and ends non-zero if any failed.
@@ -29,11 +38,12 @@ stage() {
     command -v cargo >/dev/null || { echo "stage needs cargo" >&2; exit 1; }
     rm -rf "$BIN"
     mkdir -p "$BIN"
-    cargo build --release -p zkfarm-benches --bin zkfarm-bench-kernels
-    cp target/release/zkfarm-bench-kernels "$BIN/"
+    cargo build --release -p zkfarm-benches --bin zkfarm-bench-kernels --bin zkfarm-bench-provers
+    cp target/release/zkfarm-bench-kernels target/release/zkfarm-bench-provers "$BIN/"
     # Test binaries are named by hash; cargo's JSON says which is which.
-    cargo test --release -p zkfarm-kernels -p zkfarm-prover \
+    cargo test --release -p zkfarm-kernels -p zkfarm-prover -p zkfarm-plonk-device \
         --test msm --test ntt --test elementwise --test nvrtc --test engine_scheme \
+        --test emulated --test device_prover \
         --no-run --message-format=json |
         python3 -c '
 import json, sys
@@ -63,7 +73,7 @@ run() {
     local rc=$?
     local verdict=ok
     [ $rc -eq 0 ] || verdict="FAILED (exit $rc)"
-    printf '%-44s %-16s %4ds  %s\n' "$name" "$verdict" $((SECONDS - start)) "$LOGS/$log"
+    printf '%-44s %-16s %4ds  %s\n' "$name" "$verdict" $((SECONDS - start)) "$LOGS/$log" | tee -a "$LOGS/verdicts.txt"
     return $rc
 }
 
@@ -80,7 +90,9 @@ tests() {
                 "$BIN/$t" on_the_gpu --nocapture
         fi
     done
-    run "engine: a whole proof on the GPU" engine.log "$BIN/engine_scheme" cuda_kernels --nocapture || failed=1
+    run "engine: a whole proof's MSMs on the GPU" engine.log "$BIN/engine_scheme" cuda_kernels --nocapture || failed=1
+    run "device backend: every step = cpu" device.log "$BIN/emulated" on_the_gpu --nocapture || failed=1
+    run "device prover: proofs = cpu proofs" prover.log "$BIN/device_prover" gpu_proofs --nocapture || failed=1
     return $failed
 }
 
@@ -90,6 +102,11 @@ sanitize() {
         run "compute-sanitizer $tool" "sanitize.$tool.log" \
             compute-sanitizer --tool "$tool" --error-exitcode 9 \
             "$BIN/zkfarm-bench-kernels" --min-log 12 --max-log 12 --runs 1 || failed=1
+    done
+    for tool in memcheck racecheck; do
+        ZKFARM_REQUIRE_GPU=1 run "compute-sanitizer $tool, one proof" "sanitize.proof.$tool.log" \
+            compute-sanitizer --tool "$tool" --error-exitcode 9 \
+            "$BIN/device_prover" gpu_proofs --test-threads=1 || failed=1
     done
     return $failed
 }
@@ -102,10 +119,34 @@ bench() {
     return $rc
 }
 
+provers() {
+    [ $# -gt 0 ] || set -- --runs 1 --large
+    run "prover benchmark $*" provers.log "$BIN/zkfarm-bench-provers" "$@"
+    local rc=$?
+    grep -v '^\s*$' "$LOGS/provers.log" | tail -40
+    return $rc
+}
+
+# Everything, with the verdict lines gathered at the end.
+all() {
+    local failed=0 start=$SECONDS
+    : >"$LOGS/verdicts.txt"
+    tests || failed=1
+    sanitize || failed=1
+    bench || failed=1
+    provers || failed=1
+    echo
+    echo "summary, $((SECONDS - start)) s in all:"
+    cat "$LOGS/verdicts.txt"
+    return $failed
+}
+
 case "${1:-}" in
     stage) stage ;;
     tests) unpack; tests ;;
     sanitize) unpack; sanitize ;;
     bench) shift; unpack; bench "$@" ;;
-    *) sed -n '2,18p' "$0" >&2; exit 2 ;;
+    provers) shift; unpack; provers "$@" ;;
+    all) unpack; all ;;
+    *) sed -n '2,29p' "$0" >&2; exit 2 ;;
 esac

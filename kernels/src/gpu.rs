@@ -81,6 +81,37 @@ impl Gpu {
         driver(self.ctx.total_mem(), "memory query").map(|b| b as u64)
     }
 
+    /// The most device memory the stream-ordered pool (every buffer of the
+    /// kernels and drivers) has held since the last
+    /// [`Gpu::reset_peak_memory`], in bytes.
+    pub fn peak_memory(&self) -> Result<u64> {
+        let mut value = 0u64;
+        // SAFETY: the pool is the device's own, and the attribute is a u64.
+        unsafe {
+            let pool = driver(device::get_default_mem_pool(self.ctx.cu_device()), "memory pool")?;
+            let out = (&mut value as *mut u64).cast();
+            driver(
+                mem_pool::get_attribute(pool, CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_HIGH, out),
+                "memory pool",
+            )?;
+        }
+        Ok(value)
+    }
+
+    /// Starts a new peak from the memory held now.
+    pub fn reset_peak_memory(&self) -> Result<()> {
+        let mut zero = 0u64;
+        // SAFETY: as above; resetting the high-water mark takes a zero u64.
+        unsafe {
+            let pool = driver(device::get_default_mem_pool(self.ctx.cu_device()), "memory pool")?;
+            let value = (&mut zero as *mut u64).cast();
+            driver(
+                mem_pool::set_attribute(pool, CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_HIGH, value),
+                "memory pool",
+            )
+        }
+    }
+
     /// The device memory free now, in bytes (other processes' use counts).
     pub fn free_memory(&self) -> Result<u64> {
         driver(self.ctx.mem_get_info(), "memory query").map(|(free, _)| free as u64)

@@ -18,7 +18,7 @@ use zkfarm_kernels::backend::{blocks, read_word, upload_fr, Arg, Backend as Devi
 use zkfarm_kernels::layout::{fr_words, read_fr_into, FIELD_WORDS};
 use zkfarm_kernels::ntt::Ntt;
 use zkfarm_kernels::scan::exclusive_scan_u32;
-use zkfarm_plonk::backend::{BackendError, BackendResult, Factor, Unmatched};
+use zkfarm_plonk::backend::{BackendError, BackendResult, Factor, Permuted, Unmatched};
 use zkfarm_plonk::constraints::Compiled;
 use zkfarm_plonk::domain::Grid;
 use zkfarm_plonk::program::Program;
@@ -305,7 +305,7 @@ impl<D: Device> DeviceBackend<D> {
         usable: usize,
         input_blinding: &[Fr],
         table_blinding: &[Fr],
-    ) -> Result<Result<(DevicePoly<D>, DevicePoly<D>), Unmatched>> {
+    ) -> Result<Permuted<DevicePoly<D>>> {
         let n = self.domain.n;
         ensure!(input.len >= usable && table.len >= usable, "a lookup column is shorter than its usable rows");
         ensure!(usable + input_blinding.len() == n && usable + table_blinding.len() == n, "blinding rows");
@@ -669,7 +669,7 @@ impl<D: Device> Backend for DeviceBackend<D> {
         usable: usize,
         input_blinding: &[Fr],
         table_blinding: &[Fr],
-    ) -> BackendResult<Result<(DevicePoly<D>, DevicePoly<D>), Unmatched>> {
+    ) -> BackendResult<Permuted<DevicePoly<D>>> {
         self.permute(input, table, usable, input_blinding, table_blinding).map_err(failed)
     }
 
@@ -703,5 +703,10 @@ impl<D: Device> Backend for DeviceBackend<D> {
 
     fn divide_by_linear(&self, poly: &DevicePoly<D>, roots: &[Fr]) -> BackendResult<DevicePoly<D>> {
         self.division(poly, roots).map_err(failed)
+    }
+
+    fn synchronize(&self) -> BackendResult<()> {
+        // A download runs after everything queued and the host waits for it.
+        read_word(&*self.device, &self.vanishing, 0).map(drop).map_err(failed)
     }
 }

@@ -53,6 +53,9 @@ pub struct BackendError(pub String);
 
 pub type BackendResult<T> = Result<T, BackendError>;
 
+/// A lookup's permuted input and table, or the input row the table lacks.
+pub type Permuted<P> = Result<(P, P), Unmatched>;
+
 /// Every step that touches a polynomial may fail on a device; the CPU
 /// backend's never do.
 pub trait Backend: Send + Sync {
@@ -116,7 +119,7 @@ pub trait Backend: Send + Sync {
         usable: usize,
         input_blinding: &[Fr],
         table_blinding: &[Fr],
-    ) -> BackendResult<Result<(Self::Poly, Self::Poly), Unmatched>>;
+    ) -> BackendResult<Permuted<Self::Poly>>;
 
     /// Multiplies values on the extended coset by 1/(X^n − 1).
     fn divide_by_vanishing(&self, poly: &mut Self::Poly) -> BackendResult<()>;
@@ -127,6 +130,12 @@ pub trait Backend: Send + Sync {
     /// `Σ scalar·poly + low`, where `low` adds to the first coefficients.
     /// The result has the length of the longest term.
     fn linear_combination(&self, terms: &[(&Self::Poly, Fr)], low: &[Fr]) -> BackendResult<Self::Poly>;
+
+    /// Waits until the work queued so far has run (a device runs launches
+    /// asynchronously); backends that run each step to completion need not.
+    fn synchronize(&self) -> BackendResult<()> {
+        Ok(())
+    }
 
     /// The quotient of a polynomial (coefficients) by `Π (X − root)`,
     /// dropping the remainder, padded to the input's length.

@@ -15,7 +15,7 @@ use halo2_proofs::poly::{LagrangeCoeff, Polynomial};
 use halo2_proofs::{SerdeCurveAffine, SerdeFormat};
 use rayon::prelude::*;
 
-use crate::backend::{Backend, BackendResult, Basis, Factor, Unmatched};
+use crate::backend::{Backend, BackendResult, Basis, Factor, Permuted};
 use crate::domain::{Domain, Grid};
 use crate::lookup;
 use crate::program::Program;
@@ -318,7 +318,7 @@ impl Backend for CpuBackend {
         usable: usize,
         input_blinding: &[Fr],
         table_blinding: &[Fr],
-    ) -> BackendResult<Result<(Vec<Fr>, Vec<Fr>), Unmatched>> {
+    ) -> BackendResult<Permuted<Vec<Fr>>> {
         Ok(lookup::permute(&input[..usable], &table[..usable]).map(|(mut a, mut s)| {
             a.extend_from_slice(input_blinding);
             s.extend_from_slice(table_blinding);

@@ -4,8 +4,8 @@
 //! worker admits a proof by this figure, and the coordinator schedules by
 //! it; the device backend's meter checks it in the tests.
 
-use halo2_proofs::halo2curves::bn256::G1Affine;
-use halo2_proofs::plonk::VerifyingKey;
+use halo2_proofs::halo2curves::bn256::{Fr, G1Affine};
+use halo2_proofs::plonk::{ConstraintSystem, VerifyingKey};
 
 use crate::constraints::Layout;
 
@@ -30,9 +30,21 @@ pub struct WorkingSet {
 impl WorkingSet {
     pub fn of(vk: &VerifyingKey<G1Affine>) -> Self {
         let domain = vk.get_domain();
-        let n = 1u64 << domain.k();
-        let ext = 1u64 << domain.extended_k();
-        let l = Layout::of(vk.cs());
+        Self::of_system(vk.cs(), domain.k(), domain.extended_k())
+    }
+
+    /// The same from a circuit's constraint system and size, before any
+    /// key is generated: the extended domain is the one keygen would make.
+    pub fn of_circuit(cs: &ConstraintSystem<Fr>, k: u32) -> Self {
+        let quotient_degree = cs.degree().max(3) as u32 - 1;
+        let extended_k = k + quotient_degree.next_power_of_two().trailing_zeros();
+        Self::of_system(cs, k, extended_k)
+    }
+
+    fn of_system(cs: &ConstraintSystem<Fr>, k: u32, extended_k: u32) -> Self {
+        let n = 1u64 << k;
+        let ext = 1u64 << extended_k;
+        let l = Layout::of(cs);
         let [fixed, advice, instance, sigmas, sets, lookups] =
             [l.fixed, l.advice, l.instance, l.sigmas, l.permutation_sets, l.lookups].map(|c| c as u64);
 
@@ -51,7 +63,7 @@ impl WorkingSet {
         let quotient = held + ext;
         // Scratch: an MSM over n scalars, or a lookup's sort (two padded
         // copies and three index arrays), whichever is larger.
-        let scratch = msm_scratch(domain.k()).max(lookups.min(1) * (2 * n * ELEMENT + 12 * n));
+        let scratch = msm_scratch(k).max(lookups.min(1) * (2 * n * ELEMENT + 12 * n));
 
         WorkingSet { key: key * ELEMENT, proof: transforms.max(quotient) * ELEMENT + scratch, bases: 2 * n * 64 }
     }

@@ -135,9 +135,15 @@ impl Timings {
         self.spent.iter().sum()
     }
 
-    fn time<T>(&mut self, step: Step, f: impl FnOnce() -> T) -> T {
+    /// Runs `f` as part of `step`. The backend finishes the work `f`
+    /// queued before the clock stops, so that a device's asynchronous
+    /// launches are counted in the step that queued them. A failure to
+    /// finish is left to the next call that touches the device, which
+    /// reports it.
+    fn time<B: Backend, T>(&mut self, step: Step, backend: &B, f: impl FnOnce() -> T) -> T {
         let start = Instant::now();
         let out = f();
+        let _ = backend.synchronize();
         self.spent[step as usize] += start.elapsed();
         out
     }
@@ -191,7 +197,7 @@ where
     vk.hash_into(transcript)?;
 
     // Witness: the circuit's advice, blinded on the unusable rows.
-    let mut advice = times.time(Step::Witness, || witness::synthesize(circuit, cs, n, usable, instances))?;
+    let mut advice = times.time(Step::Witness, backend, || witness::synthesize(circuit, cs, n, usable, instances))?;
     for column in &mut advice {
         for (cell, r) in column[usable..].iter_mut().zip(random(&mut rng, n - usable)) {
             *cell = r;
@@ -213,7 +219,7 @@ where
     let advice_values: Vec<B::Poly> =
         advice.into_iter().map(|c| backend.upload(c).on(backend)).collect::<Result<_, _>>()?;
     let commitments = times
-        .time(Step::Commitments, || backend.commit(&advice_values.iter().collect::<Vec<_>>(), Basis::Lagrange))
+        .time(Step::Commitments, backend, || backend.commit(&advice_values.iter().collect::<Vec<_>>(), Basis::Lagrange))
         .on(backend)?;
     for c in commitments {
         transcript.write_point(c)?;
@@ -231,7 +237,7 @@ where
     let mut lookups = Vec::with_capacity(layout.lookups);
     for (l, argument) in cs.lookups().iter().enumerate() {
         let (input_blind, table_blind) = (random(&mut rng, n - usable), random(&mut rng, n - usable));
-        let lookup = times.time(Step::Lookups, || {
+        let lookup = times.time(Step::Lookups, backend, || {
             let c = &data.compiled;
             let input = backend.evaluate_program(&c.lookup_inputs[l], &row_leaves, &[theta], Grid::Rows).on(backend)?;
             let table = backend.evaluate_program(&c.lookup_tables[l], &row_leaves, &[theta], Grid::Rows).on(backend)?;
@@ -242,7 +248,7 @@ where
             Ok::<_, ProveError>(Lookup { input, table, permuted_input, permuted_table })
         })?;
         let points = times
-            .time(Step::Commitments, || {
+            .time(Step::Commitments, backend, || {
                 backend.commit(&[&lookup.permuted_input, &lookup.permuted_table], Basis::Lagrange)
             })
             .on(backend)?;
@@ -266,7 +272,7 @@ where
     for (s, chunk) in columns.chunks(data.compiled.chunk_len).enumerate() {
         let blinding = random(&mut rng, bf);
         let (z, z_last) = times
-            .time(Step::GrandProducts, || {
+            .time(Step::GrandProducts, backend, || {
                 let mut num = Vec::new();
                 let mut den = Vec::new();
                 for (j, column) in chunk.iter().enumerate() {
@@ -280,7 +286,7 @@ where
             })
             .on(backend)?;
         last = z_last;
-        let point = times.time(Step::Commitments, || backend.commit(&[&z], Basis::Lagrange)).on(backend)?[0];
+        let point = times.time(Step::Commitments, backend, || backend.commit(&[&z], Basis::Lagrange)).on(backend)?[0];
         transcript.write_point(point)?;
         permutation_z.push(z);
     }
@@ -289,7 +295,7 @@ where
     for lookup in &lookups {
         let blinding = random(&mut rng, bf);
         let (z, _) = times
-            .time(Step::GrandProducts, || {
+            .time(Step::GrandProducts, backend, || {
                 let num =
                     [Factor { a: &lookup.input, b: None, c: beta }, Factor { a: &lookup.table, b: None, c: gamma }];
                 let den = [
@@ -299,14 +305,15 @@ where
                 backend.grand_product(&num, &den, Fr::ONE, &blinding)
             })
             .on(backend)?;
-        let point = times.time(Step::Commitments, || backend.commit(&[&z], Basis::Lagrange)).on(backend)?[0];
+        let point = times.time(Step::Commitments, backend, || backend.commit(&[&z], Basis::Lagrange)).on(backend)?[0];
         transcript.write_point(point)?;
         lookup_z.push(z);
     }
 
     // The vanishing argument's random polynomial blinds h at x.
     let random_poly = backend.upload(random(&mut rng, n)).on(backend)?;
-    let point = times.time(Step::Commitments, || backend.commit(&[&random_poly], Basis::Monomial)).on(backend)?[0];
+    let point =
+        times.time(Step::Commitments, backend, || backend.commit(&[&random_poly], Basis::Monomial)).on(backend)?[0];
     transcript.write_point(point)?;
     let y = *transcript.squeeze_challenge_scalar::<()>();
 
@@ -315,8 +322,9 @@ where
     for (lookup, z) in lookups.iter().zip(&lookup_z) {
         on_rows.extend([&lookup.permuted_input, &lookup.permuted_table, z]);
     }
-    let coeffs = times.time(Step::Ntt, || backend.lagrange_to_coeff(&on_rows)).on(backend)?;
-    let ext = times.time(Step::Ntt, || backend.coeff_to_extended(&coeffs.iter().collect::<Vec<_>>())).on(backend)?;
+    let coeffs = times.time(Step::Ntt, backend, || backend.lagrange_to_coeff(&on_rows)).on(backend)?;
+    let ext =
+        times.time(Step::Ntt, backend, || backend.coeff_to_extended(&coeffs.iter().collect::<Vec<_>>())).on(backend)?;
     drop(on_rows);
     drop(lookups);
     drop((permutation_z, lookup_z));
@@ -337,7 +345,7 @@ where
     scalars[GAMMA] = gamma;
     scalars[Y] = y;
     let numerator = times
-        .time(Step::Quotient, || {
+        .time(Step::Quotient, backend, || {
             let mut h = backend.evaluate_program(&data.compiled.quotient, &leaves, &scalars, Grid::Extended)?;
             backend.divide_by_vanishing(&mut h)?;
             Ok(h)
@@ -345,12 +353,13 @@ where
         .on(backend)?;
     drop(leaves);
     drop(ext);
-    let h = times.time(Step::Ntt, || backend.extended_to_coeff(&numerator, n * d.quotient_pieces)).on(backend)?;
+    let h =
+        times.time(Step::Ntt, backend, || backend.extended_to_coeff(&numerator, n * d.quotient_pieces)).on(backend)?;
     drop(numerator);
     let pieces = backend.split(&h, n).on(backend)?;
     drop(h);
     let points = times
-        .time(Step::Commitments, || backend.commit(&pieces.iter().collect::<Vec<_>>(), Basis::Monomial))
+        .time(Step::Commitments, backend, || backend.commit(&pieces.iter().collect::<Vec<_>>(), Basis::Monomial))
         .on(backend)?;
     for p in points {
         transcript.write_point(p)?;
@@ -406,14 +415,14 @@ where
         written.extend([(z_id, x), (z_id, x_next), (a_id, x), (a_id, x_prev), (s_id, x)]);
     }
     let evals = times
-        .time(Step::Evaluations, || {
+        .time(Step::Evaluations, backend, || {
             backend.evaluate_at(&written.iter().map(|&(p, at)| (polys[p], at)).collect::<Vec<_>>())
         })
         .on(backend)?;
     for e in &evals {
         transcript.write_scalar(*e)?;
     }
-    let h_eval = times.time(Step::Evaluations, || backend.evaluate_at(&[(&h_x, x)])).on(backend)?[0];
+    let h_eval = times.time(Step::Evaluations, backend, || backend.evaluate_at(&[(&h_x, x)])).on(backend)?[0];
     let eval_of = |poly: usize, point: Fr| -> Fr {
         if poly == h_id {
             return h_eval;
@@ -443,6 +452,6 @@ where
     opened.extend([(h_id, x), (random_id, x)]);
     let queries: Vec<Query> =
         opened.iter().map(|&(poly, point)| Query { poly, point, eval: eval_of(poly, point) }).collect();
-    times.time(Step::Openings, || shplonk::open(backend, &polys, &queries, transcript))?;
+    times.time(Step::Openings, backend, || shplonk::open(backend, &polys, &queries, transcript))?;
     Ok(times)
 }

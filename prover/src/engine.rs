@@ -120,6 +120,15 @@ impl Engine {
         bail!("this zkfarm was built without the `cuda` feature")
     }
 
+    /// The GPU the engine proves on, if it is the cuda engine.
+    #[cfg(feature = "cuda")]
+    pub fn gpu(&self) -> Option<&Arc<Gpu>> {
+        match &self.kind {
+            EngineKind::Cuda(gpu, _) => Some(gpu),
+            EngineKind::Cpu => None,
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self.kind {
             EngineKind::Cpu => "cpu",

@@ -123,7 +123,7 @@ pub fn prove_inference(
 /// prove with: the host's cores, or the GPU where the parameters' bases
 /// are resident there.
 pub enum PreparedKey {
-    Cpu(ProvingData<CpuBackend>),
+    Cpu(Box<ProvingData<CpuBackend>>),
     #[cfg(feature = "cuda")]
     Cuda(Box<DeviceKey>),
 }
@@ -161,7 +161,7 @@ impl PreparedKey {
                 Err(e) => tracing::warn!("cuda engine: {e:#}; this key proves on the cpu"),
             }
         }
-        Ok(PreparedKey::Cpu(ProvingData::new(&cpu_backend(pk, params), pk)?))
+        Ok(PreparedKey::Cpu(Box::new(ProvingData::new(&cpu_backend(pk, params), pk)?)))
     }
 
     /// Where proofs of this key run: "cpu" or "cuda".
@@ -298,10 +298,18 @@ impl Prover {
     ) -> Result<(Receipt, Timings)> {
         let params = self.engine.params(&self.srs, model.k)?;
         let data = match opts.prover {
-            ProverImpl::Zkfarm => Some(self.engine.prepared(keys, || PreparedKey::new(&keys.pk, &params))?),
+            ProverImpl::Zkfarm => Some(self.prepared(keys)?),
             ProverImpl::Halo2Axiom => None,
         };
         prove_timed(model, keys, &params, data.as_deref(), &self.srs.id, inference, opts)
+    }
+
+    /// The key compiled for our prover on this engine, as proofs use it
+    /// (made and kept on first use): where it proves, and on the GPU what
+    /// its polynomials occupy.
+    pub fn prepared(&self, keys: &Keys) -> Result<Arc<PreparedKey>> {
+        let params = self.engine.params(&self.srs, keys.vk.meta.k)?;
+        self.engine.prepared(keys, || PreparedKey::new(&keys.pk, &params))
     }
 
     /// Verifies a zk receipt against a verifying key and this SRS.

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use halo2_proofs::halo2curves::bn256::{Bn256, Fr, G1Affine};
-use halo2_proofs::plonk::verify_proof;
+use halo2_proofs::plonk::{verify_proof, Circuit, ConstraintSystem};
 use halo2_proofs::poly::kzg::commitment::{KZGCommitmentScheme, ParamsKZG};
 use halo2_proofs::poly::kzg::multiopen::VerifierSHPLONK;
 use halo2_proofs::poly::kzg::strategy::SingleStrategy;
@@ -115,6 +115,10 @@ fn proves_like_the_cpu_on<D: Device>(device: Arc<D>) {
     // The estimate workers admit proofs by bounds what was held, and is not
     // far above it: the polynomials it counts are the ones the prover makes.
     let estimate = WorkingSet::of(f.keys.pk.get_vk());
+    // The coordinator's figure, from the circuit before any key exists, is the same.
+    let mut cs = ConstraintSystem::default();
+    ModelCircuit::configure_with_params(&mut cs, ModelCircuit::new(f.model.program.clone(), None).params());
+    assert_eq!(WorkingSet::of_circuit(&cs, f.model.k), estimate);
     let held = meter.peak() - resident;
     eprintln!("key {resident} of {}, proof {held} of {} estimated", estimate.key, estimate.proof);
     assert!(resident <= estimate.key, "the key holds {resident} bytes, {} estimated", estimate.key);
