@@ -28,18 +28,92 @@ impl Tensor {
 /// Index of a node in [`Graph::nodes`].
 pub type NodeId = usize;
 
-/// Element-wise nonlinearities, each proven with one lookup table.
+/// Element-wise nonlinearities, each proven with one lookup table: the
+/// table maps every input in its range to the rounded function value, so any
+/// function of one value is one table. Where a function is not finite (log
+/// of zero, a square root of a negative number), [`Activation::eval`] gives
+/// what f64 gives, and the table saturates it ([`crate::program::table_value`]).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Activation {
     Relu,
-    LeakyRelu { alpha: f64 },
-    Clip { lo: f64, hi: f64 },
+    LeakyRelu {
+        alpha: f64,
+    },
+    Clip {
+        lo: f64,
+        hi: f64,
+    },
     Sigmoid,
     Tanh,
+    Elu {
+        alpha: f64,
+    },
+    Selu {
+        alpha: f64,
+        gamma: f64,
+    },
+    Celu {
+        alpha: f64,
+    },
+    HardSigmoid {
+        alpha: f64,
+        beta: f64,
+    },
+    HardSwish,
+    Softplus,
+    Softsign,
+    Mish,
+    Erf,
+    /// Gelu, exact (with erf) or with the tanh approximation.
+    Gelu {
+        tanh: bool,
+    },
+    ThresholdedRelu {
+        alpha: f64,
+    },
+    Shrink {
+        bias: f64,
+        lambd: f64,
+    },
+    Exp,
+    Log,
+    Sqrt,
+    Reciprocal,
+    Abs,
+    Sign,
+    Floor,
+    Ceil,
+    /// Round half to even, as ONNX rounds.
+    Round,
+    Sin,
+    Cos,
+    Tan,
+    Asin,
+    Acos,
+    Atan,
+    Sinh,
+    Cosh,
+    Asinh,
+    Acosh,
+    Atanh,
+    /// x^exponent for an exponent that is not a small positive integer.
+    Pow {
+        exponent: f64,
+    },
+}
+
+fn softplus(x: f64) -> f64 {
+    // ln(1 + e^x) without overflow for large x.
+    if x > 0.0 {
+        x + (-x).exp().ln_1p()
+    } else {
+        x.exp().ln_1p()
+    }
 }
 
 impl Activation {
     pub fn eval(&self, x: f64) -> f64 {
+        use std::f64::consts::{FRAC_1_SQRT_2, PI};
         match *self {
             Activation::Relu => x.max(0.0),
             Activation::LeakyRelu { alpha } => {
@@ -52,8 +126,74 @@ impl Activation {
             Activation::Clip { lo, hi } => x.max(lo).min(hi),
             Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
             Activation::Tanh => x.tanh(),
+            Activation::Elu { alpha } => {
+                if x < 0.0 {
+                    alpha * x.exp_m1()
+                } else {
+                    x
+                }
+            }
+            Activation::Selu { alpha, gamma } => gamma * if x <= 0.0 { alpha * x.exp_m1() } else { x },
+            Activation::Celu { alpha } => x.max(0.0) + (alpha * (x / alpha).exp_m1()).min(0.0),
+            Activation::HardSigmoid { alpha, beta } => (alpha * x + beta).clamp(0.0, 1.0),
+            Activation::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
+            Activation::Softplus => softplus(x),
+            Activation::Softsign => x / (1.0 + x.abs()),
+            Activation::Mish => x * softplus(x).tanh(),
+            Activation::Erf => libm::erf(x),
+            Activation::Gelu { tanh: false } => 0.5 * x * (1.0 + libm::erf(x * FRAC_1_SQRT_2)),
+            Activation::Gelu { tanh: true } => {
+                0.5 * x * (1.0 + ((2.0 / PI).sqrt() * (x + 0.044715 * x * x * x)).tanh())
+            }
+            Activation::ThresholdedRelu { alpha } => {
+                if x > alpha {
+                    x
+                } else {
+                    0.0
+                }
+            }
+            Activation::Shrink { bias, lambd } => {
+                if x < -lambd {
+                    x + bias
+                } else if x > lambd {
+                    x - bias
+                } else {
+                    0.0
+                }
+            }
+            Activation::Exp => x.exp(),
+            Activation::Log => x.ln(),
+            Activation::Sqrt => x.sqrt(),
+            Activation::Reciprocal => 1.0 / x,
+            Activation::Abs => x.abs(),
+            Activation::Sign => {
+                if x > 0.0 {
+                    1.0
+                } else if x < 0.0 {
+                    -1.0
+                } else {
+                    0.0
+                }
+            }
+            Activation::Floor => x.floor(),
+            Activation::Ceil => x.ceil(),
+            Activation::Round => x.round_ties_even(),
+            Activation::Sin => x.sin(),
+            Activation::Cos => x.cos(),
+            Activation::Tan => x.tan(),
+            Activation::Asin => x.asin(),
+            Activation::Acos => x.acos(),
+            Activation::Atan => x.atan(),
+            Activation::Sinh => x.sinh(),
+            Activation::Cosh => x.cosh(),
+            Activation::Asinh => x.asinh(),
+            Activation::Acosh => x.acosh(),
+            Activation::Atanh => x.atanh(),
+            Activation::Pow { exponent } => x.powf(exponent),
         }
     }
+
+    /// The ONNX op the activation comes from.
     pub fn name(&self) -> &'static str {
         match self {
             Activation::Relu => "Relu",
@@ -61,6 +201,39 @@ impl Activation {
             Activation::Clip { .. } => "Clip",
             Activation::Sigmoid => "Sigmoid",
             Activation::Tanh => "Tanh",
+            Activation::Elu { .. } => "Elu",
+            Activation::Selu { .. } => "Selu",
+            Activation::Celu { .. } => "Celu",
+            Activation::HardSigmoid { .. } => "HardSigmoid",
+            Activation::HardSwish => "HardSwish",
+            Activation::Softplus => "Softplus",
+            Activation::Softsign => "Softsign",
+            Activation::Mish => "Mish",
+            Activation::Erf => "Erf",
+            Activation::Gelu { .. } => "Gelu",
+            Activation::ThresholdedRelu { .. } => "ThresholdedRelu",
+            Activation::Shrink { .. } => "Shrink",
+            Activation::Exp => "Exp",
+            Activation::Log => "Log",
+            Activation::Sqrt => "Sqrt",
+            Activation::Reciprocal => "Reciprocal",
+            Activation::Abs => "Abs",
+            Activation::Sign => "Sign",
+            Activation::Floor => "Floor",
+            Activation::Ceil => "Ceil",
+            Activation::Round => "Round",
+            Activation::Sin => "Sin",
+            Activation::Cos => "Cos",
+            Activation::Tan => "Tan",
+            Activation::Asin => "Asin",
+            Activation::Acos => "Acos",
+            Activation::Atan => "Atan",
+            Activation::Sinh => "Sinh",
+            Activation::Cosh => "Cosh",
+            Activation::Asinh => "Asinh",
+            Activation::Acosh => "Acosh",
+            Activation::Atanh => "Atanh",
+            Activation::Pow { .. } => "Pow",
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use tract_onnx::pb::{self, AttributeProto, NodeProto, TensorProto};
 use tract_onnx::prelude::Framework;
 
@@ -183,6 +183,39 @@ fn chunks<'a>(raw: &'a [u8], size: usize, n: usize, name: &str) -> Result<std::s
 fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
     node.attribute.iter().find(|a| a.name == name)
 }
+/// The activation of an ONNX op that is a function of one value with no
+/// attributes.
+fn unary(op: &str) -> Option<Activation> {
+    Some(match op {
+        "HardSwish" => Activation::HardSwish,
+        "Softplus" => Activation::Softplus,
+        "Softsign" => Activation::Softsign,
+        "Mish" => Activation::Mish,
+        "Erf" => Activation::Erf,
+        "Exp" => Activation::Exp,
+        "Log" => Activation::Log,
+        "Sqrt" => Activation::Sqrt,
+        "Reciprocal" => Activation::Reciprocal,
+        "Abs" => Activation::Abs,
+        "Sign" => Activation::Sign,
+        "Floor" => Activation::Floor,
+        "Ceil" => Activation::Ceil,
+        "Round" => Activation::Round,
+        "Sin" => Activation::Sin,
+        "Cos" => Activation::Cos,
+        "Tan" => Activation::Tan,
+        "Asin" => Activation::Asin,
+        "Acos" => Activation::Acos,
+        "Atan" => Activation::Atan,
+        "Sinh" => Activation::Sinh,
+        "Cosh" => Activation::Cosh,
+        "Asinh" => Activation::Asinh,
+        "Acosh" => Activation::Acosh,
+        "Atanh" => Activation::Atanh,
+        _ => return None,
+    })
+}
+
 fn attr_i(node: &NodeProto, name: &str, default: i64) -> i64 {
     attr(node, name).map(|a| a.i).unwrap_or(default)
 }
@@ -279,6 +312,45 @@ impl Importer {
                 let alpha = attr_f(node, "alpha", 0.01);
                 self.act(node, name, Activation::LeakyRelu { alpha })?
             }
+            "Elu" => self.act(node, name, Activation::Elu { alpha: attr_f(node, "alpha", 1.0) })?,
+            "Selu" => {
+                let alpha = attr_f(node, "alpha", 1.673_263_192_176_818_8);
+                let gamma = attr_f(node, "gamma", 1.050_701_022_148_132_3);
+                self.act(node, name, Activation::Selu { alpha, gamma })?
+            }
+            "Celu" => {
+                let alpha = attr_f(node, "alpha", 1.0);
+                ensure!(alpha != 0.0, "Celu with alpha 0");
+                self.act(node, name, Activation::Celu { alpha })?
+            }
+            "HardSigmoid" => {
+                let (alpha, beta) = (attr_f(node, "alpha", 0.2), attr_f(node, "beta", 0.5));
+                self.act(node, name, Activation::HardSigmoid { alpha, beta })?
+            }
+            "ThresholdedRelu" => {
+                self.act(node, name, Activation::ThresholdedRelu { alpha: attr_f(node, "alpha", 1.0) })?
+            }
+            "Shrink" => {
+                let (bias, lambd) = (attr_f(node, "bias", 0.0), attr_f(node, "lambd", 0.5));
+                self.act(node, name, Activation::Shrink { bias, lambd })?
+            }
+            "Gelu" => {
+                let tanh = match attr_s(node, "approximate").as_deref() {
+                    None | Some("none") => false,
+                    Some("tanh") => true,
+                    Some(other) => bail!("Gelu approximation {other:?} is not one of none, tanh"),
+                };
+                self.act(node, name, Activation::Gelu { tanh })?
+            }
+            "HardSwish" | "Softplus" | "Softsign" | "Mish" | "Erf" | "Exp" | "Log" | "Sqrt" | "Reciprocal" | "Abs"
+            | "Sign" | "Floor" | "Ceil" | "Round" | "Sin" | "Cos" | "Tan" | "Asin" | "Acos" | "Atan" | "Sinh"
+            | "Cosh" | "Asinh" | "Acosh" | "Atanh" => {
+                let act = unary(&node.op_type).expect("listed above");
+                self.act(node, name, act)?
+            }
+            "Neg" => self.scaled(node, name, -1.0)?,
+            "Pow" => self.pow(node, name)?,
+            "PRelu" => self.prelu(node, name)?,
             "Clip" => self.clip(node, name)?,
             "Softmax" => self.softmax(node, name)?,
             "MaxPool" => {
@@ -599,6 +671,11 @@ impl Importer {
             }
             op = Arith::Mul;
         }
+        self.binary(op, a, b, name)
+    }
+
+    /// `a op b` with broadcasting, folded when both are constant.
+    fn binary(&mut self, op: Arith, a: Val, b: Val, name: &str) -> Result<Val> {
         let shape = broadcast_shapes(&self.shape(&a), &self.shape(&b))
             .ok_or_else(|| anyhow!("shapes {:?} and {:?} do not broadcast", self.shape(&a), self.shape(&b)))?;
         if let (Val::Const(x), Val::Const(y)) = (&a, &b) {
@@ -628,6 +705,80 @@ impl Importer {
                 Ok(self.push(name, Op::Act(act), vec![x], shape))
             }
         }
+    }
+
+    /// `x · c` for a constant c: a dense step, with no table range.
+    fn scaled(&mut self, node: &NodeProto, name: &str, c: f64) -> Result<Val> {
+        let x = self.input(node, 0)?;
+        self.multiply(x, Val::Const(Tensor::new(vec![], vec![c])), name)
+    }
+
+    fn multiply(&mut self, a: Val, b: Val, name: &str) -> Result<Val> {
+        self.binary(Arith::Mul, a, b, name)
+    }
+
+    /// Pow with a constant scalar exponent: 2 to 4 as repeated products of
+    /// the runtime tensor (no table, so no range limit); any other exponent
+    /// (0 included, so that the output stays a runtime value), one table.
+    fn pow(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        let e = match self.input(node, 1)? {
+            Val::Const(t) if t.len() == 1 => t.data[0],
+            Val::Const(_) => bail!("Pow with an exponent tensor of more than one value is not supported"),
+            Val::Node(_) => bail!("Pow with a runtime exponent is not supported"),
+        };
+        let x = self.input(node, 0)?;
+        if let Val::Const(t) = &x {
+            return Ok(Val::Const(Tensor::new(t.shape.clone(), t.data.iter().map(|v| v.powf(e)).collect())));
+        }
+        match e {
+            1.0 => Ok(x),
+            2.0 | 3.0 | 4.0 => {
+                let mut acc = x.clone();
+                for i in 1..e as usize {
+                    acc = self.multiply(acc, x.clone(), &format!("{name}.pow{}", i + 1))?;
+                }
+                Ok(acc)
+            }
+            _ => self.act(node, name, Activation::Pow { exponent: e }),
+        }
+    }
+
+    /// PRelu: a scalar slope is one table (LeakyRelu); a per-channel slope
+    /// is relu(x) − slope · relu(−x), two tables of Relu and products by
+    /// the constant slope.
+    fn prelu(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        let slope = match self.input(node, 1)? {
+            Val::Const(t) => t,
+            Val::Node(_) => bail!("PRelu with a runtime slope is not supported"),
+        };
+        if slope.len() == 1 {
+            return self.act(node, name, Activation::LeakyRelu { alpha: slope.data[0] });
+        }
+        let xn = match self.input(node, 0)? {
+            Val::Node(x) => x,
+            Val::Const(t) => {
+                let shape = broadcast_shapes(&t.shape, &slope.shape)
+                    .ok_or_else(|| anyhow!("PRelu slope of shape {:?} does not broadcast", slope.shape))?;
+                let mut data = Vec::new();
+                for_each_index(&shape, |pos| {
+                    let v = t.data[broadcast_index(&t.shape, pos)];
+                    data.push(if v < 0.0 { slope.data[broadcast_index(&slope.shape, pos)] * v } else { v });
+                });
+                return Ok(Val::Const(Tensor::new(shape, data)));
+            }
+        };
+        let shape = self.graph.nodes[xn].shape.clone();
+        let positive = self.push(&format!("{name}.pos"), Op::Act(Activation::Relu), vec![xn], shape.clone());
+        let minus_x =
+            self.multiply(Val::Node(xn), Val::Const(Tensor::new(vec![], vec![-1.0])), &format!("{name}.neg"))?;
+        let Val::Node(mx) = minus_x else { unreachable!("a runtime tensor times a constant") };
+        let negative = self.push(&format!("{name}.negpart"), Op::Act(Activation::Relu), vec![mx], shape);
+        let minus_slope = Tensor::new(slope.shape.clone(), slope.data.iter().map(|a| -a).collect());
+        let scaled = self.multiply(negative, Val::Const(minus_slope), &format!("{name}.scaled"))?;
+        let (Val::Node(p), Val::Node(q)) = (positive, scaled) else { unreachable!("runtime tensors") };
+        let out_shape = broadcast_shapes(&self.graph.nodes[p].shape, &self.graph.nodes[q].shape)
+            .ok_or_else(|| anyhow!("PRelu slope of shape {:?} does not broadcast", slope.shape))?;
+        Ok(self.push(name, Op::Arith(Arith::Add), vec![p, q], out_shape))
     }
 
     fn clip(&mut self, node: &NodeProto, name: &str) -> Result<Val> {

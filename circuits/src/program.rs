@@ -138,7 +138,22 @@ pub struct Program {
 /// Signed fixed-point evaluation of a table nonlinearity at integer `x`.
 pub fn table_value(act: &Activation, x: i64, scale: u32) -> i64 {
     let s = (1u64 << scale) as f64;
-    (act.eval(x as f64 / s) * s).round() as i64
+    saturate((act.eval(x as f64 / s) * s).round())
+}
+
+/// Largest magnitude a table entry takes: a function value beyond it (e^x
+/// for large x, 1/x near zero, ±∞) is cut to it, and one that is not a
+/// number (log of a negative) is 0. 2^40 keeps every later step far inside
+/// [`VALUE_LIMIT`].
+pub const TABLE_LIMIT: i64 = 1 << 40;
+
+/// A rounded function value as a table entry.
+pub fn saturate(v: f64) -> i64 {
+    if v.is_nan() {
+        0
+    } else {
+        v.clamp(-(TABLE_LIMIT as f64), TABLE_LIMIT as f64) as i64
+    }
 }
 
 /// The softmax table: `round(exp(-u / 2^scale) * 2^exp_scale)`.

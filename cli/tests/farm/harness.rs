@@ -157,12 +157,23 @@ impl Coordinator {
         let mut cmd = Command::new(BIN);
         cmd.args(&self.args).env("ZKFARM_HOME", &self.home).env("ZKFARM_LOG", "info");
         let log = self.home.join(format!("coordinator-{}.log", self.restarts));
-        self.proc = Some(Proc::spawn(cmd, log));
+        let mut proc = Proc::spawn(cmd, log);
         let port = self.port;
         let key = self.data.join("api-key");
-        wait_until("the coordinator to listen", Duration::from_secs(60), || {
-            key.exists() && TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
+        // A coordinator that exits before it listens (a port taken between
+        // free_port and its bind, say) fails the test at once, and one that
+        // does not listen in time fails it; both with its log.
+        let start = Instant::now();
+        while !(key.exists() && TcpStream::connect(("127.0.0.1", port)).is_ok()) {
+            if let Ok(Some(status)) = proc.child.try_wait() {
+                panic!("the coordinator exited ({status}) before listening; its log:\n{}", proc.log_text());
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                panic!("the coordinator did not listen within 60 s; its log:\n{}", proc.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        self.proc = Some(proc);
     }
 
     /// SIGKILL, then start again on the same port and data.
