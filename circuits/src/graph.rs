@@ -319,6 +319,86 @@ pub enum Op {
     Concat {
         axis: usize,
     },
+    /// A reduction over `axes` of the input (sorted, distinct); the node's
+    /// shape says whether they are kept as ones.
+    Reduce {
+        kind: Reduce,
+        axes: Vec<usize>,
+    },
+}
+
+/// ONNX's reductions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reduce {
+    Sum,
+    Mean,
+    Max,
+    Min,
+    SumSquare,
+    L1,
+    L2,
+}
+
+impl Reduce {
+    /// The reduction of an ONNX op name.
+    pub fn of(op: &str) -> Option<Self> {
+        Some(match op {
+            "ReduceSum" => Reduce::Sum,
+            "ReduceMean" => Reduce::Mean,
+            "ReduceMax" => Reduce::Max,
+            "ReduceMin" => Reduce::Min,
+            "ReduceSumSquare" => Reduce::SumSquare,
+            "ReduceL1" => Reduce::L1,
+            "ReduceL2" => Reduce::L2,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Reduce::Sum => "ReduceSum",
+            Reduce::Mean => "ReduceMean",
+            Reduce::Max => "ReduceMax",
+            Reduce::Min => "ReduceMin",
+            Reduce::SumSquare => "ReduceSumSquare",
+            Reduce::L1 => "ReduceL1",
+            Reduce::L2 => "ReduceL2",
+        }
+    }
+
+    /// The reduction of float values (constant folding).
+    pub fn eval(self, v: &[f64]) -> f64 {
+        let sum_sq = || v.iter().map(|x| x * x).sum::<f64>();
+        match self {
+            Reduce::Sum => v.iter().sum(),
+            Reduce::Mean => v.iter().sum::<f64>() / v.len() as f64,
+            Reduce::Max => v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            Reduce::Min => v.iter().copied().fold(f64::INFINITY, f64::min),
+            Reduce::SumSquare => sum_sq(),
+            Reduce::L1 => v.iter().map(|x| x.abs()).sum(),
+            Reduce::L2 => sum_sq().sqrt(),
+        }
+    }
+}
+
+/// For an input of `shape` reduced over `axes`, the flat input indices that
+/// make each output element, outputs in row-major order.
+pub fn reduction_groups(shape: &[usize], axes: &[usize]) -> Vec<Vec<usize>> {
+    let out_shape: Vec<usize> = shape.iter().enumerate().map(|(d, &n)| if axes.contains(&d) { 1 } else { n }).collect();
+    let out_strides = strides(&out_shape);
+    let mut groups = vec![Vec::new(); out_shape.iter().product()];
+    let mut flat = 0;
+    for_each_index(shape, |pos| {
+        let o: usize = pos
+            .iter()
+            .zip(&out_strides)
+            .enumerate()
+            .map(|(d, (&p, &st))| if axes.contains(&d) { 0 } else { p * st })
+            .sum();
+        groups[o].push(flat);
+        flat += 1;
+    });
+    groups
 }
 
 impl Op {
@@ -341,6 +421,7 @@ impl Op {
             Op::Reshape => "Reshape",
             Op::Transpose { .. } => "Transpose",
             Op::Concat { .. } => "Concat",
+            Op::Reduce { kind, .. } => kind.name(),
         }
     }
 }

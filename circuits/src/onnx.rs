@@ -409,6 +409,7 @@ impl Importer {
                 }
             }
             "Concat" => self.concat(node, name)?,
+            op if Reduce::of(op).is_some() => self.reduce(node, name, Reduce::of(op).expect("checked"))?,
             other => bail!("unsupported op `{other}` at node `{name}`"),
         };
         self.set(node, v)
@@ -799,6 +800,56 @@ impl Importer {
         }
         let act = if lo == 0.0 && hi == f64::INFINITY { Activation::Relu } else { Activation::Clip { lo, hi } };
         self.act(node, name, act)
+    }
+
+    /// A reduction: axes from the attribute, or from the second input where
+    /// the op's opset takes them there (ReduceSum from 13, the others from
+    /// 18); no axes reduce everything unless `noop_with_empty_axes`.
+    fn reduce(&mut self, node: &NodeProto, name: &str, kind: Reduce) -> Result<Val> {
+        let x = self.input(node, 0)?;
+        let shape = self.shape(&x);
+        let axes_from_input = self.opset >= 18 || (kind == Reduce::Sum && self.opset >= 13);
+        let given: Vec<i64> = if axes_from_input {
+            match self.opset_input_const(node, 1)? {
+                Some(t) => t.data.iter().map(|&a| a as i64).collect(),
+                None => Vec::new(),
+            }
+        } else {
+            attr_ints(node, "axes").unwrap_or_default()
+        };
+        if given.is_empty() && attr_i(node, "noop_with_empty_axes", 0) != 0 {
+            return Ok(x);
+        }
+        let mut axes: Vec<usize> = if given.is_empty() {
+            (0..shape.len()).collect()
+        } else {
+            given.iter().map(|&a| axis(a, shape.len())).collect::<Result<_>>()?
+        };
+        axes.sort_unstable();
+        axes.dedup();
+        let keep = attr_i(node, "keepdims", 1) != 0;
+        let out_shape: Vec<usize> = shape
+            .iter()
+            .enumerate()
+            .filter_map(|(d, &n)| match (axes.contains(&d), keep) {
+                (false, _) => Some(n),
+                (true, true) => Some(1),
+                (true, false) => None,
+            })
+            .collect();
+        match x {
+            Val::Const(t) => {
+                let data = reduction_groups(&t.shape, &axes)
+                    .iter()
+                    .map(|g| kind.eval(&g.iter().map(|&i| t.data[i]).collect::<Vec<_>>()))
+                    .collect();
+                Ok(Val::Const(Tensor::new(out_shape, data)))
+            }
+            Val::Node(id) => {
+                ensure!(shape.iter().product::<usize>() > 0, "{} of an empty tensor", kind.name());
+                Ok(self.push(name, Op::Reduce { kind, axes }, vec![id], out_shape))
+            }
+        }
     }
 
     fn opset_input_const(&self, node: &NodeProto, i: usize) -> Result<Option<Tensor>> {

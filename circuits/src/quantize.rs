@@ -314,6 +314,11 @@ impl Lowering<'_> {
             }
             Op::MaxPool(window) => self.pool(ins[0], &shape, window, None)?,
             Op::AvgPool { window, count_include_pad } => self.pool(ins[0], &shape, window, Some(*count_include_pad))?,
+            Op::Reduce { kind, axes } => {
+                let x = self.values(ins[0])?;
+                let groups = reduction_groups(&self.g.nodes[ins[0]].shape, axes);
+                groups.iter().map(|g| self.reduce(*kind, g.iter().map(|&i| x[i]).collect())).collect()
+            }
             Op::GlobalAvgPool => {
                 let x = self.values(ins[0])?;
                 let xs = &self.g.nodes[ins[0]].shape;
@@ -374,6 +379,55 @@ impl Lowering<'_> {
             out.push(v);
         }
         Ok(out)
+    }
+
+    /// One output of a reduction: sums and means as one dot step (and a
+    /// rounded division), maxima as one max step, minima as the negated
+    /// maximum of the negated values, sums of squares as one product step
+    /// rescaled, L1 through the Abs table and L2 through the Sqrt table.
+    fn reduce(&mut self, kind: Reduce, vals: Vec<V>) -> V {
+        let sum = |q: &mut Self, vals: &[V]| {
+            let acc = q.fresh();
+            q.push(Step::Dot { terms: vals.iter().map(|&v| (v, 1)).collect(), bias: 0, out: acc });
+            acc
+        };
+        let negate = |q: &mut Self, v: V| {
+            let out = q.fresh();
+            q.push(Step::Dot { terms: vec![(v, -1)], bias: 0, out });
+            out
+        };
+        let max = |q: &mut Self, inputs: Vec<V>| {
+            let out = q.fresh();
+            q.push(Step::Max { inputs, out, exp: None });
+            out
+        };
+        let sum_sq = |q: &mut Self, vals: &[V]| {
+            let acc = q.fresh();
+            q.push(Step::Mul { pairs: vals.iter().map(|&v| (v, v)).collect(), bias: 0, out: acc });
+            q.div(acc, 1 << q.s.input_scale)
+        };
+        match kind {
+            Reduce::Sum => sum(self, &vals),
+            Reduce::Mean => {
+                let acc = sum(self, &vals);
+                self.div(acc, vals.len() as i64)
+            }
+            Reduce::Max => max(self, vals),
+            Reduce::Min => {
+                let negated: Vec<V> = vals.iter().map(|&v| negate(self, v)).collect();
+                let m = max(self, negated);
+                negate(self, m)
+            }
+            Reduce::SumSquare => sum_sq(self, &vals),
+            Reduce::L1 => {
+                let abs: Vec<V> = vals.iter().map(|&v| self.act(v, Activation::Abs)).collect();
+                sum(self, &abs)
+            }
+            Reduce::L2 => {
+                let sq = sum_sq(self, &vals);
+                self.act(sq, Activation::Sqrt)
+            }
+        }
     }
 
     fn pool(&mut self, input: NodeId, shape: &[usize], window: &Window, avg: Option<bool>) -> Result<Vec<V>> {

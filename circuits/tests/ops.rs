@@ -4,6 +4,8 @@
 //! reference written here independently of the lowering. Then soundness
 //! (every advice cell of a compiled model is constrained) and bad input.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -14,7 +16,6 @@ use halo2_proofs::poly::kzg::commitment::{KZGCommitmentScheme, ParamsKZG};
 use halo2_proofs::poly::kzg::multiopen::VerifierSHPLONK;
 use halo2_proofs::poly::kzg::strategy::SingleStrategy;
 use halo2_proofs::transcript::{Blake2bRead, Blake2bWrite, Challenge255, TranscriptReadBuffer, TranscriptWriterBuffer};
-use prost::Message;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use zkfarm_circuits::circuit::instances;
@@ -372,6 +373,39 @@ fn shape_ops_and_dynamic_matmul() {
     assert_eq!(&out[4..], &xq[..]);
 }
 
+#[test]
+fn reductions_match_integer_reference() {
+    let mut rng = ChaCha20Rng::seed_from_u64(17);
+    let shape = [2usize, 3, 4];
+    let kinds = [Reduce::Sum, Reduce::Mean, Reduce::Max, Reduce::Min, Reduce::SumSquare, Reduce::L1, Reduce::L2];
+    for (i, kind) in kinds.into_iter().enumerate() {
+        // A different set of axes for each kind, kept or dropped.
+        let axes: Vec<usize> = [vec![2], vec![0, 2], vec![1], vec![0, 1, 2], vec![1, 2], vec![0], vec![2]][i].clone();
+        let keep = i % 2 == 0;
+        let out_shape: Vec<usize> =
+            (0..3).filter_map(|d| if axes.contains(&d) { keep.then_some(1) } else { Some(shape[d]) }).collect();
+        let g = single(&shape, Op::Reduce { kind, axes: axes.clone() }, &out_shape);
+        let x = random_input(&mut rng, 24, 1.0);
+        let (xq, out) = prove_mock(&g, &settings(), &x);
+        let groups = reduction_groups(&shape, &axes);
+        assert_eq!(out.len(), groups.len());
+        for (g, y) in groups.iter().zip(&out) {
+            let q: Vec<i64> = g.iter().map(|&i| xq[i]).collect();
+            let sum_sq = rdiv(q.iter().map(|v| v * v).sum(), 1 << S);
+            let want = match kind {
+                Reduce::Sum => q.iter().sum(),
+                Reduce::Mean => rdiv(q.iter().sum(), q.len() as i64),
+                Reduce::Max => *q.iter().max().unwrap(),
+                Reduce::Min => *q.iter().min().unwrap(),
+                Reduce::SumSquare => sum_sq,
+                Reduce::L1 => q.iter().map(|v| v.abs()).sum(),
+                Reduce::L2 => table_entry((sum_sq as f64 / (1u64 << S) as f64).sqrt()),
+            };
+            assert_eq!(*y, want, "{kind:?} over {axes:?} of {q:?}");
+        }
+    }
+}
+
 /// Number of advice cells the circuit assigns for a program.
 fn advice_cells(p: &Program) -> usize {
     p.steps.iter().map(|(s, _)| s.advice_cells(p.settings.lanes)).sum()
@@ -415,47 +449,9 @@ fn changed_public_output_is_rejected() {
 
 mod bad_input {
     use super::*;
-    use tract_onnx::pb;
 
     fn onnx_with(op: &str, name: &str) -> Vec<u8> {
-        let dims = |d: &[i64]| pb::TypeProto {
-            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
-                elem_type: 1,
-                shape: Some(pb::TensorShapeProto {
-                    dim: d
-                        .iter()
-                        .map(|&v| pb::tensor_shape_proto::Dimension {
-                            value: Some(pb::tensor_shape_proto::dimension::Value::DimValue(v)),
-                            ..Default::default()
-                        })
-                        .collect(),
-                }),
-            })),
-            ..Default::default()
-        };
-        let model = pb::ModelProto {
-            ir_version: 8,
-            opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: 13 }],
-            graph: Some(pb::GraphProto {
-                name: "g".into(),
-                node: vec![pb::NodeProto {
-                    name: name.into(),
-                    op_type: op.into(),
-                    input: vec!["x".into()],
-                    output: vec!["y".into()],
-                    ..Default::default()
-                }],
-                input: vec![pb::ValueInfoProto { name: "x".into(), r#type: Some(dims(&[1, 4])), ..Default::default() }],
-                output: vec![pb::ValueInfoProto {
-                    name: "y".into(),
-                    r#type: Some(dims(&[1, 4])),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        model.encode_to_vec()
+        crate::common::one_node_model(op, name, vec![], &[], &[1, 4], 13)
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! definition) and tract's float inference, and MockProver accepts the
 //! witness.
 
+mod common;
+
 use std::sync::Arc;
 
 use halo2_proofs::dev::MockProver;
@@ -15,6 +17,8 @@ use tract_onnx::pb;
 use zkfarm_circuits::circuit::instances;
 use zkfarm_circuits::float::FloatModel;
 use zkfarm_circuits::{CompiledModel, ModelCircuit, Settings};
+
+use common::{one_node_model, value_info};
 
 /// Scale 2^8 and a table of 2^12 entries: inputs in [−8, 8).
 fn settings() -> Settings {
@@ -29,28 +33,6 @@ fn string_attr(name: &str, s: &str) -> pb::AttributeProto {
     pb::AttributeProto { name: name.into(), r#type: 3, s: s.as_bytes().to_vec(), ..Default::default() }
 }
 
-fn value_info(name: &str, shape: &[i64]) -> pb::ValueInfoProto {
-    pb::ValueInfoProto {
-        name: name.into(),
-        r#type: Some(pb::TypeProto {
-            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
-                elem_type: 1,
-                shape: Some(pb::TensorShapeProto {
-                    dim: shape
-                        .iter()
-                        .map(|&v| pb::tensor_shape_proto::Dimension {
-                            value: Some(pb::tensor_shape_proto::dimension::Value::DimValue(v)),
-                            ..Default::default()
-                        })
-                        .collect(),
-                }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
 /// One node `op` reading input `x` of `shape` (and constant second inputs),
 /// at `opset`.
 fn model(
@@ -60,41 +42,7 @@ fn model(
     shape: &[i64],
     opset: i64,
 ) -> Vec<u8> {
-    let mut inputs = vec!["x".to_string()];
-    let mut initializer = Vec::new();
-    for (i, (dims, data)) in consts.iter().enumerate() {
-        let name = format!("c{i}");
-        inputs.push(name.clone());
-        initializer.push(pb::TensorProto {
-            name,
-            dims: dims.to_vec(),
-            data_type: 1,
-            float_data: data.clone(),
-            ..Default::default()
-        });
-    }
-    let graph = pb::GraphProto {
-        name: "g".into(),
-        node: vec![pb::NodeProto {
-            name: format!("the_{op}"),
-            op_type: op.into(),
-            input: inputs,
-            output: vec!["y".into()],
-            attribute: attrs,
-            ..Default::default()
-        }],
-        initializer,
-        input: vec![value_info("x", shape)],
-        output: vec![value_info("y", shape)],
-        ..Default::default()
-    };
-    pb::ModelProto {
-        ir_version: 8,
-        opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: opset }],
-        graph: Some(graph),
-        ..Default::default()
-    }
-    .encode_to_vec()
+    one_node_model(op, &format!("the_{op}"), attrs, consts, shape, opset)
 }
 
 struct Case {

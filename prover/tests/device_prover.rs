@@ -38,7 +38,7 @@ struct Fixture {
 }
 
 /// The nonlinear example (activations by lookup tables, a permutation, an
-/// instance column) at a small scale: k = 11, so the emulator proves it in
+/// instance column) at a small scale: k = 10, so the emulator proves it in
 /// seconds.
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();

@@ -1,0 +1,101 @@
+//! ONNX models built in the tests: one node over one float input.
+
+// Each test file uses part of this module.
+#![allow(dead_code)]
+
+use prost::Message;
+use tract_onnx::pb;
+
+/// A float tensor of `shape` named `name`.
+pub fn value_info(name: &str, shape: &[i64]) -> pb::ValueInfoProto {
+    pb::ValueInfoProto {
+        name: name.into(),
+        r#type: Some(pb::TypeProto {
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                elem_type: 1,
+                shape: Some(pb::TensorShapeProto {
+                    dim: shape
+                        .iter()
+                        .map(|&v| pb::tensor_shape_proto::Dimension {
+                            value: Some(pb::tensor_shape_proto::dimension::Value::DimValue(v)),
+                            ..Default::default()
+                        })
+                        .collect(),
+                }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// One node `op` named `node` reading input `x` of `shape` and constant
+/// further inputs (initializers `c0`, `c1`, …), writing `y` of the same
+/// shape, at `opset`.
+pub fn one_node_model(
+    op: &str,
+    node: &str,
+    attrs: Vec<pb::AttributeProto>,
+    consts: &[(&[i64], Vec<f32>)],
+    shape: &[i64],
+    opset: i64,
+) -> Vec<u8> {
+    one_node_model_to(op, node, attrs, consts, shape, shape, opset)
+}
+
+/// The same with an output of `out_shape`.
+pub fn one_node_model_to(
+    op: &str,
+    node: &str,
+    attrs: Vec<pb::AttributeProto>,
+    consts: &[(&[i64], Vec<f32>)],
+    shape: &[i64],
+    out_shape: &[i64],
+    opset: i64,
+) -> Vec<u8> {
+    let mut inputs = vec!["x".to_string()];
+    let mut initializer = Vec::new();
+    for (i, (dims, data)) in consts.iter().enumerate() {
+        let name = format!("c{i}");
+        inputs.push(name.clone());
+        initializer.push(pb::TensorProto {
+            name,
+            dims: dims.to_vec(),
+            data_type: 1,
+            float_data: data.clone(),
+            ..Default::default()
+        });
+    }
+    let graph = pb::GraphProto {
+        name: "g".into(),
+        node: vec![pb::NodeProto {
+            name: node.into(),
+            op_type: op.into(),
+            input: inputs,
+            output: vec!["y".into()],
+            attribute: attrs,
+            ..Default::default()
+        }],
+        initializer,
+        input: vec![value_info("x", shape)],
+        output: vec![value_info("y", out_shape)],
+        ..Default::default()
+    };
+    pb::ModelProto {
+        ir_version: 8,
+        opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: opset }],
+        graph: Some(graph),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+/// An integer-list attribute.
+pub fn ints_attr(name: &str, v: &[i64]) -> pb::AttributeProto {
+    pb::AttributeProto { name: name.into(), r#type: 7, ints: v.to_vec(), ..Default::default() }
+}
+
+/// An integer attribute.
+pub fn int_attr(name: &str, i: i64) -> pb::AttributeProto {
+    pb::AttributeProto { name: name.into(), r#type: 2, i, ..Default::default() }
+}
