@@ -319,6 +319,18 @@ pub enum Op {
     Concat {
         axis: usize,
     },
+    /// Output element i is input element `map[i]`, or the constant `fill`
+    /// where that is `None`: Slice, Gather by constant indices, Pad,
+    /// Expand and Tile. It costs no rows beyond one constant.
+    Rearrange {
+        map: Vec<Option<usize>>,
+        fill: f64,
+    },
+    /// The element-wise maximum (or minimum) of the inputs, broadcast to
+    /// the node's shape.
+    Extremum {
+        min: bool,
+    },
     /// A reduction over `axes` of the input (sorted, distinct); the node's
     /// shape says whether they are kept as ones.
     Reduce {
@@ -422,6 +434,9 @@ impl Op {
             Op::Transpose { .. } => "Transpose",
             Op::Concat { .. } => "Concat",
             Op::Reduce { kind, .. } => kind.name(),
+            Op::Rearrange { .. } => "Rearrange",
+            Op::Extremum { min: false } => "Max",
+            Op::Extremum { min: true } => "Min",
         }
     }
 }

@@ -410,6 +410,71 @@ impl Importer {
             }
             "Concat" => self.concat(node, name)?,
             op if Reduce::of(op).is_some() => self.reduce(node, name, Reduce::of(op).expect("checked"))?,
+            "Slice" => self.slice(node, name)?,
+            "Gather" => self.gather(node, name)?,
+            "Pad" => self.pad(node, name)?,
+            "Expand" => {
+                let x = self.input(node, 0)?;
+                let target = self.const_input(node, 1, "the Expand shape")?;
+                let dims = target.data.iter().map(|&d| d as usize).collect::<Vec<_>>();
+                let shape = self.shape(&x);
+                let out = broadcast_shapes(&shape, &dims)
+                    .ok_or_else(|| anyhow!("Expand of shape {shape:?} to {dims:?}: the shapes do not broadcast"))?;
+                let mut map = Vec::new();
+                for_each_index(&out, |pos| map.push(Some(broadcast_index(&shape, pos))));
+                self.rearrange(x, out, map, 0.0, name)?
+            }
+            "Tile" => {
+                let x = self.input(node, 0)?;
+                let reps = self.const_input(node, 1, "the Tile repeats")?;
+                let shape = self.shape(&x);
+                ensure!(reps.len() == shape.len(), "Tile repeats {:?} do not match rank {}", reps.data, shape.len());
+                ensure!(reps.data.iter().all(|&r| r >= 0.0), "Tile repeats must not be negative");
+                let out: Vec<usize> = shape.iter().zip(&reps.data).map(|(&d, &r)| d * r as usize).collect();
+                let st = strides(&shape);
+                let mut map = Vec::new();
+                for_each_index(&out, |pos| {
+                    map.push(Some(pos.iter().zip(&shape).zip(&st).map(|((&p, &d), &s)| (p % d) * s).sum()));
+                });
+                self.rearrange(x, out, map, 0.0, name)?
+            }
+            "Shape" => {
+                let shape = self.shape(&self.input(node, 0)?);
+                let rank = shape.len() as i64;
+                // Opset 15's start and end, clamped as ONNX clamps them.
+                let clamp = |v: i64| (if v < 0 { v + rank } else { v }).clamp(0, rank) as usize;
+                let (start, end) = (clamp(attr_i(node, "start", 0)), clamp(attr_i(node, "end", rank)));
+                let dims: Vec<f64> = shape[start..end.max(start)].iter().map(|&d| d as f64).collect();
+                Val::Const(Tensor::new(vec![dims.len()], dims))
+            }
+            "Size" => {
+                let n = self.shape(&self.input(node, 0)?).iter().product::<usize>();
+                Val::Const(Tensor::new(vec![], vec![n as f64]))
+            }
+            "Cast" => self.cast(node, name)?,
+            "ConstantOfShape" => {
+                let dims = self.const_input(node, 0, "the ConstantOfShape shape")?;
+                let shape: Vec<usize> = dims.data.iter().map(|&d| d as usize).collect();
+                check_size(&shape)?;
+                let value = match attr(node, "value").and_then(|a| a.t.as_ref()) {
+                    Some(t) => {
+                        *load_tensor(t)?.data.first().ok_or_else(|| anyhow!("an empty ConstantOfShape value"))?
+                    }
+                    None => 0.0,
+                };
+                let n = shape.iter().product();
+                Val::Const(Tensor::new(shape, vec![value; n]))
+            }
+            "Sum" => {
+                let mut acc = self.input(node, 0)?;
+                for i in 1..node.input.len() {
+                    let next = self.input(node, i)?;
+                    acc = self.binary(Arith::Add, acc, next, &format!("{name}.{i}"))?;
+                }
+                acc
+            }
+            "Mean" => self.mean(node, name)?,
+            "Max" | "Min" => self.extremum(node, name)?,
             other => bail!("unsupported op `{other}` at node `{name}`"),
         };
         self.set(node, v)
@@ -800,6 +865,269 @@ impl Importer {
         }
         let act = if lo == 0.0 && hi == f64::INFINITY { Activation::Relu } else { Activation::Clip { lo, hi } };
         self.act(node, name, act)
+    }
+
+    /// Output element i is element `map[i]` of `x` (or `fill`), folded when
+    /// `x` is constant.
+    fn rearrange(&mut self, x: Val, out: Vec<usize>, map: Vec<Option<usize>>, fill: f64, name: &str) -> Result<Val> {
+        check_size(&out)?;
+        Ok(match x {
+            Val::Const(t) => {
+                let data = map.iter().map(|m| m.map_or(fill, |j| t.data[j])).collect();
+                Val::Const(Tensor::new(out, data))
+            }
+            Val::Node(id) => self.push(name, Op::Rearrange { map, fill }, vec![id], out),
+        })
+    }
+
+    /// Integers of an opset-dependent input (opset ≥ `since`) or attribute.
+    fn ints_of(&self, node: &NodeProto, input: usize, attr_name: &str, since: i64) -> Result<Option<Vec<i64>>> {
+        if self.opset >= since {
+            Ok(self.opset_input_const(node, input)?.map(|t| t.data.iter().map(|&v| v as i64).collect()))
+        } else {
+            Ok(attr_ints(node, attr_name))
+        }
+    }
+
+    fn slice(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        let x = self.input(node, 0)?;
+        let shape = self.shape(&x);
+        let rank = shape.len();
+        let starts = self.ints_of(node, 1, "starts", 10)?.ok_or_else(|| anyhow!("Slice without starts"))?;
+        let ends = self.ints_of(node, 2, "ends", 10)?.ok_or_else(|| anyhow!("Slice without ends"))?;
+        ensure!(starts.len() == ends.len(), "Slice has {} starts but {} ends", starts.len(), ends.len());
+        let axes = match self.ints_of(node, 3, "axes", 10)? {
+            Some(a) => a.iter().map(|&a| axis(a, rank)).collect::<Result<Vec<_>>>()?,
+            None => (0..starts.len()).collect(),
+        };
+        let steps = if self.opset >= 10 { self.ints_of(node, 4, "steps", 10)? } else { None };
+        let steps = steps.unwrap_or_else(|| vec![1; starts.len()]);
+        ensure!(
+            axes.len() == starts.len() && steps.len() == starts.len(),
+            "Slice's axes and steps do not match its starts"
+        );
+        // Per axis: first index, step and count, clamped as ONNX clamps them.
+        let mut first: Vec<i64> = vec![0; rank];
+        let mut step: Vec<i64> = vec![1; rank];
+        let mut out = shape.clone();
+        for (((&a, &st), &en), &sp) in axes.iter().zip(&starts).zip(&ends).zip(&steps) {
+            ensure!(sp != 0, "Slice step 0 on axis {a}");
+            let d = shape[a] as i64;
+            let norm = |v: i64| if v < 0 { v + d } else { v };
+            let (b, e) = if sp > 0 {
+                (norm(st).clamp(0, d), norm(en).clamp(0, d))
+            } else {
+                (norm(st).clamp(0, d - 1), norm(en).clamp(-1, d - 1))
+            };
+            let count = if sp > 0 {
+                (e - b).max(0).div_euclid(sp) + i64::from((e - b).max(0) % sp != 0)
+            } else {
+                (b - e).max(0).div_euclid(-sp) + i64::from((b - e).max(0) % -sp != 0)
+            };
+            first[a] = b;
+            step[a] = sp;
+            out[a] = count as usize;
+        }
+        let st = strides(&shape);
+        let mut map = Vec::new();
+        for_each_index(&out, |pos| {
+            let idx: i64 = pos.iter().enumerate().map(|(d, &p)| (first[d] + p as i64 * step[d]) * st[d] as i64).sum();
+            map.push(Some(idx as usize));
+        });
+        self.rearrange(x, out, map, 0.0, name)
+    }
+
+    /// Gather along an axis by constant indices (runtime data or constant).
+    fn gather(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        let x = self.input(node, 0)?;
+        let indices = match self.input(node, 1)? {
+            Val::Const(t) => t,
+            Val::Node(_) => bail!("Gather with runtime indices is not supported"),
+        };
+        let shape = self.shape(&x);
+        let a = axis(attr_i(node, "axis", 0), shape.len())?;
+        let d = shape[a] as i64;
+        let idx: Vec<usize> = indices
+            .data
+            .iter()
+            .map(|&i| {
+                let i = i as i64;
+                let j = if i < 0 { i + d } else { i };
+                ensure!((0..d).contains(&j), "Gather index {i} is out of range for an axis of {d}");
+                Ok(j as usize)
+            })
+            .collect::<Result<_>>()?;
+        let mut out = shape[..a].to_vec();
+        out.extend(&indices.shape);
+        out.extend(&shape[a + 1..]);
+        let st = strides(&shape);
+        let k = indices.shape.len();
+        let mut map = Vec::new();
+        let ist = strides(&indices.shape);
+        for_each_index(&out, |pos| {
+            let lin_idx = pos[a..a + k].iter().zip(&ist).map(|(&p, &s)| p * s).sum::<usize>();
+            let mut at = idx[lin_idx] * st[a];
+            for (dim, &p) in pos[..a].iter().enumerate() {
+                at += p * st[dim];
+            }
+            for (j, &p) in pos[a + k..].iter().enumerate() {
+                at += p * st[a + 1 + j];
+            }
+            map.push(Some(at));
+        });
+        self.rearrange(x, out, map, 0.0, name)
+    }
+
+    /// Pad in constant, edge, reflect or wrap mode; negative pads crop.
+    fn pad(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        let x = self.input(node, 0)?;
+        let shape = self.shape(&x);
+        let rank = shape.len();
+        let pads = self.ints_of(node, 1, "pads", 11)?.ok_or_else(|| anyhow!("Pad without pads"))?;
+        let value = if self.opset >= 11 {
+            match self.opset_input_const(node, 2)? {
+                Some(t) => t.data.first().copied().unwrap_or(0.0),
+                None => 0.0,
+            }
+        } else {
+            attr_f(node, "value", 0.0)
+        };
+        let axes = match if self.opset >= 18 { self.opset_input_const(node, 3)? } else { None } {
+            Some(t) => t.data.iter().map(|&a| axis(a as i64, rank)).collect::<Result<Vec<_>>>()?,
+            None => (0..rank).collect(),
+        };
+        ensure!(pads.len() == 2 * axes.len(), "Pad has {} pads for {} axes", pads.len(), axes.len());
+        let mode = attr_s(node, "mode").unwrap_or_else(|| "constant".into());
+        ensure!(
+            matches!(mode.as_str(), "constant" | "edge" | "reflect" | "wrap"),
+            "Pad mode {mode:?} is not one of constant, edge, reflect, wrap"
+        );
+        let mut before = vec![0i64; rank];
+        let mut out = shape.clone();
+        for (i, &a) in axes.iter().enumerate() {
+            let (b, e) = (pads[i], pads[i + axes.len()]);
+            before[a] = b;
+            let n = shape[a] as i64 + b + e;
+            ensure!(n >= 0, "Pad crops axis {a} below nothing");
+            ensure!(
+                mode != "reflect" || (b < shape[a] as i64 && e < shape[a] as i64),
+                "reflect pads must be smaller than the axis"
+            );
+            out[a] = n as usize;
+        }
+        let st = strides(&shape);
+        let mut map = Vec::new();
+        for_each_index(&out, |pos| {
+            let mut at = Some(0usize);
+            for (dim, &p) in pos.iter().enumerate() {
+                let d = shape[dim] as i64;
+                let i = p as i64 - before[dim];
+                let j = if (0..d).contains(&i) {
+                    Some(i)
+                } else {
+                    match mode.as_str() {
+                        "edge" => Some(i.clamp(0, d - 1)),
+                        "wrap" => Some(i.rem_euclid(d)),
+                        "reflect" if d > 1 => {
+                            let period = 2 * (d - 1);
+                            let r = i.rem_euclid(period);
+                            Some(if r < d { r } else { period - r })
+                        }
+                        "reflect" => Some(0),
+                        _ => None,
+                    }
+                };
+                at = match (at, j) {
+                    (Some(a), Some(j)) => Some(a + j as usize * st[dim]),
+                    _ => None,
+                };
+            }
+            map.push(at);
+        });
+        self.rearrange(x, out, map, value, name)
+    }
+
+    /// Cast: folded on constants (truncated toward zero for integer types,
+    /// 0 or 1 for bool); a runtime tensor cast to a float type is itself.
+    fn cast(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        let to = attr_i(node, "to", 0);
+        let float = matches!(to, 1 | 10 | 11 | 16);
+        let integer = matches!(to, 2..=7 | 12 | 13);
+        match self.input(node, 0)? {
+            Val::Const(t) => {
+                let f = |v: f64| {
+                    if float {
+                        v
+                    } else if to == 9 {
+                        f64::from(u8::from(v != 0.0))
+                    } else {
+                        v.trunc()
+                    }
+                };
+                ensure!(float || integer || to == 9, "Cast to type {to} is not supported at node `{name}`");
+                Ok(Val::Const(Tensor::new(t.shape.clone(), t.data.iter().map(|&v| f(v)).collect())))
+            }
+            Val::Node(x) if float => Ok(Val::Node(x)),
+            Val::Node(_) => bail!("Cast of a runtime tensor to type {to} (not a float type) is not supported"),
+        }
+    }
+
+    /// Mean of several tensors, broadcast: stacked on a new first axis and
+    /// reduced over it, so the sum is exact and divided once, rounded.
+    fn mean(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        let vals: Vec<Val> = (0..node.input.len()).map(|i| self.input(node, i)).collect::<Result<_>>()?;
+        ensure!(!vals.is_empty(), "Mean of no inputs");
+        let mut out: Vec<usize> = Vec::new();
+        for v in &vals {
+            out = broadcast_shapes(&out, &self.shape(v)).ok_or_else(|| anyhow!("Mean inputs do not broadcast"))?;
+        }
+        let n = vals.len();
+        if n == 1 {
+            return Ok(vals.into_iter().next().expect("one"));
+        }
+        let mut stacked_shape = vec![1];
+        stacked_shape.extend(&out);
+        let mut parts = Vec::with_capacity(n);
+        for (i, v) in vals.into_iter().enumerate() {
+            let shape = self.shape(&v);
+            let mut map = Vec::new();
+            for_each_index(&out, |pos| map.push(Some(broadcast_index(&shape, pos))));
+            let full = self.rearrange(v, out.clone(), map, 0.0, &format!("{name}.{i}"))?;
+            let full = self.node_of(full, &format!("{name}.{i}.const"));
+            parts.push(self.graph.push(&format!("{name}.{i}.row"), Op::Reshape, vec![full], stacked_shape.clone()));
+        }
+        let mut cat_shape = vec![n];
+        cat_shape.extend(&out);
+        let cat = self.graph.push(&format!("{name}.stack"), Op::Concat { axis: 0 }, parts, cat_shape);
+        Ok(self.push(name, Op::Reduce { kind: Reduce::Mean, axes: vec![0] }, vec![cat], out))
+    }
+
+    /// Max or Min of several tensors, broadcast.
+    fn extremum(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        let min = node.op_type == "Min";
+        let vals: Vec<Val> = (0..node.input.len()).map(|i| self.input(node, i)).collect::<Result<_>>()?;
+        ensure!(!vals.is_empty(), "{} of no inputs", node.op_type);
+        let mut out: Vec<usize> = Vec::new();
+        for v in &vals {
+            out = broadcast_shapes(&out, &self.shape(v))
+                .ok_or_else(|| anyhow!("{} inputs of shapes that do not broadcast", node.op_type))?;
+        }
+        if vals.iter().all(|v| matches!(v, Val::Const(_))) {
+            let ts: Vec<&Tensor> =
+                vals.iter().map(|v| if let Val::Const(t) = v { t } else { unreachable!() }).collect();
+            let mut data = Vec::new();
+            for_each_index(&out, |pos| {
+                let it = ts.iter().map(|t| t.data[broadcast_index(&t.shape, pos)]);
+                data.push(if min { it.fold(f64::INFINITY, f64::min) } else { it.fold(f64::NEG_INFINITY, f64::max) });
+            });
+            return Ok(Val::Const(Tensor::new(out, data)));
+        }
+        if vals.len() == 1 {
+            return Ok(vals.into_iter().next().expect("one"));
+        }
+        let ids: Vec<NodeId> =
+            vals.into_iter().enumerate().map(|(i, v)| self.node_of(v, &format!("{name}.{i}"))).collect();
+        Ok(self.push(name, Op::Extremum { min }, ids, out))
     }
 
     /// A reduction: axes from the attribute, or from the second input where

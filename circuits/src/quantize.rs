@@ -314,6 +314,34 @@ impl Lowering<'_> {
             }
             Op::MaxPool(window) => self.pool(ins[0], &shape, window, None)?,
             Op::AvgPool { window, count_include_pad } => self.pool(ins[0], &shape, window, Some(*count_include_pad))?,
+            Op::Rearrange { map, fill } => {
+                let x = self.values(ins[0])?;
+                let mut constant = None;
+                let mut out = Vec::with_capacity(map.len());
+                for m in map {
+                    out.push(match m {
+                        Some(j) => x[*j],
+                        None => *constant.get_or_insert_with(|| {
+                            let c = self.fresh();
+                            self.push(Step::Dot { terms: vec![], bias: quant(*fill, self.s.input_scale), out: c });
+                            c
+                        }),
+                    });
+                }
+                out
+            }
+            Op::Extremum { min } => {
+                let inputs: Vec<(Vec<V>, Vec<usize>)> =
+                    ins.iter().map(|&i| Ok((self.values(i)?, self.g.nodes[i].shape.clone()))).collect::<Result<_>>()?;
+                let mut positions = Vec::new();
+                for_each_index(&shape, |pos| positions.push(pos.to_vec()));
+                let mut out = Vec::with_capacity(positions.len());
+                for pos in positions {
+                    let vals: Vec<V> = inputs.iter().map(|(v, s)| v[broadcast_index(s, &pos)]).collect();
+                    out.push(self.reduce(if *min { Reduce::Min } else { Reduce::Max }, vals));
+                }
+                out
+            }
             Op::Reduce { kind, axes } => {
                 let x = self.values(ins[0])?;
                 let groups = reduction_groups(&self.g.nodes[ins[0]].shape, axes);

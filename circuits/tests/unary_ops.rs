@@ -18,19 +18,11 @@ use zkfarm_circuits::circuit::instances;
 use zkfarm_circuits::float::FloatModel;
 use zkfarm_circuits::{CompiledModel, ModelCircuit, Settings};
 
-use common::{one_node_model, value_info};
+use common::{float_attr, one_node_model, string_attr, value_info};
 
 /// Scale 2^8 and a table of 2^12 entries: inputs in [−8, 8).
 fn settings() -> Settings {
     Settings { input_scale: 8, param_scale: 8, lookup_bits: 12, lanes: 8, public_input: false }
-}
-
-fn float_attr(name: &str, f: f32) -> pb::AttributeProto {
-    pb::AttributeProto { name: name.into(), r#type: 1, f, ..Default::default() }
-}
-
-fn string_attr(name: &str, s: &str) -> pb::AttributeProto {
-    pb::AttributeProto { name: name.into(), r#type: 3, s: s.as_bytes().to_vec(), ..Default::default() }
 }
 
 /// One node `op` reading input `x` of `shape` (and constant second inputs),

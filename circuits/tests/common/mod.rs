@@ -99,3 +99,73 @@ pub fn ints_attr(name: &str, v: &[i64]) -> pb::AttributeProto {
 pub fn int_attr(name: &str, i: i64) -> pb::AttributeProto {
     pb::AttributeProto { name: name.into(), r#type: 2, i, ..Default::default() }
 }
+
+/// A node `op` from `inputs` to `y`, named `name`.
+pub fn node(op: &str, name: &str, inputs: &[&str], output: &str, attrs: Vec<pb::AttributeProto>) -> pb::NodeProto {
+    pb::NodeProto {
+        name: name.into(),
+        op_type: op.into(),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.into()],
+        attribute: attrs,
+        ..Default::default()
+    }
+}
+
+/// An int64 initializer.
+pub fn int64s(name: &str, dims: &[i64], data: &[i64]) -> pb::TensorProto {
+    pb::TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: 7,
+        int64_data: data.to_vec(),
+        ..Default::default()
+    }
+}
+
+/// A float initializer.
+pub fn floats(name: &str, dims: &[i64], data: &[f32]) -> pb::TensorProto {
+    pb::TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: 1,
+        float_data: data.to_vec(),
+        ..Default::default()
+    }
+}
+
+/// A model of `nodes` with one float input `x` of `shape` and one output `y`
+/// of `out_shape`.
+pub fn graph_model(
+    nodes: Vec<pb::NodeProto>,
+    initializer: Vec<pb::TensorProto>,
+    shape: &[i64],
+    out_shape: &[i64],
+    opset: i64,
+) -> Vec<u8> {
+    let graph = pb::GraphProto {
+        name: "g".into(),
+        node: nodes,
+        initializer,
+        input: vec![value_info("x", shape)],
+        output: vec![value_info("y", out_shape)],
+        ..Default::default()
+    };
+    pb::ModelProto {
+        ir_version: 8,
+        opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: opset }],
+        graph: Some(graph),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+/// A float attribute.
+pub fn float_attr(name: &str, f: f32) -> pb::AttributeProto {
+    pb::AttributeProto { name: name.into(), r#type: 1, f, ..Default::default() }
+}
+
+/// A string attribute.
+pub fn string_attr(name: &str, s: &str) -> pb::AttributeProto {
+    pb::AttributeProto { name: name.into(), r#type: 3, s: s.as_bytes().to_vec(), ..Default::default() }
+}

@@ -1,0 +1,232 @@
+//! Indexing and shape ops with constant parameters — Slice, Gather by
+//! constant indices, Pad, Expand, Tile — and the ops that fold when their
+//! input's shape is static (Shape, Size, Cast, ConstantOfShape), with the
+//! variadic Sum, Mean, Max and Min: small ONNX models against tract's float
+//! inference, with MockProver, and the rearranged values checked exactly
+//! against the quantized input.
+
+mod common;
+
+use std::sync::Arc;
+
+use halo2_proofs::dev::MockProver;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use tract_onnx::pb;
+use zkfarm_circuits::circuit::instances;
+use zkfarm_circuits::float::FloatModel;
+use zkfarm_circuits::{CompiledModel, ModelCircuit, Settings};
+
+use common::{floats, graph_model, int64s, int_attr, node, string_attr};
+
+fn settings() -> Settings {
+    Settings { input_scale: 8, param_scale: 8, lookup_bits: 12, lanes: 8, public_input: false }
+}
+
+const SHAPE: [i64; 3] = [2, 3, 4];
+
+struct Case {
+    what: &'static str,
+    nodes: Vec<pb::NodeProto>,
+    init: Vec<pb::TensorProto>,
+    out: Vec<i64>,
+    opset: i64,
+    /// Whether every output is an input value or a constant, exactly.
+    exact: bool,
+}
+
+fn one(what: &'static str, n: pb::NodeProto, init: Vec<pb::TensorProto>, out: &[i64], opset: i64) -> Case {
+    Case { what, nodes: vec![n], init, out: out.to_vec(), opset, exact: true }
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        one(
+            "Slice with steps",
+            node("Slice", "s", &["x", "st", "en", "ax", "sp"], "y", vec![]),
+            vec![
+                int64s("st", &[3], &[0, 2, -1]),
+                int64s("en", &[3], &[2, -10, 0]),
+                int64s("ax", &[3], &[0, 1, 2]),
+                int64s("sp", &[3], &[1, -2, -2]),
+            ],
+            &[2, 2, 2],
+            13,
+        ),
+        one(
+            "Slice, defaults",
+            node("Slice", "s", &["x", "st", "en"], "y", vec![]),
+            vec![int64s("st", &[1], &[1]), int64s("en", &[1], &[i64::MAX])],
+            &[1, 3, 4],
+            13,
+        ),
+        one(
+            "Gather, 2-D indices on axis 1",
+            node("Gather", "g", &["x", "i"], "y", vec![int_attr("axis", 1)]),
+            vec![int64s("i", &[2, 2], &[2, -3, 1, 1])],
+            &[2, 2, 2, 4],
+            13,
+        ),
+        one(
+            "Gather, a scalar index",
+            node("Gather", "g", &["x", "i"], "y", vec![int_attr("axis", -1)]),
+            vec![int64s("i", &[], &[3])],
+            &[2, 3],
+            13,
+        ),
+        one(
+            "Pad, constant 0.5",
+            node("Pad", "p", &["x", "pads", "v"], "y", vec![]),
+            vec![int64s("pads", &[6], &[0, 1, 2, 1, 0, 1]), floats("v", &[], &[0.5])],
+            &[3, 4, 7],
+            13,
+        ),
+        one(
+            "Pad, edge",
+            node("Pad", "p", &["x", "pads"], "y", vec![string_attr("mode", "edge")]),
+            vec![int64s("pads", &[6], &[0, 2, 1, 0, 1, 3])],
+            &[2, 6, 8],
+            13,
+        ),
+        one(
+            "Pad, reflect",
+            node("Pad", "p", &["x", "pads"], "y", vec![string_attr("mode", "reflect")]),
+            vec![int64s("pads", &[6], &[0, 2, 3, 0, 1, 2])],
+            &[2, 6, 9],
+            13,
+        ),
+        one(
+            "Expand",
+            node("Expand", "e", &["x", "shape"], "y", vec![]),
+            vec![int64s("shape", &[4], &[2, 1, 1, 4])],
+            &[2, 2, 3, 4],
+            13,
+        ),
+        one("Tile", node("Tile", "t", &["x", "r"], "y", vec![]), vec![int64s("r", &[3], &[1, 2, 3])], &[2, 6, 12], 13),
+        Case {
+            what: "Reshape to its own Shape, through Cast",
+            nodes: vec![
+                node("Shape", "sh", &["x"], "s", vec![]),
+                node("Cast", "c", &["s"], "s2", vec![int_attr("to", 7)]),
+                node("Reshape", "r", &["x", "s2"], "y", vec![]),
+            ],
+            init: vec![],
+            out: SHAPE.to_vec(),
+            opset: 13,
+            exact: true,
+        },
+        Case {
+            what: "Add of ConstantOfShape(Shape), Size",
+            nodes: vec![
+                node("Shape", "sh", &["x"], "s", vec![]),
+                node("ConstantOfShape", "k", &["s"], "half", vec![tensor_attr("value", 0.5)]),
+                node("Size", "n", &["x"], "size", vec![]),
+                node("Cast", "c", &["size"], "sizef", vec![int_attr("to", 1)]),
+                node("Div", "d", &["half", "sizef"], "tiny", vec![]),
+                node("Add", "a", &["x", "tiny"], "y", vec![]),
+            ],
+            init: vec![],
+            out: SHAPE.to_vec(),
+            opset: 13,
+            exact: false,
+        },
+        Case {
+            what: "Sum, Mean, Max and Min of broadcast tensors",
+            nodes: vec![
+                node("Sum", "s", &["x", "a", "b"], "s1", vec![]),
+                node("Mean", "m", &["s1", "x", "a"], "m1", vec![]),
+                node("Max", "mx", &["m1", "b"], "mx1", vec![]),
+                node("Min", "y", &["mx1", "x", "c"], "y", vec![]),
+            ],
+            init: vec![
+                floats("a", &[4], &[0.5, -0.25, 1.0, 0.0]),
+                floats("b", &[3, 1], &[-1.0, 0.25, 0.75]),
+                floats("c", &[1], &[1.5]),
+            ],
+            out: SHAPE.to_vec(),
+            opset: 13,
+            exact: false,
+        },
+    ]
+}
+
+fn tensor_attr(name: &str, v: f32) -> pb::AttributeProto {
+    pb::AttributeProto { name: name.into(), r#type: 4, t: Some(floats("v", &[1], &[v])), ..Default::default() }
+}
+
+#[test]
+fn shape_and_index_ops_track_tract_and_satisfy_the_circuit() {
+    let s = settings();
+    let scale = f64::from(1u32 << s.input_scale);
+    let mut rng = ChaCha20Rng::seed_from_u64(19);
+    for c in cases() {
+        let onnx = graph_model(c.nodes, c.init, &SHAPE, &c.out, c.opset);
+        let what = c.what;
+        let model = CompiledModel::compile(&onnx, &s).unwrap_or_else(|e| panic!("{what}: {e:#}"));
+        let x: Vec<f64> = (0..24).map(|_| rng.gen_range(-2.0..2.0)).collect();
+        let witness = model.run(std::slice::from_ref(&x)).unwrap_or_else(|e| panic!("{what}: {e:#}"));
+        let ours = model.program.dequantize(&model.program.output_values(&witness)).remove(0);
+        let q: Vec<f64> = model
+            .program
+            .quantize_inputs(std::slice::from_ref(&x))
+            .unwrap()
+            .remove(0)
+            .iter()
+            .map(|&v| v as f64 / scale)
+            .collect();
+        // tract runs on the quantized inputs, so rearranged values must be
+        // exactly equal and computed ones within a rounding or two.
+        let float = FloatModel::load(&onnx, &[vec![2, 3, 4]]).and_then(|m| m.run(&[q]));
+        let float = float.unwrap_or_else(|e| panic!("{what}: tract: {e:#}"));
+        assert_eq!(ours.len(), float[0].len(), "{what}");
+        for (got, want) in ours.iter().zip(&float[0]) {
+            let tol = if c.exact { 1e-6 } else { 2.0 / scale };
+            assert!((got - want).abs() <= tol, "{what}: {got}, tract gives {want}");
+        }
+        let inst = instances(&model.program, &witness);
+        let circuit = ModelCircuit::new(model.program.clone(), Some(Arc::new(witness)));
+        MockProver::run(model.k, &circuit, vec![inst]).unwrap().assert_satisfied_par();
+    }
+}
+
+/// Negative pads crop (tract 0.23 overflows on them, so the expected values
+/// are written here).
+#[test]
+fn negative_pads_crop() {
+    let s = settings();
+    let onnx = graph_model(
+        vec![node("Pad", "p", &["x", "pads"], "y", vec![])],
+        vec![int64s("pads", &[6], &[0, 0, -1, 0, -1, -1])],
+        &SHAPE,
+        &[2, 2, 2],
+        13,
+    );
+    let model = CompiledModel::compile(&onnx, &s).unwrap();
+    let x: Vec<f64> = (0..24).map(|i| i as f64 / 4.0).collect();
+    let witness = model.run(std::slice::from_ref(&x)).unwrap();
+    let ours = model.program.dequantize(&model.program.output_values(&witness)).remove(0);
+    let want: Vec<f64> =
+        (0..2).flat_map(|a| (0..2).flat_map(move |b| (1..3).map(move |c| (a * 12 + b * 4 + c) as f64 / 4.0))).collect();
+    assert_eq!(ours, want);
+}
+
+#[test]
+fn runtime_indices_and_casts_to_integers_are_refused_by_name() {
+    let s = settings();
+    let gather =
+        graph_model(vec![node("Gather", "by_data", &["x", "x"], "y", vec![])], vec![], &SHAPE, &[2, 3, 4, 3, 4], 13);
+    let err = CompiledModel::compile(&gather, &s).unwrap_err();
+    assert!(format!("{err:#}").contains("runtime indices") && format!("{err:#}").contains("by_data"), "{err:#}");
+    let cast =
+        graph_model(vec![node("Cast", "to_int", &["x"], "y", vec![int_attr("to", 7)])], vec![], &SHAPE, &SHAPE, 13);
+    let err = CompiledModel::compile(&cast, &s).unwrap_err();
+    assert!(format!("{err:#}").contains("not a float type"), "{err:#}");
+    let pad = graph_model(
+        vec![node("Pad", "p", &["x", "pads"], "y", vec![string_attr("mode", "mirror")])],
+        vec![int64s("pads", &[6], &[0; 6])],
+        &SHAPE,
+        &SHAPE,
+        13,
+    );
+    assert!(format!("{:#}", CompiledModel::compile(&pad, &s).unwrap_err()).contains("mirror"));
+}
