@@ -29,65 +29,35 @@ pub fn value_info(name: &str, shape: &[i64]) -> pb::ValueInfoProto {
     }
 }
 
-/// One node `op` named `node` reading input `x` of `shape` and constant
+/// One node `op` named `name` reading input `x` of `shape` and constant
 /// further inputs (initializers `c0`, `c1`, …), writing `y` of the same
 /// shape, at `opset`.
 pub fn one_node_model(
     op: &str,
-    node: &str,
+    name: &str,
     attrs: Vec<pb::AttributeProto>,
     consts: &[(&[i64], Vec<f32>)],
     shape: &[i64],
     opset: i64,
 ) -> Vec<u8> {
-    one_node_model_to(op, node, attrs, consts, shape, shape, opset)
+    one_node_model_to(op, name, attrs, consts, shape, shape, opset)
 }
 
 /// The same with an output of `out_shape`.
 pub fn one_node_model_to(
     op: &str,
-    node: &str,
+    name: &str,
     attrs: Vec<pb::AttributeProto>,
     consts: &[(&[i64], Vec<f32>)],
     shape: &[i64],
     out_shape: &[i64],
     opset: i64,
 ) -> Vec<u8> {
-    let mut inputs = vec!["x".to_string()];
-    let mut initializer = Vec::new();
-    for (i, (dims, data)) in consts.iter().enumerate() {
-        let name = format!("c{i}");
-        inputs.push(name.clone());
-        initializer.push(pb::TensorProto {
-            name,
-            dims: dims.to_vec(),
-            data_type: 1,
-            float_data: data.clone(),
-            ..Default::default()
-        });
-    }
-    let graph = pb::GraphProto {
-        name: "g".into(),
-        node: vec![pb::NodeProto {
-            name: node.into(),
-            op_type: op.into(),
-            input: inputs,
-            output: vec!["y".into()],
-            attribute: attrs,
-            ..Default::default()
-        }],
-        initializer,
-        input: vec![value_info("x", shape)],
-        output: vec![value_info("y", out_shape)],
-        ..Default::default()
-    };
-    pb::ModelProto {
-        ir_version: 8,
-        opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: opset }],
-        graph: Some(graph),
-        ..Default::default()
-    }
-    .encode_to_vec()
+    let names: Vec<String> = (0..consts.len()).map(|i| format!("c{i}")).collect();
+    let initializer = consts.iter().zip(&names).map(|((dims, data), n)| floats(n, dims, data)).collect();
+    let mut inputs = vec!["x"];
+    inputs.extend(names.iter().map(String::as_str));
+    graph_model(vec![node(op, name, &inputs, "y", attrs)], initializer, shape, out_shape, opset)
 }
 
 /// An integer-list attribute.
