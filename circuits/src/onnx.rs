@@ -1192,14 +1192,30 @@ impl Importer {
         let Val::Node(x) = self.input(node, 0)? else { bail!("Softmax of a constant") };
         let shape = self.graph.nodes[x].shape.clone();
         let default = if self.opset >= 13 { -1 } else { 1 };
-        let a = axis(attr_i(node, "axis", default), shape.len())?;
-        // Before opset 13 the axis flattens everything after it; that equals the
-        // last axis when the trailing dimensions are all one axis.
-        let last_only = a + 1 == shape.len() || shape[a + 1..].iter().all(|&d| d == 1);
-        if !last_only {
-            bail!("Softmax over axis {a} of shape {shape:?} is not supported; only the last axis is");
+        let rank = shape.len();
+        let a = axis(attr_i(node, "axis", default), rank)?;
+        if a + 1 == rank {
+            return Ok(self.push(name, Op::Softmax, vec![x], shape));
         }
-        Ok(self.push(name, Op::Softmax, vec![x], shape))
+        if self.opset < 13 {
+            // Before opset 13 the input is flattened to 2-D at the axis and
+            // each row normalised: a reshape either side of a last-axis softmax.
+            let flat = vec![shape[..a].iter().product(), shape[a..].iter().product()];
+            let rows = self.graph.push(&format!("{name}.rows"), Op::Reshape, vec![x], flat.clone());
+            let soft = self.graph.push(&format!("{name}.softmax"), Op::Softmax, vec![rows], flat);
+            return Ok(self.push(name, Op::Reshape, vec![soft], shape));
+        }
+        // Any other axis: moved last, normalised, and moved back.
+        let mut perm: Vec<usize> = (0..rank).filter(|&d| d != a).collect();
+        perm.push(a);
+        let moved: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
+        let mut back = vec![0; rank];
+        for (i, &p) in perm.iter().enumerate() {
+            back[p] = i;
+        }
+        let t = self.graph.push(&format!("{name}.to_last"), Op::Transpose { perm }, vec![x], moved.clone());
+        let soft = self.graph.push(&format!("{name}.softmax"), Op::Softmax, vec![t], moved);
+        Ok(self.push(name, Op::Transpose { perm: back }, vec![soft], shape))
     }
 
     fn concat(&mut self, node: &NodeProto, name: &str) -> Result<Val> {

@@ -1,7 +1,7 @@
 //! Indexing and shape ops with constant parameters — Slice, Gather by
 //! constant indices, Pad, Expand, Tile — and the ops that fold when their
 //! input's shape is static (Shape, Size, Cast, ConstantOfShape), with the
-//! variadic Sum, Mean, Max and Min: small ONNX models against tract's float
+//! variadic Sum, Mean, Max and Min, and Softmax on any axis: small ONNX models against tract's float
 //! inference, with MockProver, and the rearranged values checked exactly
 //! against the quantized input.
 
@@ -182,6 +182,35 @@ fn shape_and_index_ops_track_tract_and_satisfy_the_circuit() {
         for (got, want) in ours.iter().zip(&float[0]) {
             let tol = if c.exact { 1e-6 } else { 2.0 / scale };
             assert!((got - want).abs() <= tol, "{what}: {got}, tract gives {want}");
+        }
+        let inst = instances(&model.program, &witness);
+        let circuit = ModelCircuit::new(model.program.clone(), Some(Arc::new(witness)));
+        MockProver::run(model.k, &circuit, vec![inst]).unwrap().assert_satisfied_par();
+    }
+}
+
+/// Softmax over a middle or first axis (opset 13), and over a flattened
+/// tail (opset 11's 2-D coercion): against tract, with MockProver.
+#[test]
+fn softmax_on_any_axis_tracks_tract() {
+    let s = settings();
+    let mut rng = ChaCha20Rng::seed_from_u64(20);
+    for (axis, opset) in [(1i64, 13), (0, 13), (-2, 13), (1, 11), (0, 11)] {
+        let what = format!("Softmax axis {axis}, opset {opset}");
+        let onnx = graph_model(
+            vec![node("Softmax", "sm", &["x"], "y", vec![int_attr("axis", axis)])],
+            vec![],
+            &SHAPE,
+            &SHAPE,
+            opset,
+        );
+        let model = CompiledModel::compile(&onnx, &s).unwrap_or_else(|e| panic!("{what}: {e:#}"));
+        let x: Vec<f64> = (0..24).map(|_| rng.gen_range(-3.0..3.0)).collect();
+        let witness = model.run(std::slice::from_ref(&x)).unwrap();
+        let ours = model.program.dequantize(&model.program.output_values(&witness)).remove(0);
+        let float = FloatModel::load(&onnx, &[vec![2, 3, 4]]).and_then(|m| m.run(std::slice::from_ref(&x))).unwrap();
+        for (got, want) in ours.iter().zip(&float[0]) {
+            assert!((got - want).abs() < 0.02, "{what}: {got}, tract gives {want}");
         }
         let inst = instances(&model.program, &witness);
         let circuit = ModelCircuit::new(model.program.clone(), Some(Arc::new(witness)));
