@@ -3,7 +3,7 @@
 #
 #   scripts/gpu.sh stage        on a build machine: builds the GPU test binaries
 #                               and the benchmarks, stripped, into
-#                               .gpu/bin.tar.gz (git-ignored; about 40 MiB), the
+#                               .gpu/bin.tar.gz (git-ignored; about 55 MiB), the
 #                               one file to take to the GPU machine
 #   scripts/gpu.sh tests        on the GPU machine, from the repository root: the
 #                               GPU halves of the kernel, device-backend, device-

@@ -1072,15 +1072,22 @@ impl Importer {
         }
     }
 
+    /// A variadic op's inputs and the shape they broadcast to.
+    fn broadcast_inputs(&self, node: &NodeProto) -> Result<(Vec<Val>, Vec<usize>)> {
+        let vals: Vec<Val> = (0..node.input.len()).map(|i| self.input(node, i)).collect::<Result<_>>()?;
+        ensure!(!vals.is_empty(), "{} of no inputs", node.op_type);
+        let mut out: Vec<usize> = Vec::new();
+        for v in &vals {
+            out = broadcast_shapes(&out, &self.shape(v))
+                .ok_or_else(|| anyhow!("{} inputs of shapes that do not broadcast", node.op_type))?;
+        }
+        Ok((vals, out))
+    }
+
     /// Mean of several tensors, broadcast: stacked on a new first axis and
     /// reduced over it, so the sum is exact and divided once, rounded.
     fn mean(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
-        let vals: Vec<Val> = (0..node.input.len()).map(|i| self.input(node, i)).collect::<Result<_>>()?;
-        ensure!(!vals.is_empty(), "Mean of no inputs");
-        let mut out: Vec<usize> = Vec::new();
-        for v in &vals {
-            out = broadcast_shapes(&out, &self.shape(v)).ok_or_else(|| anyhow!("Mean inputs do not broadcast"))?;
-        }
+        let (vals, out) = self.broadcast_inputs(node)?;
         let n = vals.len();
         if n == 1 {
             return Ok(vals.into_iter().next().expect("one"));
@@ -1105,13 +1112,7 @@ impl Importer {
     /// Max or Min of several tensors, broadcast.
     fn extremum(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
         let min = node.op_type == "Min";
-        let vals: Vec<Val> = (0..node.input.len()).map(|i| self.input(node, i)).collect::<Result<_>>()?;
-        ensure!(!vals.is_empty(), "{} of no inputs", node.op_type);
-        let mut out: Vec<usize> = Vec::new();
-        for v in &vals {
-            out = broadcast_shapes(&out, &self.shape(v))
-                .ok_or_else(|| anyhow!("{} inputs of shapes that do not broadcast", node.op_type))?;
-        }
+        let (vals, out) = self.broadcast_inputs(node)?;
         if vals.iter().all(|v| matches!(v, Val::Const(_))) {
             let ts: Vec<&Tensor> =
                 vals.iter().map(|v| if let Val::Const(t) = v { t } else { unreachable!() }).collect();

@@ -163,15 +163,6 @@ impl PreparedKey {
         }
         Ok(PreparedKey::Cpu(Box::new(ProvingData::new(&cpu_backend(pk, params), pk)?)))
     }
-
-    /// Where proofs of this key run: "cpu" or "cuda".
-    pub fn backend(&self) -> &'static str {
-        match self {
-            PreparedKey::Cpu(_) => "cpu",
-            #[cfg(feature = "cuda")]
-            PreparedKey::Cuda(_) => "cuda",
-        }
-    }
 }
 
 /// Proves an inference and reports the time of each step of our prover
@@ -298,7 +289,7 @@ impl Prover {
     ) -> Result<(Receipt, Timings)> {
         let params = self.engine.params(&self.srs, model.k)?;
         let data = match opts.prover {
-            ProverImpl::Zkfarm => Some(self.prepared(keys)?),
+            ProverImpl::Zkfarm => Some(self.engine.prepared(keys, || PreparedKey::new(&keys.pk, &params))?),
             ProverImpl::Halo2Axiom => None,
         };
         prove_timed(model, keys, &params, data.as_deref(), &self.srs.id, inference, opts)
