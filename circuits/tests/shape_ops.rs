@@ -239,6 +239,25 @@ fn negative_pads_crop() {
     assert_eq!(ours, want);
 }
 
+/// Wrap mode (opset 19, which tract 0.23 lacks): each padded element is
+/// the one a period away.
+#[test]
+fn wrap_pads_repeat_the_axis() {
+    let onnx = graph_model(
+        vec![node("Pad", "p", &["x", "pads"], "y", vec![string_attr("mode", "wrap")])],
+        vec![int64s("pads", &[6], &[0, 0, 1, 0, 0, 2])],
+        &SHAPE,
+        &[2, 3, 7],
+        19,
+    );
+    let model = CompiledModel::compile(&onnx, &settings()).unwrap();
+    let x: Vec<f64> = (0..24).map(|i| i as f64 / 4.0).collect();
+    let witness = model.run(std::slice::from_ref(&x)).unwrap();
+    let ours = model.program.dequantize(&model.program.output_values(&witness)).remove(0);
+    let want: Vec<f64> = (0..6).flat_map(|row| (0..7).map(move |c| (row * 4 + (c + 3) % 4) as f64 / 4.0)).collect();
+    assert_eq!(ours, want);
+}
+
 #[test]
 fn runtime_indices_and_casts_to_integers_are_refused_by_name() {
     let s = settings();

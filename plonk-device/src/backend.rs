@@ -86,10 +86,6 @@ impl<D: Device> DevicePoly<D> {
         self.len == 0
     }
 
-    pub fn buf(&self) -> &D::Buf {
-        &self.buf
-    }
-
     fn bytes(&self) -> u64 {
         (self.len * FIELD_WORDS * 4) as u64
     }
@@ -708,5 +704,44 @@ impl<D: Device> Backend for DeviceBackend<D> {
     fn synchronize(&self) -> BackendResult<()> {
         // A download runs after everything queued and the host waits for it.
         read_word(&*self.device, &self.vanishing, 0).map(drop).map_err(failed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use halo2_proofs::halo2curves::bn256::Bn256;
+    use halo2_proofs::poly::kzg::commitment::ParamsKZG;
+    use halo2_proofs::poly::EvaluationDomain;
+    use rand::SeedableRng;
+    use zkfarm_kernels_emu::Emu;
+
+    use super::*;
+
+    /// Product scans past 2048 blocks, where the block totals are scanned
+    /// in more than one block themselves (above 2^22 elements: grand
+    /// products of k = 23 and more), both ways, against a running product.
+    #[test]
+    fn product_scans_span_two_levels_of_blocks() {
+        let params = ParamsKZG::<Bn256>::setup(3, rand_chacha::ChaCha20Rng::seed_from_u64(1));
+        let bases = Arc::new(DeviceBases::upload(Arc::new(Emu), &params).unwrap());
+        let backend = DeviceBackend::new(Domain::of(&EvaluationDomain::<Fr>::new(4, 3)), bases).unwrap();
+        let n = SCAN_SPAN * SCAN_SPAN + 3 * SCAN_SPAN + 5;
+        // Small factors, cheap to make; their products are full-width.
+        let values: Vec<Fr> = (0..n as u64).map(|i| Fr::from(i % 1000 + 2)).collect();
+        for reverse in [false, true] {
+            let buf = upload_fr(&*backend.device, &values).unwrap();
+            backend.product_scan(&buf, n, reverse).unwrap();
+            let got = backend.read(&buf, 0, n).unwrap();
+            let mut acc = Fr::ONE;
+            let order: Box<dyn Iterator<Item = usize>> = if reverse { Box::new((0..n).rev()) } else { Box::new(0..n) };
+            let mut wrong = Vec::new();
+            for i in order {
+                acc *= values[i];
+                if got[i] != acc {
+                    wrong.push(i);
+                }
+            }
+            assert!(wrong.is_empty(), "reverse {reverse}: {} of {n} differ, the first at {}", wrong.len(), wrong[0]);
+        }
     }
 }
