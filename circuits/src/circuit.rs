@@ -6,7 +6,8 @@
 //! * advice `x[0..lanes]`, `acc`: inputs and outputs of every gate;
 //! * fixed `w[0..lanes]`, `c`, `chain`: weights, constants, accumulator chaining;
 //! * fixed selectors, one per gate kind and one per lookup table;
-//! * fixed tables `t_on`, `t_u = 0..2^B`, one column per nonlinearity, `t_exp`;
+//! * fixed tables `t_on`, `t_u = 0..2^B`, one column per table (a nonlinearity or
+//!   gathered constants), `t_exp`;
 //! * one instance column: the outputs, then the inputs when public.
 //!
 //! Gates (each multiplied by its selector):
@@ -33,8 +34,7 @@ use halo2_proofs::plonk::{Advice, Circuit, Column, ConstraintSystem, Error, Expr
 use halo2_proofs::poly::Rotation;
 use serde::{Deserialize, Serialize};
 
-use crate::graph::Activation;
-use crate::program::{expneg_value, table_value, Program, Step, Witness, V};
+use crate::program::{expneg_value, Program, Step, Table, Witness, V};
 
 /// What `configure` needs to know: the shape of the constraint system.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -42,7 +42,7 @@ pub struct CircuitParams {
     pub lanes: usize,
     pub lookup_bits: u32,
     pub scale: u32,
-    pub tables: Vec<Activation>,
+    pub tables: Vec<Table>,
     pub exp_scale: Option<u32>,
 }
 
@@ -386,8 +386,8 @@ impl<'a, 'r> Assigner<'a, 'r> {
             let r = i as usize;
             self.region.assign_fixed(self.cfg.t_on, r, Fr::ONE);
             self.fixed(self.cfg.t_u, r, i as i128);
-            for (t, act) in p.tables.iter().enumerate() {
-                self.fixed(self.cfg.t_act[t], r, table_value(act, i - half, p.scale) as i128);
+            for (t, table) in p.tables.iter().enumerate() {
+                self.fixed(self.cfg.t_act[t], r, table.value(i - half, p.scale) as i128);
             }
             if let Some(es) = p.exp_scale {
                 self.fixed(self.cfg.t_exp, r, expneg_value(i, p.scale, es) as i128);

@@ -2,11 +2,13 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::infer::Factoid;
 
 /// A float model ready to run, with its input shapes fixed.
 pub struct FloatModel {
     plan: std::sync::Arc<TypedRunnableModel>,
     shapes: Vec<Vec<usize>>,
+    types: Vec<DatumType>,
 }
 
 impl FloatModel {
@@ -14,8 +16,18 @@ impl FloatModel {
         let mut model = tract_onnx::onnx()
             .model_for_read(&mut &onnx[..])
             .map_err(|e| anyhow!("tract could not load the model: {e}"))?;
+        let mut types = Vec::new();
         for (i, s) in shapes.iter().enumerate() {
-            model = model.with_input_fact(i, f32::fact(s).into()).map_err(|e| anyhow!("input {i}: {e}"))?;
+            // Integer and bool inputs keep their declared type; any other is f32.
+            let declared = model.input_fact(i).ok().and_then(|f| f.datum_type.concretize());
+            let dt = match declared {
+                Some(dt) if dt.is_integer() || dt == DatumType::Bool => dt,
+                _ => f32::datum_type(),
+            };
+            model = model
+                .with_input_fact(i, InferenceFact::dt_shape(dt, s.as_slice()))
+                .map_err(|e| anyhow!("input {i}: {e}"))?;
+            types.push(dt);
         }
         // Decluttering is enough for a reference run; the optimizer rewrites
         // more and has refused some valid graphs.
@@ -24,7 +36,7 @@ impl FloatModel {
             .and_then(|m| m.into_decluttered())
             .and_then(|m| m.into_runnable())
             .map_err(|e| anyhow!("tract could not prepare the model: {e:?}"))?;
-        Ok(FloatModel { plan, shapes: shapes.to_vec() })
+        Ok(FloatModel { plan, shapes: shapes.to_vec(), types })
     }
 
     /// Runs the model on flat float inputs; returns flat float outputs.
@@ -33,13 +45,18 @@ impl FloatModel {
             bail!("the model takes {} input tensor(s) but {} were given", self.shapes.len(), inputs.len());
         }
         let mut values = TVec::new();
-        for (i, (data, shape)) in inputs.iter().zip(&self.shapes).enumerate() {
+        for (i, ((data, shape), &dt)) in inputs.iter().zip(&self.shapes).zip(&self.types).enumerate() {
             let n: usize = shape.iter().product();
             if data.len() != n {
                 bail!("input {i} has {} values but the model expects shape {shape:?} ({n} values)", data.len());
             }
             let v: Vec<f32> = data.iter().map(|&x| x as f32).collect();
             let t = Tensor::from_shape(shape, &v).context("building an input tensor")?;
+            let t = if dt == f32::datum_type() {
+                t
+            } else {
+                t.cast_to_dt(dt).map_err(|e| anyhow!("input {i}: {e}"))?.into_owned()
+            };
             values.push(t.into_tvalue());
         }
         let out = self.plan.run(values).map_err(|e| anyhow!("float inference failed: {e}"))?;

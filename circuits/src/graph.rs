@@ -100,6 +100,17 @@ pub enum Activation {
     Pow {
         exponent: f64,
     },
+    /// 1 where x < 0, else 0: comparisons, on the sign of a difference.
+    Negative,
+    /// 1 where x ≠ 0, else 0: a cast to bool.
+    NonZero,
+    /// x rounded toward zero: a cast to an integer type.
+    Trunc,
+    /// sqrt(max(x, 0) + eps), at least one quantum: the denominator of a
+    /// normalization, never zero.
+    StdDev {
+        eps: f64,
+    },
 }
 
 fn softplus(x: f64) -> f64 {
@@ -190,6 +201,10 @@ impl Activation {
             Activation::Acosh => x.acosh(),
             Activation::Atanh => x.atanh(),
             Activation::Pow { exponent } => x.powf(exponent),
+            Activation::Negative => f64::from(u8::from(x < 0.0)),
+            Activation::NonZero => f64::from(u8::from(x != 0.0)),
+            Activation::Trunc => x.trunc(),
+            Activation::StdDev { eps } => (x.max(0.0) + eps).sqrt(),
         }
     }
 
@@ -234,7 +249,66 @@ impl Activation {
             Activation::Acosh => "Acosh",
             Activation::Atanh => "Atanh",
             Activation::Pow { .. } => "Pow",
+            Activation::Negative => "Less",
+            Activation::NonZero => "Cast",
+            Activation::Trunc => "Cast",
+            Activation::StdDev { .. } => "Normalization",
         }
+    }
+}
+
+/// The element type of a model input, as the circuit treats it: floats are
+/// quantized; integers (token ids, indices) must be whole numbers and are
+/// constrained to be; booleans must be 0 or 1 and are constrained to be.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Elem {
+    #[default]
+    Float,
+    Int,
+    Bool,
+}
+
+/// Comparisons of two tensors; the output is 1.0 where it holds, else 0.0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Cmp {
+    Less,
+    Greater,
+    LessOrEqual,
+    GreaterOrEqual,
+    Equal,
+}
+
+impl Cmp {
+    pub fn of(op: &str) -> Option<Self> {
+        Some(match op {
+            "Less" => Cmp::Less,
+            "Greater" => Cmp::Greater,
+            "LessOrEqual" => Cmp::LessOrEqual,
+            "GreaterOrEqual" => Cmp::GreaterOrEqual,
+            "Equal" => Cmp::Equal,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Cmp::Less => "Less",
+            Cmp::Greater => "Greater",
+            Cmp::LessOrEqual => "LessOrEqual",
+            Cmp::GreaterOrEqual => "GreaterOrEqual",
+            Cmp::Equal => "Equal",
+        }
+    }
+
+    pub fn eval(self, a: f64, b: f64) -> f64 {
+        let holds = match self {
+            Cmp::Less => a < b,
+            Cmp::Greater => a > b,
+            Cmp::LessOrEqual => a <= b,
+            Cmp::GreaterOrEqual => a >= b,
+            Cmp::Equal => a == b,
+        };
+        f64::from(u8::from(holds))
     }
 }
 
@@ -303,6 +377,28 @@ pub enum Op {
         shift: Vec<f64>,
     },
     Arith(Arith),
+    /// `a / b` of two runtime tensors (broadcast), rounded toward -inf.
+    DivDyn,
+    /// A comparison of two tensors (broadcast).
+    Compare(Cmp),
+    /// Where with a constant condition: each output element is the first
+    /// input's (where `first` holds) or the second's, broadcast. No rows.
+    Select {
+        first: Vec<bool>,
+    },
+    /// Gather from a constant tensor by runtime indices (the node's one
+    /// input): embeddings. `data` has the gathered axis first; each index
+    /// selects one of its `data.shape[0]` slices of `data.len() / shape[0]`
+    /// values, and the output holds, for each index, its slice.
+    GatherConst {
+        data: Tensor,
+    },
+    /// `(x - mean) / sqrt(var + eps)` over `axes` (LayerNormalization,
+    /// InstanceNormalization, GroupNormalization before their affine part).
+    Normalize {
+        axes: Vec<usize>,
+        eps: f64,
+    },
     Act(Activation),
     /// Softmax over the last axis.
     Softmax,
@@ -426,6 +522,11 @@ impl Op {
             Op::Arith(Arith::Sub) => "Sub",
             Op::Arith(Arith::Mul) => "Mul",
             Op::Act(a) => a.name(),
+            Op::DivDyn => "Div",
+            Op::Compare(c) => c.name(),
+            Op::Select { .. } => "Where",
+            Op::GatherConst { .. } => "Gather",
+            Op::Normalize { .. } => "Normalization",
             Op::Softmax => "Softmax",
             Op::MaxPool(_) => "MaxPool",
             Op::AvgPool { .. } => "AveragePool",
@@ -458,11 +559,18 @@ pub struct Graph {
     pub inputs: Vec<NodeId>,
     /// Node ids of the model outputs, in ONNX order.
     pub outputs: Vec<NodeId>,
+    /// Element types of the inputs (missing ones are floats).
+    #[serde(default)]
+    pub input_elems: Vec<Elem>,
 }
 
 impl Graph {
     pub fn input_shapes(&self) -> Vec<Vec<usize>> {
         self.inputs.iter().map(|&i| self.nodes[i].shape.clone()).collect()
+    }
+    /// The element type of input `i`.
+    pub fn input_elem(&self, i: usize) -> Elem {
+        self.input_elems.get(i).copied().unwrap_or_default()
     }
     pub fn output_shapes(&self) -> Vec<Vec<usize>> {
         self.outputs.iter().map(|&i| self.nodes[i].shape.clone()).collect()

@@ -67,10 +67,11 @@ fn import_proto(proto: &pb::ModelProto) -> Result<Graph> {
         if imp.vals.contains_key(&input.name) {
             continue;
         }
-        let shape = input_shape(input)?;
+        let (shape, elem) = input_shape(input)?;
         let index = imp.graph.inputs.len();
         let id = imp.graph.push(&input.name, Op::Input { index }, vec![], shape);
         imp.graph.inputs.push(id);
+        imp.graph.input_elems.push(elem);
         imp.vals.insert(input.name.clone(), Val::Node(id));
     }
     if imp.graph.inputs.is_empty() {
@@ -96,15 +97,25 @@ fn import_proto(proto: &pb::ModelProto) -> Result<Graph> {
     Ok(imp.graph)
 }
 
-fn input_shape(input: &pb::ValueInfoProto) -> Result<Vec<usize>> {
+/// The element type of an ONNX tensor type code, as inputs are treated.
+fn elem_of(code: i32) -> Option<Elem> {
+    match code {
+        1 | 10 | 11 | 16 => Some(Elem::Float),
+        2..=7 | 12 | 13 => Some(Elem::Int),
+        9 => Some(Elem::Bool),
+        _ => None,
+    }
+}
+
+fn input_shape(input: &pb::ValueInfoProto) -> Result<(Vec<usize>, Elem)> {
     use pb::tensor_shape_proto::dimension::Value as Dim;
     use pb::type_proto::Value as Ty;
     let Some(Ty::TensorType(t)) = input.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
         bail!("input `{}` is not a tensor", input.name);
     };
-    if t.elem_type != 1 {
-        bail!("input `{}` has element type {}; only float32 inputs are supported", input.name, t.elem_type);
-    }
+    let elem = elem_of(t.elem_type).ok_or_else(|| {
+        anyhow!("input `{}` has element type {}; float, integer and bool inputs are supported", input.name, t.elem_type)
+    })?;
     let shape = t.shape.as_ref().ok_or_else(|| anyhow!("input `{}` has no shape", input.name))?;
     let mut dims = Vec::new();
     for d in &shape.dim {
@@ -116,7 +127,7 @@ fn input_shape(input: &pb::ValueInfoProto) -> Result<Vec<usize>> {
         });
     }
     check_size(&dims)?;
-    Ok(dims)
+    Ok((dims, elem))
 }
 
 fn check_size(shape: &[usize]) -> Result<()> {
@@ -161,7 +172,39 @@ fn load_tensor(t: &TensorProto) -> Result<Tensor> {
         6 if !raw.is_empty() => {
             chunks(raw, 4, n, &t.name)?.map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f64).collect()
         }
+        // int32, int16, int8, uint16, uint8 and bool: int32_data holds them
+        // widened; raw data holds them at their own width.
         6 => t.int32_data.iter().map(|&v| v as f64).collect(),
+        5 if !raw.is_empty() => {
+            chunks(raw, 2, n, &t.name)?.map(|c| i16::from_le_bytes(c.try_into().unwrap()) as f64).collect()
+        }
+        4 if !raw.is_empty() => {
+            chunks(raw, 2, n, &t.name)?.map(|c| u16::from_le_bytes(c.try_into().unwrap()) as f64).collect()
+        }
+        3 if !raw.is_empty() => chunks(raw, 1, n, &t.name)?.map(|c| c[0] as i8 as f64).collect(),
+        2 | 9 if !raw.is_empty() => chunks(raw, 1, n, &t.name)?.map(|c| c[0] as f64).collect(),
+        2..=5 | 9 => t.int32_data.iter().map(|&v| v as f64).collect(),
+        12 if !raw.is_empty() => {
+            chunks(raw, 4, n, &t.name)?.map(|c| u32::from_le_bytes(c.try_into().unwrap()) as f64).collect()
+        }
+        13 if !raw.is_empty() => {
+            chunks(raw, 8, n, &t.name)?.map(|c| u64::from_le_bytes(c.try_into().unwrap()) as f64).collect()
+        }
+        12 | 13 => t.uint64_data.iter().map(|&v| v as f64).collect(),
+        // float16 and bfloat16: raw little-endian halves, or in int32_data
+        // as their bit patterns.
+        10 | 16 => {
+            let bits: Vec<u16> = if raw.is_empty() {
+                t.int32_data.iter().map(|&v| v as u16).collect()
+            } else {
+                chunks(raw, 2, n, &t.name)?.map(|c| u16::from_le_bytes(c.try_into().unwrap())).collect()
+            };
+            if t.data_type == 10 {
+                bits.into_iter().map(|b| half::f16::from_bits(b).to_f64()).collect()
+            } else {
+                bits.into_iter().map(|b| half::bf16::from_bits(b).to_f64()).collect()
+            }
+        }
         other => bail!("tensor `{}` has unsupported data type {other}", t.name),
     };
     if data.len() != n {
@@ -305,6 +348,16 @@ impl Importer {
             "Conv" => self.conv(node, name)?,
             "BatchNormalization" => self.batchnorm(node, name)?,
             "Add" | "Sub" | "Mul" | "Div" => self.arith(node, name)?,
+            op if Cmp::of(op).is_some() => self.compare(node, name, Cmp::of(op).expect("checked"))?,
+            "Not" => {
+                let x = self.input(node, 0)?;
+                self.binary(Arith::Sub, Val::Const(Tensor::new(vec![], vec![1.0])), x, name)?
+            }
+            "And" | "Or" | "Xor" => self.logic(node, name)?,
+            "Where" => self.select(node, name)?,
+            "LayerNormalization" => self.layer_norm(node, name)?,
+            "InstanceNormalization" => self.instance_norm(node, name)?,
+            "GroupNormalization" => self.group_norm(node, name)?,
             "Relu" => self.act(node, name, Activation::Relu)?,
             "Sigmoid" => self.act(node, name, Activation::Sigmoid)?,
             "Tanh" => self.act(node, name, Activation::Tanh)?,
@@ -733,7 +786,7 @@ impl Importer {
                     b = Val::Const(Tensor::new(t.shape.clone(), t.data.iter().map(|v| 1.0 / v).collect()));
                 }
                 Val::Const(_) => bail!("division by zero"),
-                Val::Node(_) => bail!("Div by a runtime tensor is not supported"),
+                Val::Node(_) => return self.broadcast_node(Op::DivDyn, a, b, name),
             }
             op = Arith::Mul;
         }
@@ -759,6 +812,174 @@ impl Importer {
         let a = self.node_of(a, &format!("{name}.a"));
         let b = self.node_of(b, &format!("{name}.b"));
         Ok(self.push(name, Op::Arith(op), vec![a, b], shape))
+    }
+
+    /// A binary op node over two values (constants become nodes), of their
+    /// broadcast shape.
+    fn broadcast_node(&mut self, op: Op, a: Val, b: Val, name: &str) -> Result<Val> {
+        let shape = broadcast_shapes(&self.shape(&a), &self.shape(&b))
+            .ok_or_else(|| anyhow!("shapes {:?} and {:?} do not broadcast", self.shape(&a), self.shape(&b)))?;
+        let a = self.node_of(a, &format!("{name}.a"));
+        let b = self.node_of(b, &format!("{name}.b"));
+        Ok(self.push(name, op, vec![a, b], shape))
+    }
+
+    /// Less, Greater, LessOrEqual, GreaterOrEqual and Equal: 1.0 where the
+    /// comparison holds, folded when both sides are constant.
+    fn compare(&mut self, node: &NodeProto, name: &str, cmp: Cmp) -> Result<Val> {
+        let (a, b) = (self.input(node, 0)?, self.input(node, 1)?);
+        if let (Val::Const(x), Val::Const(y)) = (&a, &b) {
+            let shape = broadcast_shapes(&x.shape, &y.shape)
+                .ok_or_else(|| anyhow!("shapes {:?} and {:?} do not broadcast", x.shape, y.shape))?;
+            let mut data = Vec::new();
+            for_each_index(&shape, |pos| {
+                data.push(cmp.eval(x.data[broadcast_index(&x.shape, pos)], y.data[broadcast_index(&y.shape, pos)]))
+            });
+            return Ok(Val::Const(Tensor::new(shape, data)));
+        }
+        self.broadcast_node(Op::Compare(cmp), a, b, name)
+    }
+
+    /// And, Or and Xor of booleans (0 or 1) as arithmetic: a·b, a + b - a·b
+    /// and a + b - 2·a·b.
+    fn logic(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        let (a, b) = (self.input(node, 0)?, self.input(node, 1)?);
+        let ab = self.binary(Arith::Mul, a.clone(), b.clone(), &format!("{name}.and"))?;
+        if node.op_type == "And" {
+            return Ok(ab);
+        }
+        let sum = self.binary(Arith::Add, a, b, &format!("{name}.sum"))?;
+        let twice = if node.op_type == "Xor" {
+            self.binary(Arith::Mul, ab, Val::Const(Tensor::new(vec![], vec![2.0])), &format!("{name}.twice"))?
+        } else {
+            ab
+        };
+        self.binary(Arith::Sub, sum, twice, name)
+    }
+
+    /// Where: with a constant condition, a selection of elements (no rows);
+    /// with a runtime one, `b + c·(a - b)`.
+    fn select(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        let (c, a, b) = (self.input(node, 0)?, self.input(node, 1)?, self.input(node, 2)?);
+        let shape = [&c, &a, &b].iter().try_fold(Vec::new(), |acc, v| {
+            broadcast_shapes(&acc, &self.shape(v)).ok_or_else(|| anyhow!("Where inputs do not broadcast"))
+        })?;
+        let Val::Const(cond) = &c else {
+            let diff = self.binary(Arith::Sub, a, b.clone(), &format!("{name}.diff"))?;
+            let picked = self.binary(Arith::Mul, c, diff, &format!("{name}.pick"))?;
+            return self.binary(Arith::Add, b, picked, name);
+        };
+        let mut first = Vec::new();
+        for_each_index(&shape, |pos| first.push(cond.data[broadcast_index(&cond.shape, pos)] != 0.0));
+        if let (Val::Const(x), Val::Const(y)) = (&a, &b) {
+            let mut data = Vec::new();
+            let mut i = 0;
+            for_each_index(&shape, |pos| {
+                let v = if first[i] {
+                    x.data[broadcast_index(&x.shape, pos)]
+                } else {
+                    y.data[broadcast_index(&y.shape, pos)]
+                };
+                data.push(v);
+                i += 1;
+            });
+            return Ok(Val::Const(Tensor::new(shape, data)));
+        }
+        let a = self.node_of(a, &format!("{name}.a"));
+        let b = self.node_of(b, &format!("{name}.b"));
+        Ok(self.push(name, Op::Select { first }, vec![a, b], shape))
+    }
+
+    /// `y = normalize(x over axes) · scale + bias`, the affine part through
+    /// the ordinary broadcast Mul and Add (constants fold into dense steps).
+    fn normalized(
+        &mut self,
+        x: Val,
+        axes: Vec<usize>,
+        eps: f64,
+        scale: Option<Val>,
+        bias: Option<Val>,
+        name: &str,
+    ) -> Result<Val> {
+        let shape = self.shape(&x);
+        let x = self.node_of(x, &format!("{name}.x"));
+        let mut y = self.push(&format!("{name}.norm"), Op::Normalize { axes, eps }, vec![x], shape);
+        if let Some(s) = scale {
+            y = self.binary(Arith::Mul, y, s, &format!("{name}.scale"))?;
+        }
+        if let Some(b) = bias {
+            y = self.binary(Arith::Add, y, b, &format!("{name}.bias"))?;
+        }
+        Ok(y)
+    }
+
+    /// LayerNormalization (opset 17): over the axes from `axis` on.
+    fn layer_norm(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        ensure!(
+            node.output.len() == 1 || node.output[1..].iter().all(String::is_empty),
+            "LayerNormalization's mean and inverse deviation outputs are not supported"
+        );
+        let x = self.input(node, 0)?;
+        let rank = self.shape(&x).len();
+        let a = axis(attr_i(node, "axis", -1), rank)?;
+        let scale = self.opt_input(node, 1)?;
+        let bias = self.opt_input(node, 2)?;
+        self.normalized(x, (a..rank).collect(), attr_f(node, "epsilon", 1e-5), scale, bias, name)
+    }
+
+    /// A per-channel parameter (shape [C]) shaped to broadcast along axis 1
+    /// of a rank-`rank` tensor.
+    fn per_channel(&self, node: &NodeProto, i: usize, rank: usize, what: &str) -> Result<Val> {
+        let t = self.const_input(node, i, what)?;
+        let mut shape = vec![t.len()];
+        shape.extend(std::iter::repeat_n(1, rank.saturating_sub(2)));
+        Ok(Val::Const(Tensor::new(shape, t.data)))
+    }
+
+    /// InstanceNormalization: each channel of each sample over its spatial
+    /// axes, then per-channel scale and bias.
+    fn instance_norm(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        let x = self.input(node, 0)?;
+        let rank = self.shape(&x).len();
+        ensure!(rank >= 3, "InstanceNormalization of a rank-{rank} tensor (needs N, C and spatial axes)");
+        let scale = self.per_channel(node, 1, rank, "scale")?;
+        let bias = self.per_channel(node, 2, rank, "B")?;
+        self.normalized(x, (2..rank).collect(), attr_f(node, "epsilon", 1e-5), Some(scale), Some(bias), name)
+    }
+
+    /// GroupNormalization (opsets 18 and 21): channels in `num_groups`
+    /// groups, each normalized over its channels and spatial axes; scale
+    /// and bias per channel (opset 21) or per group (opset 18).
+    fn group_norm(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        let x = self.input(node, 0)?;
+        let shape = self.shape(&x);
+        let rank = shape.len();
+        ensure!(rank >= 3, "GroupNormalization of a rank-{rank} tensor (needs N, C and spatial axes)");
+        let groups = attr_i(node, "num_groups", 0);
+        let c = shape[1];
+        ensure!(groups > 0 && c % groups as usize == 0, "num_groups {groups} does not divide {c} channels");
+        let g = groups as usize;
+        let inner: usize = shape[2..].iter().product();
+        let grouped = self.reshape(x, vec![shape[0], g, c / g * inner], &format!("{name}.groups"))?;
+        let norm = self.normalized(grouped, vec![2], attr_f(node, "epsilon", 1e-5), None, None, name)?;
+        let y = self.reshape(norm, shape.clone(), &format!("{name}.channels"))?;
+        let per_group = self.opset < 21;
+        let param = |i: usize, what: &str| -> Result<Val> {
+            let t = self.const_input(node, i, what)?;
+            let data: Vec<f64> = if per_group {
+                ensure!(t.len() == g, "GroupNormalization {what} of {} values for {g} groups", t.len());
+                (0..c).map(|ch| t.data[ch / (c / g)]).collect()
+            } else {
+                ensure!(t.len() == c, "GroupNormalization {what} of {} values for {c} channels", t.len());
+                t.data
+            };
+            let mut s = vec![c];
+            s.extend(std::iter::repeat_n(1, rank - 2));
+            Ok(Val::Const(Tensor::new(s, data)))
+        };
+        let (scale, bias) = (param(1, "scale")?, param(2, "bias")?);
+        let y = self.binary(Arith::Mul, y, scale, &format!("{name}.scale"))?;
+        self.binary(Arith::Add, y, bias, &format!("{name}.bias"))
     }
 
     fn act(&mut self, node: &NodeProto, name: &str, act: Activation) -> Result<Val> {
@@ -940,12 +1161,12 @@ impl Importer {
     /// Gather along an axis by constant indices (runtime data or constant).
     fn gather(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
         let x = self.input(node, 0)?;
-        let indices = match self.input(node, 1)? {
-            Val::Const(t) => t,
-            Val::Node(_) => bail!("Gather with runtime indices is not supported"),
-        };
         let shape = self.shape(&x);
         let a = axis(attr_i(node, "axis", 0), shape.len())?;
+        let indices = match self.input(node, 1)? {
+            Val::Const(t) => t,
+            Val::Node(idx) => return self.gather_runtime(x, idx, a, name),
+        };
         let d = shape[a] as i64;
         let idx: Vec<usize> = indices
             .data
@@ -976,6 +1197,35 @@ impl Importer {
             map.push(Some(at));
         });
         self.rearrange(x, out, map, 0.0, name)
+    }
+
+    /// Gather by runtime indices from constant data (embeddings): the data
+    /// with the gathered axis moved first goes into lookup tables, and the
+    /// output, indices' axes first, is moved back into ONNX's order.
+    fn gather_runtime(&mut self, x: Val, idx: NodeId, a: usize, name: &str) -> Result<Val> {
+        let Val::Const(data) = x else {
+            bail!("Gather from a runtime tensor by runtime indices is not supported");
+        };
+        let rank = data.shape.len();
+        let mut perm = vec![a];
+        perm.extend((0..rank).filter(|&d| d != a));
+        let moved = transpose_const(&data, &perm);
+        let ishape = self.graph.nodes[idx].shape.clone();
+        let mut out = ishape.clone();
+        out.extend(&moved.shape[1..]);
+        check_size(&out)?;
+        let gathered = self.push(&format!("{name}.rows"), Op::GatherConst { data: moved }, vec![idx], out.clone());
+        if a == 0 {
+            return Ok(gathered);
+        }
+        // [indices.., pre.., post..] to [pre.., indices.., post..].
+        let k = ishape.len();
+        let mut back: Vec<usize> = (k..k + a).collect();
+        back.extend(0..k);
+        back.extend(k + a..out.len());
+        let final_shape: Vec<usize> = back.iter().map(|&d| out[d]).collect();
+        let Val::Node(id) = gathered else { unreachable!("pushed nodes are runtime values") };
+        Ok(self.push(name, Op::Transpose { perm: back }, vec![id], final_shape))
     }
 
     /// Pad in constant, edge, reflect or wrap mode; negative pads crop.
@@ -1068,7 +1318,12 @@ impl Importer {
                 Ok(Val::Const(Tensor::new(t.shape.clone(), t.data.iter().map(|&v| f(v)).collect())))
             }
             Val::Node(x) if float => Ok(Val::Node(x)),
-            Val::Node(_) => bail!("Cast of a runtime tensor to type {to} (not a float type) is not supported"),
+            Val::Node(x) if integer || to == 9 => {
+                let act = if to == 9 { Activation::NonZero } else { Activation::Trunc };
+                let shape = self.graph.nodes[x].shape.clone();
+                Ok(self.push(name, Op::Act(act), vec![x], shape))
+            }
+            Val::Node(_) => bail!("Cast of a runtime tensor to type {to} is not supported"),
         }
     }
 

@@ -5,7 +5,7 @@
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::graph::Activation;
+use crate::graph::{Activation, Elem};
 
 /// Index of a value (one scalar activation) in the program.
 pub type V = u32;
@@ -127,18 +127,54 @@ pub struct Program {
     pub node_kinds: Vec<String>,
     pub inputs: Vec<Vec<V>>,
     pub input_shapes: Vec<Vec<usize>>,
+    /// Element types of the inputs; empty when every input is a float.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub input_elems: Vec<Elem>,
     pub outputs: Vec<Vec<V>>,
     pub output_shapes: Vec<Vec<usize>>,
-    /// Nonlinearities, one lookup table each.
-    pub tables: Vec<Activation>,
+    /// Lookup tables: nonlinearities and gathered constants.
+    pub tables: Vec<Table>,
     /// Output scale of the softmax exponential table, when a softmax is used.
     pub exp_scale: Option<u32>,
+}
+
+/// One lookup table: each key `u` in `[-2^(B-1), 2^(B-1))` maps to one value.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Table {
+    /// A function of the fixed-point value `u / 2^scale`.
+    Fn(Activation),
+    /// Constants by key: `values[u]` for `u` in `[0, n)` and `values[u + n]`
+    /// for `u` in `[-n, 0)` (ONNX's negative indices), 0 elsewhere.
+    Data { values: Vec<i64> },
+}
+
+impl Table {
+    /// The table's value at key `u`.
+    pub fn value(&self, u: i64, scale: u32) -> i64 {
+        match self {
+            Table::Fn(act) => table_value(act, u, scale),
+            Table::Data { values } => {
+                let n = values.len() as i64;
+                match u {
+                    u if (0..n).contains(&u) => values[u as usize],
+                    u if (-n..0).contains(&u) => values[(u + n) as usize],
+                    _ => 0,
+                }
+            }
+        }
+    }
 }
 
 /// Signed fixed-point evaluation of a table nonlinearity at integer `x`.
 pub fn table_value(act: &Activation, x: i64, scale: u32) -> i64 {
     let s = (1u64 << scale) as f64;
-    saturate((act.eval(x as f64 / s) * s).round())
+    let v = saturate((act.eval(x as f64 / s) * s).round());
+    match act {
+        // A divisor: the smallest one is one quantum, not zero.
+        Activation::StdDev { .. } => v.max(1),
+        _ => v,
+    }
 }
 
 /// Largest magnitude a table entry takes: a function value beyond it (e^x
@@ -201,10 +237,20 @@ impl Program {
             if data.len() != n {
                 bail!("input {i} has {} values but the model expects shape {shape:?} ({n} values)", data.len());
             }
+            let elem = self.input_elems.get(i).copied().unwrap_or_default();
             let mut q = Vec::with_capacity(n);
             for (j, &x) in data.iter().enumerate() {
                 if !x.is_finite() {
                     bail!("input {i} value {j} is {x}; inputs must be finite numbers");
+                }
+                match elem {
+                    Elem::Int if x.fract() != 0.0 => {
+                        bail!("input {i} value {j} is {x}; the model's input {i} holds integers")
+                    }
+                    Elem::Bool if x != 0.0 && x != 1.0 => {
+                        bail!("input {i} value {j} is {x}; the model's input {i} holds booleans (0 or 1)")
+                    }
+                    _ => {}
                 }
                 let v = (x * s).round();
                 if v.abs() >= limit {
@@ -304,6 +350,13 @@ impl Program {
     }
 
     fn lookup(&self, table: u16, x: i128, at: &dyn Fn() -> String) -> Result<i64> {
+        let table = &self.tables[table as usize];
+        if let Table::Data { values } = table {
+            let n = values.len() as i128;
+            if x < -n || x >= n {
+                bail!("a runtime index at {} is out of range for the data it gathers from", at());
+            }
+        }
         let b = self.settings.lookup_bits;
         let half = 1i128 << (b - 1);
         if x < -half || x >= half {
@@ -317,7 +370,7 @@ impl Program {
                 half as f64 / s
             );
         }
-        Ok(table_value(&self.tables[table as usize], x as i64, self.scale()))
+        Ok(table.value(x as i64, self.scale()))
     }
 
     /// Quantized outputs (one array per output tensor).

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use anyhow::{bail, Context, Result};
 
 use crate::graph::*;
-use crate::program::{Program, Settings, Step, V};
+use crate::program::{Program, Settings, Step, Table, V};
 
 /// Compiles a graph into a program under the given settings.
 pub fn compile(graph: &Graph, settings: &Settings) -> Result<Program> {
@@ -27,14 +27,15 @@ pub fn compile(graph: &Graph, settings: &Settings) -> Result<Program> {
         softmax_max_len: 0,
     };
     let mut inputs = Vec::new();
-    for &id in &graph.inputs {
+    for (i, &id) in graph.inputs.iter().enumerate() {
         let n: usize = graph.nodes[id].shape.iter().product();
         let ids: Vec<V> = (0..n).map(|_| l.fresh()).collect();
         l.node = id as u32;
         for &v in &ids {
             l.steps.push((Step::Input { out: v }, id as u32));
         }
-        l.vals[id] = Some(ids.clone());
+        let typed = ids.iter().map(|&v| l.typed_input(v, graph.input_elem(i))).collect();
+        l.vals[id] = Some(typed);
         inputs.push(ids);
     }
     for id in 0..graph.nodes.len() {
@@ -69,6 +70,11 @@ pub fn compile(graph: &Graph, settings: &Settings) -> Result<Program> {
         node_kinds: graph.nodes.iter().map(|n| n.op.kind().to_string()).collect(),
         inputs,
         input_shapes: graph.input_shapes(),
+        input_elems: if graph.input_elems.iter().all(|&e| e == Elem::Float) {
+            Vec::new()
+        } else {
+            (0..graph.inputs.len()).map(|i| graph.input_elem(i)).collect()
+        },
         outputs,
         output_shapes: graph.output_shapes(),
         tables: l.tables,
@@ -86,7 +92,7 @@ struct Lowering<'a> {
     /// Step index that produced a value through a `Div`, for fusing the
     /// activation that follows a requantization into the same row.
     producer: HashMap<V, usize>,
-    tables: Vec<Activation>,
+    tables: Vec<Table>,
     softmax_max_len: usize,
 }
 
@@ -144,16 +150,44 @@ impl Lowering<'_> {
         out
     }
 
-    fn table(&mut self, act: Activation) -> u16 {
-        if let Some(i) = self.tables.iter().position(|t| *t == act) {
+    fn table(&mut self, table: Table) -> u16 {
+        if let Some(i) = self.tables.iter().position(|t| *t == table) {
             return i as u16;
         }
-        self.tables.push(act);
+        self.tables.push(table);
         (self.tables.len() - 1) as u16
     }
 
     fn act(&mut self, input: V, act: Activation) -> V {
-        let table = self.table(act);
+        let table = self.table(Table::Fn(act));
+        self.lookup(input, table)
+    }
+
+    /// An input value as its element type requires: an integer is rounded
+    /// to a whole number (a range-checked division by the scale and the
+    /// product back), a boolean mapped to 0 or 1 by a table, so that the
+    /// circuit computes the model on an input of the model's type.
+    fn typed_input(&mut self, v: V, elem: Elem) -> V {
+        match elem {
+            Elem::Float => v,
+            Elem::Int => {
+                let whole = self.div(v, 1 << self.s.input_scale);
+                self.rescale_up(whole)
+            }
+            Elem::Bool => self.act(v, Activation::NonZero),
+        }
+    }
+
+    /// `v · 2^scale`: a whole number at the activation scale.
+    fn rescale_up(&mut self, v: V) -> V {
+        let out = self.fresh();
+        self.push(Step::Dot { terms: vec![(v, 1 << self.s.input_scale)], bias: 0, out });
+        out
+    }
+
+    /// `table[input]`, in the row of the requantization that produced the
+    /// input where that row has no lookup yet.
+    fn lookup(&mut self, input: V, table: u16) -> V {
         let out = self.fresh();
         // Reuse the row of the requantization that produced the input.
         if let Some(&i) = self.producer.get(&input) {
@@ -289,6 +323,32 @@ impl Lowering<'_> {
                     .collect()
             }
             Op::Arith(op) => self.arith(*op, ins[0], ins[1], &shape)?,
+            Op::DivDyn => self.pairwise(ins[0], ins[1], &shape, |q, a, b| q.div_dyn(a, b))?,
+            Op::Compare(c) => self.pairwise(ins[0], ins[1], &shape, |q, a, b| q.compare(*c, a, b))?,
+            Op::Select { first } => {
+                let mut i = 0;
+                self.pairwise(ins[0], ins[1], &shape, |_, a, b| {
+                    i += 1;
+                    if first[i - 1] {
+                        a
+                    } else {
+                        b
+                    }
+                })?
+            }
+            Op::GatherConst { data } => self.gather(ins[0], data)?,
+            Op::Normalize { axes, eps } => {
+                let x = self.values(ins[0])?;
+                let groups = reduction_groups(&self.g.nodes[ins[0]].shape, axes);
+                let mut out = vec![0; x.len()];
+                for g in groups {
+                    let vals: Vec<V> = g.iter().map(|&i| x[i]).collect();
+                    for (i, y) in g.into_iter().zip(self.normalize(&vals, *eps)) {
+                        out[i] = y;
+                    }
+                }
+                out
+            }
             Op::Act(a) => {
                 let x = self.values(ins[0])?;
                 x.into_iter().map(|v| self.act(v, *a)).collect()
@@ -405,6 +465,149 @@ impl Lowering<'_> {
                 (Some(_), Some(_), _) => bail!("arithmetic on two constants should have been folded"),
             };
             out.push(v);
+        }
+        Ok(out)
+    }
+
+    /// `f(a, b)` for each output position of a broadcast binary op.
+    fn pairwise(
+        &mut self,
+        a: NodeId,
+        b: NodeId,
+        shape: &[usize],
+        mut f: impl FnMut(&mut Self, V, V) -> V,
+    ) -> Result<Vec<V>> {
+        let (va, vb) = (self.values(a)?, self.values(b)?);
+        let (sa, sb) = (self.g.nodes[a].shape.clone(), self.g.nodes[b].shape.clone());
+        let mut pos_list = Vec::new();
+        for_each_index(shape, |pos| pos_list.push((broadcast_index(&sa, pos), broadcast_index(&sb, pos))));
+        Ok(pos_list.into_iter().map(|(ia, ib)| f(self, va[ia], vb[ib])).collect())
+    }
+
+    /// 1 - Σ vs at the activation scale.
+    fn one_minus(&mut self, vs: &[V]) -> V {
+        let out = self.fresh();
+        self.push(Step::Dot { terms: vs.iter().map(|&v| (v, -1)).collect(), bias: 1 << self.s.input_scale, out });
+        out
+    }
+
+    /// 1 where a < b, else 0: the sign of floor((a - b) / 2^B), one
+    /// range-checked division and one table lookup in its row, exact for
+    /// any |a - b| < 2^(2B-1) (the division's range check refuses more).
+    fn less(&mut self, a: V, b: V) -> V {
+        let full = 1i64 << self.s.lookup_bits;
+        let diff = self.fresh();
+        // Offset by half the divisor, so that the rounded division floors.
+        self.push(Step::Dot { terms: vec![(a, 1), (b, -1)], bias: -full / 2, out: diff });
+        let q = self.div(diff, full);
+        self.act(q, Activation::Negative)
+    }
+
+    fn compare(&mut self, c: Cmp, a: V, b: V) -> V {
+        match c {
+            Cmp::Less => self.less(a, b),
+            Cmp::Greater => self.less(b, a),
+            Cmp::LessOrEqual => {
+                let gt = self.less(b, a);
+                self.one_minus(&[gt])
+            }
+            Cmp::GreaterOrEqual => {
+                let lt = self.less(a, b);
+                self.one_minus(&[lt])
+            }
+            Cmp::Equal => {
+                let (lt, gt) = (self.less(a, b), self.less(b, a));
+                self.one_minus(&[lt, gt])
+            }
+        }
+    }
+
+    /// `floor(a / b)` at the activation scale for a runtime b: the sign of b
+    /// moves to the numerator (a product by ±1, exact), and |b| divides it
+    /// with a range-checked remainder. |b| must be non-zero and at most
+    /// 2^B quanta; a run outside that fails with an error naming the node.
+    fn div_dyn(&mut self, a: V, b: V) -> V {
+        let s = self.s.input_scale;
+        let abs = self.act(b, Activation::Abs);
+        let sign = self.act(b, Activation::Sign);
+        let prod = self.fresh();
+        self.push(Step::Mul { pairs: vec![(a, sign)], bias: 0, out: prod });
+        let num = self.div(prod, 1 << s);
+        let out = self.fresh();
+        self.push(Step::DivBy { num, den: abs, mult: 1 << s, out });
+        out
+    }
+
+    /// `(x - mean) / sqrt(var + eps)` over one group: the mean and the
+    /// variance as rounded divisions, the denominator by one table (at
+    /// least one quantum), and each output by a division with a
+    /// range-checked remainder.
+    fn normalize(&mut self, x: &[V], eps: f64) -> Vec<V> {
+        let s = self.s.input_scale;
+        let n = x.len() as i64;
+        let sum = self.fresh();
+        self.push(Step::Dot { terms: x.iter().map(|&v| (v, 1)).collect(), bias: 0, out: sum });
+        let mean = self.div(sum, n);
+        let d: Vec<V> = x
+            .iter()
+            .map(|&v| {
+                let out = self.fresh();
+                self.push(Step::Dot { terms: vec![(v, 1), (mean, -1)], bias: 0, out });
+                out
+            })
+            .collect();
+        let sq = self.fresh();
+        self.push(Step::Mul { pairs: d.iter().map(|&v| (v, v)).collect(), bias: 0, out: sq });
+        let var = self.div(sq, n << s);
+        let den = self.act(var, Activation::StdDev { eps });
+        d.into_iter()
+            .map(|num| {
+                let out = self.fresh();
+                self.push(Step::DivBy { num, den, mult: 1 << s, out });
+                out
+            })
+            .collect()
+    }
+
+    /// Gather from constant `data` (gathered axis first) by the runtime
+    /// indices of node `indices`. Each index is made a whole number (a
+    /// rounded, range-checked division by the scale); each output is one
+    /// lookup of `index · width + column` in a table of the data. The
+    /// columns are split over as many tables as it takes for every key,
+    /// negative indices included, to lie in the table's range.
+    fn gather(&mut self, indices: NodeId, data: &Tensor) -> Result<Vec<V>> {
+        let idx = self.values(indices)?;
+        let rows = data.shape[0];
+        let width = data.len() / rows.max(1);
+        let half = 1usize << (self.s.lookup_bits - 1);
+        let per = (half / rows.max(1)).min(width);
+        if per == 0 {
+            bail!(
+                "a Gather from {rows} rows needs lookup tables of at least 2·{rows} entries; \
+                 raise lookup_bits above {}",
+                self.s.lookup_bits
+            );
+        }
+        let scale = self.s.input_scale;
+        let tables: Vec<(u16, usize)> = (0..width.div_ceil(per))
+            .map(|c| {
+                let cols = per.min(width - c * per);
+                let values = (0..rows)
+                    .flat_map(|r| (0..cols).map(move |j| r * width + c * per + j))
+                    .map(|i| quant(data.data[i], scale))
+                    .collect();
+                (self.table(Table::Data { values }), cols)
+            })
+            .collect();
+        let mut out = Vec::with_capacity(idx.len() * width);
+        for &i in &idx {
+            let whole = self.div(i, 1 << scale);
+            for j in 0..width {
+                let (table, cols) = tables[j / per];
+                let key = self.fresh();
+                self.push(Step::Dot { terms: vec![(whole, cols as i64)], bias: (j % per) as i64, out: key });
+                out.push(self.lookup(key, table));
+            }
         }
         Ok(out)
     }

@@ -139,3 +139,38 @@ pub fn float_attr(name: &str, f: f32) -> pb::AttributeProto {
 pub fn string_attr(name: &str, s: &str) -> pb::AttributeProto {
     pb::AttributeProto { name: name.into(), r#type: 3, s: s.as_bytes().to_vec(), ..Default::default() }
 }
+
+/// A tensor input or output of element type `elem` (ONNX's code: 1 float,
+/// 7 int64, 9 bool, …).
+pub fn typed_info(name: &str, elem: i32, shape: &[i64]) -> pb::ValueInfoProto {
+    let mut v = value_info(name, shape);
+    if let Some(pb::type_proto::Value::TensorType(t)) = v.r#type.as_mut().and_then(|t| t.value.as_mut()) {
+        t.elem_type = elem;
+    }
+    v
+}
+
+/// A model of `nodes` with the given inputs and outputs.
+pub fn model_of(
+    nodes: Vec<pb::NodeProto>,
+    initializer: Vec<pb::TensorProto>,
+    inputs: Vec<pb::ValueInfoProto>,
+    outputs: Vec<pb::ValueInfoProto>,
+    opset: i64,
+) -> Vec<u8> {
+    let graph = pb::GraphProto {
+        name: "g".into(),
+        node: nodes,
+        initializer,
+        input: inputs,
+        output: outputs,
+        ..Default::default()
+    };
+    pb::ModelProto {
+        ir_version: 8,
+        opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: opset }],
+        graph: Some(graph),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}

@@ -1,0 +1,385 @@
+//! Ops over runtime tensors beyond arithmetic — comparisons, logic, Where,
+//! Div by a runtime tensor, the normalizations, Gather by runtime indices
+//! (embeddings), casts — and integer and boolean inputs: small ONNX models
+//! against tract's float inference on the same (quantized) inputs, with
+//! MockProver, and a mutation test over a model that uses all of them.
+
+mod common;
+
+use std::sync::Arc;
+
+use halo2_proofs::dev::MockProver;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use tract_onnx::pb;
+use zkfarm_circuits::circuit::instances;
+use zkfarm_circuits::float::FloatModel;
+use zkfarm_circuits::program::Program;
+use zkfarm_circuits::{CompiledModel, ModelCircuit, Settings};
+
+use common::{floats, int_attr, model_of, node, typed_info};
+
+const FLOAT: i32 = 1;
+const INT64: i32 = 7;
+const BOOL: i32 = 9;
+
+fn settings() -> Settings {
+    Settings { input_scale: 8, param_scale: 8, lookup_bits: 12, lanes: 8, public_input: false }
+}
+
+/// One model input: its name, ONNX element type, shape and values.
+struct In {
+    name: &'static str,
+    elem: i32,
+    shape: Vec<i64>,
+    values: Vec<f64>,
+}
+
+struct Case {
+    what: &'static str,
+    nodes: Vec<pb::NodeProto>,
+    init: Vec<pb::TensorProto>,
+    inputs: Vec<In>,
+    /// The output `y`: element type and shape.
+    out: (i32, Vec<i64>),
+    opset: i64,
+    /// Largest difference from tract allowed.
+    tol: f64,
+}
+
+fn floats_in(name: &'static str, shape: &[i64], rng: &mut ChaCha20Rng, lo: f64, hi: f64) -> In {
+    let n = shape.iter().product::<i64>() as usize;
+    In { name, elem: FLOAT, shape: shape.to_vec(), values: (0..n).map(|_| rng.gen_range(lo..hi)).collect() }
+}
+
+/// `x` and `z` of shape [2, 3, 4] where a third of z equals x, so that
+/// comparisons meet ties.
+fn x_and_z(rng: &mut ChaCha20Rng) -> Vec<In> {
+    let x = floats_in("x", &[2, 3, 4], rng, -3.0, 3.0);
+    let mut z = floats_in("z", &[2, 3, 4], rng, -3.0, 3.0);
+    for i in (0..24).step_by(3) {
+        z.values[i] = x.values[i];
+    }
+    vec![x, z]
+}
+
+/// Denominators of either sign, away from zero.
+fn denominators(rng: &mut ChaCha20Rng) -> In {
+    let mut z = floats_in("z", &[2, 3, 4], rng, 0.5, 3.0);
+    for v in z.values.iter_mut().step_by(2) {
+        *v = -*v;
+    }
+    z
+}
+
+const S: [i64; 3] = [2, 3, 4];
+
+fn cases() -> Vec<Case> {
+    let mut rng = ChaCha20Rng::seed_from_u64(31);
+    let mut cases = Vec::new();
+    for op in ["Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Equal"] {
+        cases.push(Case {
+            what: op,
+            nodes: vec![node(op, "cmp", &["x", "z"], "y", vec![])],
+            init: vec![],
+            inputs: x_and_z(&mut rng),
+            out: (BOOL, S.to_vec()),
+            opset: 13,
+            tol: 0.0,
+        });
+    }
+    cases.push(Case {
+        what: "a comparison with a constant, broadcast",
+        nodes: vec![node("Greater", "cmp", &["x", "c"], "y", vec![])],
+        init: vec![floats("c", &[4], &[-1.0, 0.0, 0.5, 2.0])],
+        inputs: vec![floats_in("x", &S, &mut rng, -3.0, 3.0)],
+        out: (BOOL, S.to_vec()),
+        opset: 13,
+        tol: 0.0,
+    });
+    for op in ["And", "Or", "Xor"] {
+        cases.push(Case {
+            what: op,
+            nodes: vec![
+                node("Less", "l", &["x", "z"], "a", vec![]),
+                node("Greater", "g", &["x", "c"], "b", vec![]),
+                node(op, "logic", &["a", "b"], "y", vec![]),
+            ],
+            init: vec![floats("c", &[], &[0.0])],
+            inputs: x_and_z(&mut rng),
+            out: (BOOL, S.to_vec()),
+            opset: 13,
+            tol: 0.0,
+        });
+    }
+    cases.push(Case {
+        what: "Not",
+        nodes: vec![node("Less", "l", &["x", "z"], "a", vec![]), node("Not", "n", &["a"], "y", vec![])],
+        init: vec![],
+        inputs: x_and_z(&mut rng),
+        out: (BOOL, S.to_vec()),
+        opset: 13,
+        tol: 0.0,
+    });
+    cases.push(Case {
+        what: "Where, runtime condition",
+        nodes: vec![node("Less", "l", &["x", "z"], "c", vec![]), node("Where", "w", &["c", "x", "z"], "y", vec![])],
+        init: vec![],
+        inputs: x_and_z(&mut rng),
+        out: (FLOAT, S.to_vec()),
+        opset: 13,
+        tol: 0.0,
+    });
+    cases.push(Case {
+        what: "Where, constant condition (a mask)",
+        nodes: vec![node("Where", "w", &["m", "x", "fill"], "y", vec![])],
+        init: vec![
+            pb::TensorProto {
+                name: "m".into(),
+                dims: vec![3, 4],
+                data_type: BOOL,
+                int32_data: vec![1, 0, 0, 0, 1, 1, 0, 0, 1, 1, 1, 0],
+                ..Default::default()
+            },
+            floats("fill", &[], &[-2.5]),
+        ],
+        inputs: vec![floats_in("x", &S, &mut rng, -3.0, 3.0)],
+        out: (FLOAT, S.to_vec()),
+        opset: 13,
+        tol: 0.0,
+    });
+    cases.push(Case {
+        what: "Div by a runtime tensor of either sign",
+        nodes: vec![node("Div", "d", &["x", "z"], "y", vec![])],
+        init: vec![],
+        inputs: vec![floats_in("x", &S, &mut rng, -3.0, 3.0), denominators(&mut rng)],
+        out: (FLOAT, S.to_vec()),
+        opset: 13,
+        // Rounded toward -inf: at most one quantum below.
+        tol: 1.0 / 256.0 + 1e-6,
+    });
+    cases.push(Case {
+        what: "LayerNormalization over the last axis",
+        nodes: vec![node("LayerNormalization", "ln", &["x", "g", "b"], "y", vec![])],
+        init: vec![floats("g", &[4], &[1.0, 0.5, -1.5, 2.0]), floats("b", &[4], &[0.0, 0.25, -0.5, 1.0])],
+        inputs: vec![floats_in("x", &S, &mut rng, -3.0, 3.0)],
+        out: (FLOAT, S.to_vec()),
+        opset: 17,
+        tol: 0.05,
+    });
+    cases.push(Case {
+        what: "LayerNormalization over the last two axes",
+        nodes: vec![node("LayerNormalization", "ln", &["x", "g"], "y", vec![int_attr("axis", 1)])],
+        init: vec![floats("g", &[3, 4], &[1.0; 12])],
+        inputs: vec![floats_in("x", &S, &mut rng, -3.0, 3.0)],
+        out: (FLOAT, S.to_vec()),
+        opset: 17,
+        tol: 0.05,
+    });
+    cases.push(Case {
+        what: "InstanceNormalization",
+        nodes: vec![node("InstanceNormalization", "in", &["x", "g", "b"], "y", vec![])],
+        init: vec![floats("g", &[3], &[1.0, 0.5, -2.0]), floats("b", &[3], &[0.5, 0.0, -1.0])],
+        inputs: vec![floats_in("x", &S, &mut rng, -3.0, 3.0)],
+        out: (FLOAT, S.to_vec()),
+        opset: 13,
+        tol: 0.05,
+    });
+    for (opset, params) in [(18, 2), (21, 4)] {
+        cases.push(Case {
+            what: if opset == 18 { "GroupNormalization, per-group affine" } else { "GroupNormalization, per channel" },
+            nodes: vec![node("GroupNormalization", "gn", &["x", "g", "b"], "y", vec![int_attr("num_groups", 2)])],
+            init: vec![
+                floats("g", &[params], &[1.0, -0.5, 2.0, 1.5][..params as usize]),
+                floats("b", &[params], &[0.0, 0.5, -1.0, 0.25][..params as usize]),
+            ],
+            inputs: vec![floats_in("x", &[1, 4, 2, 3], &mut rng, -3.0, 3.0)],
+            out: (FLOAT, vec![1, 4, 2, 3]),
+            opset,
+            tol: 0.05,
+        });
+    }
+    let table: Vec<f32> = (0..40).map(|i| (i as f32 * 0.37).sin() * 3.0).collect();
+    cases.push(Case {
+        what: "Gather of embeddings by int64 token ids, negative ones included",
+        nodes: vec![node("Gather", "embed", &["e", "ids"], "y", vec![])],
+        init: vec![floats("e", &[10, 4], &table)],
+        inputs: vec![In { name: "ids", elem: INT64, shape: vec![2, 3], values: vec![0.0, 9.0, 3.0, -1.0, -10.0, 3.0] }],
+        out: (FLOAT, vec![2, 3, 4]),
+        opset: 13,
+        tol: 1e-6 + 0.5 / 256.0,
+    });
+    cases.push(Case {
+        what: "Gather on axis 1 by runtime indices",
+        nodes: vec![node("Gather", "cols", &["e", "ids"], "y", vec![int_attr("axis", 1)])],
+        init: vec![floats("e", &[4, 10], &table)],
+        inputs: vec![In { name: "ids", elem: INT64, shape: vec![5], values: vec![7.0, 0.0, -3.0, 7.0, 2.0] }],
+        out: (FLOAT, vec![4, 5]),
+        opset: 13,
+        tol: 1e-6 + 0.5 / 256.0,
+    });
+    cases.push(Case {
+        what: "a bool mask input selects, and its negation",
+        nodes: vec![node("Not", "n", &["m"], "nm", vec![]), node("Where", "w", &["nm", "x", "fill"], "y", vec![])],
+        init: vec![floats("fill", &[], &[-1.0])],
+        inputs: vec![
+            floats_in("x", &S, &mut rng, -3.0, 3.0),
+            In { name: "m", elem: BOOL, shape: S.to_vec(), values: (0..24).map(|i| f64::from(i % 3 == 0)).collect() },
+        ],
+        out: (FLOAT, S.to_vec()),
+        opset: 13,
+        tol: 0.0,
+    });
+    cases.push(Case {
+        what: "Cast of a runtime tensor to int64 and back, and to bool",
+        nodes: vec![
+            node("Cast", "to_int", &["x"], "i", vec![int_attr("to", INT64 as i64)]),
+            node("Cast", "to_float", &["i"], "f", vec![int_attr("to", FLOAT as i64)]),
+            node("Cast", "to_bool", &["x"], "b", vec![int_attr("to", BOOL as i64)]),
+            node("Cast", "b_float", &["b"], "bf", vec![int_attr("to", FLOAT as i64)]),
+            node("Add", "y", &["f", "bf"], "y", vec![]),
+        ],
+        init: vec![],
+        inputs: vec![In {
+            name: "x",
+            elem: FLOAT,
+            shape: vec![8],
+            values: vec![-2.5, -1.0, -0.25, 0.0, 0.25, 1.0, 1.75, 3.5],
+        }],
+        out: (FLOAT, vec![8]),
+        opset: 13,
+        tol: 0.0,
+    });
+    cases
+}
+
+fn onnx_of(c: &Case) -> Vec<u8> {
+    let inputs = c.inputs.iter().map(|i| typed_info(i.name, i.elem, &i.shape)).collect();
+    model_of(c.nodes.clone(), c.init.clone(), inputs, vec![typed_info("y", c.out.0, &c.out.1)], c.opset)
+}
+
+/// The inputs as the circuit sees them: quantized and back.
+fn quantized(program: &Program, values: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    let s = f64::from(1u32 << program.scale());
+    program.quantize_inputs(values).unwrap().into_iter().map(|q| q.iter().map(|&v| v as f64 / s).collect()).collect()
+}
+
+#[test]
+fn runtime_ops_track_tract_and_satisfy_the_circuit() {
+    let s = settings();
+    for c in cases() {
+        let what = c.what;
+        let onnx = onnx_of(&c);
+        let model = CompiledModel::compile(&onnx, &s).unwrap_or_else(|e| panic!("{what}: {e:#}"));
+        let values: Vec<Vec<f64>> = c.inputs.iter().map(|i| i.values.clone()).collect();
+        let witness = model.run(&values).unwrap_or_else(|e| panic!("{what}: {e:#}"));
+        let ours = model.program.dequantize(&model.program.output_values(&witness)).remove(0);
+        let shapes: Vec<Vec<usize>> = c.inputs.iter().map(|i| i.shape.iter().map(|&d| d as usize).collect()).collect();
+        let float = FloatModel::load(&onnx, &shapes)
+            .and_then(|m| m.run(&quantized(&model.program, &values)))
+            .unwrap_or_else(|e| panic!("{what}: tract: {e:#}"));
+        assert_eq!(ours.len(), float[0].len(), "{what}");
+        let worst = ours.iter().zip(&float[0]).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(worst <= c.tol, "{what}: off by {worst} (ours {ours:?}, tract {:?})", float[0]);
+        let inst = instances(&model.program, &witness);
+        let circuit = ModelCircuit::new(model.program.clone(), Some(Arc::new(witness)));
+        MockProver::run(model.k, &circuit, vec![inst]).unwrap().assert_satisfied_par();
+    }
+}
+
+/// An embedding wider than one table holds (lookup_bits 7: 64 keys a
+/// side) is split over several tables, and still equals tract's.
+#[test]
+fn wide_embeddings_split_over_tables() {
+    let s = Settings { input_scale: 4, param_scale: 4, lookup_bits: 7, lanes: 8, public_input: false };
+    let table: Vec<f32> = (0..160).map(|i| ((i % 17) as f32 - 8.0) / 4.0).collect();
+    let c = Case {
+        what: "wide",
+        nodes: vec![node("Gather", "embed", &["e", "ids"], "y", vec![])],
+        init: vec![floats("e", &[10, 16], &table)],
+        inputs: vec![In { name: "ids", elem: INT64, shape: vec![4], values: vec![9.0, 0.0, -4.0, 5.0] }],
+        out: (FLOAT, vec![4, 16]),
+        opset: 13,
+        tol: 0.0,
+    };
+    let onnx = onnx_of(&c);
+    let model = CompiledModel::compile(&onnx, &s).unwrap();
+    assert_eq!(model.program.tables.len(), 3, "16 columns of 10 rows, 6 columns to a table of ±64 keys");
+    let values = vec![c.inputs[0].values.clone()];
+    let witness = model.run(&values).unwrap();
+    let ours = model.program.dequantize(&model.program.output_values(&witness)).remove(0);
+    let float = FloatModel::load(&onnx, &[vec![4]]).unwrap().run(&values).unwrap();
+    assert_eq!(ours, float[0]);
+    let inst = instances(&model.program, &witness);
+    let circuit = ModelCircuit::new(model.program.clone(), Some(Arc::new(witness)));
+    MockProver::run(model.k, &circuit, vec![inst]).unwrap().assert_satisfied_par();
+}
+
+#[test]
+fn bad_typed_inputs_and_indices_are_refused() {
+    let s = settings();
+    let cases = cases();
+    let embed = cases.iter().find(|c| c.what.starts_with("Gather of embeddings")).unwrap();
+    let model = CompiledModel::compile(&onnx_of(embed), &s).unwrap();
+    let err = model.run(&[vec![0.0, 1.5, 2.0, 0.0, 0.0, 0.0]]).unwrap_err();
+    assert!(format!("{err:#}").contains("holds integers"), "{err:#}");
+    let err = model.run(&[vec![0.0, 10.0, 2.0, 0.0, 0.0, 0.0]]).unwrap_err();
+    assert!(format!("{err:#}").contains("out of range") && format!("{err:#}").contains("embed"), "{err:#}");
+    let mask = cases.iter().find(|c| c.what.starts_with("a bool mask")).unwrap();
+    let model = CompiledModel::compile(&onnx_of(mask), &s).unwrap();
+    let mut values: Vec<Vec<f64>> = mask.inputs.iter().map(|i| i.values.clone()).collect();
+    values[1][3] = 2.0;
+    let err = model.run(&values).unwrap_err();
+    assert!(format!("{err:#}").contains("booleans"), "{err:#}");
+    let div = cases.iter().find(|c| c.what.starts_with("Div by a runtime")).unwrap();
+    let model = CompiledModel::compile(&onnx_of(div), &s).unwrap();
+    let mut values: Vec<Vec<f64>> = div.inputs.iter().map(|i| i.values.clone()).collect();
+    values[1][5] = 0.0;
+    let err = model.run(&values).unwrap_err();
+    assert!(format!("{err:#}").contains("denominator") && format!("{err:#}").contains("`d`"), "{err:#}");
+}
+
+/// Every advice cell of a model that embeds token ids, compares, selects,
+/// divides by a runtime tensor and normalizes is constrained: changing any
+/// one is caught by MockProver.
+#[test]
+fn every_advice_cell_of_the_runtime_ops_is_constrained() {
+    let s = Settings { input_scale: 5, param_scale: 5, lookup_bits: 8, lanes: 8, public_input: false };
+    let c = Case {
+        what: "mixed",
+        nodes: vec![
+            node("Gather", "embed", &["e", "ids"], "g", vec![]),
+            node("Less", "l", &["g", "x"], "c", vec![]),
+            node("Where", "w", &["c", "g", "x"], "m", vec![]),
+            node("Div", "d", &["m", "den"], "q", vec![]),
+            node("LayerNormalization", "y", &["q", "gamma"], "y", vec![]),
+        ],
+        init: vec![
+            floats("e", &[3, 2], &[0.5, -1.0, 1.5, 0.25, -0.75, 2.0]),
+            floats("den", &[2], &[1.5, -2.0]),
+            floats("gamma", &[2], &[1.0, 0.5]),
+        ],
+        inputs: vec![
+            In { name: "ids", elem: INT64, shape: vec![2], values: vec![2.0, -3.0] },
+            In { name: "x", elem: FLOAT, shape: vec![2, 2], values: vec![0.25, -0.5, 1.0, 1.75] },
+        ],
+        out: (FLOAT, vec![2, 2]),
+        opset: 17,
+        tol: 0.0,
+    };
+    let model = CompiledModel::compile(&onnx_of(&c), &s).unwrap();
+    let values: Vec<Vec<f64>> = c.inputs.iter().map(|i| i.values.clone()).collect();
+    let witness = Arc::new(model.run(&values).unwrap());
+    let inst = instances(&model.program, &witness);
+    let p = &model.program;
+    let cells: usize = p.steps.iter().map(|(s, _)| s.advice_cells(p.settings.lanes)).sum();
+    let check = |tamper: Option<usize>| {
+        let mut circuit = ModelCircuit::new(model.program.clone(), Some(witness.clone()));
+        circuit.tamper = tamper;
+        MockProver::run(model.k, &circuit, vec![inst.clone()]).unwrap().verify_par().is_ok()
+    };
+    assert!(check(None));
+    assert!(check(Some(cells)));
+    let accepted: Vec<usize> = (0..cells).filter(|&i| check(Some(i))).collect();
+    assert!(accepted.is_empty(), "mutations of cells {accepted:?} of {cells} were accepted");
+}
