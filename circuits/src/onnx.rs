@@ -210,8 +210,9 @@ fn load_tensor(t: &TensorProto) -> Result<Tensor> {
     if data.len() != n {
         bail!("tensor `{}` holds {} values but its shape {shape:?} needs {n}", t.name, data.len());
     }
-    if data.iter().any(|v| !v.is_finite()) {
-        bail!("tensor `{}` contains NaN or infinity", t.name);
+    // Infinities are kept: -inf fills attention masks.
+    if data.iter().any(|v| v.is_nan()) {
+        bail!("tensor `{}` contains NaN", t.name);
     }
     Ok(Tensor::new(shape, data))
 }
@@ -335,8 +336,13 @@ impl Importer {
         if !(node.domain.is_empty() || node.domain == "ai.onnx") {
             bail!("unsupported op `{}` from domain `{}` at node `{name}`", node.op_type, node.domain);
         }
+        if node.op_type == "Split" {
+            return self.split(node, name);
+        }
         let v = match node.op_type.as_str() {
             "Identity" | "Dropout" => self.input(node, 0)?,
+            "Range" => self.range(node)?,
+            "Trilu" => self.trilu(node, name)?,
             "Constant" => {
                 let t = attr(node, "value")
                     .and_then(|a| a.t.as_ref())
@@ -1197,6 +1203,90 @@ impl Importer {
             map.push(Some(at));
         });
         self.rearrange(x, out, map, 0.0, name)
+    }
+
+    /// Split into consecutive parts along an axis: sizes from the `split`
+    /// input (opset 13) or attribute, else `num_outputs` (opset 18) or the
+    /// number of outputs, the last part taking the remainder.
+    fn split(&mut self, node: &NodeProto, name: &str) -> Result<()> {
+        let x = self.input(node, 0)?;
+        let shape = self.shape(&x);
+        let a = axis(attr_i(node, "axis", 0), shape.len())?;
+        let d = shape[a];
+        let parts = node.output.len();
+        ensure!(parts > 0, "Split without outputs");
+        let sizes: Vec<usize> = match self.ints_of(node, 1, "split", 13)? {
+            Some(s) => {
+                ensure!(s.len() == parts, "Split into {} sizes for {parts} outputs", s.len());
+                ensure!(s.iter().all(|&v| v >= 0), "Split with a negative size");
+                s.iter().map(|&v| v as usize).collect()
+            }
+            None => {
+                let n = attr_i(node, "num_outputs", parts as i64).max(1) as usize;
+                ensure!(n == parts, "Split num_outputs {n} for {parts} outputs");
+                let each = d.div_ceil(n);
+                (0..n).map(|i| each.min(d.saturating_sub(i * each))).collect()
+            }
+        };
+        ensure!(sizes.iter().sum::<usize>() == d, "Split sizes {sizes:?} do not add up to the axis of {d}");
+        let st = strides(&shape);
+        let mut start = 0;
+        for (out_name, &len) in node.output.iter().zip(&sizes) {
+            let mut out = shape.clone();
+            out[a] = len;
+            let mut map = Vec::new();
+            for_each_index(&out, |pos| {
+                let idx: usize =
+                    pos.iter().enumerate().map(|(dim, &p)| (p + if dim == a { start } else { 0 }) * st[dim]).sum();
+                map.push(Some(idx));
+            });
+            let v = self.rearrange(x.clone(), out, map, 0.0, &format!("{name}.{out_name}"))?;
+            if let Val::Node(id) = &v {
+                check_size(&self.graph.nodes[*id].shape)?;
+            }
+            self.vals.insert(out_name.clone(), v);
+            start += len;
+        }
+        Ok(())
+    }
+
+    /// Range of constant start, limit and delta: a constant.
+    fn range(&mut self, node: &NodeProto) -> Result<Val> {
+        let scalar = |i: usize, what: &str| -> Result<f64> {
+            let t = self.const_input(node, i, what)?;
+            ensure!(t.len() == 1, "Range {what} is not a scalar");
+            Ok(t.data[0])
+        };
+        let (start, limit, delta) = (scalar(0, "start")?, scalar(1, "limit")?, scalar(2, "delta")?);
+        ensure!(delta != 0.0, "Range with delta 0");
+        let n = ((limit - start) / delta).ceil().max(0.0);
+        ensure!(n <= MAX_TENSOR_ELEMENTS as f64, "Range of {n} elements exceeds the limit of {MAX_TENSOR_ELEMENTS}");
+        let data: Vec<f64> = (0..n as usize).map(|i| start + i as f64 * delta).collect();
+        Ok(Val::Const(Tensor::new(vec![data.len()], data)))
+    }
+
+    /// Trilu: the upper (or lower) triangle of the last two axes from
+    /// diagonal k on, the rest 0 — a rearrangement.
+    fn trilu(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        let x = self.input(node, 0)?;
+        let shape = self.shape(&x);
+        let r = shape.len();
+        ensure!(r >= 2, "Trilu of a rank-{r} tensor");
+        let k = match self.opt_input(node, 1)? {
+            Some(Val::Const(t)) if t.len() == 1 => t.data[0] as i64,
+            Some(_) => bail!("Trilu with a runtime or non-scalar k is not supported"),
+            None => 0,
+        };
+        let upper = attr_i(node, "upper", 1) != 0;
+        let mut map = Vec::new();
+        let mut flat = 0;
+        for_each_index(&shape, |pos| {
+            let (i, j) = (pos[r - 2] as i64, pos[r - 1] as i64);
+            let keep = if upper { j - i >= k } else { j - i <= k };
+            map.push(keep.then_some(flat));
+            flat += 1;
+        });
+        self.rearrange(x, shape, map, 0.0, name)
     }
 
     /// Gather by runtime indices from constant data (embeddings): the data

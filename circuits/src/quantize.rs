@@ -23,6 +23,7 @@ pub fn compile(graph: &Graph, settings: &Settings) -> Result<Program> {
         node: 0,
         vals: vec![None; graph.nodes.len()],
         producer: HashMap::new(),
+        consts: HashMap::new(),
         tables: Vec::new(),
         softmax_max_len: 0,
     };
@@ -94,6 +95,9 @@ struct Lowering<'a> {
     producer: HashMap<V, usize>,
     tables: Vec<Table>,
     softmax_max_len: usize,
+    /// Values that are constants, with their quantized value: a softmax
+    /// leaves out entries that are constant −∞ (attention masks).
+    consts: HashMap<V, i64>,
 }
 
 fn quant(x: f64, scale: u32) -> i64 {
@@ -118,18 +122,34 @@ impl Lowering<'_> {
         let scale = self.s.input_scale;
         let saved = self.node;
         self.node = id as u32;
-        let ids: Vec<V> = t
-            .data
-            .iter()
-            .map(|&c| {
-                let out = self.fresh();
-                self.push(Step::Dot { terms: vec![], bias: quant(c, scale), out });
-                out
-            })
-            .collect();
+        let ids: Vec<V> = t.data.iter().map(|&c| self.constant(quant(c, scale))).collect();
         self.node = saved;
         self.vals[id] = Some(ids.clone());
         Ok(ids)
+    }
+
+    /// A constant value (quantized).
+    fn constant(&mut self, q: i64) -> V {
+        let out = self.fresh();
+        self.push(Step::Dot { terms: vec![], bias: q, out });
+        self.consts.insert(out, q);
+        out
+    }
+
+    /// Whether `v` is a constant below anything an input may hold: −∞ for
+    /// a softmax (masked_fill with -inf, finfo.min or -1e9).
+    fn is_neg_inf(&self, v: V) -> bool {
+        self.consts.get(&v).is_some_and(|&q| q <= self.neg_limit())
+    }
+
+    /// The quantized value at and below which a constant counts as −∞.
+    fn neg_limit(&self) -> i64 {
+        -(1i64 << (2 * self.s.lookup_bits - 1))
+    }
+
+    /// Whether a float constant counts as −∞.
+    fn below_inputs(&self, c: f64) -> bool {
+        quant(c, self.s.input_scale) <= self.neg_limit()
     }
 
     /// A constant-weight dot product followed by requantization to the
@@ -356,9 +376,16 @@ impl Lowering<'_> {
             Op::Softmax => {
                 let x = self.values(ins[0])?;
                 let n = *shape.last().unwrap_or(&1);
-                self.softmax_max_len = self.softmax_max_len.max(n);
                 let mut out = Vec::with_capacity(x.len());
-                for row in x.chunks(n) {
+                let mut zero = None;
+                for full_row in x.chunks(n) {
+                    // Masked entries (constant −∞) are 0 and take no part.
+                    let row: Vec<V> = full_row.iter().copied().filter(|&v| !self.is_neg_inf(v)).collect();
+                    if row.is_empty() {
+                        bail!("every entry of a softmax row is masked (−∞)");
+                    }
+                    self.softmax_max_len = self.softmax_max_len.max(row.len());
+                    let mut probs = Vec::with_capacity(row.len());
                     let m = self.fresh();
                     let exp: Vec<V> = row.iter().map(|_| self.fresh()).collect();
                     self.push(Step::Max { inputs: row.to_vec(), out: m, exp: Some(exp.clone()) });
@@ -367,7 +394,15 @@ impl Lowering<'_> {
                     for &e in &exp {
                         let o = self.fresh();
                         self.push(Step::DivBy { num: e, den: sum, mult: 1 << self.s.input_scale, out: o });
-                        out.push(o);
+                        probs.push(o);
+                    }
+                    let mut probs = probs.into_iter();
+                    for &v in full_row {
+                        out.push(if self.is_neg_inf(v) {
+                            *zero.get_or_insert_with(|| self.constant(0))
+                        } else {
+                            probs.next().expect("one probability per unmasked entry")
+                        });
                     }
                 }
                 out
@@ -381,11 +416,7 @@ impl Lowering<'_> {
                 for m in map {
                     out.push(match m {
                         Some(j) => x[*j],
-                        None => *constant.get_or_insert_with(|| {
-                            let c = self.fresh();
-                            self.push(Step::Dot { terms: vec![], bias: quant(*fill, self.s.input_scale), out: c });
-                            c
-                        }),
+                        None => *constant.get_or_insert_with(|| self.constant(quant(*fill, self.s.input_scale))),
                     });
                 }
                 out
@@ -450,6 +481,11 @@ impl Lowering<'_> {
                 }
                 (None, Some(c), Arith::Mul) => self.dense(std::iter::once((va[ia], c.data[ib])), 0.0),
                 (Some(c), None, Arith::Mul) => self.dense(std::iter::once((vb[ib], c.data[ia])), 0.0),
+                (None, Some(c), _) if self.below_inputs(if op == Arith::Sub { -c.data[ib] } else { c.data[ib] }) => {
+                    // x + (−∞) is −∞: an additive attention mask.
+                    self.constant(quant(if op == Arith::Sub { -c.data[ib] } else { c.data[ib] }, s))
+                }
+                (Some(c), None, Arith::Add) if self.below_inputs(c.data[ia]) => self.constant(quant(c.data[ia], s)),
                 (None, Some(c), _) => {
                     let k = if op == Arith::Sub { -c.data[ib] } else { c.data[ib] };
                     let acc = self.fresh();

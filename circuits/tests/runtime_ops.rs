@@ -199,6 +199,45 @@ fn cases() -> Vec<Case> {
             tol: 0.05,
         });
     }
+    // A causal mask: row i sees columns 0..=i.
+    let causal: Vec<i32> = (0..16).map(|i| i32::from(i % 4 <= i / 4)).collect();
+    cases.push(Case {
+        what: "Softmax of scores masked by Where with -inf (causal attention)",
+        nodes: vec![
+            node("Where", "mask", &["m", "x", "ninf"], "masked", vec![]),
+            node("Softmax", "sm", &["masked"], "y", vec![int_attr("axis", -1)]),
+        ],
+        init: vec![
+            pb::TensorProto {
+                name: "m".into(),
+                dims: vec![4, 4],
+                data_type: BOOL,
+                int32_data: causal.clone(),
+                ..Default::default()
+            },
+            floats("ninf", &[], &[f32::NEG_INFINITY]),
+        ],
+        inputs: vec![floats_in("x", &[2, 4, 4], &mut rng, -3.0, 3.0)],
+        out: (FLOAT, vec![2, 4, 4]),
+        opset: 13,
+        tol: 0.02,
+    });
+    cases.push(Case {
+        what: "Softmax of scores plus an additive mask of float32's lowest value",
+        nodes: vec![
+            node("Add", "mask", &["x", "add"], "masked", vec![]),
+            node("Softmax", "sm", &["masked"], "y", vec![int_attr("axis", -1)]),
+        ],
+        init: vec![floats(
+            "add",
+            &[4, 4],
+            &causal.iter().map(|&c| if c == 1 { 0.0 } else { f32::MIN }).collect::<Vec<_>>(),
+        )],
+        inputs: vec![floats_in("x", &[2, 4, 4], &mut rng, -3.0, 3.0)],
+        out: (FLOAT, vec![2, 4, 4]),
+        opset: 13,
+        tol: 0.02,
+    });
     let table: Vec<f32> = (0..40).map(|i| (i as f32 * 0.37).sin() * 3.0).collect();
     cases.push(Case {
         what: "Gather of embeddings by int64 token ids, negative ones included",

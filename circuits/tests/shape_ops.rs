@@ -17,7 +17,7 @@ use zkfarm_circuits::circuit::instances;
 use zkfarm_circuits::float::FloatModel;
 use zkfarm_circuits::{CompiledModel, ModelCircuit, Settings};
 
-use common::{floats, graph_model, int64s, int_attr, node, string_attr};
+use common::{floats, graph_model, int64s, int_attr, ints_attr, node, string_attr};
 
 fn settings() -> Settings {
     Settings { input_scale: 8, param_scale: 8, lookup_bits: 12, lanes: 8, public_input: false }
@@ -131,6 +131,60 @@ fn cases() -> Vec<Case> {
             exact: false,
         },
         Case {
+            what: "Split by sizes, the parts concatenated in reverse",
+            nodes: vec![
+                split_node(&["x", "sizes"], &["a", "b"], vec![int_attr("axis", 2)]),
+                node("Concat", "c", &["b", "a"], "y", vec![int_attr("axis", 2)]),
+            ],
+            init: vec![int64s("sizes", &[2], &[1, 3])],
+            out: SHAPE.to_vec(),
+            opset: 13,
+            exact: true,
+        },
+        Case {
+            what: "Split into num_outputs equal parts (opset 18)",
+            nodes: vec![
+                split_node(&["x"], &["a", "b", "c"], vec![int_attr("axis", 1), int_attr("num_outputs", 3)]),
+                node("Concat", "cat", &["c", "a", "b"], "y", vec![int_attr("axis", 1)]),
+            ],
+            init: vec![],
+            out: SHAPE.to_vec(),
+            opset: 18,
+            exact: true,
+        },
+        Case {
+            what: "Split by the attribute (opset 11)",
+            nodes: vec![
+                split_node(&["x"], &["a", "b"], vec![int_attr("axis", 0), ints_attr("split", &[1, 1])]),
+                node("Sub", "y", &["b", "a"], "y", vec![]),
+            ],
+            init: vec![],
+            out: vec![1, 3, 4],
+            opset: 11,
+            exact: false,
+        },
+        one(
+            "Trilu, upper from diagonal 1",
+            node("Trilu", "t", &["x", "k"], "y", vec![]),
+            vec![int64s("k", &[], &[1])],
+            &SHAPE,
+            14,
+        ),
+        one("Trilu, lower", node("Trilu", "t", &["x"], "y", vec![int_attr("upper", 0)]), vec![], &SHAPE, 14),
+        Case {
+            what: "x plus a Range",
+            nodes: vec![
+                node("Range", "r", &["start", "limit", "delta"], "ramp", vec![]),
+                node("Cast", "f", &["ramp"], "rampf", vec![int_attr("to", 1)]),
+                node("Add", "y", &["x", "rampf"], "y", vec![]),
+            ],
+            // tract 0.23 divides by zero on float Ranges; int64 ones it runs.
+            init: vec![int64s("start", &[], &[-3]), int64s("limit", &[], &[5]), int64s("delta", &[], &[2])],
+            out: SHAPE.to_vec(),
+            opset: 13,
+            exact: false,
+        },
+        Case {
             what: "Sum, Mean, Max and Min of broadcast tensors",
             nodes: vec![
                 node("Sum", "s", &["x", "a", "b"], "s1", vec![]),
@@ -148,6 +202,13 @@ fn cases() -> Vec<Case> {
             exact: false,
         },
     ]
+}
+
+fn split_node(inputs: &[&str], outputs: &[&str], attrs: Vec<pb::AttributeProto>) -> pb::NodeProto {
+    pb::NodeProto {
+        output: outputs.iter().map(|o| o.to_string()).collect(),
+        ..node("Split", "split", inputs, "", attrs)
+    }
 }
 
 fn tensor_attr(name: &str, v: f32) -> pb::AttributeProto {
