@@ -2,7 +2,7 @@
 """Writes the bundled example models and inputs.
 
 Weights are random with a fixed seed, so running this again gives the same
-files.  Needs the `onnx` and `numpy` packages.  Usage: python3 make_examples.py
+files.  Needs the `onnx` and `numpy` packages (pip install onnx).  Usage: python3 make_examples.py
 """
 import json
 import os
@@ -121,6 +121,105 @@ def nonlinear(rng):
     save("nonlinear", nodes, inits, [1, 16], [1, 6], x)
 
 
+def tiny_gpt(rng):
+    """A nanoGPT-class decoder: 2 layers, width 64, 4 heads, sequence 16,
+    vocabulary 65, as PyTorch exports it at opset 17 (token embedding by
+    Gather, learned positions, pre-LayerNorm blocks, causally masked attention
+    through Where with -inf, Gelu as erf, a linear head). Weights are scaled
+    as in a trained model (unit embeddings, 1/sqrt(fan_in) projections) so
+    that activations are of order one."""
+    vocab, seq, width, heads, layers = 65, 16, 64, 4, 2
+    hd = width // heads
+    inits = []
+
+    def param(name, array):
+        inits.append(init(name, array))
+        return name
+
+    def linear(x, out, fan_in, fan_out, name):
+        w = param(f"{name}.w", rng.normal(0.0, 1.0 / np.sqrt(fan_in), size=(fan_in, fan_out)))
+        b = param(f"{name}.b", rng.normal(0.0, 0.02, size=(fan_out,)))
+        return [helper.make_node("MatMul", [x, w], [f"{name}.mm"], name=f"{name}.matmul"),
+                helper.make_node("Add", [f"{name}.mm", b], [out], name=f"{name}.bias")]
+
+    def layer_norm(x, out, name):
+        g = param(f"{name}.g", rng.uniform(0.8, 1.2, size=(width,)))
+        b = param(f"{name}.b", rng.normal(0.0, 0.05, size=(width,)))
+        return [helper.make_node("LayerNormalization", [x, g, b], [out], name=name, axis=-1, epsilon=1e-5)]
+
+    wte = param("wte", rng.normal(0.0, 1.0, size=(vocab, width)))
+    wpe = param("wpe", rng.normal(0.0, 0.5, size=(seq, width)))
+    inits.append(numpy_helper.from_array(np.tril(np.ones((seq, seq), dtype=np.float32)), "causal"))
+    inits.append(numpy_helper.from_array(np.array(0.0, dtype=np.float32), "zero"))
+    inits.append(numpy_helper.from_array(np.array(-np.inf, dtype=np.float32), "ninf"))
+    inits.append(numpy_helper.from_array(np.array(1.0 / np.sqrt(hd), dtype=np.float32), "att_scale"))
+    inits.append(numpy_helper.from_array(np.array([64, 64, 64], dtype=np.int64), "qkv_split"))
+    inits.append(numpy_helper.from_array(np.array([1, seq, heads, hd], dtype=np.int64), "heads_shape"))
+    inits.append(numpy_helper.from_array(np.array([1, seq, width], dtype=np.int64), "model_shape"))
+    for name, value in [("r0", 0), ("rn", seq), ("r1", 1)]:
+        inits.append(numpy_helper.from_array(np.array(value, dtype=np.int64), name))
+    for name, value in [("half", 0.5), ("one", 1.0), ("rsqrt2", 1.0 / np.sqrt(2.0))]:
+        inits.append(numpy_helper.from_array(np.array(value, dtype=np.float32), name))
+    nodes = [
+        helper.make_node("Gather", [wte, "input"], ["tok"], name="tok_embed"),
+        helper.make_node("Range", ["r0", "rn", "r1"], ["pos"], name="positions"),
+        helper.make_node("Gather", [wpe, "pos"], ["pos_emb"], name="pos_embed"),
+        helper.make_node("Add", ["tok", "pos_emb"], ["x0"], name="embed"),
+        helper.make_node("Equal", ["causal", "zero"], ["masked"], name="mask"),
+    ]
+    x = "x0"
+    for i in range(layers):
+        p = f"h{i}"
+        nodes += layer_norm(x, f"{p}.ln1", f"{p}.ln_1")
+        nodes += linear(f"{p}.ln1", f"{p}.qkv", width, 3 * width, f"{p}.c_attn")
+        nodes.append(helper.make_node("Split", [f"{p}.qkv", "qkv_split"], [f"{p}.q0", f"{p}.k0", f"{p}.v0"],
+                                      name=f"{p}.split", axis=2))
+        for t in "qkv":
+            nodes.append(helper.make_node("Reshape", [f"{p}.{t}0", "heads_shape"], [f"{p}.{t}1"], name=f"{p}.{t}.view"))
+            perm = [0, 2, 3, 1] if t == "k" else [0, 2, 1, 3]
+            nodes.append(helper.make_node("Transpose", [f"{p}.{t}1"], [f"{p}.{t}"], name=f"{p}.{t}.heads", perm=perm))
+        nodes += [
+            helper.make_node("MatMul", [f"{p}.q", f"{p}.k"], [f"{p}.s0"], name=f"{p}.scores"),
+            helper.make_node("Mul", [f"{p}.s0", "att_scale"], [f"{p}.s1"], name=f"{p}.scale"),
+            helper.make_node("Where", ["masked", "ninf", f"{p}.s1"], [f"{p}.s2"], name=f"{p}.masked_fill"),
+            helper.make_node("Softmax", [f"{p}.s2"], [f"{p}.att"], name=f"{p}.softmax", axis=-1),
+            helper.make_node("MatMul", [f"{p}.att", f"{p}.v"], [f"{p}.y0"], name=f"{p}.attend"),
+            helper.make_node("Transpose", [f"{p}.y0"], [f"{p}.y1"], name=f"{p}.merge", perm=[0, 2, 1, 3]),
+            helper.make_node("Reshape", [f"{p}.y1", "model_shape"], [f"{p}.y"], name=f"{p}.concat_heads"),
+        ]
+        nodes += linear(f"{p}.y", f"{p}.proj", width, width, f"{p}.c_proj")
+        nodes.append(helper.make_node("Add", [x, f"{p}.proj"], [f"{p}.x1"], name=f"{p}.residual1"))
+        nodes += layer_norm(f"{p}.x1", f"{p}.ln2", f"{p}.ln_2")
+        nodes += linear(f"{p}.ln2", f"{p}.fc", width, 4 * width, f"{p}.c_fc")
+        nodes += [
+            helper.make_node("Mul", [f"{p}.fc", "rsqrt2"], [f"{p}.g0"], name=f"{p}.gelu.scale"),
+            helper.make_node("Erf", [f"{p}.g0"], [f"{p}.g1"], name=f"{p}.gelu.erf"),
+            helper.make_node("Add", [f"{p}.g1", "one"], [f"{p}.g2"], name=f"{p}.gelu.add"),
+            helper.make_node("Mul", [f"{p}.fc", "half"], [f"{p}.g3"], name=f"{p}.gelu.half"),
+            helper.make_node("Mul", [f"{p}.g3", f"{p}.g2"], [f"{p}.gelu"], name=f"{p}.gelu"),
+        ]
+        nodes += linear(f"{p}.gelu", f"{p}.mlp", 4 * width, width, f"{p}.mlp_proj")
+        nodes.append(helper.make_node("Add", [f"{p}.x1", f"{p}.mlp"], [f"{p}.out"], name=f"{p}.residual2"))
+        x = f"{p}.out"
+    nodes += layer_norm(x, "xf", "ln_f")
+    head = param("lm_head", rng.normal(0.0, 1.0 / np.sqrt(width), size=(width, vocab)))
+    nodes.append(helper.make_node("MatMul", ["xf", head], ["output"], name="head"))
+    graph = helper.make_graph(
+        nodes,
+        "tiny_gpt",
+        [helper.make_tensor_value_info("input", TensorProto.INT64, [1, seq])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, seq, vocab])],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, os.path.join(HERE, "tiny_gpt.onnx"))
+    ids = rng.integers(0, vocab, size=(seq,))
+    with open(os.path.join(HERE, "tiny_gpt.input.json"), "w") as f:
+        json.dump({"input_data": [[int(v) for v in ids]]}, f)
+
+
 def mlp_batch(rng):
     """A farm batch of 8 MLP requests mixing the three tiers, each input the
     example input plus a little noise, clipped to [0, 1]."""
@@ -140,3 +239,4 @@ if __name__ == "__main__":
     lenet(np.random.default_rng(2))
     nonlinear(np.random.default_rng(3))
     mlp_batch(np.random.default_rng(4))
+    tiny_gpt(np.random.default_rng(5))

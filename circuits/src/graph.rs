@@ -312,6 +312,48 @@ impl Cmp {
     }
 }
 
+/// An element-wise function of one value `X`, composed of constants, sums,
+/// products and table functions: a chain of element-wise ops over one tensor
+/// (Gelu written with Erf, x·sigmoid(x)) becomes one lookup table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Expr {
+    X,
+    Const(f64),
+    Add(Box<Expr>, Box<Expr>),
+    Mul(Box<Expr>, Box<Expr>),
+    Act(Activation, Box<Expr>),
+}
+
+impl Expr {
+    pub fn eval(&self, x: f64) -> f64 {
+        match self {
+            Expr::X => x,
+            Expr::Const(c) => *c,
+            Expr::Add(a, b) => a.eval(x) + b.eval(x),
+            Expr::Mul(a, b) => a.eval(x) * b.eval(x),
+            Expr::Act(act, a) => act.eval(a.eval(x)),
+        }
+    }
+
+    /// Whether a table function appears in it.
+    pub fn has_table(&self) -> bool {
+        match self {
+            Expr::X | Expr::Const(_) => false,
+            Expr::Add(a, b) | Expr::Mul(a, b) => a.has_table() || b.has_table(),
+            Expr::Act(..) => true,
+        }
+    }
+
+    /// `self op other` for Add, Sub and Mul.
+    pub fn arith(self, op: Arith, other: Expr) -> Expr {
+        match op {
+            Arith::Add => Expr::Add(Box::new(self), Box::new(other)),
+            Arith::Sub => Expr::Add(Box::new(self), Box::new(Expr::Mul(Box::new(Expr::Const(-1.0)), Box::new(other)))),
+            Arith::Mul => Expr::Mul(Box::new(self), Box::new(other)),
+        }
+    }
+}
+
 /// Binary element-wise arithmetic with numpy broadcasting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Arith {
@@ -393,13 +435,18 @@ pub enum Op {
     GatherConst {
         data: Tensor,
     },
-    /// `(x - mean) / sqrt(var + eps)` over `axes` (LayerNormalization,
-    /// InstanceNormalization, GroupNormalization before their affine part).
+    /// `(x - mean) / sqrt(var + eps) · scale + shift` over `axes`
+    /// (LayerNormalization, InstanceNormalization, GroupNormalization);
+    /// `scale` and `shift` hold one value per element, or are empty (1, 0).
     Normalize {
         axes: Vec<usize>,
         eps: f64,
+        scale: Vec<f64>,
+        shift: Vec<f64>,
     },
     Act(Activation),
+    /// An element-wise function of the input, one table.
+    Fn(Expr),
     /// Softmax over the last axis.
     Softmax,
     MaxPool(Window),
@@ -522,6 +569,7 @@ impl Op {
             Op::Arith(Arith::Sub) => "Sub",
             Op::Arith(Arith::Mul) => "Mul",
             Op::Act(a) => a.name(),
+            Op::Fn(_) => "ElementwiseFn",
             Op::DivDyn => "Div",
             Op::Compare(c) => c.name(),
             Op::Select { .. } => "Where",

@@ -15,6 +15,101 @@ use crate::graph::*;
 /// before any allocation so that a hostile file cannot exhaust memory.
 pub const MAX_TENSOR_ELEMENTS: usize = 1 << 24;
 
+/// The ONNX ops the importer translates (besides comparisons and reductions,
+/// named by [`Cmp::of`] and [`Reduce::of`]).
+pub const SUPPORTED_OPS: &[&str] = &[
+    "Abs",
+    "Acos",
+    "Acosh",
+    "Add",
+    "And",
+    "Asin",
+    "Asinh",
+    "Atan",
+    "Atanh",
+    "AveragePool",
+    "BatchNormalization",
+    "Cast",
+    "Ceil",
+    "Celu",
+    "Clip",
+    "Concat",
+    "Constant",
+    "ConstantOfShape",
+    "Conv",
+    "Cos",
+    "Cosh",
+    "Div",
+    "Dropout",
+    "Elu",
+    "Erf",
+    "Exp",
+    "Expand",
+    "Flatten",
+    "Floor",
+    "Gather",
+    "Gelu",
+    "Gemm",
+    "GlobalAveragePool",
+    "GroupNormalization",
+    "HardSigmoid",
+    "HardSwish",
+    "Identity",
+    "InstanceNormalization",
+    "LayerNormalization",
+    "LeakyRelu",
+    "Log",
+    "MatMul",
+    "Max",
+    "MaxPool",
+    "Mean",
+    "Min",
+    "Mish",
+    "Mul",
+    "Neg",
+    "Not",
+    "Or",
+    "PRelu",
+    "Pad",
+    "Pow",
+    "Range",
+    "Reciprocal",
+    "Relu",
+    "Reshape",
+    "Round",
+    "Selu",
+    "Shape",
+    "Shrink",
+    "Sigmoid",
+    "Sign",
+    "Sin",
+    "Sinh",
+    "Size",
+    "Slice",
+    "Softmax",
+    "Softplus",
+    "Softsign",
+    "Split",
+    "Sqrt",
+    "Squeeze",
+    "Sub",
+    "Sum",
+    "Tan",
+    "Tanh",
+    "ThresholdedRelu",
+    "Tile",
+    "Transpose",
+    "Trilu",
+    "Unsqueeze",
+    "Where",
+    "Xor",
+];
+
+/// Whether the importer translates an op of the default domain.
+pub fn is_supported(op: &str) -> bool {
+    SUPPORTED_OPS.contains(&op) || Cmp::of(op).is_some() || Reduce::of(op).is_some()
+}
+
 /// Decodes ONNX bytes and translates them into a [`Graph`].
 pub fn import_bytes(bytes: &[u8]) -> Result<Graph> {
     let proto =
@@ -42,6 +137,9 @@ struct Importer {
     readers: HashMap<String, usize>,
     graph_outputs: Vec<String>,
     opset: i64,
+    /// Nodes that are element-wise functions of another node (their base),
+    /// for fusing chains of element-wise ops into one table.
+    fns: HashMap<NodeId, (NodeId, Expr)>,
 }
 
 fn import_proto(proto: &pb::ModelProto) -> Result<Graph> {
@@ -58,6 +156,7 @@ fn import_proto(proto: &pb::ModelProto) -> Result<Graph> {
         readers: HashMap::new(),
         graph_outputs: g.output.iter().map(|o| o.name.clone()).collect(),
         opset,
+        fns: HashMap::new(),
     };
     for t in &g.initializer {
         let tensor = load_tensor(t).with_context(|| format!("initializer `{}`", t.name))?;
@@ -82,10 +181,9 @@ fn import_proto(proto: &pb::ModelProto) -> Result<Graph> {
             *imp.readers.entry(i.clone()).or_default() += 1;
         }
     }
+    check_ops(&g.node)?;
     for node in &g.node {
-        let name =
-            if node.name.is_empty() { node.output.first().cloned().unwrap_or_default() } else { node.name.clone() };
-        imp.node(node, &name).with_context(|| format!("node `{name}` ({})", node.op_type))?;
+        imp.node(node, &node_name(node)).with_context(|| format!("node `{}` ({})", node_name(node), node.op_type))?;
     }
     for out in &g.output {
         match imp.vals.get(&out.name) {
@@ -104,6 +202,43 @@ fn elem_of(code: i32) -> Option<Elem> {
         2..=7 | 12 | 13 => Some(Elem::Int),
         9 => Some(Elem::Bool),
         _ => None,
+    }
+}
+
+/// A node's name, or its first output's where it has none.
+fn node_name(node: &NodeProto) -> String {
+    if node.name.is_empty() {
+        node.output.first().cloned().unwrap_or_default()
+    } else {
+        node.name.clone()
+    }
+}
+
+/// Every op of the model that is not supported, named with its nodes, in
+/// one error, so that a user learns all a model lacks at once.
+fn check_ops(nodes: &[NodeProto]) -> Result<()> {
+    let mut missing: Vec<(String, Vec<String>)> = Vec::new();
+    for node in nodes {
+        let default_domain = node.domain.is_empty() || node.domain == "ai.onnx";
+        if default_domain && is_supported(&node.op_type) {
+            continue;
+        }
+        let op = if default_domain { node.op_type.clone() } else { format!("{}:{}", node.domain, node.op_type) };
+        match missing.iter_mut().find(|(o, _)| *o == op) {
+            Some((_, names)) => names.push(node_name(node)),
+            None => missing.push((op, vec![node_name(node)])),
+        }
+    }
+    let describe = |(op, names): &(String, Vec<String>)| {
+        let shown: Vec<String> = names.iter().take(3).map(|n| format!("`{n}`")).collect();
+        let more = if names.len() > 3 { format!(" and {} more", names.len() - 3) } else { String::new() };
+        let nodes = if names.len() == 1 { "node" } else { "nodes" };
+        format!("`{op}` at {nodes} {}{more}", shown.join(", "))
+    };
+    match missing.len() {
+        0 => Ok(()),
+        1 => bail!("unsupported op {}", describe(&missing[0])),
+        n => bail!("{n} unsupported ops: {}", missing.iter().map(describe).collect::<Vec<_>>().join("; ")),
     }
 }
 
@@ -778,6 +913,9 @@ impl Importer {
     }
 
     fn arith(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        if let Some(v) = self.fold_into_layer(node)? {
+            return Ok(v);
+        }
         let a = self.input(node, 0)?;
         let mut b = self.input(node, 1)?;
         let mut op = match node.op_type.as_str() {
@@ -799,6 +937,54 @@ impl Importer {
         self.binary(op, a, b, name)
     }
 
+    /// `layer(x) + c`, `layer(x) - c` and `layer(x) · c` (either order for
+    /// + and ·), and the same with `/ c`, for a Dense or Conv layer whose
+    /// output nothing else reads and a constant that varies only along the
+    /// layer's output features (or channels): folded into the layer's
+    /// weights and bias, so a MatMul followed by its bias costs no more
+    /// rows than a Gemm. None when the pattern does not apply.
+    fn fold_into_layer(&mut self, node: &NodeProto) -> Result<Option<Val>> {
+        let op = node.op_type.as_str();
+        let (x, c, swapped) = match (self.input(node, 0)?, self.input(node, 1)?) {
+            (Val::Node(x), Val::Const(c)) => (x, c, false),
+            (Val::Const(c), Val::Node(x)) if op == "Add" || op == "Mul" => (x, c, true),
+            _ => return Ok(None),
+        };
+        let x_name = &node.input[usize::from(swapped)];
+        if !self.private_output(x_name) {
+            return Ok(None);
+        }
+        let shape = self.graph.nodes[x].shape.clone();
+        let axis = match &self.graph.nodes[x].op {
+            Op::Dense { .. } => shape.len() - 1,
+            Op::Conv { .. } => 1,
+            _ => return Ok(None),
+        };
+        let Some(per) = per_index(&c, &shape, axis) else { return Ok(None) };
+        if op == "Div" && per.iter().any(|&v| v == 0.0) {
+            return Ok(None);
+        }
+        let (Op::Dense { weight, bias } | Op::Conv { weight, bias, .. }) = &mut self.graph.nodes[x].op else {
+            unreachable!("matched above")
+        };
+        let fan_in = weight.len() / bias.len();
+        match op {
+            "Add" => bias.iter_mut().zip(&per).for_each(|(b, c)| *b += c),
+            "Sub" => bias.iter_mut().zip(&per).for_each(|(b, c)| *b -= c),
+            "Mul" | "Div" => {
+                let f = |c: f64| if op == "Div" { 1.0 / c } else { c };
+                for (j, b) in bias.iter_mut().enumerate() {
+                    *b *= f(per[j]);
+                }
+                for (i, w) in weight.data.iter_mut().enumerate() {
+                    *w *= f(per[i / fan_in]);
+                }
+            }
+            _ => return Ok(None),
+        }
+        Ok(Some(Val::Node(x)))
+    }
+
     /// `a op b` with broadcasting, folded when both are constant.
     fn binary(&mut self, op: Arith, a: Val, b: Val, name: &str) -> Result<Val> {
         let shape = broadcast_shapes(&self.shape(&a), &self.shape(&b))
@@ -815,9 +1001,70 @@ impl Importer {
             });
             return Ok(Val::Const(Tensor::new(shape, data)));
         }
+        let composed = self.compose(op, &a, &b, &shape);
+        if let Some(v) = self.fused(composed.clone(), &[&a, &b], name) {
+            return Ok(v);
+        }
         let a = self.node_of(a, &format!("{name}.a"));
         let b = self.node_of(b, &format!("{name}.b"));
-        Ok(self.push(name, Op::Arith(op), vec![a, b], shape))
+        let v = self.push(name, Op::Arith(op), vec![a, b], shape);
+        self.record(&v, composed);
+        Ok(v)
+    }
+
+    /// A runtime node as an element-wise function of its base.
+    fn elem_fn(&self, id: NodeId) -> (NodeId, Expr) {
+        self.fns.get(&id).cloned().unwrap_or((id, Expr::X))
+    }
+
+    /// `a op b` as an element-wise function of one base node, where it is
+    /// one: a function of the base with a scalar constant, or two functions
+    /// of the same base, all of the base's shape.
+    fn compose(&self, op: Arith, a: &Val, b: &Val, shape: &[usize]) -> Option<(NodeId, Expr)> {
+        let scalar = |t: &Tensor| (t.len() == 1).then(|| Expr::Const(t.data[0]));
+        let (base, ea, eb) = match (a, b) {
+            (Val::Node(x), Val::Const(c)) => {
+                let (base, e) = self.elem_fn(*x);
+                (base, e, scalar(c)?)
+            }
+            (Val::Const(c), Val::Node(x)) => {
+                let (base, e) = self.elem_fn(*x);
+                (base, scalar(c)?, e)
+            }
+            (Val::Node(x), Val::Node(y)) => {
+                let ((bx, ex), (by, ey)) = (self.elem_fn(*x), self.elem_fn(*y));
+                if bx != by {
+                    return None;
+                }
+                (bx, ex, ey)
+            }
+            (Val::Const(_), Val::Const(_)) => return None,
+        };
+        (self.graph.nodes[base].shape == shape).then(|| (base, ea.arith(op, eb)))
+    }
+
+    /// One table node for a composed function that holds a table function,
+    /// when it would otherwise cost rows of its own: it combines two
+    /// runtime values, or works on a table's output. The nodes it replaces
+    /// are left unread and are not lowered.
+    fn fused(&mut self, composed: Option<(NodeId, Expr)>, inputs: &[&Val], name: &str) -> Option<Val> {
+        let (base, e) = composed?;
+        let runtime: Vec<NodeId> =
+            inputs.iter().filter_map(|v| if let Val::Node(id) = v { Some(*id) } else { None }).collect();
+        let on_table = runtime.iter().any(|&id| matches!(self.graph.nodes[id].op, Op::Act(_) | Op::Fn(_)));
+        if !e.has_table() || !(runtime.len() == 2 || on_table) {
+            return None;
+        }
+        let shape = self.graph.nodes[base].shape.clone();
+        let v = self.push(name, Op::Fn(e.clone()), vec![base], shape);
+        self.record(&v, Some((base, e)));
+        Some(v)
+    }
+
+    fn record(&mut self, v: &Val, composed: Option<(NodeId, Expr)>) {
+        if let (Val::Node(id), Some(c)) = (v, composed) {
+            self.fns.insert(*id, c);
+        }
     }
 
     /// A binary op node over two values (constants become nodes), of their
@@ -909,12 +1156,28 @@ impl Importer {
     ) -> Result<Val> {
         let shape = self.shape(&x);
         let x = self.node_of(x, &format!("{name}.x"));
-        let mut y = self.push(&format!("{name}.norm"), Op::Normalize { axes, eps }, vec![x], shape);
-        if let Some(s) = scale {
-            y = self.binary(Arith::Mul, y, s, &format!("{name}.scale"))?;
+        // Constant scale and shift fold into the normalization, one value
+        // per element; runtime ones are an ordinary Mul and Add.
+        let per_element = |v: &Option<Val>| -> Result<Option<Vec<f64>>> {
+            let Some(Val::Const(t)) = v else { return Ok(None) };
+            ensure!(
+                broadcast_shapes(&shape, &t.shape).as_deref() == Some(&shape[..]),
+                "a normalization parameter of shape {:?} for an input of shape {shape:?}",
+                t.shape
+            );
+            let mut out = Vec::new();
+            for_each_index(&shape, |pos| out.push(t.data[broadcast_index(&t.shape, pos)]));
+            Ok(Some(out))
+        };
+        let (s, b) = (per_element(&scale)?, per_element(&bias)?);
+        let op =
+            Op::Normalize { axes, eps, scale: s.clone().unwrap_or_default(), shift: b.clone().unwrap_or_default() };
+        let mut y = self.push(name, op, vec![x], shape.clone());
+        if let (Some(v), None) = (scale, &s) {
+            y = self.binary(Arith::Mul, y, v, &format!("{name}.scale"))?;
         }
-        if let Some(b) = bias {
-            y = self.binary(Arith::Add, y, b, &format!("{name}.bias"))?;
+        if let (Some(v), None) = (bias, &b) {
+            y = self.binary(Arith::Add, y, v, &format!("{name}.bias"))?;
         }
         Ok(y)
     }
@@ -966,26 +1229,27 @@ impl Importer {
         ensure!(groups > 0 && c % groups as usize == 0, "num_groups {groups} does not divide {c} channels");
         let g = groups as usize;
         let inner: usize = shape[2..].iter().product();
-        let grouped = self.reshape(x, vec![shape[0], g, c / g * inner], &format!("{name}.groups"))?;
-        let norm = self.normalized(grouped, vec![2], attr_f(node, "epsilon", 1e-5), None, None, name)?;
-        let y = self.reshape(norm, shape.clone(), &format!("{name}.channels"))?;
+        let grouped_shape = vec![shape[0], g, c / g * inner];
+        let grouped = self.reshape(x, grouped_shape.clone(), &format!("{name}.groups"))?;
         let per_group = self.opset < 21;
+        // Scale and shift per element of the grouped layout (the same order
+        // as the input's), so that they fold into the normalization.
         let param = |i: usize, what: &str| -> Result<Val> {
             let t = self.const_input(node, i, what)?;
-            let data: Vec<f64> = if per_group {
+            let per_channel: Vec<f64> = if per_group {
                 ensure!(t.len() == g, "GroupNormalization {what} of {} values for {g} groups", t.len());
                 (0..c).map(|ch| t.data[ch / (c / g)]).collect()
             } else {
                 ensure!(t.len() == c, "GroupNormalization {what} of {} values for {c} channels", t.len());
                 t.data
             };
-            let mut s = vec![c];
-            s.extend(std::iter::repeat_n(1, rank - 2));
-            Ok(Val::Const(Tensor::new(s, data)))
+            let data = (0..shape[0] * c * inner).map(|i| per_channel[(i / inner) % c]).collect();
+            Ok(Val::Const(Tensor::new(grouped_shape.clone(), data)))
         };
         let (scale, bias) = (param(1, "scale")?, param(2, "bias")?);
-        let y = self.binary(Arith::Mul, y, scale, &format!("{name}.scale"))?;
-        self.binary(Arith::Add, y, bias, &format!("{name}.bias"))
+        let eps = attr_f(node, "epsilon", 1e-5);
+        let norm = self.normalized(grouped, vec![2], eps, Some(scale), Some(bias), &format!("{name}.norm"))?;
+        self.reshape(norm, shape, name)
     }
 
     fn act(&mut self, node: &NodeProto, name: &str, act: Activation) -> Result<Val> {
@@ -994,8 +1258,15 @@ impl Importer {
                 Ok(Val::Const(Tensor::new(t.shape.clone(), t.data.iter().map(|&v| act.eval(v)).collect())))
             }
             Val::Node(x) => {
+                let (base, e) = self.elem_fn(x);
+                let composed = Some((base, Expr::Act(act, Box::new(e))));
+                if let Some(v) = self.fused(composed.clone(), &[&Val::Node(x)], name) {
+                    return Ok(v);
+                }
                 let shape = self.graph.nodes[x].shape.clone();
-                Ok(self.push(name, Op::Act(act), vec![x], shape))
+                let v = self.push(name, Op::Act(act), vec![x], shape);
+                self.record(&v, composed);
+                Ok(v)
             }
         }
     }
@@ -1583,6 +1854,20 @@ impl Importer {
         let ids = vals.into_iter().enumerate().map(|(i, v)| self.node_of(v, &format!("{name}.in{i}"))).collect();
         Ok(self.push(name, Op::Concat { axis: a }, ids, shape))
     }
+}
+
+/// The values of constant `c` along `axis` of `shape`, when `c` broadcasts
+/// to `shape` without enlarging it and varies along no other axis.
+fn per_index(c: &Tensor, shape: &[usize], axis: usize) -> Option<Vec<f64>> {
+    if c.shape.len() > shape.len() || broadcast_shapes(shape, &c.shape)? != shape {
+        return None;
+    }
+    let offset = shape.len() - c.shape.len();
+    let along = axis.checked_sub(offset).map_or(1, |a| c.shape[a]);
+    if c.shape.iter().enumerate().any(|(d, &n)| n != 1 && d + offset != axis) {
+        return None;
+    }
+    Some((0..shape[axis]).map(|i| c.data[if along == 1 { 0 } else { i }]).collect())
 }
 
 fn reshape_target(input: &[usize], target: &[f64], allowzero: bool) -> Result<Vec<usize>> {

@@ -5,7 +5,7 @@
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::graph::{Activation, Elem};
+use crate::graph::{Activation, Elem, Expr};
 
 /// Index of a value (one scalar activation) in the program.
 pub type V = u32;
@@ -144,6 +144,8 @@ pub struct Program {
 pub enum Table {
     /// A function of the fixed-point value `u / 2^scale`.
     Fn(Activation),
+    /// A composed element-wise function of `u / 2^scale`.
+    Expr(Expr),
     /// Constants by key: `values[u]` for `u` in `[0, n)` and `values[u + n]`
     /// for `u` in `[-n, 0)` (ONNX's negative indices), 0 elsewhere.
     Data { values: Vec<i64> },
@@ -154,6 +156,10 @@ impl Table {
     pub fn value(&self, u: i64, scale: u32) -> i64 {
         match self {
             Table::Fn(act) => table_value(act, u, scale),
+            Table::Expr(e) => {
+                let s = (1u64 << scale) as f64;
+                saturate((e.eval(u as f64 / s) * s).round())
+            }
             Table::Data { values } => {
                 let n = values.len() as i64;
                 match u {

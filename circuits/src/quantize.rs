@@ -24,6 +24,7 @@ pub fn compile(graph: &Graph, settings: &Settings) -> Result<Program> {
         vals: vec![None; graph.nodes.len()],
         producer: HashMap::new(),
         consts: HashMap::new(),
+        error: None,
         tables: Vec::new(),
         softmax_max_len: 0,
     };
@@ -39,8 +40,9 @@ pub fn compile(graph: &Graph, settings: &Settings) -> Result<Program> {
         l.vals[id] = Some(typed);
         inputs.push(ids);
     }
+    let live = live_nodes(graph);
     for id in 0..graph.nodes.len() {
-        if matches!(graph.nodes[id].op, Op::Input { .. } | Op::Const(_)) {
+        if !live[id] || matches!(graph.nodes[id].op, Op::Input { .. } | Op::Const(_)) {
             continue;
         }
         l.node = id as u32;
@@ -52,6 +54,9 @@ pub fn compile(graph: &Graph, settings: &Settings) -> Result<Program> {
     let mut outputs = Vec::new();
     for &id in &graph.outputs {
         outputs.push(l.values(id)?);
+    }
+    if let Some(e) = l.error.take() {
+        bail!(e);
     }
     let exp_scale = if l.softmax_max_len > 0 {
         let need = usize::BITS - (l.softmax_max_len - 1).leading_zeros();
@@ -83,6 +88,23 @@ pub fn compile(graph: &Graph, settings: &Settings) -> Result<Program> {
     })
 }
 
+/// The nodes an output depends on: others (left behind by fusions at
+/// import) are not lowered, so they cost no rows.
+fn live_nodes(graph: &Graph) -> Vec<bool> {
+    let mut live = vec![false; graph.nodes.len()];
+    for &o in &graph.outputs {
+        live[o] = true;
+    }
+    for id in (0..graph.nodes.len()).rev() {
+        if live[id] {
+            for &i in &graph.nodes[id].inputs {
+                live[i] = true;
+            }
+        }
+    }
+    live
+}
+
 struct Lowering<'a> {
     g: &'a Graph,
     s: Settings,
@@ -98,6 +120,8 @@ struct Lowering<'a> {
     /// Values that are constants, with their quantized value: a softmax
     /// leaves out entries that are constant −∞ (attention masks).
     consts: HashMap<V, i64>,
+    /// The first problem found where a step cannot report it itself.
+    error: Option<String>,
 }
 
 fn quant(x: f64, scale: u32) -> i64 {
@@ -163,7 +187,29 @@ impl Lowering<'_> {
         self.div(acc, 1 << p)
     }
 
+    /// `round(input / divisor)`. The circuit range-checks a remainder
+    /// against `2^B`, so a larger divisor is divided out in factors of at
+    /// most `2^B` (rounding at each); one with no such factorization is an
+    /// error at the end of the compilation.
     fn div(&mut self, input: V, divisor: i64) -> V {
+        let limit = 1i64 << self.s.lookup_bits;
+        if divisor > limit {
+            let factor = (2..=limit).rev().find(|f| divisor % f == 0);
+            match factor {
+                Some(f) => {
+                    let part = self.div(input, f);
+                    return self.div(part, divisor / f);
+                }
+                None => {
+                    let node = &self.g.nodes[self.node as usize].name;
+                    self.error.get_or_insert(format!(
+                        "node `{node}` divides by {divisor}, which exceeds 2^{} and has no factors below it; \
+                         raise lookup_bits",
+                        self.s.lookup_bits
+                    ));
+                }
+            }
+        }
         let out = self.fresh();
         self.producer.insert(out, self.steps.len());
         self.push(Step::Div { input, divisor, out, act: None });
@@ -357,13 +403,17 @@ impl Lowering<'_> {
                 })?
             }
             Op::GatherConst { data } => self.gather(ins[0], data)?,
-            Op::Normalize { axes, eps } => {
+            Op::Normalize { axes, eps, scale, shift } => {
                 let x = self.values(ins[0])?;
                 let groups = reduction_groups(&self.g.nodes[ins[0]].shape, axes);
                 let mut out = vec![0; x.len()];
                 for g in groups {
                     let vals: Vec<V> = g.iter().map(|&i| x[i]).collect();
-                    for (i, y) in g.into_iter().zip(self.normalize(&vals, *eps)) {
+                    let affine: Vec<(f64, f64)> = g
+                        .iter()
+                        .map(|&i| (scale.get(i).copied().unwrap_or(1.0), shift.get(i).copied().unwrap_or(0.0)))
+                        .collect();
+                    for (i, y) in g.into_iter().zip(self.normalize(&vals, *eps, &affine)) {
                         out[i] = y;
                     }
                 }
@@ -372,6 +422,11 @@ impl Lowering<'_> {
             Op::Act(a) => {
                 let x = self.values(ins[0])?;
                 x.into_iter().map(|v| self.act(v, *a)).collect()
+            }
+            Op::Fn(e) => {
+                let x = self.values(ins[0])?;
+                let table = self.table(Table::Expr(e.clone()));
+                x.into_iter().map(|v| self.lookup(v, table)).collect()
             }
             Op::Softmax => {
                 let x = self.values(ins[0])?;
@@ -574,11 +629,12 @@ impl Lowering<'_> {
         out
     }
 
-    /// `(x - mean) / sqrt(var + eps)` over one group: the mean and the
-    /// variance as rounded divisions, the denominator by one table (at
-    /// least one quantum), and each output by a division with a
-    /// range-checked remainder.
-    fn normalize(&mut self, x: &[V], eps: f64) -> Vec<V> {
+    /// `(x - mean) / sqrt(var + eps) · scale + shift` over one group: the
+    /// mean and the variance as rounded divisions, the denominator by one
+    /// table (at least one quantum), and each output by a division with a
+    /// range-checked remainder whose multiplier carries the scale; a
+    /// non-zero shift adds one dense row.
+    fn normalize(&mut self, x: &[V], eps: f64, affine: &[(f64, f64)]) -> Vec<V> {
         let s = self.s.input_scale;
         let n = x.len() as i64;
         let sum = self.fresh();
@@ -597,10 +653,17 @@ impl Lowering<'_> {
         let var = self.div(sq, n << s);
         let den = self.act(var, Activation::StdDev { eps });
         d.into_iter()
-            .map(|num| {
+            .zip(affine)
+            .map(|(num, &(scale, shift))| {
                 let out = self.fresh();
-                self.push(Step::DivBy { num, den, mult: 1 << s, out });
-                out
+                self.push(Step::DivBy { num, den, mult: quant(scale, s), out });
+                let shift = quant(shift, s);
+                if shift == 0 {
+                    return out;
+                }
+                let shifted = self.fresh();
+                self.push(Step::Dot { terms: vec![(out, 1)], bias: shift, out: shifted });
+                shifted
             })
             .collect()
     }

@@ -463,6 +463,48 @@ mod bad_input {
         assert!(CompiledModel::compile(&onnx_with("Relu", "r"), &Settings::default()).is_ok());
     }
 
+    /// Every unsupported op of a model is named at once, with its nodes.
+    #[test]
+    fn all_unsupported_ops_are_listed_at_once() {
+        use crate::common::{graph_model, node};
+        let onnx = graph_model(
+            vec![
+                node("Det", "d1", &["x"], "a", vec![]),
+                node("Relu", "r", &["a"], "b", vec![]),
+                node("LpPool", "p1", &["b"], "c", vec![]),
+                node("Det", "d2", &["c"], "y", vec![]),
+            ],
+            vec![],
+            &[1, 4],
+            &[1, 4],
+            13,
+        );
+        let msg = format!("{:#}", CompiledModel::compile(&onnx, &Settings::default()).unwrap_err());
+        assert!(msg.contains("2 unsupported ops"), "{msg}");
+        assert!(msg.contains("`Det` at nodes `d1`, `d2`") && msg.contains("`LpPool` at node `p1`"), "{msg}");
+        assert!(!msg.contains("Relu"), "{msg}");
+    }
+
+    /// Each op the importer claims reaches its own translation: a node of it
+    /// with no inputs fails on what it lacks, never as unsupported.
+    #[test]
+    fn every_listed_op_is_translated() {
+        for op in zkfarm_circuits::onnx::SUPPORTED_OPS.iter().copied().chain(["Less", "Equal", "ReduceL2"]) {
+            assert!(zkfarm_circuits::onnx::is_supported(op), "{op}");
+            let onnx = crate::common::graph_model(
+                vec![crate::common::node(op, "n", &[], "y", vec![])],
+                vec![],
+                &[1, 4],
+                &[1, 4],
+                13,
+            );
+            if let Err(e) = CompiledModel::compile(&onnx, &Settings::default()) {
+                assert!(!format!("{e:#}").contains("unsupported op"), "{op}: {e:#}");
+            }
+        }
+        assert!(!zkfarm_circuits::onnx::is_supported("Det"));
+    }
+
     #[test]
     fn corrupt_onnx_is_an_error() {
         let err = CompiledModel::compile(b"\x08\x01garbage\xff\xff", &Settings::default()).unwrap_err();

@@ -422,3 +422,167 @@ fn every_advice_cell_of_the_runtime_ops_is_constrained() {
     let accepted: Vec<usize> = (0..cells).filter(|&i| check(Some(i))).collect();
     assert!(accepted.is_empty(), "mutations of cells {accepted:?} of {cells} were accepted");
 }
+
+/// A MatMul followed by its bias Add and a per-feature scale (by Mul and by
+/// Div) becomes one dense layer: no rows for the Add, Mul or Div, and the
+/// outputs still track tract's. A Conv's per-channel bias folds the same
+/// way; a constant that varies along another axis does not fold.
+#[test]
+fn bias_and_scale_fold_into_the_layer_before() {
+    let s = settings();
+    let mut rng = ChaCha20Rng::seed_from_u64(37);
+    let w: Vec<f32> = (0..12).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let cases = [
+        (
+            vec![
+                node("MatMul", "mm", &["x", "w"], "h", vec![]),
+                node("Add", "bias", &["b", "h"], "h1", vec![]),
+                node("Mul", "scale", &["h1", "g"], "h2", vec![]),
+                node("Div", "y", &["h2", "d"], "y", vec![]),
+            ],
+            vec![
+                floats("w", &[4, 3], &w),
+                floats("b", &[3], &[0.5, -0.25, 1.0]),
+                floats("g", &[1, 3], &[2.0, -1.0, 0.5]),
+                floats("d", &[], &[4.0]),
+            ],
+            true,
+        ),
+        (
+            vec![node("MatMul", "mm", &["x", "w"], "h", vec![]), node("Add", "y", &["h", "rows"], "y", vec![])],
+            vec![floats("w", &[4, 3], &w), floats("rows", &[2, 3, 1], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0])],
+            false,
+        ),
+    ];
+    for (nodes, init, folds) in cases {
+        let c = Case {
+            what: "fold",
+            nodes,
+            init,
+            inputs: vec![floats_in("x", &[2, 3, 4], &mut rng, -2.0, 2.0)],
+            out: (FLOAT, vec![2, 3, 3]),
+            opset: 13,
+            tol: 0.03,
+        };
+        let onnx = onnx_of(&c);
+        let model = CompiledModel::compile(&onnx, &s).unwrap();
+        let kinds: Vec<String> = model.stats().rows_by_op.into_keys().collect();
+        if folds {
+            assert_eq!(kinds, ["Dense", "Input"], "every constant folded into the layer");
+        } else {
+            assert!(kinds.contains(&"Add".to_string()), "{kinds:?}");
+        }
+        let values = vec![c.inputs[0].values.clone()];
+        let witness = model.run(&values).unwrap();
+        let ours = model.program.dequantize(&model.program.output_values(&witness)).remove(0);
+        let float =
+            FloatModel::load(&onnx, &[vec![2, 3, 4]]).unwrap().run(&quantized(&model.program, &values)).unwrap();
+        let worst = ours.iter().zip(&float[0]).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(worst <= c.tol, "off by {worst}");
+    }
+}
+
+/// Chains of element-wise ops over one tensor that hold a table function —
+/// Gelu as PyTorch exports it before opset 20, SiLU, Mish spelled out —
+/// become one table: one lookup row per element and no rows for the ops in
+/// between, within a rounding of tract.
+#[test]
+fn elementwise_chains_fuse_into_one_table() {
+    let s = settings();
+    let mut rng = ChaCha20Rng::seed_from_u64(41);
+    let chains: Vec<(&str, Vec<pb::NodeProto>)> = vec![
+        (
+            "Gelu through Erf",
+            vec![
+                node("Div", "d", &["x", "sqrt2"], "t1", vec![]),
+                node("Erf", "erf", &["t1"], "t2", vec![]),
+                node("Add", "a", &["t2", "one"], "t3", vec![]),
+                node("Mul", "m", &["x", "t3"], "t4", vec![]),
+                node("Mul", "y", &["t4", "half"], "y", vec![]),
+            ],
+        ),
+        ("SiLU", vec![node("Sigmoid", "s", &["x"], "t", vec![]), node("Mul", "y", &["x", "t"], "y", vec![])]),
+        (
+            "Mish",
+            vec![
+                node("Softplus", "sp", &["x"], "t1", vec![]),
+                node("Tanh", "th", &["t1"], "t2", vec![]),
+                node("Mul", "y", &["t2", "x"], "y", vec![]),
+            ],
+        ),
+    ];
+    for (what, nodes) in chains {
+        let c = Case {
+            what,
+            nodes,
+            init: vec![
+                floats("sqrt2", &[], &[std::f32::consts::SQRT_2]),
+                floats("one", &[], &[1.0]),
+                floats("half", &[], &[0.5]),
+            ],
+            inputs: vec![floats_in("x", &S, &mut rng, -4.0, 4.0)],
+            out: (FLOAT, S.to_vec()),
+            opset: 13,
+            tol: 1.0 / 256.0,
+        };
+        let onnx = onnx_of(&c);
+        let model = CompiledModel::compile(&onnx, &s).unwrap();
+        let rows = model.stats().rows_by_op;
+        assert_eq!(rows.keys().collect::<Vec<_>>(), ["ElementwiseFn", "Input"], "{what}: {rows:?}");
+        assert_eq!(rows["ElementwiseFn"], 24, "{what}: one row per element");
+        let values = vec![c.inputs[0].values.clone()];
+        let witness = model.run(&values).unwrap();
+        let ours = model.program.dequantize(&model.program.output_values(&witness)).remove(0);
+        let float = FloatModel::load(&onnx, &[S.iter().map(|&d| d as usize).collect()])
+            .unwrap()
+            .run(&quantized(&model.program, &values))
+            .unwrap();
+        let worst = ours.iter().zip(&float[0]).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(worst <= c.tol, "{what}: off by {worst}");
+        let inst = instances(&model.program, &witness);
+        let circuit = ModelCircuit::new(model.program.clone(), Some(Arc::new(witness)));
+        MockProver::run(model.k, &circuit, vec![inst]).unwrap().assert_satisfied_par();
+    }
+}
+
+/// A variance's divisor n·2^s above the table (here 12·2^8 against 2^9) is
+/// divided out in factors, so the circuit's remainders stay in range and
+/// MockProver accepts; a divisor with a prime factor above 2^B is refused
+/// at compile time by name.
+#[test]
+fn divisors_above_the_table_are_split_or_refused() {
+    let s = Settings { input_scale: 8, param_scale: 8, lookup_bits: 9, lanes: 8, public_input: false };
+    let mut rng = ChaCha20Rng::seed_from_u64(43);
+    let c = Case {
+        what: "LayerNormalization over 12 values",
+        nodes: vec![node("LayerNormalization", "ln", &["x", "g"], "y", vec![int_attr("axis", 1)])],
+        init: vec![floats("g", &[3, 4], &[0.5; 12])],
+        inputs: vec![floats_in("x", &S, &mut rng, -0.9, 0.9)],
+        out: (FLOAT, S.to_vec()),
+        opset: 17,
+        tol: 0.05,
+    };
+    let onnx = onnx_of(&c);
+    let model = CompiledModel::compile(&onnx, &s).unwrap();
+    let values = vec![c.inputs[0].values.clone()];
+    let witness = model.run(&values).unwrap();
+    let ours = model.program.dequantize(&model.program.output_values(&witness)).remove(0);
+    let float = FloatModel::load(&onnx, &[vec![2, 3, 4]]).unwrap().run(&quantized(&model.program, &values)).unwrap();
+    let worst = ours.iter().zip(&float[0]).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(worst <= c.tol, "off by {worst}");
+    let inst = instances(&model.program, &witness);
+    let circuit = ModelCircuit::new(model.program.clone(), Some(Arc::new(witness)));
+    MockProver::run(model.k, &circuit, vec![inst]).unwrap().assert_satisfied_par();
+
+    let prime = Case {
+        what: "a mean over 521 values",
+        nodes: vec![node("ReduceMean", "mean521", &["x"], "y", vec![int_attr("keepdims", 0)])],
+        init: vec![],
+        inputs: vec![floats_in("x", &[521], &mut rng, -0.5, 0.5)],
+        out: (FLOAT, vec![]),
+        opset: 13,
+        tol: 0.0,
+    };
+    let err = CompiledModel::compile(&onnx_of(&prime), &s).unwrap_err();
+    assert!(format!("{err:#}").contains("mean521") && format!("{err:#}").contains("lookup_bits"), "{err:#}");
+}
