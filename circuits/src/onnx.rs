@@ -474,6 +474,9 @@ impl Importer {
         if node.op_type == "Split" {
             return self.split(node, name);
         }
+        if let Some(v) = self.one_dimensional(node, name)? {
+            return self.set(node, v);
+        }
         let v = match node.op_type.as_str() {
             "Identity" | "Dropout" => self.input(node, 0)?,
             "Range" => self.range(node)?,
@@ -856,12 +859,13 @@ impl Importer {
     fn conv(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
         let (x, shape) = self.spatial_input(node)?;
         let weight = self.const_input(node, 1, "the Conv weight")?;
-        if attr_i(node, "group", 1) != 1 {
-            bail!("Conv with group != 1 is not supported");
+        let groups = attr_i(node, "group", 1);
+        ensure!(groups >= 1, "Conv group {groups}");
+        let groups = groups as usize;
+        if weight.shape.len() != 4 || weight.shape[1] * groups != shape[1] || !weight.shape[0].is_multiple_of(groups) {
+            bail!("Conv weight {:?} in {groups} group(s) does not match input {shape:?}", weight.shape);
         }
-        if weight.shape.len() != 4 || weight.shape[1] != shape[1] {
-            bail!("Conv weight {:?} does not match input {shape:?}", weight.shape);
-        }
+        let weight = if groups == 1 { weight } else { ungroup(&weight, groups) };
         let co = weight.shape[0];
         let bias = match self.opt_input(node, 2)? {
             None => vec![0.0; co],
@@ -937,12 +941,12 @@ impl Importer {
         self.binary(op, a, b, name)
     }
 
-    /// `layer(x) + c`, `layer(x) - c` and `layer(x) · c` (either order for
-    /// + and ·), and the same with `/ c`, for a Dense or Conv layer whose
-    /// output nothing else reads and a constant that varies only along the
-    /// layer's output features (or channels): folded into the layer's
-    /// weights and bias, so a MatMul followed by its bias costs no more
-    /// rows than a Gemm. None when the pattern does not apply.
+    /// A sum with, difference from, product with or quotient by a constant
+    /// (the constant first for sums and products too) of a Dense or Conv
+    /// layer's output that nothing else reads, the constant varying only
+    /// along the layer's output features (or channels): folded into the
+    /// layer's weights and bias, so a MatMul followed by its bias costs no
+    /// more rows than a Gemm. None when the pattern does not apply.
     fn fold_into_layer(&mut self, node: &NodeProto) -> Result<Option<Val>> {
         let op = node.op_type.as_str();
         let (x, c, swapped) = match (self.input(node, 0)?, self.input(node, 1)?) {
@@ -961,7 +965,7 @@ impl Importer {
             _ => return Ok(None),
         };
         let Some(per) = per_index(&c, &shape, axis) else { return Ok(None) };
-        if op == "Div" && per.iter().any(|&v| v == 0.0) {
+        if op == "Div" && per.contains(&0.0) {
             return Ok(None);
         }
         let (Op::Dense { weight, bias } | Op::Conv { weight, bias, .. }) = &mut self.graph.nodes[x].op else {
@@ -1226,7 +1230,7 @@ impl Importer {
         ensure!(rank >= 3, "GroupNormalization of a rank-{rank} tensor (needs N, C and spatial axes)");
         let groups = attr_i(node, "num_groups", 0);
         let c = shape[1];
-        ensure!(groups > 0 && c % groups as usize == 0, "num_groups {groups} does not divide {c} channels");
+        ensure!(groups > 0 && c.is_multiple_of(groups as usize), "num_groups {groups} does not divide {c} channels");
         let g = groups as usize;
         let inner: usize = shape[2..].iter().product();
         let grouped_shape = vec![shape[0], g, c / g * inner];
@@ -1474,6 +1478,39 @@ impl Importer {
             map.push(Some(at));
         });
         self.rearrange(x, out, map, 0.0, name)
+    }
+
+    /// Conv, MaxPool, AveragePool and GlobalAveragePool over a 1-D input
+    /// `[N, C, L]`: the same op over `[N, C, 1, L]`, with the weight and the
+    /// window attributes lifted to two dimensions, and the output flattened
+    /// back. None for other ops and ranks.
+    fn one_dimensional(&mut self, node: &NodeProto, name: &str) -> Result<Option<Val>> {
+        let op = node.op_type.as_str();
+        if !matches!(op, "Conv" | "MaxPool" | "AveragePool" | "GlobalAveragePool") || node.input.is_empty() {
+            return Ok(None);
+        }
+        let x = self.input(node, 0)?;
+        let shape = self.shape(&x);
+        if shape.len() != 3 {
+            return Ok(None);
+        }
+        let mut lifted = node.clone();
+        lifted.attribute = node.attribute.iter().map(lift_attr).collect();
+        lifted.input[0] = format!("{name}#2d.x");
+        lifted.output = vec![format!("{name}#2d.y")];
+        let x4 = self.reshape(x, vec![shape[0], shape[1], 1, shape[2]], &format!("{name}.2d"))?;
+        self.vals.insert(lifted.input[0].clone(), x4);
+        if op == "Conv" {
+            let w = self.const_input(node, 1, "the Conv weight")?;
+            ensure!(w.shape.len() == 3, "a 1-D Conv's weight {:?} is not [co, ci, k]", w.shape);
+            let w4 = Tensor::new(vec![w.shape[0], w.shape[1], 1, w.shape[2]], w.data);
+            lifted.input[1] = format!("{name}#2d.w");
+            self.vals.insert(lifted.input[1].clone(), Val::Const(w4));
+        }
+        self.node(&lifted, name)?;
+        let y = self.vals.remove(&lifted.output[0]).ok_or_else(|| anyhow!("the 2-D form produced no output"))?;
+        let ys = self.shape(&y);
+        Ok(Some(self.reshape(y, vec![ys[0], ys[1], ys[3]], name)?))
     }
 
     /// Split into consecutive parts along an axis: sizes from the `split`
@@ -1854,6 +1891,35 @@ impl Importer {
         let ids = vals.into_iter().enumerate().map(|(i, v)| self.node_of(v, &format!("{name}.in{i}"))).collect();
         Ok(self.push(name, Op::Concat { axis: a }, ids, shape))
     }
+}
+
+/// A grouped convolution's weight `[co, ci/g, kh, kw]` as the full
+/// `[co, ci, kh, kw]` one, zero between groups: the zeros cost no rows, as
+/// dense steps leave out zero weights.
+fn ungroup(w: &Tensor, groups: usize) -> Tensor {
+    let (co, cig, kh, kw) = (w.shape[0], w.shape[1], w.shape[2], w.shape[3]);
+    let ci = cig * groups;
+    let taps = kh * kw;
+    let mut data = vec![0.0; co * ci * taps];
+    for o in 0..co {
+        let first = o / (co / groups) * cig;
+        for c in 0..cig {
+            let from = (o * cig + c) * taps;
+            let to = (o * ci + first + c) * taps;
+            data[to..to + taps].copy_from_slice(&w.data[from..from + taps]);
+        }
+    }
+    Tensor::new(vec![co, ci, kh, kw], data)
+}
+
+/// A 1-D window attribute as its 2-D form over a height of one.
+fn lift_attr(a: &AttributeProto) -> AttributeProto {
+    let ints = match a.name.as_str() {
+        "kernel_shape" | "strides" | "dilations" if a.ints.len() == 1 => vec![1, a.ints[0]],
+        "pads" if a.ints.len() == 2 => vec![0, a.ints[0], 0, a.ints[1]],
+        _ => return a.clone(),
+    };
+    AttributeProto { ints, ..a.clone() }
 }
 
 /// The values of constant `c` along `axis` of `shape`, when `c` broadcasts

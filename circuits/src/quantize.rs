@@ -41,8 +41,8 @@ pub fn compile(graph: &Graph, settings: &Settings) -> Result<Program> {
         inputs.push(ids);
     }
     let live = live_nodes(graph);
-    for id in 0..graph.nodes.len() {
-        if !live[id] || matches!(graph.nodes[id].op, Op::Input { .. } | Op::Const(_)) {
+    for (id, &live) in live.iter().enumerate() {
+        if !live || matches!(graph.nodes[id].op, Op::Input { .. } | Op::Const(_)) {
             continue;
         }
         l.node = id as u32;

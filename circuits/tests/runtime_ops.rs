@@ -17,7 +17,7 @@ use zkfarm_circuits::float::FloatModel;
 use zkfarm_circuits::program::Program;
 use zkfarm_circuits::{CompiledModel, ModelCircuit, Settings};
 
-use common::{floats, int_attr, model_of, node, typed_info};
+use common::{floats, int_attr, ints_attr, model_of, node, typed_info};
 
 const FLOAT: i32 = 1;
 const INT64: i32 = 7;
@@ -585,4 +585,98 @@ fn divisors_above_the_table_are_split_or_refused() {
     };
     let err = CompiledModel::compile(&onnx_of(&prime), &s).unwrap_err();
     assert!(format!("{err:#}").contains("mean521") && format!("{err:#}").contains("lookup_bits"), "{err:#}");
+}
+
+/// Depthwise and grouped Conv, and Conv and pools over 1-D inputs
+/// (`[N, C, L]`), against tract, with MockProver.
+#[test]
+fn grouped_and_one_dimensional_convolutions_track_tract() {
+    let s = settings();
+    let mut rng = ChaCha20Rng::seed_from_u64(47);
+    let mut weights = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.gen_range(-0.5f32..0.5)).collect() };
+    let cases = vec![
+        Case {
+            what: "depthwise Conv (group = channels)",
+            nodes: vec![node(
+                "Conv",
+                "dw",
+                &["x", "w", "b"],
+                "y",
+                vec![int_attr("group", 4), ints_attr("pads", &[1, 1, 1, 1])],
+            )],
+            init: vec![floats("w", &[4, 1, 3, 3], &weights(36)), floats("b", &[4], &[0.1, -0.2, 0.0, 0.3])],
+            inputs: vec![],
+            out: (FLOAT, vec![1, 4, 5, 5]),
+            opset: 13,
+            tol: 0.03,
+        },
+        Case {
+            what: "grouped Conv (2 groups, 6 outputs)",
+            nodes: vec![node("Conv", "g2", &["x", "w"], "y", vec![int_attr("group", 2)])],
+            init: vec![floats("w", &[6, 2, 2, 2], &weights(48))],
+            inputs: vec![],
+            out: (FLOAT, vec![1, 6, 4, 4]),
+            opset: 13,
+            tol: 0.03,
+        },
+        Case {
+            what: "1-D Conv with stride, padding and dilation",
+            nodes: vec![node(
+                "Conv",
+                "c1d",
+                &["x", "w", "b"],
+                "y",
+                vec![ints_attr("strides", &[2]), ints_attr("pads", &[2, 1]), ints_attr("dilations", &[2])],
+            )],
+            init: vec![floats("w", &[3, 4, 3], &weights(36)), floats("b", &[3], &[0.0, 0.5, -0.5])],
+            inputs: vec![],
+            out: (FLOAT, vec![1, 3, 11]),
+            opset: 13,
+            tol: 0.03,
+        },
+        Case {
+            what: "1-D MaxPool",
+            nodes: vec![node(
+                "MaxPool",
+                "mp",
+                &["x"],
+                "y",
+                vec![ints_attr("kernel_shape", &[3]), ints_attr("strides", &[2])],
+            )],
+            init: vec![],
+            inputs: vec![],
+            out: (FLOAT, vec![1, 4, 11]),
+            opset: 13,
+            tol: 0.0,
+        },
+        Case {
+            what: "1-D GlobalAveragePool",
+            nodes: vec![node("GlobalAveragePool", "gap", &["x"], "y", vec![])],
+            init: vec![],
+            inputs: vec![],
+            out: (FLOAT, vec![1, 4, 1]),
+            opset: 13,
+            tol: 0.01,
+        },
+    ];
+    for mut c in cases {
+        let what = c.what;
+        let in_shape: Vec<i64> = if what.starts_with("1-D") { vec![1, 4, 23] } else { vec![1, 4, 5, 5] };
+        c.inputs = vec![floats_in("x", &in_shape, &mut rng, -2.0, 2.0)];
+        let onnx = onnx_of(&c);
+        let model = CompiledModel::compile(&onnx, &s).unwrap_or_else(|e| panic!("{what}: {e:#}"));
+        let values = vec![c.inputs[0].values.clone()];
+        let witness = model.run(&values).unwrap();
+        let ours = model.program.dequantize(&model.program.output_values(&witness)).remove(0);
+        let shape: Vec<usize> = in_shape.iter().map(|&d| d as usize).collect();
+        let float = FloatModel::load(&onnx, &[shape])
+            .and_then(|m| m.run(&quantized(&model.program, &values)))
+            .unwrap_or_else(|e| panic!("{what}: tract: {e:#}"));
+        assert_eq!(ours.len(), float[0].len(), "{what}");
+        let worst = ours.iter().zip(&float[0]).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(worst <= c.tol, "{what}: off by {worst}");
+        let inst = instances(&model.program, &witness);
+        let circuit = ModelCircuit::new(model.program.clone(), Some(Arc::new(witness)));
+        MockProver::run(model.k, &circuit, vec![inst]).unwrap().assert_satisfied_par();
+    }
 }
