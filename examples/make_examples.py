@@ -220,6 +220,69 @@ def tiny_gpt(rng):
         json.dump({"input_data": [[int(v) for v in ids]]}, f)
 
 
+def lstm(rng):
+    """A sequence classifier as PyTorch exports nn.LSTM(batch_first=True):
+    12 steps of 8 features, a 32-unit LSTM, its last hidden state through a
+    linear layer to 5 classes."""
+    seq, feat, hidden, classes = 12, 8, 32, 5
+    w = rng.normal(0.0, 1.0 / np.sqrt(feat), size=(1, 4 * hidden, feat))
+    r = rng.normal(0.0, 1.0 / np.sqrt(hidden), size=(1, 4 * hidden, hidden))
+    b = rng.normal(0.0, 0.1, size=(1, 8 * hidden))
+    fc_w, fc_b = dense(rng, hidden, classes)
+    nodes = [
+        helper.make_node("Transpose", ["input"], ["x_tbf"], name="time_major", perm=[1, 0, 2]),
+        helper.make_node("LSTM", ["x_tbf", "lstm.w", "lstm.r", "lstm.b"], ["y", "y_h", ""], name="lstm",
+                         hidden_size=hidden),
+        helper.make_node("Squeeze", ["y_h", "axis0"], ["h"], name="last_hidden"),
+        helper.make_node("Gemm", ["h", "fc.w", "fc.b"], ["output"], name="classifier", transB=1),
+    ]
+    inits = [init("lstm.w", w), init("lstm.r", r), init("lstm.b", b), init("fc.w", fc_w), init("fc.b", fc_b),
+             numpy_helper.from_array(np.array([0], dtype=np.int64), "axis0")]
+    x = rng.normal(0.0, 1.0, size=(1, seq, feat))
+    save("lstm", nodes, inits, [1, seq, feat], [1, classes], x)
+
+
+def forest(rng):
+    """A random forest classifier (3 trees of depth 3 over 6 features, 3
+    classes) in the GEMM form hummingbird compiles trees to: feature
+    selection and thresholds, the path matrix and the leaf counts, leaf
+    values, averaged over the trees."""
+    trees, depth, feat, classes = 3, 3, 6, 3
+    internal, leaves = 2 ** depth - 1, 2 ** depth
+    a = np.zeros((feat, trees * internal))
+    thresholds = rng.normal(0.0, 0.7, size=(trees * internal,))
+    paths = np.zeros((trees, internal, leaves))
+    lefts = np.zeros((trees, 1, leaves))
+    values = rng.dirichlet(np.ones(classes), size=(trees, leaves))
+    for t in range(trees):
+        for j in range(internal):
+            a[rng.integers(0, feat), t * internal + j] = 1.0
+        for leaf in range(leaves):
+            node = 0
+            for d in range(depth):
+                left = (leaf >> (depth - 1 - d)) & 1 == 0
+                paths[t, node, leaf] = 1.0 if left else -1.0
+                lefts[t, 0, leaf] += left
+                node = 2 * node + (1 if left else 2)
+    nodes = [
+        helper.make_node("MatMul", ["input", "select"], ["picked"], name="select_features"),
+        helper.make_node("LessOrEqual", ["picked", "thresholds"], ["go_left"], name="decisions"),
+        helper.make_node("Cast", ["go_left"], ["go_left_f"], name="decisions_float", to=TensorProto.FLOAT),
+        helper.make_node("Reshape", ["go_left_f", "per_tree"], ["by_tree"], name="by_tree"),
+        helper.make_node("Transpose", ["by_tree"], ["tree_major"], name="tree_major", perm=[1, 0, 2]),
+        helper.make_node("MatMul", ["tree_major", "paths"], ["agree"], name="match_paths"),
+        helper.make_node("Equal", ["agree", "lefts"], ["at_leaf"], name="leaf"),
+        helper.make_node("Cast", ["at_leaf"], ["at_leaf_f"], name="leaf_float", to=TensorProto.FLOAT),
+        helper.make_node("MatMul", ["at_leaf_f", "values"], ["votes"], name="leaf_values"),
+        helper.make_node("ReduceMean", ["votes"], ["output"], name="average", axes=[0], keepdims=0),
+    ]
+    inits = [init("select", a), init("thresholds", thresholds), init("paths", paths), init("lefts", lefts),
+             init("values", values),
+             numpy_helper.from_array(np.array([1, trees, internal], dtype=np.int64), "per_tree")]
+    x = rng.normal(0.0, 1.0, size=(1, feat))
+    save("forest", nodes, inits, [1, feat], [1, classes], x)
+
+
 def mlp_batch(rng):
     """A farm batch of 8 MLP requests mixing the three tiers, each input the
     example input plus a little noise, clipped to [0, 1]."""
@@ -240,3 +303,5 @@ if __name__ == "__main__":
     nonlinear(np.random.default_rng(3))
     mlp_batch(np.random.default_rng(4))
     tiny_gpt(np.random.default_rng(5))
+    lstm(np.random.default_rng(6))
+    forest(np.random.default_rng(7))

@@ -11,6 +11,8 @@ use tract_onnx::prelude::Framework;
 
 use crate::graph::*;
 
+mod recurrent;
+
 /// Largest tensor (in elements) that import accepts; bigger ones are refused
 /// before any allocation so that a hostile file cannot exhaust memory.
 pub const MAX_TENSOR_ELEMENTS: usize = 1 << 24;
@@ -47,6 +49,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Expand",
     "Flatten",
     "Floor",
+    "GRU",
     "Gather",
     "Gelu",
     "Gemm",
@@ -56,6 +59,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "HardSwish",
     "Identity",
     "InstanceNormalization",
+    "LSTM",
     "LayerNormalization",
     "LeakyRelu",
     "Log",
@@ -72,6 +76,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "PRelu",
     "Pad",
     "Pow",
+    "RNN",
     "Range",
     "Reciprocal",
     "Relu",
@@ -474,6 +479,9 @@ impl Importer {
         if node.op_type == "Split" {
             return self.split(node, name);
         }
+        if matches!(node.op_type.as_str(), "LSTM" | "GRU" | "RNN") {
+            return self.recurrent(node, name);
+        }
         if let Some(v) = self.one_dimensional(node, name)? {
             return self.set(node, v);
         }
@@ -762,6 +770,7 @@ impl Importer {
         let a = self.input(node, 0)?;
         let b = self.input(node, 1)?;
         match (a, b) {
+            (Val::Node(a), Val::Const(b)) if b.shape.len() > 2 => self.batched_matmul(a, &b, name),
             (Val::Node(a), Val::Const(b)) => {
                 let ashape = self.graph.nodes[a].shape.clone();
                 if b.shape.len() != 2 || ashape.is_empty() || ashape[ashape.len() - 1] != b.shape[0] {
@@ -1257,7 +1266,14 @@ impl Importer {
     }
 
     fn act(&mut self, node: &NodeProto, name: &str, act: Activation) -> Result<Val> {
-        match self.input(node, 0)? {
+        let x = self.input(node, 0)?;
+        self.apply(x, act, name)
+    }
+
+    /// A table function of a value, folded on constants and fused with the
+    /// element-wise chain before it where that saves rows.
+    fn apply(&mut self, x: Val, act: Activation, name: &str) -> Result<Val> {
+        match x {
             Val::Const(t) => {
                 Ok(Val::Const(Tensor::new(t.shape.clone(), t.data.iter().map(|&v| act.eval(v)).collect())))
             }
@@ -1478,6 +1494,90 @@ impl Importer {
             map.push(Some(at));
         });
         self.rearrange(x, out, map, 0.0, name)
+    }
+
+    /// A dense layer `x·Wᵀ + b` over the last axis.
+    fn dense(&mut self, x: Val, weight: &Tensor, bias: &[f64], name: &str) -> Result<Val> {
+        let mut shape = self.shape(&x);
+        *shape.last_mut().ok_or_else(|| anyhow!("a dense layer over a scalar"))? = weight.shape[0];
+        let x = self.node_of(x, &format!("{name}.x"));
+        Ok(self.push(name, Op::Dense { weight: weight.clone(), bias: bias.to_vec() }, vec![x], shape))
+    }
+
+    /// `len` entries from `start` along `axis` of a value of `shape`.
+    fn take(&mut self, v: Val, shape: &[usize], axis: usize, start: usize, len: usize, name: &str) -> Result<Val> {
+        let mut out = shape.to_vec();
+        out[axis] = len;
+        let st = strides(shape);
+        let mut map = Vec::new();
+        for_each_index(&out, |pos| {
+            let idx: usize =
+                pos.iter().enumerate().map(|(d, &p)| (p + if d == axis { start } else { 0 }) * st[d]).sum();
+            map.push(Some(idx));
+        });
+        self.rearrange(v, out, map, 0.0, name)
+    }
+
+    /// Values joined along `axis`, folded when all are constant.
+    fn cat(&mut self, vals: Vec<Val>, axis: usize, name: &str) -> Result<Val> {
+        let shapes: Vec<Vec<usize>> = vals.iter().map(|v| self.shape(v)).collect();
+        let mut out = shapes[0].clone();
+        out[axis] = shapes.iter().map(|s| s[axis]).sum();
+        if vals.iter().all(|v| matches!(v, Val::Const(_))) {
+            let outer: usize = out[..axis].iter().product();
+            let mut data = Vec::new();
+            for o in 0..outer {
+                for (v, s) in vals.iter().zip(&shapes) {
+                    let Val::Const(t) = v else { unreachable!("checked") };
+                    let chunk: usize = s[axis..].iter().product();
+                    data.extend_from_slice(&t.data[o * chunk..(o + 1) * chunk]);
+                }
+            }
+            return Ok(Val::Const(Tensor::new(out, data)));
+        }
+        let ids: Vec<NodeId> =
+            vals.into_iter().enumerate().map(|(i, v)| self.node_of(v, &format!("{name}.{i}"))).collect();
+        Ok(self.push(name, Op::Concat { axis }, ids, out))
+    }
+
+    /// MatMul of a runtime tensor `[.., m, k]` by a constant with batch axes
+    /// `[.., k, n]` (the two sharing their batch axes, or the runtime one
+    /// 2-D and broadcast): one dense layer per batch, joined.
+    fn batched_matmul(&mut self, a: NodeId, b: &Tensor, name: &str) -> Result<Val> {
+        let ashape = self.graph.nodes[a].shape.clone();
+        let (ra, rb) = (ashape.len(), b.shape.len());
+        let (k, n) = (b.shape[rb - 2], b.shape[rb - 1]);
+        let batch_dims = &b.shape[..rb - 2];
+        let batches: usize = batch_dims.iter().product();
+        let shared = ra == rb && ashape[..ra - 2] == *batch_dims;
+        ensure!(
+            ra >= 2 && ashape[ra - 1] == k && (shared || ra == 2),
+            "MatMul shapes {ashape:?} x {:?} are not supported",
+            b.shape
+        );
+        let m = ashape[ra - 2];
+        let x = if shared {
+            self.reshape(Val::Node(a), vec![batches, m, k], &format!("{name}.batches"))?
+        } else {
+            Val::Node(a)
+        };
+        let mut parts = Vec::with_capacity(batches);
+        for i in 0..batches {
+            let xi = if shared {
+                let one = self.take(x.clone(), &[batches, m, k], 0, i, 1, &format!("{name}.in{i}"))?;
+                self.reshape(one, vec![m, k], &format!("{name}.in{i}.2d"))?
+            } else {
+                x.clone()
+            };
+            let slice = Tensor::new(vec![k, n], b.data[i * k * n..(i + 1) * k * n].to_vec());
+            let weight = transpose_const(&slice, &[1, 0]);
+            let yi = self.dense(xi, &weight, &vec![0.0; n], &format!("{name}.{i}"))?;
+            parts.push(self.reshape(yi, vec![1, m, n], &format!("{name}.{i}.3d"))?);
+        }
+        let joined = self.cat(parts, 0, &format!("{name}.joined"))?;
+        let mut out = batch_dims.to_vec();
+        out.extend([m, n]);
+        self.reshape(joined, out, name)
     }
 
     /// Conv, MaxPool, AveragePool and GlobalAveragePool over a 1-D input

@@ -55,3 +55,13 @@ fn lenet_matches_float_and_satisfies_circuit() {
 fn nonlinear_matches_float_and_satisfies_circuit() {
     check_example("nonlinear", 0.05);
 }
+
+#[test]
+fn lstm_matches_float_and_satisfies_circuit() {
+    check_example("lstm", 0.1);
+}
+
+#[test]
+fn forest_matches_float_and_satisfies_circuit() {
+    check_example("forest", 0.02);
+}

@@ -680,3 +680,80 @@ fn grouped_and_one_dimensional_convolutions_track_tract() {
         MockProver::run(model.k, &circuit, vec![inst]).unwrap().assert_satisfied_par();
     }
 }
+
+/// LSTM, GRU (both reset orders) and RNN, forward and reverse, unrolled:
+/// against tract, with MockProver. tract 0.23 computes reverse directions
+/// wrongly (the ONNX reference evaluator agrees with us), so a reverse net
+/// is checked against tract's forward net over the reversed sequence,
+/// reversed back; a bidirectional net must equal its two directions run
+/// apart.
+#[test]
+fn recurrent_nets_track_tract() {
+    let s = settings();
+    let mut rng = ChaCha20Rng::seed_from_u64(53);
+    let (seq, feat, hidden) = (5usize, 3usize, 4usize);
+    let mut weights = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.gen_range(-0.6f32..0.6)).collect() };
+    let x: Vec<f64> = (0..seq * feat).map(|i| ((i * 7 % 11) as f64 - 5.0) / 3.5).collect();
+    let reversed = |v: &[f64], width: usize| -> Vec<f64> { v.chunks(width).rev().flatten().copied().collect() };
+    for (op, gates, lbr) in [("LSTM", 4, 0), ("GRU", 3, 0), ("GRU", 3, 1), ("RNN", 1, 0)] {
+        let (w, r, b) =
+            (weights(2 * gates * hidden * feat), weights(2 * gates * hidden * hidden), weights(4 * gates * hidden));
+        // Direction d's parameters, or both directions'.
+        let params = |dirs: &[usize]| {
+            let part = |v: &[f32], d: usize| v[d * v.len() / 2..(d + 1) * v.len() / 2].to_vec();
+            let cat = |v: &[f32]| dirs.iter().flat_map(|&d| part(v, d)).collect::<Vec<f32>>();
+            let n = dirs.len() as i64;
+            let (g, h, f) = (gates as i64, hidden as i64, feat as i64);
+            vec![
+                floats("w", &[n, g * h, f], &cat(&w)),
+                floats("r", &[n, g * h, h], &cat(&r)),
+                floats("b", &[n, 2 * g * h], &cat(&b)),
+            ]
+        };
+        let model_of_dir = |direction: &str, dirs: &[usize]| {
+            let attrs = vec![
+                int_attr("hidden_size", hidden as i64),
+                common::string_attr("direction", direction),
+                int_attr("linear_before_reset", lbr),
+            ];
+            let attrs = if op == "GRU" { attrs } else { attrs[..2].to_vec() };
+            Case {
+                what: "recurrent",
+                nodes: vec![node(op, "rec", &["x", "w", "r", "b"], "y", attrs)],
+                init: params(dirs),
+                inputs: vec![In { name: "x", elem: FLOAT, shape: vec![seq as i64, 1, feat as i64], values: x.clone() }],
+                out: (FLOAT, vec![seq as i64, dirs.len() as i64, 1, hidden as i64]),
+                opset: 14,
+                tol: 0.03,
+            }
+        };
+        let run = |c: &Case| -> (Vec<f64>, Vec<f64>) {
+            let onnx = onnx_of(c);
+            let model = CompiledModel::compile(&onnx, &s).unwrap_or_else(|e| panic!("{op}: {e:#}"));
+            let witness = model.run(std::slice::from_ref(&x)).unwrap_or_else(|e| panic!("{op}: {e:#}"));
+            let ours = model.program.dequantize(&model.program.output_values(&witness)).remove(0);
+            let inst = instances(&model.program, &witness);
+            let circuit = ModelCircuit::new(model.program.clone(), Some(Arc::new(witness)));
+            MockProver::run(model.k, &circuit, vec![inst]).unwrap().assert_satisfied_par();
+            (ours, quantized(&model.program, std::slice::from_ref(&x)).remove(0))
+        };
+        let tract = |c: &Case, input: Vec<f64>| -> Vec<f64> {
+            FloatModel::load(&onnx_of(c), &[vec![seq, 1, feat]]).and_then(|m| m.run(&[input])).unwrap().remove(0)
+        };
+        let close = |what: &str, ours: &[f64], want: &[f64], tol: f64| {
+            let worst = ours.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+            assert!(worst <= tol, "{op} {what}: off by {worst}\nours  {ours:?}\nwant  {want:?}");
+        };
+        let forward = model_of_dir("forward", &[0]);
+        let (fwd, q) = run(&forward);
+        close("forward", &fwd, &tract(&forward, q.clone()), 0.03);
+        let reverse = model_of_dir("reverse", &[1]);
+        let (rev, q) = run(&reverse);
+        let backward = tract(&model_of_dir("forward", &[1]), reversed(&q, feat));
+        close("reverse", &rev, &reversed(&backward, hidden), 0.03);
+        let (both, _) = run(&model_of_dir("bidirectional", &[0, 1]));
+        let apart: Vec<f64> =
+            fwd.chunks(hidden).zip(rev.chunks(hidden)).flat_map(|(a, b)| a.iter().chain(b)).copied().collect();
+        close("bidirectional", &both, &apart, 0.0);
+    }
+}

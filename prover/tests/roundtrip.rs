@@ -36,7 +36,7 @@ fn examples_prove_and_verify_and_tampering_fails() {
     let dir = tempfile::tempdir().unwrap();
     let cache = KeyCache::new(dir.path().to_path_buf()).unwrap();
     let mut keys = Vec::new();
-    for name in ["mlp", "lenet", "nonlinear"] {
+    for name in ["mlp", "lenet", "nonlinear", "lstm", "forest"] {
         let (receipt, vk) = prove_example(name, &cache);
         verify(&receipt, &vk, srs()).unwrap_or_else(|e| panic!("{name}: {e:#}"));
 
