@@ -449,6 +449,16 @@ pub enum Op {
     Fn(Expr),
     /// Softmax over the last axis.
     Softmax,
+    /// LogSoftmax over the last axis.
+    LogSoftmax,
+    /// Hardmax over the last axis: 1 at the first maximum, 0 elsewhere.
+    Hardmax,
+    /// The index of the maximum (or minimum) along the last axis, which the
+    /// node's shape keeps as 1: the first one, or with `last` the last.
+    ArgExtreme {
+        min: bool,
+        last: bool,
+    },
     MaxPool(Window),
     AvgPool {
         window: Window,
@@ -492,6 +502,8 @@ pub enum Reduce {
     SumSquare,
     L1,
     L2,
+    Prod,
+    LogSumExp,
 }
 
 impl Reduce {
@@ -505,6 +517,8 @@ impl Reduce {
             "ReduceSumSquare" => Reduce::SumSquare,
             "ReduceL1" => Reduce::L1,
             "ReduceL2" => Reduce::L2,
+            "ReduceProd" => Reduce::Prod,
+            "ReduceLogSumExp" => Reduce::LogSumExp,
             _ => return None,
         })
     }
@@ -518,6 +532,8 @@ impl Reduce {
             Reduce::SumSquare => "ReduceSumSquare",
             Reduce::L1 => "ReduceL1",
             Reduce::L2 => "ReduceL2",
+            Reduce::Prod => "ReduceProd",
+            Reduce::LogSumExp => "ReduceLogSumExp",
         }
     }
 
@@ -532,6 +548,11 @@ impl Reduce {
             Reduce::SumSquare => sum_sq(),
             Reduce::L1 => v.iter().map(|x| x.abs()).sum(),
             Reduce::L2 => sum_sq().sqrt(),
+            Reduce::Prod => v.iter().product(),
+            Reduce::LogSumExp => {
+                let m = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                m + v.iter().map(|x| (x - m).exp()).sum::<f64>().ln()
+            }
         }
     }
 }
@@ -576,6 +597,10 @@ impl Op {
             Op::GatherConst { .. } => "Gather",
             Op::Normalize { .. } => "Normalization",
             Op::Softmax => "Softmax",
+            Op::LogSoftmax => "LogSoftmax",
+            Op::Hardmax => "Hardmax",
+            Op::ArgExtreme { min: false, .. } => "ArgMax",
+            Op::ArgExtreme { min: true, .. } => "ArgMin",
             Op::MaxPool(_) => "MaxPool",
             Op::AvgPool { .. } => "AveragePool",
             Op::GlobalAvgPool => "GlobalAveragePool",

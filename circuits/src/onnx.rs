@@ -25,6 +25,8 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Acosh",
     "Add",
     "And",
+    "ArgMax",
+    "ArgMin",
     "Asin",
     "Asinh",
     "Atan",
@@ -56,6 +58,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "GlobalAveragePool",
     "GroupNormalization",
     "HardSigmoid",
+    "Hardmax",
     "HardSwish",
     "Identity",
     "InstanceNormalization",
@@ -63,6 +66,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "LayerNormalization",
     "LeakyRelu",
     "Log",
+    "LogSoftmax",
     "MatMul",
     "Max",
     "MaxPool",
@@ -557,7 +561,8 @@ impl Importer {
             "Pow" => self.pow(node, name)?,
             "PRelu" => self.prelu(node, name)?,
             "Clip" => self.clip(node, name)?,
-            "Softmax" => self.softmax(node, name)?,
+            "Softmax" | "LogSoftmax" | "Hardmax" => self.softmax(node, name)?,
+            "ArgMax" | "ArgMin" => self.arg_extreme(node, name)?,
             "MaxPool" => {
                 if node.output.len() > 1 && !node.output[1].is_empty() {
                     bail!("MaxPool with an Indices output is not supported");
@@ -1697,6 +1702,36 @@ impl Importer {
         self.rearrange(x, shape, map, 0.0, name)
     }
 
+    /// ArgMax and ArgMin along an axis (keepdims, select_last_index): the
+    /// axis moved last, the index found there, and the result reshaped.
+    fn arg_extreme(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        let min = node.op_type == "ArgMin";
+        let last = attr_i(node, "select_last_index", 0) != 0;
+        let Val::Node(x) = self.input(node, 0)? else { bail!("{} of a constant", node.op_type) };
+        let shape = self.graph.nodes[x].shape.clone();
+        let rank = shape.len();
+        ensure!(rank > 0, "{} of a scalar", node.op_type);
+        let a = axis(attr_i(node, "axis", 0), rank)?;
+        let mut perm: Vec<usize> = (0..rank).filter(|&d| d != a).collect();
+        perm.push(a);
+        let moved: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
+        let t = if a + 1 == rank {
+            x
+        } else {
+            self.graph.push(&format!("{name}.to_last"), Op::Transpose { perm }, vec![x], moved.clone())
+        };
+        let mut found = moved.clone();
+        found[rank - 1] = 1;
+        let idx = self.graph.push(&format!("{name}.index"), Op::ArgExtreme { min, last }, vec![t], found);
+        let mut out = shape.clone();
+        if attr_i(node, "keepdims", 1) != 0 {
+            out[a] = 1;
+        } else {
+            out.remove(a);
+        }
+        Ok(self.push(name, Op::Reshape, vec![idx], out))
+    }
+
     /// Gather by runtime indices from constant data (embeddings): the data
     /// with the gathered axis moved first goes into lookup tables, and the
     /// output, indices' axes first, is moved back into ONNX's order.
@@ -1942,21 +1977,27 @@ impl Importer {
         }
     }
 
+    /// Softmax, LogSoftmax and Hardmax on any axis.
     fn softmax(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
-        let Val::Node(x) = self.input(node, 0)? else { bail!("Softmax of a constant") };
+        let op = match node.op_type.as_str() {
+            "LogSoftmax" => Op::LogSoftmax,
+            "Hardmax" => Op::Hardmax,
+            _ => Op::Softmax,
+        };
+        let Val::Node(x) = self.input(node, 0)? else { bail!("{} of a constant", node.op_type) };
         let shape = self.graph.nodes[x].shape.clone();
         let default = if self.opset >= 13 { -1 } else { 1 };
         let rank = shape.len();
         let a = axis(attr_i(node, "axis", default), rank)?;
         if a + 1 == rank {
-            return Ok(self.push(name, Op::Softmax, vec![x], shape));
+            return Ok(self.push(name, op, vec![x], shape));
         }
         if self.opset < 13 {
             // Before opset 13 the input is flattened to 2-D at the axis and
             // each row normalised: a reshape either side of a last-axis softmax.
             let flat = vec![shape[..a].iter().product(), shape[a..].iter().product()];
             let rows = self.graph.push(&format!("{name}.rows"), Op::Reshape, vec![x], flat.clone());
-            let soft = self.graph.push(&format!("{name}.softmax"), Op::Softmax, vec![rows], flat);
+            let soft = self.graph.push(&format!("{name}.rows.op"), op, vec![rows], flat);
             return Ok(self.push(name, Op::Reshape, vec![soft], shape));
         }
         // Any other axis: moved last, normalised, and moved back.
@@ -1968,7 +2009,7 @@ impl Importer {
             back[p] = i;
         }
         let t = self.graph.push(&format!("{name}.to_last"), Op::Transpose { perm }, vec![x], moved.clone());
-        let soft = self.graph.push(&format!("{name}.softmax"), Op::Softmax, vec![t], moved);
+        let soft = self.graph.push(&format!("{name}.last"), op, vec![t], moved);
         Ok(self.push(name, Op::Transpose { perm: back }, vec![soft], shape))
     }
 

@@ -462,6 +462,35 @@ impl Lowering<'_> {
                 }
                 out
             }
+            Op::LogSoftmax => {
+                let x = self.values(ins[0])?;
+                let n = *shape.last().unwrap_or(&1);
+                let mut out = Vec::with_capacity(x.len());
+                for row in x.chunks(n) {
+                    let (_, d) = self.centred(row);
+                    let log_sum = self.log_sum_exp(&d);
+                    for v in d {
+                        let o = self.fresh();
+                        self.push(Step::Dot { terms: vec![(v, 1), (log_sum, -1)], bias: 0, out: o });
+                        out.push(o);
+                    }
+                }
+                out
+            }
+            Op::Hardmax => {
+                let x = self.values(ins[0])?;
+                let n = *shape.last().unwrap_or(&1);
+                let mut out = Vec::with_capacity(x.len());
+                for row in x.chunks(n) {
+                    out.extend(self.arg_extreme(row, false, false).0);
+                }
+                out
+            }
+            Op::ArgExtreme { min, last } => {
+                let x = self.values(ins[0])?;
+                let n = *self.g.nodes[ins[0]].shape.last().unwrap_or(&1);
+                x.chunks(n).map(|row| self.arg_extreme(row, *min, *last).1).collect()
+            }
             Op::MaxPool(window) => self.pool(ins[0], &shape, window, None)?,
             Op::AvgPool { window, count_include_pad } => self.pool(ins[0], &shape, window, Some(*count_include_pad))?,
             Op::Rearrange { map, fill } => {
@@ -558,6 +587,77 @@ impl Lowering<'_> {
             out.push(v);
         }
         Ok(out)
+    }
+
+    /// The maximum of a row and each value's difference from it (all ≤ 0).
+    fn centred(&mut self, row: &[V]) -> (V, Vec<V>) {
+        let m = self.fresh();
+        self.push(Step::Max { inputs: row.to_vec(), out: m, exp: None });
+        let d = row
+            .iter()
+            .map(|&v| {
+                let out = self.fresh();
+                self.push(Step::Dot { terms: vec![(v, 1), (m, -1)], bias: 0, out });
+                out
+            })
+            .collect();
+        (m, d)
+    }
+
+    /// `ln Σ exp(d_i)` for differences `d_i ≤ 0` from a row's maximum: each
+    /// exp by a table, the sum divided by the smallest `k` that brings it
+    /// into the table's range, and its log by a table in the same row, plus
+    /// `ln k`.
+    fn log_sum_exp(&mut self, d: &[V]) -> V {
+        let s = self.s.input_scale;
+        let e: Vec<V> = d.iter().map(|&v| self.act(v, Activation::Exp)).collect();
+        let sum = self.fresh();
+        self.push(Step::Dot { terms: e.iter().map(|&v| (v, 1)).collect(), bias: 0, out: sum });
+        let half = 1i64 << (self.s.lookup_bits - 1);
+        let k = (((d.len() as i64) << s) + half - 2) / (half - 1);
+        let scaled = self.div(sum, k);
+        let log = self.act(scaled, Activation::Log);
+        let out = self.fresh();
+        self.push(Step::Dot { terms: vec![(log, 1)], bias: quant((k as f64).ln(), s), out });
+        out
+    }
+
+    /// For each value of a row, 1 where it is the row's first (or, with
+    /// `last`, last) maximum (or minimum), else 0; and the index of that
+    /// position. `eq_i` marks the values equal to the extreme (never beyond
+    /// it), `found_i` whether one has been seen up to i, and `first_i =
+    /// eq_i − found_{i−1}·eq_i`.
+    fn arg_extreme(&mut self, row: &[V], min: bool, last: bool) -> (Vec<V>, V) {
+        let s = self.s.input_scale;
+        let m = self.reduce(if min { Reduce::Min } else { Reduce::Max }, row.to_vec());
+        let order: Vec<usize> = if last { (0..row.len()).rev().collect() } else { (0..row.len()).collect() };
+        let mut first = vec![0; row.len()];
+        let mut found: Option<V> = None;
+        for i in order {
+            let beyond = if min { self.less(m, row[i]) } else { self.less(row[i], m) };
+            let eq = self.one_minus(&[beyond]);
+            first[i] = match found {
+                None => {
+                    found = Some(eq);
+                    eq
+                }
+                Some(f) => {
+                    let prod = self.fresh();
+                    self.push(Step::Mul { pairs: vec![(f, eq)], bias: 0, out: prod });
+                    let both = self.div(prod, 1 << s);
+                    let first_here = self.fresh();
+                    self.push(Step::Dot { terms: vec![(eq, 1), (both, -1)], bias: 0, out: first_here });
+                    let now = self.fresh();
+                    self.push(Step::Dot { terms: vec![(f, 1), (first_here, 1)], bias: 0, out: now });
+                    found = Some(now);
+                    first_here
+                }
+            };
+        }
+        let index = self.fresh();
+        let terms = first.iter().enumerate().filter(|&(i, _)| i > 0).map(|(i, &v)| (v, i as i64)).collect();
+        self.push(Step::Dot { terms, bias: 0, out: index });
+        (first, index)
     }
 
     /// `f(a, b)` for each output position of a broadcast binary op.
@@ -752,6 +852,22 @@ impl Lowering<'_> {
             Reduce::L1 => {
                 let abs: Vec<V> = vals.iter().map(|&v| self.act(v, Activation::Abs)).collect();
                 sum(self, &abs)
+            }
+            Reduce::Prod => {
+                let mut acc = vals[0];
+                for &v in &vals[1..] {
+                    let prod = self.fresh();
+                    self.push(Step::Mul { pairs: vec![(acc, v)], bias: 0, out: prod });
+                    acc = self.div(prod, 1 << self.s.input_scale);
+                }
+                acc
+            }
+            Reduce::LogSumExp => {
+                let (m, d) = self.centred(&vals);
+                let log_sum = self.log_sum_exp(&d);
+                let out = self.fresh();
+                self.push(Step::Dot { terms: vec![(m, 1), (log_sum, 1)], bias: 0, out });
+                out
             }
             Reduce::L2 => {
                 let sq = sum_sq(self, &vals);

@@ -199,6 +199,56 @@ fn cases() -> Vec<Case> {
             tol: 0.05,
         });
     }
+    for (op, axis) in [("LogSoftmax", -1), ("LogSoftmax", 1), ("Hardmax", -1), ("Hardmax", 0)] {
+        cases.push(Case {
+            what: Box::leak(format!("{op} on axis {axis}").into_boxed_str()),
+            nodes: vec![node(op, "sm", &["x"], "y", vec![int_attr("axis", axis)])],
+            init: vec![],
+            inputs: vec![floats_in("x", &S, &mut rng, -3.0, 3.0)],
+            out: (FLOAT, S.to_vec()),
+            opset: 13,
+            tol: 0.02,
+        });
+    }
+    // Ties: every value appears twice, so first and last indices differ.
+    let ties: Vec<f64> = (0..24).map(|i| ((i * 5) % 12) as f64 / 4.0 - 1.0).collect();
+    for (op, axis, keep, last) in
+        [("ArgMax", 2, 1, 0), ("ArgMax", 0, 0, 1), ("ArgMin", -1, 0, 0), ("ArgMin", 1, 1, 1), ("ArgMax", 1, 0, 1)]
+    {
+        let mut out: Vec<i64> = S.to_vec();
+        let a = if axis < 0 { axis + 3 } else { axis } as usize;
+        if keep == 1 {
+            out[a] = 1;
+        } else {
+            out.remove(a);
+        }
+        cases.push(Case {
+            what: Box::leak(format!("{op} axis {axis} keepdims {keep} last {last}").into_boxed_str()),
+            nodes: vec![node(
+                op,
+                "arg",
+                &["x"],
+                "y",
+                vec![int_attr("axis", axis), int_attr("keepdims", keep), int_attr("select_last_index", last)],
+            )],
+            init: vec![],
+            inputs: vec![In { name: "x", elem: FLOAT, shape: S.to_vec(), values: ties.clone() }],
+            out: (INT64, out),
+            opset: 13,
+            tol: 0.0,
+        });
+    }
+    for (op, tol) in [("ReduceProd", 0.02), ("ReduceLogSumExp", 0.02)] {
+        cases.push(Case {
+            what: op,
+            nodes: vec![node(op, "r", &["x"], "y", vec![ints_attr("axes", &[2])])],
+            init: vec![],
+            inputs: vec![floats_in("x", &S, &mut rng, -1.5, 1.5)],
+            out: (FLOAT, vec![2, 3, 1]),
+            opset: 13,
+            tol,
+        });
+    }
     // A causal mask: row i sees columns 0..=i.
     let causal: Vec<i32> = (0..16).map(|i| i32::from(i % 4 <= i / 4)).collect();
     cases.push(Case {

@@ -11,7 +11,6 @@ use zkfarm_circuits::float::FloatModel;
 use zkfarm_circuits::input::read_input;
 use zkfarm_circuits::{CompiledModel, Settings};
 use zkfarm_prover::engine::Engine;
-use zkfarm_prover::keys::KeySource;
 use zkfarm_prover::{prove, verify, KeyCache, ProveOptions, Srs};
 
 const VOCAB: usize = 65;
