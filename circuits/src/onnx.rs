@@ -41,6 +41,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Constant",
     "ConstantOfShape",
     "Conv",
+    "ConvTranspose",
     "Cos",
     "Cosh",
     "Div",
@@ -502,6 +503,7 @@ impl Importer {
             "Gemm" => self.gemm(node, name)?,
             "MatMul" => self.matmul(node, name)?,
             "Conv" => self.conv(node, name)?,
+            "ConvTranspose" => self.conv_transpose(node, name)?,
             "BatchNormalization" => self.batchnorm(node, name)?,
             "Add" | "Sub" | "Mul" | "Div" => self.arith(node, name)?,
             op if Cmp::of(op).is_some() => self.compare(node, name, Cmp::of(op).expect("checked"))?,
@@ -892,6 +894,113 @@ impl Importer {
         }
         let hw = window.output_hw(shape[2], shape[3]).ok_or_else(|| anyhow!("kernel larger than input"))?;
         Ok(self.push(name, Op::Conv { weight, bias, window }, vec![x], vec![shape[0], co, hw[0], hw[1]]))
+    }
+
+    /// ConvTranspose as the convolution it equals: the input spread out by
+    /// the stride (zeros between its elements), padded by `dilation·(k−1)`
+    /// less the pads (cropped where the pads are larger), and convolved at
+    /// stride 1 with the kernel flipped and its channel axes swapped. The
+    /// zeros are one constant; groups become a block-diagonal weight.
+    fn conv_transpose(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        let (x, shape) = self.spatial_input(node)?;
+        let w = self.const_input(node, 1, "the ConvTranspose weight")?;
+        let groups = attr_i(node, "group", 1).max(1) as usize;
+        ensure!(
+            w.shape.len() == 4 && w.shape[0] == shape[1] && shape[1].is_multiple_of(groups),
+            "ConvTranspose weight {:?} in {groups} group(s) does not match input {shape:?}",
+            w.shape
+        );
+        let (ci, cog, kh, kw) = (w.shape[0], w.shape[1], w.shape[2], w.shape[3]);
+        let co = cog * groups;
+        let pair = |attr_name: &str, default: i64| -> Result<[usize; 2]> {
+            match attr_ints(node, attr_name) {
+                None => Ok([default as usize; 2]),
+                Some(v) if v.len() == 2 && v.iter().all(|&x| x >= 0) => Ok([v[0] as usize, v[1] as usize]),
+                Some(v) => bail!("attribute {attr_name} = {v:?} is not two non-negative integers"),
+            }
+        };
+        let stride = pair("strides", 1)?;
+        let dilation = pair("dilations", 1)?;
+        let out_pad = pair("output_padding", 0)?;
+        ensure!(stride.iter().chain(&dilation).all(|&v| v > 0), "ConvTranspose strides and dilations must be positive");
+        let kernel = [kh, kw];
+        let span = |d: usize| dilation[d] * (kernel[d] - 1) + 1;
+        // Pads [begin_h, begin_w, end_h, end_w], from `pads` or `output_shape`.
+        let mut pads = [0usize; 4];
+        let auto = attr_s(node, "auto_pad").unwrap_or_else(|| "NOTSET".into());
+        if let Some(out) = attr_ints(node, "output_shape") {
+            ensure!(out.len() == 2, "output_shape {out:?} is not two sizes");
+            for d in 0..2 {
+                let full = stride[d] * (shape[2 + d] - 1) + out_pad[d] + span(d);
+                let total = full as i64 - out[d];
+                ensure!(total >= 0, "output_shape {out:?} is larger than the transposed convolution gives");
+                let total = total as usize;
+                let (small, big) = (total / 2, total - total / 2);
+                (pads[d], pads[d + 2]) = if auto == "SAME_UPPER" { (small, big) } else { (big, small) };
+            }
+        } else if matches!(auto.as_str(), "SAME_UPPER" | "SAME_LOWER") {
+            for d in 0..2 {
+                let full = stride[d] * (shape[2 + d] - 1) + out_pad[d] + span(d);
+                let total = full - shape[2 + d] * stride[d];
+                let (small, big) = (total / 2, total - total / 2);
+                (pads[d], pads[d + 2]) = if auto == "SAME_UPPER" { (small, big) } else { (big, small) };
+            }
+        } else if let Some(p) = attr_ints(node, "pads") {
+            ensure!(p.len() == 4 && p.iter().all(|&v| v >= 0), "pads {p:?} is not four non-negative integers");
+            pads = [p[0] as usize, p[1] as usize, p[2] as usize, p[3] as usize];
+        }
+        // The spread and padded input.
+        let (n, h, wd) = (shape[0], shape[2], shape[3]);
+        let before = |d: usize| span(d) as i64 - 1 - pads[d] as i64;
+        let after = |d: usize| span(d) as i64 - 1 - pads[d + 2] as i64 + out_pad[d] as i64;
+        let dims = [h, wd];
+        let size = |d: usize| (stride[d] * (dims[d] - 1) + 1) as i64 + before(d) + after(d);
+        ensure!(size(0) >= span(0) as i64 && size(1) >= span(1) as i64, "ConvTranspose output would be empty");
+        let (sh, sw) = (size(0) as usize, size(1) as usize);
+        let mut map = Vec::with_capacity(n * ci * sh * sw);
+        for b in 0..n {
+            for c in 0..ci {
+                for y in 0..sh {
+                    for xx in 0..sw {
+                        let src = |pos: usize, d: usize| -> Option<usize> {
+                            let p = pos as i64 - before(d);
+                            (p >= 0 && p % stride[d] as i64 == 0 && ((p / stride[d] as i64) as usize) < dims[d])
+                                .then(|| (p / stride[d] as i64) as usize)
+                        };
+                        map.push(match (src(y, 0), src(xx, 1)) {
+                            (Some(iy), Some(ix)) => Some(((b * ci + c) * h + iy) * wd + ix),
+                            _ => None,
+                        });
+                    }
+                }
+            }
+        }
+        let spread = self.rearrange(Val::Node(x), vec![n, ci, sh, sw], map, 0.0, &format!("{name}.spread"))?;
+        // The equivalent convolution's weight [co, ci, kh, kw]: flipped, axes swapped.
+        let cig = ci / groups;
+        let mut data = vec![0.0; co * ci * kh * kw];
+        for i in 0..ci {
+            let g = i / cig;
+            for j in 0..cog {
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        let from = ((i * cog + j) * kh + ky) * kw + kx;
+                        let to = (((g * cog + j) * ci + i) * kh + (kh - 1 - ky)) * kw + (kw - 1 - kx);
+                        data[to] = w.data[from];
+                    }
+                }
+            }
+        }
+        let weight = Tensor::new(vec![co, ci, kh, kw], data);
+        let bias = match self.opt_input(node, 2)? {
+            None => vec![0.0; co],
+            Some(Val::Const(b)) if b.len() == co => b.data,
+            Some(_) => bail!("ConvTranspose bias must be a constant of {co} values"),
+        };
+        let window = Window { kernel, stride: [1, 1], pads: [0; 4], dilation };
+        let hw = window.output_hw(sh, sw).ok_or_else(|| anyhow!("ConvTranspose kernel larger than its input"))?;
+        let Val::Node(spread) = spread else { unreachable!("a runtime input stays runtime") };
+        Ok(self.push(name, Op::Conv { weight, bias, window }, vec![spread], vec![n, co, hw[0], hw[1]]))
     }
 
     fn batchnorm(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
@@ -1591,7 +1700,9 @@ impl Importer {
     /// back. None for other ops and ranks.
     fn one_dimensional(&mut self, node: &NodeProto, name: &str) -> Result<Option<Val>> {
         let op = node.op_type.as_str();
-        if !matches!(op, "Conv" | "MaxPool" | "AveragePool" | "GlobalAveragePool") || node.input.is_empty() {
+        if !matches!(op, "Conv" | "ConvTranspose" | "MaxPool" | "AveragePool" | "GlobalAveragePool")
+            || node.input.is_empty()
+        {
             return Ok(None);
         }
         let x = self.input(node, 0)?;
@@ -1605,9 +1716,9 @@ impl Importer {
         lifted.output = vec![format!("{name}#2d.y")];
         let x4 = self.reshape(x, vec![shape[0], shape[1], 1, shape[2]], &format!("{name}.2d"))?;
         self.vals.insert(lifted.input[0].clone(), x4);
-        if op == "Conv" {
+        if op == "Conv" || op == "ConvTranspose" {
             let w = self.const_input(node, 1, "the Conv weight")?;
-            ensure!(w.shape.len() == 3, "a 1-D Conv's weight {:?} is not [co, ci, k]", w.shape);
+            ensure!(w.shape.len() == 3, "a 1-D {op}'s weight {:?} is not 3-D", w.shape);
             let w4 = Tensor::new(vec![w.shape[0], w.shape[1], 1, w.shape[2]], w.data);
             lifted.input[1] = format!("{name}#2d.w");
             self.vals.insert(lifted.input[1].clone(), Val::Const(w4));
@@ -2056,7 +2167,9 @@ fn ungroup(w: &Tensor, groups: usize) -> Tensor {
 /// A 1-D window attribute as its 2-D form over a height of one.
 fn lift_attr(a: &AttributeProto) -> AttributeProto {
     let ints = match a.name.as_str() {
-        "kernel_shape" | "strides" | "dilations" if a.ints.len() == 1 => vec![1, a.ints[0]],
+        "kernel_shape" | "strides" | "dilations" | "output_padding" | "output_shape" if a.ints.len() == 1 => {
+            vec![if a.name == "output_padding" { 0 } else { 1 }, a.ints[0]]
+        }
         "pads" if a.ints.len() == 2 => vec![0, a.ints[0], 0, a.ints[1]],
         _ => return a.clone(),
     };

@@ -637,7 +637,44 @@ fn divisors_above_the_table_are_split_or_refused() {
     assert!(format!("{err:#}").contains("mean521") && format!("{err:#}").contains("lookup_bits"), "{err:#}");
 }
 
-/// Depthwise and grouped Conv, and Conv and pools over 1-D inputs
+/// Fixed weights shared by the uneven-pads case and the output_shape test.
+struct ConvTransposeWeights;
+
+impl ConvTransposeWeights {
+    fn get() -> Vec<f32> {
+        (0..72).map(|i| ((i * 37 % 19) as f32 - 9.0) / 20.0).collect()
+    }
+}
+
+/// ConvTranspose to an `output_shape` (which tract 0.23 cannot run) equals
+/// it with the pads the shape implies (tested against tract above): 10 × 9
+/// from 5 × 5 at stride 2 pads [1, 1, 0, 1].
+#[test]
+fn conv_transpose_output_shape_implies_its_pads() {
+    let s = settings();
+    let mut rng = ChaCha20Rng::seed_from_u64(59);
+    let x = floats_in("x", &[1, 4, 5, 5], &mut rng, -2.0, 2.0);
+    let model = |attrs: Vec<pb::AttributeProto>| {
+        let c = Case {
+            what: "output_shape",
+            nodes: vec![node("ConvTranspose", "up", &["x", "w"], "y", attrs)],
+            init: vec![floats("w", &[4, 2, 3, 3], &ConvTransposeWeights::get())],
+            inputs: vec![In { name: "x", elem: FLOAT, shape: x.shape.clone(), values: x.values.clone() }],
+            out: (FLOAT, vec![1, 2, 10, 9]),
+            opset: 13,
+            tol: 0.0,
+        };
+        let model = CompiledModel::compile(&onnx_of(&c), &s).unwrap();
+        let witness = model.run(std::slice::from_ref(&x.values)).unwrap();
+        model.program.output_values(&witness).remove(0)
+    };
+    let by_shape = model(vec![ints_attr("strides", &[2, 2]), ints_attr("output_shape", &[10, 9])]);
+    let by_pads = model(vec![ints_attr("strides", &[2, 2]), ints_attr("pads", &[1, 1, 0, 1])]);
+    assert_eq!(by_shape.len(), 2 * 10 * 9);
+    assert_eq!(by_shape, by_pads);
+}
+
+/// Depthwise and grouped Conv, ConvTranspose, and Conv, ConvTranspose and pools over 1-D inputs
 /// (`[N, C, L]`), against tract, with MockProver.
 #[test]
 fn grouped_and_one_dimensional_convolutions_track_tract() {
@@ -681,6 +718,64 @@ fn grouped_and_one_dimensional_convolutions_track_tract() {
             init: vec![floats("w", &[3, 4, 3], &weights(36)), floats("b", &[3], &[0.0, 0.5, -0.5])],
             inputs: vec![],
             out: (FLOAT, vec![1, 3, 11]),
+            opset: 13,
+            tol: 0.03,
+        },
+        Case {
+            what: "ConvTranspose, stride 2, pads and output_padding",
+            nodes: vec![node(
+                "ConvTranspose",
+                "up",
+                &["x", "w", "b"],
+                "y",
+                vec![
+                    ints_attr("strides", &[2, 2]),
+                    ints_attr("pads", &[1, 1, 1, 1]),
+                    ints_attr("output_padding", &[1, 1]),
+                ],
+            )],
+            init: vec![floats("w", &[4, 3, 3, 3], &weights(108)), floats("b", &[3], &[0.1, 0.0, -0.1])],
+            inputs: vec![],
+            out: (FLOAT, vec![1, 3, 10, 10]),
+            opset: 13,
+            tol: 0.03,
+        },
+        Case {
+            what: "ConvTranspose in 2 groups",
+            nodes: vec![node("ConvTranspose", "up", &["x", "w"], "y", vec![int_attr("group", 2)])],
+            init: vec![floats("w", &[4, 1, 2, 2], &weights(16))],
+            inputs: vec![],
+            out: (FLOAT, vec![1, 2, 6, 6]),
+            opset: 13,
+            tol: 0.03,
+        },
+        Case {
+            what: "ConvTranspose with uneven pads",
+            nodes: vec![node(
+                "ConvTranspose",
+                "up",
+                &["x", "w"],
+                "y",
+                vec![ints_attr("strides", &[2, 2]), ints_attr("pads", &[1, 1, 0, 1])],
+            )],
+            init: vec![floats("w", &[4, 2, 3, 3], &ConvTransposeWeights::get())],
+            inputs: vec![],
+            out: (FLOAT, vec![1, 2, 10, 9]),
+            opset: 13,
+            tol: 0.03,
+        },
+        Case {
+            what: "1-D ConvTranspose with stride, dilation and pads",
+            nodes: vec![node(
+                "ConvTranspose",
+                "up1d",
+                &["x", "w"],
+                "y",
+                vec![ints_attr("strides", &[3]), ints_attr("dilations", &[2]), ints_attr("pads", &[2, 0])],
+            )],
+            init: vec![floats("w", &[4, 2, 3], &weights(24))],
+            inputs: vec![],
+            out: (FLOAT, vec![1, 2, 69]),
             opset: 13,
             tol: 0.03,
         },
