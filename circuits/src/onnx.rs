@@ -44,6 +44,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "ConvTranspose",
     "Cos",
     "Cosh",
+    "DepthToSpace",
     "Div",
     "Dropout",
     "Elu",
@@ -86,6 +87,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Reciprocal",
     "Relu",
     "Reshape",
+    "Resize",
     "Round",
     "Selu",
     "Shape",
@@ -99,6 +101,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Softmax",
     "Softplus",
     "Softsign",
+    "SpaceToDepth",
     "Split",
     "Sqrt",
     "Squeeze",
@@ -111,6 +114,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Transpose",
     "Trilu",
     "Unsqueeze",
+    "Upsample",
     "Where",
     "Xor",
 ];
@@ -504,6 +508,8 @@ impl Importer {
             "MatMul" => self.matmul(node, name)?,
             "Conv" => self.conv(node, name)?,
             "ConvTranspose" => self.conv_transpose(node, name)?,
+            "Resize" | "Upsample" => self.resize(node, name)?,
+            "DepthToSpace" | "SpaceToDepth" => self.depth_space(node, name)?,
             "BatchNormalization" => self.batchnorm(node, name)?,
             "Add" | "Sub" | "Mul" | "Div" => self.arith(node, name)?,
             op if Cmp::of(op).is_some() => self.compare(node, name, Cmp::of(op).expect("checked"))?,
@@ -1001,6 +1007,183 @@ impl Importer {
         let hw = window.output_hw(sh, sw).ok_or_else(|| anyhow!("ConvTranspose kernel larger than its input"))?;
         let Val::Node(spread) = spread else { unreachable!("a runtime input stays runtime") };
         Ok(self.push(name, Op::Conv { weight, bias, window }, vec![spread], vec![n, co, hw[0], hw[1]]))
+    }
+
+    /// Resize and Upsample, nearest or linear, by scales or sizes, with
+    /// ONNX's coordinate transformations and nearest modes. Nearest is a
+    /// rearrangement; linear is separable, one dense layer (at most two
+    /// weights per output) along each axis that changes.
+    fn resize(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        let x = self.input(node, 0)?;
+        let shape = self.shape(&x);
+        let rank = shape.len();
+        let upsample = node.op_type == "Upsample";
+        ensure!(attr_i(node, "antialias", 0) == 0, "Resize with antialias is not supported");
+        ensure!(attr(node, "axes").is_none(), "Resize with axes is not supported");
+        let mode = attr_s(node, "mode").unwrap_or_else(|| "nearest".into());
+        ensure!(matches!(mode.as_str(), "nearest" | "linear" | "bilinear"), "Resize mode {mode} is not supported");
+        let old_semantics = upsample || self.opset < 11;
+        let coords = if old_semantics {
+            "asymmetric".to_string()
+        } else {
+            attr_s(node, "coordinate_transformation_mode").unwrap_or_else(|| "half_pixel".into())
+        };
+        let nearest = if old_semantics && mode == "nearest" {
+            "floor".to_string()
+        } else {
+            attr_s(node, "nearest_mode").unwrap_or_else(|| "round_prefer_floor".into())
+        };
+        let (scales_at, sizes_at) = if upsample || self.opset < 11 { (1, usize::MAX) } else { (2, 3) };
+        let scales = if upsample && self.opset < 9 {
+            attr(node, "scales").map(|a| a.floats.iter().map(|&v| v as f64).collect::<Vec<_>>())
+        } else {
+            self.opt_input(node, scales_at)?
+                .map(|v| match v {
+                    Val::Const(t) => Ok(t.data),
+                    Val::Node(_) => bail!("Resize with runtime scales is not supported"),
+                })
+                .transpose()?
+                .filter(|s| !s.is_empty())
+        };
+        let sizes = if sizes_at == usize::MAX {
+            None
+        } else {
+            self.opt_input(node, sizes_at)?
+                .map(|v| match v {
+                    Val::Const(t) => Ok(t.data.iter().map(|&v| v as usize).collect::<Vec<_>>()),
+                    Val::Node(_) => bail!("Resize with runtime sizes is not supported"),
+                })
+                .transpose()?
+                .filter(|s| !s.is_empty())
+        };
+        let (out, scale): (Vec<usize>, Vec<f64>) = match (sizes, scales) {
+            (Some(sz), _) => {
+                ensure!(sz.len() == rank, "Resize sizes {sz:?} for a rank-{rank} input");
+                ensure!(sz.iter().all(|&v| v > 0), "Resize to an empty size {sz:?}");
+                let sc = sz.iter().zip(&shape).map(|(&o, &i)| o as f64 / i as f64).collect();
+                (sz, sc)
+            }
+            (None, Some(sc)) => {
+                ensure!(
+                    sc.len() == rank && sc.iter().all(|&v| v > 0.0),
+                    "Resize scales {sc:?} for a rank-{rank} input"
+                );
+                ((0..rank).map(|d| (shape[d] as f64 * sc[d]).floor().max(1.0) as usize).collect(), sc)
+            }
+            (None, None) => bail!("Resize needs scales or sizes"),
+        };
+        check_size(&out)?;
+        // Source coordinate of output index o along an axis.
+        let source = |o: usize, d: usize| -> Result<f64> {
+            let (o, i, n, s) = (o as f64, shape[d] as f64, out[d] as f64, scale[d]);
+            Ok(match coords.as_str() {
+                "half_pixel" => (o + 0.5) / s - 0.5,
+                "pytorch_half_pixel" if n > 1.0 => (o + 0.5) / s - 0.5,
+                "pytorch_half_pixel" => 0.0,
+                "asymmetric" => o / s,
+                "align_corners" if n > 1.0 => o * (i - 1.0) / (n - 1.0),
+                "align_corners" => 0.0,
+                "half_pixel_symmetric" => {
+                    let adj = n / (s * i);
+                    let offset = i / 2.0 * (1.0 - adj);
+                    offset + (o + 0.5) / s - 0.5
+                }
+                other => bail!("Resize coordinate_transformation_mode {other} is not supported"),
+            })
+        };
+        if mode == "nearest" {
+            let mut index: Vec<Vec<usize>> = Vec::with_capacity(rank);
+            for d in 0..rank {
+                let mut along = Vec::with_capacity(out[d]);
+                for o in 0..out[d] {
+                    let c = source(o, d)?;
+                    let frac = c - c.floor();
+                    let r = match nearest.as_str() {
+                        "round_prefer_floor" if frac == 0.5 => c.floor(),
+                        "round_prefer_ceil" if frac == 0.5 => c.ceil(),
+                        "round_prefer_floor" | "round_prefer_ceil" => c.round(),
+                        "floor" => c.floor(),
+                        "ceil" => c.ceil(),
+                        other => bail!("Resize nearest_mode {other} is not supported"),
+                    };
+                    along.push(r.clamp(0.0, (shape[d] - 1) as f64) as usize);
+                }
+                index.push(along);
+            }
+            let st = strides(&shape);
+            let mut map = Vec::new();
+            for_each_index(&out, |pos| map.push(Some(pos.iter().enumerate().map(|(d, &p)| index[d][p] * st[d]).sum())));
+            return self.rearrange(x, out, map, 0.0, name);
+        }
+        // Linear: one axis at a time, moved last for a dense layer.
+        let mut y = x;
+        let mut cur = shape.clone();
+        for d in 0..rank {
+            let mut weight = vec![0.0; out[d] * shape[d]];
+            for o in 0..out[d] {
+                let c = source(o, d)?.clamp(0.0, (shape[d] - 1) as f64);
+                let i0 = c.floor() as usize;
+                let i1 = (i0 + 1).min(shape[d] - 1);
+                let t = c - i0 as f64;
+                weight[o * shape[d] + i0] += 1.0 - t;
+                weight[o * shape[d] + i1] += t;
+            }
+            let identity = out[d] == shape[d] && (0..out[d]).all(|o| weight[o * shape[d] + o] == 1.0);
+            if identity {
+                continue;
+            }
+            let weight = Tensor::new(vec![out[d], shape[d]], weight);
+            let mut perm: Vec<usize> = (0..rank).filter(|&a| a != d).collect();
+            perm.push(d);
+            let mut back = vec![0; rank];
+            for (i, &p) in perm.iter().enumerate() {
+                back[p] = i;
+            }
+            let moved: Vec<usize> = perm.iter().map(|&p| cur[p]).collect();
+            let node_y = self.node_of(y, &format!("{name}.in{d}"));
+            let t = self.graph.push(&format!("{name}.axis{d}"), Op::Transpose { perm }, vec![node_y], moved);
+            let dense = self.dense(Val::Node(t), &weight, &vec![0.0; out[d]], &format!("{name}.lerp{d}"))?;
+            cur[d] = out[d];
+            let Val::Node(dn) = dense else { unreachable!("a dense layer is a runtime value") };
+            y = self.push(&format!("{name}.back{d}"), Op::Transpose { perm: back }, vec![dn], cur.clone());
+        }
+        Ok(y)
+    }
+
+    /// DepthToSpace (DCR or CRD) and SpaceToDepth: rearrangements.
+    fn depth_space(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        let x = self.input(node, 0)?;
+        let shape = self.shape(&x);
+        ensure!(shape.len() == 4, "{} of a rank-{} tensor", node.op_type, shape.len());
+        let b = attr_i(node, "blocksize", 0);
+        ensure!(b > 0, "{} without a blocksize", node.op_type);
+        let b = b as usize;
+        let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3]);
+        let st = strides(&shape);
+        let mut map = Vec::new();
+        let out = if node.op_type == "DepthToSpace" {
+            ensure!(c.is_multiple_of(b * b), "DepthToSpace of {c} channels by blocks of {b}");
+            let co = c / (b * b);
+            let crd = attr_s(node, "mode").as_deref() == Some("CRD");
+            let out = vec![n, co, h * b, w * b];
+            for_each_index(&out, |p| {
+                let (oy, ox) = (p[2], p[3]);
+                let (by, bx) = (oy % b, ox % b);
+                let ch = if crd { p[1] * b * b + by * b + bx } else { (by * b + bx) * co + p[1] };
+                map.push(Some(p[0] * st[0] + ch * st[1] + (oy / b) * st[2] + (ox / b) * st[3]));
+            });
+            out
+        } else {
+            ensure!(h.is_multiple_of(b) && w.is_multiple_of(b), "SpaceToDepth of {h}×{w} by blocks of {b}");
+            let out = vec![n, c * b * b, h / b, w / b];
+            for_each_index(&out, |p| {
+                let (blk, ch) = (p[1] / c, p[1] % c);
+                let (by, bx) = (blk / b, blk % b);
+                map.push(Some(p[0] * st[0] + ch * st[1] + (p[2] * b + by) * st[2] + (p[3] * b + bx) * st[3]));
+            });
+            out
+        };
+        self.rearrange(x, out, map, 0.0, name)
     }
 
     fn batchnorm(&mut self, node: &NodeProto, name: &str) -> Result<Val> {

@@ -185,6 +185,87 @@ fn cases() -> Vec<Case> {
             exact: false,
         },
         Case {
+            what: "Resize nearest ×2 (half_pixel, round_prefer_floor)",
+            nodes: vec![node("Resize", "r", &["x", "", "sc"], "y", vec![])],
+            init: vec![floats("sc", &[3], &[1.0, 2.0, 2.0])],
+            out: vec![2, 6, 8],
+            opset: 13,
+            exact: true,
+        },
+        Case {
+            what: "Resize nearest to sizes (asymmetric, floor)",
+            nodes: vec![node(
+                "Resize",
+                "r",
+                &["x", "", "", "sz"],
+                "y",
+                vec![string_attr("coordinate_transformation_mode", "asymmetric"), string_attr("nearest_mode", "floor")],
+            )],
+            init: vec![int64s("sz", &[3], &[2, 5, 3])],
+            out: vec![2, 5, 3],
+            opset: 13,
+            exact: true,
+        },
+        Case {
+            what: "Resize linear ×2 (half_pixel)",
+            nodes: vec![node("Resize", "r", &["x", "", "sc"], "y", vec![string_attr("mode", "linear")])],
+            init: vec![floats("sc", &[3], &[1.0, 2.0, 2.0])],
+            out: vec![2, 6, 8],
+            opset: 13,
+            exact: false,
+        },
+        Case {
+            what: "Resize linear to sizes (align_corners)",
+            nodes: vec![node(
+                "Resize",
+                "r",
+                &["x", "", "", "sz"],
+                "y",
+                vec![string_attr("mode", "linear"), string_attr("coordinate_transformation_mode", "align_corners")],
+            )],
+            init: vec![int64s("sz", &[3], &[2, 5, 7])],
+            out: vec![2, 5, 7],
+            opset: 13,
+            exact: false,
+        },
+        Case {
+            what: "DepthToSpace (DCR) after SpaceToDepth",
+            nodes: vec![
+                node("Reshape", "r4", &["x", "s4"], "x4", vec![]),
+                node("SpaceToDepth", "s2d", &["x4"], "d", vec![int_attr("blocksize", 2)]),
+                node("DepthToSpace", "d2s", &["d"], "y4", vec![int_attr("blocksize", 2)]),
+                node("Reshape", "y", &["y4", "s3"], "y", vec![]),
+            ],
+            init: vec![int64s("s4", &[4], &[1, 2, 6, 2]), int64s("s3", &[3], &[2, 3, 4])],
+            out: SHAPE.to_vec(),
+            opset: 13,
+            exact: true,
+        },
+        Case {
+            what: "DepthToSpace (CRD)",
+            nodes: vec![
+                node("Reshape", "r4", &["x", "s4"], "x4", vec![]),
+                node("DepthToSpace", "d2s", &["x4"], "y4", vec![int_attr("blocksize", 2), string_attr("mode", "CRD")]),
+                node("Reshape", "y", &["y4", "s3"], "y", vec![]),
+            ],
+            init: vec![int64s("s4", &[4], &[1, 8, 3, 1]), int64s("s3", &[3], &[2, 3, 4])],
+            out: SHAPE.to_vec(),
+            opset: 13,
+            exact: true,
+        },
+        Case {
+            what: "SpaceToDepth",
+            nodes: vec![
+                node("Reshape", "r4", &["x", "s4"], "x4", vec![]),
+                node("SpaceToDepth", "s2d", &["x4"], "y4", vec![int_attr("blocksize", 2)]),
+                node("Reshape", "y", &["y4", "s3"], "y", vec![]),
+            ],
+            init: vec![int64s("s4", &[4], &[1, 1, 4, 6]), int64s("s3", &[3], &[2, 3, 4])],
+            out: SHAPE.to_vec(),
+            opset: 13,
+            exact: true,
+        },
+        Case {
             what: "Sum, Mean, Max and Min of broadcast tensors",
             nodes: vec![
                 node("Sum", "s", &["x", "a", "b"], "s1", vec![]),
@@ -337,4 +418,25 @@ fn unsupported_gathers_and_pads_are_refused_by_name() {
         13,
     );
     assert!(format!("{:#}", CompiledModel::compile(&pad, &s).unwrap_err()).contains("mirror"));
+}
+
+/// Upsample (opset 9, which tract 0.23 lacks): nearest repeats each element
+/// along each axis, `y[c][i][j] = x[c][i / 2][j / 3]`.
+#[test]
+fn upsample_repeats_nearest_elements() {
+    let onnx = graph_model(
+        vec![node("Upsample", "u", &["x", "sc"], "y", vec![])],
+        vec![floats("sc", &[3], &[1.0, 2.0, 3.0])],
+        &SHAPE,
+        &[2, 6, 12],
+        9,
+    );
+    let model = CompiledModel::compile(&onnx, &settings()).unwrap();
+    let x: Vec<f64> = (0..24).map(|i| i as f64 / 4.0).collect();
+    let witness = model.run(std::slice::from_ref(&x)).unwrap();
+    let ours = model.program.dequantize(&model.program.output_values(&witness)).remove(0);
+    let want: Vec<f64> = (0..2)
+        .flat_map(|c| (0..6).flat_map(move |i| (0..12).map(move |j| (c * 12 + (i / 2) * 4 + j / 3) as f64 / 4.0)))
+        .collect();
+    assert_eq!(ours, want);
 }
