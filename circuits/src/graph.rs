@@ -428,6 +428,13 @@ pub enum Op {
     Select {
         first: Vec<bool>,
     },
+    /// Einsum over one or two inputs (constants among them are nodes):
+    /// each input's axes labelled by `labels`, the output's by `out`; labels
+    /// missing from the output are summed over.
+    Einsum {
+        labels: Vec<Vec<u8>>,
+        out: Vec<u8>,
+    },
     /// Gather from a constant tensor by runtime indices (the node's one
     /// input): embeddings. `data` has the gathered axis first; each index
     /// selects one of its `data.shape[0]` slices of `data.len() / shape[0]`
@@ -595,6 +602,7 @@ impl Op {
             Op::Compare(c) => c.name(),
             Op::Select { .. } => "Where",
             Op::GatherConst { .. } => "Gather",
+            Op::Einsum { .. } => "Einsum",
             Op::Normalize { .. } => "Normalization",
             Op::Softmax => "Softmax",
             Op::LogSoftmax => "LogSoftmax",

@@ -47,6 +47,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "DepthToSpace",
     "Div",
     "Dropout",
+    "Einsum",
     "Elu",
     "Erf",
     "Exp",
@@ -509,6 +510,7 @@ impl Importer {
             "Conv" => self.conv(node, name)?,
             "ConvTranspose" => self.conv_transpose(node, name)?,
             "Resize" | "Upsample" => self.resize(node, name)?,
+            "Einsum" => self.einsum(node, name)?,
             "DepthToSpace" | "SpaceToDepth" => self.depth_space(node, name)?,
             "BatchNormalization" => self.batchnorm(node, name)?,
             "Add" | "Sub" | "Mul" | "Div" => self.arith(node, name)?,
@@ -1148,6 +1150,82 @@ impl Importer {
             y = self.push(&format!("{name}.back{d}"), Op::Transpose { perm: back }, vec![dn], cur.clone());
         }
         Ok(y)
+    }
+
+    /// Einsum of one or two tensors: the equation parsed (an ellipsis stands
+    /// for the leading axes its input has beyond its letters, the same for
+    /// every input), the output's labels explicit or, without `->`, the
+    /// ellipsis then the letters used once, in alphabetical order.
+    fn einsum(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        let eq: String = attr_s(node, "equation").unwrap_or_default().chars().filter(|c| !c.is_whitespace()).collect();
+        let vals: Vec<Val> = (0..node.input.len()).map(|i| self.input(node, i)).collect::<Result<_>>()?;
+        ensure!(matches!(vals.len(), 1 | 2), "Einsum of {} inputs is not supported", vals.len());
+        let (lhs, rhs) = match eq.split_once("->") {
+            Some((l, r)) => (l.to_string(), Some(r.to_string())),
+            None => (eq.clone(), None),
+        };
+        let terms: Vec<&str> = lhs.split(',').collect();
+        ensure!(terms.len() == vals.len(), "Einsum equation `{eq}` names {} inputs for {}", terms.len(), vals.len());
+        // Ellipsis axes get labels no letter uses.
+        let mut ellipsis: Option<usize> = None;
+        let mut labels = Vec::new();
+        for (t, v) in terms.iter().zip(&vals) {
+            let rank = self.shape(v).len();
+            let letters = t.replace("...", "");
+            ensure!(letters.bytes().all(|c| c.is_ascii_alphabetic()), "Einsum equation `{eq}` has a bad term `{t}`");
+            let mut l: Vec<u8> = Vec::new();
+            if t.contains("...") {
+                let extra = rank
+                    .checked_sub(letters.len())
+                    .ok_or_else(|| anyhow!("Einsum term `{t}` for a rank-{rank} input"))?;
+                ensure!(ellipsis.is_none_or(|e| e == extra), "Einsum ellipses of different ranks are not supported");
+                ellipsis = Some(extra);
+                let (before, after) = t.split_once("...").expect("checked");
+                l.extend(before.bytes());
+                l.extend((0..extra).map(|i| b'0' + i as u8));
+                l.extend(after.bytes());
+            } else {
+                l.extend(letters.bytes());
+            }
+            ensure!(l.len() == rank, "Einsum term `{t}` for a rank-{rank} input");
+            labels.push(l);
+        }
+        let mut size = [0usize; 256];
+        for (l, v) in labels.iter().zip(&vals) {
+            for (&c, &n) in l.iter().zip(&self.shape(v)) {
+                ensure!(size[c as usize] == 0 || size[c as usize] == n, "Einsum label `{}` of two sizes", c as char);
+                size[c as usize] = n;
+            }
+        }
+        let ell: Vec<u8> = (0..ellipsis.unwrap_or(0)).map(|i| b'0' + i as u8).collect();
+        let out: Vec<u8> = match rhs {
+            Some(r) => {
+                let mut o = Vec::new();
+                let (before, after) = r.split_once("...").unwrap_or((r.as_str(), ""));
+                o.extend(before.bytes());
+                if r.contains("...") {
+                    o.extend(&ell);
+                }
+                o.extend(after.bytes());
+                ensure!(o.iter().all(|&c| size[c as usize] > 0), "Einsum output `{r}` names a label no input has");
+                o
+            }
+            None => {
+                let mut once: Vec<u8> = labels
+                    .iter()
+                    .flatten()
+                    .copied()
+                    .filter(|c| c.is_ascii_alphabetic() && labels.iter().flatten().filter(|&d| d == c).count() == 1)
+                    .collect();
+                once.sort_unstable();
+                ell.iter().copied().chain(once).collect()
+            }
+        };
+        let shape: Vec<usize> = out.iter().map(|&c| size[c as usize]).collect();
+        check_size(&shape)?;
+        let ids: Vec<NodeId> =
+            vals.into_iter().enumerate().map(|(i, v)| self.node_of(v, &format!("{name}.in{i}"))).collect();
+        Ok(self.push(name, Op::Einsum { labels, out }, ids, shape))
     }
 
     /// DepthToSpace (DCR or CRD) and SpaceToDepth: rearrangements.

@@ -403,6 +403,7 @@ impl Lowering<'_> {
                 })?
             }
             Op::GatherConst { data } => self.gather(ins[0], data)?,
+            Op::Einsum { labels, out } => self.einsum(&ins, labels, out, &shape)?,
             Op::Normalize { axes, eps, scale, shift } => {
                 let x = self.values(ins[0])?;
                 let groups = reduction_groups(&self.g.nodes[ins[0]].shape, axes);
@@ -658,6 +659,87 @@ impl Lowering<'_> {
         let terms = first.iter().enumerate().filter(|&(i, _)| i > 0).map(|(i, &v)| (v, i as i64)).collect();
         self.push(Step::Dot { terms, bias: 0, out: index });
         (first, index)
+    }
+
+    /// Einsum over one or two inputs: each output element sums, over the
+    /// labels the output lacks, the input element (one input), the input
+    /// times a constant weight (a dense step), or the product of two runtime
+    /// elements (a product step), requantized.
+    fn einsum(&mut self, ins: &[NodeId], labels: &[Vec<u8>], out: &[u8], shape: &[usize]) -> Result<Vec<V>> {
+        let mut size = [0usize; 256];
+        for (&id, l) in ins.iter().zip(labels) {
+            for (&c, &n) in l.iter().zip(&self.g.nodes[id].shape) {
+                size[c as usize] = n;
+            }
+        }
+        let mut summed: Vec<u8> = Vec::new();
+        for &c in labels.iter().flatten() {
+            if !out.contains(&c) && !summed.contains(&c) {
+                summed.push(c);
+            }
+        }
+        let sum_shape: Vec<usize> = summed.iter().map(|&c| size[c as usize]).collect();
+        let konst = |id: NodeId| match &self.g.nodes[id].op {
+            Op::Const(t) => Some(t.data.clone()),
+            _ => None,
+        };
+        let consts: Vec<Option<Vec<f64>>> = ins.iter().map(|&id| konst(id)).collect();
+        let vals: Vec<Vec<V>> = ins
+            .iter()
+            .zip(&consts)
+            .map(|(&id, c)| if c.is_some() && ins.len() == 2 { Ok(Vec::new()) } else { self.values(id) })
+            .collect::<Result<_>>()?;
+        let st: Vec<Vec<usize>> = ins.iter().map(|&id| strides(&self.g.nodes[id].shape)).collect();
+        let mut positions = Vec::new();
+        for_each_index(shape, |pos| positions.push(pos.to_vec()));
+        let mut result = Vec::with_capacity(positions.len());
+        for pos in positions {
+            let mut at = [0usize; 256];
+            for (&c, &p) in out.iter().zip(&pos) {
+                at[c as usize] = p;
+            }
+            let mut flat: Vec<Vec<usize>> = vec![Vec::new(); ins.len()];
+            for_each_index(&sum_shape, |sp| {
+                let mut at = at;
+                for (&c, &p) in summed.iter().zip(sp) {
+                    at[c as usize] = p;
+                }
+                for (i, l) in labels.iter().enumerate() {
+                    flat[i].push(l.iter().zip(&st[i]).map(|(&c, &s)| at[c as usize] * s).sum());
+                }
+            });
+            let v = match (ins.len(), &consts[..]) {
+                (1, _) => {
+                    let acc = self.fresh();
+                    self.push(Step::Dot {
+                        terms: flat[0].iter().map(|&j| (vals[0][j], 1)).collect(),
+                        bias: 0,
+                        out: acc,
+                    });
+                    acc
+                }
+                (_, [Some(w), None]) => {
+                    let terms: Vec<(V, f64)> =
+                        flat[0].iter().zip(&flat[1]).map(|(&i, &j)| (vals[1][j], w[i])).collect();
+                    self.dense(terms.into_iter(), 0.0)
+                }
+                (_, [None, Some(w)]) => {
+                    let terms: Vec<(V, f64)> =
+                        flat[0].iter().zip(&flat[1]).map(|(&i, &j)| (vals[0][i], w[j])).collect();
+                    self.dense(terms.into_iter(), 0.0)
+                }
+                _ => {
+                    let a = if vals[0].is_empty() { self.values(ins[0])? } else { vals[0].clone() };
+                    let b = if vals[1].is_empty() { self.values(ins[1])? } else { vals[1].clone() };
+                    let pairs = flat[0].iter().zip(&flat[1]).map(|(&i, &j)| (a[i], b[j])).collect();
+                    let acc = self.fresh();
+                    self.push(Step::Mul { pairs, bias: 0, out: acc });
+                    self.div(acc, 1 << self.s.input_scale)
+                }
+            };
+            result.push(v);
+        }
+        Ok(result)
     }
 
     /// `f(a, b)` for each output position of a broadcast binary op.

@@ -249,6 +249,30 @@ fn cases() -> Vec<Case> {
             tol,
         });
     }
+    let w45: Vec<f32> = (0..20).map(|i| ((i * 7 % 9) as f32 - 4.0) / 5.0).collect();
+    for (eq, consts, out) in [
+        ("bij,jk->bik", vec![("w", vec![4i64, 5], w45.clone())], vec![2i64, 3, 5]),
+        ("bij,jk", vec![("w", vec![4, 5], w45.clone())], vec![2, 3, 5]),
+        ("bij,bkj->bik", vec![], vec![2, 3, 3]),
+        ("bij->jbi", vec![], vec![3, 2, 4]),
+        ("bij->b", vec![], vec![2]),
+        ("bij,j->bi", vec![("v", vec![4], vec![0.5, -1.0, 0.25, 2.0])], vec![2, 3]),
+    ] {
+        let mut inputs = vec!["x"];
+        inputs.extend(consts.iter().map(|(n, _, _)| *n));
+        if consts.is_empty() && eq.contains(',') {
+            inputs.push("x");
+        }
+        cases.push(Case {
+            what: Box::leak(format!("Einsum {eq}").into_boxed_str()),
+            nodes: vec![node("Einsum", "e", &inputs, "y", vec![common::string_attr("equation", eq)])],
+            init: consts.iter().map(|(n, d, v)| floats(n, d, v)).collect(),
+            inputs: vec![floats_in("x", &S, &mut rng, -2.0, 2.0)],
+            out: (FLOAT, out),
+            opset: 13,
+            tol: 0.03,
+        });
+    }
     // A causal mask: row i sees columns 0..=i.
     let causal: Vec<i32> = (0..16).map(|i| i32::from(i % 4 <= i / 4)).collect();
     cases.push(Case {
@@ -901,4 +925,32 @@ fn recurrent_nets_track_tract() {
             fwd.chunks(hidden).zip(rev.chunks(hidden)).flat_map(|(a, b)| a.iter().chain(b)).copied().collect();
         close("bidirectional", &both, &apart, 0.0);
     }
+}
+
+/// An ellipsis stands for the leading axes (tract 0.23 mis-sizes this
+/// output, so the reference is the same contraction spelled out, which is
+/// checked against tract above).
+#[test]
+fn einsum_ellipsis_stands_for_the_leading_axes() {
+    let s = settings();
+    let mut rng = ChaCha20Rng::seed_from_u64(61);
+    let x = floats_in("x", &S, &mut rng, -2.0, 2.0);
+    let run = |eq: &str| {
+        let c = Case {
+            what: "ellipsis",
+            nodes: vec![node("Einsum", "e", &["x", "v"], "y", vec![common::string_attr("equation", eq)])],
+            init: vec![floats("v", &[4], &[0.5, -1.0, 0.25, 2.0])],
+            inputs: vec![In { name: "x", elem: FLOAT, shape: S.to_vec(), values: x.values.clone() }],
+            out: (FLOAT, vec![2, 3]),
+            opset: 13,
+            tol: 0.0,
+        };
+        let model = CompiledModel::compile(&onnx_of(&c), &s).unwrap();
+        let witness = model.run(std::slice::from_ref(&x.values)).unwrap();
+        model.program.output_values(&witness).remove(0)
+    };
+    let spelled = run("bij,j->bi");
+    assert_eq!(spelled.len(), 6);
+    assert_eq!(run("...j,j->..."), spelled);
+    assert_eq!(run("...j,j"), spelled);
 }
