@@ -56,6 +56,8 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Floor",
     "GRU",
     "Gather",
+    "GatherElements",
+    "GatherND",
     "Gelu",
     "Gemm",
     "GlobalAveragePool",
@@ -79,6 +81,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Mul",
     "Neg",
     "Not",
+    "OneHot",
     "Or",
     "PRelu",
     "Pad",
@@ -90,6 +93,9 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Reshape",
     "Resize",
     "Round",
+    "Scatter",
+    "ScatterElements",
+    "ScatterND",
     "Selu",
     "Shape",
     "Shrink",
@@ -511,6 +517,9 @@ impl Importer {
             "ConvTranspose" => self.conv_transpose(node, name)?,
             "Resize" | "Upsample" => self.resize(node, name)?,
             "Einsum" => self.einsum(node, name)?,
+            "GatherElements" | "GatherND" => self.gather_indexed(node, name)?,
+            "ScatterElements" | "Scatter" | "ScatterND" => self.scatter(node, name)?,
+            "OneHot" => self.one_hot(node, name)?,
             "DepthToSpace" | "SpaceToDepth" => self.depth_space(node, name)?,
             "BatchNormalization" => self.batchnorm(node, name)?,
             "Add" | "Sub" | "Mul" | "Div" => self.arith(node, name)?,
@@ -1228,6 +1237,176 @@ impl Importer {
         Ok(self.push(name, Op::Einsum { labels, out }, ids, shape))
     }
 
+    /// Constant indices of an indexing op, each made non-negative and
+    /// checked against the extent `n` of the axis it indexes.
+    fn const_indices(&self, node: &NodeProto, i: usize) -> Result<Tensor> {
+        match self.input(node, i)? {
+            Val::Const(t) => Ok(t),
+            Val::Node(_) => bail!("{} with runtime indices is not supported", node.op_type),
+        }
+    }
+
+    /// GatherElements (an index per output element along an axis) and
+    /// GatherND (index tuples into the leading axes; batch_dims 0) by
+    /// constant indices: rearrangements.
+    fn gather_indexed(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        let x = self.input(node, 0)?;
+        let shape = self.shape(&x);
+        let idx = self.const_indices(node, 1)?;
+        let st = strides(&shape);
+        let wrap = |v: f64, n: usize| -> Result<usize> {
+            let i = v as i64;
+            let j = if i < 0 { i + n as i64 } else { i };
+            ensure!((0..n as i64).contains(&j), "index {i} is out of range for an axis of {n}");
+            Ok(j as usize)
+        };
+        if node.op_type == "GatherElements" {
+            let a = axis(attr_i(node, "axis", 0), shape.len())?;
+            ensure!(
+                idx.shape.len() == shape.len(),
+                "GatherElements indices of rank {} for data of rank {}",
+                idx.shape.len(),
+                shape.len()
+            );
+            let mut map = Vec::with_capacity(idx.len());
+            let mut flat = 0;
+            let mut err = None;
+            for_each_index(&idx.shape, |pos| {
+                match wrap(idx.data[flat], shape[a]) {
+                    Ok(j) => {
+                        map.push(Some(pos.iter().enumerate().map(|(d, &p)| if d == a { j } else { p } * st[d]).sum()))
+                    }
+                    Err(e) => {
+                        err.get_or_insert(e);
+                    }
+                }
+                flat += 1;
+            });
+            if let Some(e) = err {
+                return Err(e);
+            }
+            return self.rearrange(x, idx.shape.clone(), map, 0.0, name);
+        }
+        ensure!(attr_i(node, "batch_dims", 0) == 0, "GatherND with batch_dims is not supported");
+        let q = *idx.shape.last().ok_or_else(|| anyhow!("GatherND with scalar indices"))?;
+        ensure!(q >= 1 && q <= shape.len(), "GatherND tuples of {q} for data of rank {}", shape.len());
+        let inner: usize = shape[q..].iter().product();
+        let mut out = idx.shape[..idx.shape.len() - 1].to_vec();
+        out.extend(&shape[q..]);
+        let mut map = Vec::new();
+        for tuple in idx.data.chunks(q) {
+            let mut base = 0;
+            for (d, &v) in tuple.iter().enumerate() {
+                base += wrap(v, shape[d])? * st[d];
+            }
+            map.extend((0..inner).map(|k| Some(base + k)));
+        }
+        self.rearrange(x, out, map, 0.0, name)
+    }
+
+    /// ScatterElements (and the older Scatter) and ScatterND with constant
+    /// indices and no reduction: the data and the updates side by side,
+    /// each output element taken from one of them.
+    fn scatter(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        let data = self.input(node, 0)?;
+        let updates = self.input(node, 2)?;
+        let shape = self.shape(&data);
+        let ushape = self.shape(&updates);
+        let idx = self.const_indices(node, 1)?;
+        ensure!(
+            attr_s(node, "reduction").is_none_or(|r| r == "none"),
+            "{} with a reduction is not supported",
+            node.op_type
+        );
+        let n: usize = shape.iter().product();
+        let st = strides(&shape);
+        let wrap = |v: f64, len: usize| -> Result<usize> {
+            let i = v as i64;
+            let j = if i < 0 { i + len as i64 } else { i };
+            ensure!((0..len as i64).contains(&j), "index {i} is out of range for an axis of {len}");
+            Ok(j as usize)
+        };
+        // Source of each output element: the data's own, or an update's.
+        let mut map: Vec<Option<usize>> = (0..n).map(Some).collect();
+        if node.op_type == "ScatterND" {
+            let q = *idx.shape.last().ok_or_else(|| anyhow!("ScatterND with scalar indices"))?;
+            ensure!(q >= 1 && q <= shape.len(), "ScatterND tuples of {q} for data of rank {}", shape.len());
+            let inner: usize = shape[q..].iter().product();
+            for (u, tuple) in idx.data.chunks(q).enumerate() {
+                let mut base = 0;
+                for (d, &v) in tuple.iter().enumerate() {
+                    base += wrap(v, shape[d])? * st[d];
+                }
+                for k in 0..inner {
+                    map[base + k] = Some(n + u * inner + k);
+                }
+            }
+        } else {
+            let a = axis(attr_i(node, "axis", 0), shape.len())?;
+            ensure!(idx.shape == ushape, "{} indices {:?} and updates {ushape:?} differ", node.op_type, idx.shape);
+            let mut positions = Vec::new();
+            for_each_index(&idx.shape, |pos| positions.push(pos.to_vec()));
+            for (u, pos) in positions.iter().enumerate() {
+                let j = wrap(idx.data[u], shape[a])?;
+                let at: usize = pos.iter().enumerate().map(|(d, &p)| if d == a { j } else { p } * st[d]).sum();
+                map[at] = Some(n + u);
+            }
+        }
+        let flat_data = self.reshape(data, vec![n], &format!("{name}.data"))?;
+        let flat_updates = self.reshape(updates, vec![ushape.iter().product()], &format!("{name}.updates"))?;
+        let both = self.cat(vec![flat_data, flat_updates], 0, &format!("{name}.both"))?;
+        self.rearrange(both, shape, map, 0.0, name)
+    }
+
+    /// OneHot: `values[1]` where the index equals the position along the new
+    /// axis, `values[0]` elsewhere. Constant indices fold; runtime ones
+    /// compare each index with every position.
+    fn one_hot(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        let indices = self.input(node, 0)?;
+        let depth = match self.input(node, 1)? {
+            Val::Const(t) if t.len() == 1 && t.data[0] >= 1.0 => t.data[0] as usize,
+            _ => bail!("OneHot needs a constant depth of at least 1"),
+        };
+        let values = match self.input(node, 2)? {
+            Val::Const(t) if t.len() == 2 => [t.data[0], t.data[1]],
+            _ => bail!("OneHot needs two constant values"),
+        };
+        let ishape = self.shape(&indices);
+        let a = axis(attr_i(node, "axis", -1), ishape.len() + 1)?;
+        let mut out = ishape.clone();
+        out.insert(a, depth);
+        check_size(&out)?;
+        // Positions along the new axis, broadcast against the indices.
+        let mut pos_shape = vec![1; out.len()];
+        pos_shape[a] = depth;
+        let positions = Val::Const(Tensor::new(pos_shape, (0..depth).map(|p| p as f64).collect()));
+        let mut ushape = ishape;
+        ushape.insert(a, 1);
+        let idx = self.reshape(indices, ushape, &format!("{name}.indices"))?;
+        // Negative indices count from the end: i + depth·(i < 0).
+        let negative = self.compare_vals(
+            Cmp::Less,
+            idx.clone(),
+            Val::Const(Tensor::new(vec![], vec![0.0])),
+            &format!("{name}.neg"),
+        )?;
+        let shift = self.binary(
+            Arith::Mul,
+            negative,
+            Val::Const(Tensor::new(vec![], vec![depth as f64])),
+            &format!("{name}.shift"),
+        )?;
+        let idx = self.binary(Arith::Add, idx, shift, &format!("{name}.wrapped"))?;
+        let hot = self.compare_vals(Cmp::Equal, idx, positions, &format!("{name}.eq"))?;
+        let span = self.binary(
+            Arith::Mul,
+            hot,
+            Val::Const(Tensor::new(vec![], vec![values[1] - values[0]])),
+            &format!("{name}.span"),
+        )?;
+        self.binary(Arith::Add, span, Val::Const(Tensor::new(vec![], vec![values[0]])), name)
+    }
+
     /// DepthToSpace (DCR or CRD) and SpaceToDepth: rearrangements.
     fn depth_space(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
         let x = self.input(node, 0)?;
@@ -1469,6 +1648,10 @@ impl Importer {
     /// comparison holds, folded when both sides are constant.
     fn compare(&mut self, node: &NodeProto, name: &str, cmp: Cmp) -> Result<Val> {
         let (a, b) = (self.input(node, 0)?, self.input(node, 1)?);
+        self.compare_vals(cmp, a, b, name)
+    }
+
+    fn compare_vals(&mut self, cmp: Cmp, a: Val, b: Val, name: &str) -> Result<Val> {
         if let (Val::Const(x), Val::Const(y)) = (&a, &b) {
             let shape = broadcast_shapes(&x.shape, &y.shape)
                 .ok_or_else(|| anyhow!("shapes {:?} and {:?} do not broadcast", x.shape, y.shape))?;

@@ -273,6 +273,58 @@ fn cases() -> Vec<Case> {
             tol: 0.03,
         });
     }
+    let i64s = |name: &str, dims: &[i64], v: &[i64]| pb::TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: INT64,
+        int64_data: v.to_vec(),
+        ..Default::default()
+    };
+    cases.push(Case {
+        what: "GatherElements on axis 1, negative indices",
+        nodes: vec![node("GatherElements", "ge", &["x", "i"], "y", vec![int_attr("axis", 1)])],
+        init: vec![i64s("i", &[2, 2, 4], &[0, 2, -1, 1, 1, 0, 0, 2, 2, 2, 1, 0, -3, 1, 2, 0])],
+        inputs: vec![floats_in("x", &S, &mut rng, -3.0, 3.0)],
+        out: (FLOAT, vec![2, 2, 4]),
+        opset: 13,
+        tol: 0.0,
+    });
+    cases.push(Case {
+        what: "GatherND of pairs",
+        nodes: vec![node("GatherND", "gnd", &["x", "i"], "y", vec![])],
+        init: vec![i64s("i", &[3, 2], &[1, 2, 0, 0, 1, 2])],
+        inputs: vec![floats_in("x", &S, &mut rng, -3.0, 3.0)],
+        out: (FLOAT, vec![3, 4]),
+        opset: 13,
+        tol: 0.0,
+    });
+    cases.push(Case {
+        what: "ScatterElements of runtime updates on axis 2",
+        nodes: vec![node("ScatterElements", "se", &["x", "i", "z"], "y", vec![int_attr("axis", 2)])],
+        init: vec![i64s("i", &[2, 3, 1], &[3, 0, 1, -1, 2, 0])],
+        inputs: vec![floats_in("x", &S, &mut rng, -3.0, 3.0), floats_in("z", &[2, 3, 1], &mut rng, 5.0, 6.0)],
+        out: (FLOAT, S.to_vec()),
+        opset: 13,
+        tol: 0.0,
+    });
+    cases.push(Case {
+        what: "ScatterND of rows",
+        nodes: vec![node("ScatterND", "snd", &["x", "i", "z"], "y", vec![])],
+        init: vec![i64s("i", &[2, 2], &[1, 2, 0, 1])],
+        inputs: vec![floats_in("x", &S, &mut rng, -3.0, 3.0), floats_in("z", &[2, 4], &mut rng, 5.0, 6.0)],
+        out: (FLOAT, S.to_vec()),
+        opset: 13,
+        tol: 0.0,
+    });
+    cases.push(Case {
+        what: "OneHot of runtime int64 indices, negative ones included",
+        nodes: vec![node("OneHot", "oh", &["ids", "depth", "vals"], "y", vec![int_attr("axis", 1)])],
+        init: vec![i64s("depth", &[], &[5]), floats("vals", &[2], &[-0.5, 2.0])],
+        inputs: vec![In { name: "ids", elem: INT64, shape: vec![2, 3], values: vec![0.0, 4.0, -1.0, 2.0, -5.0, 3.0] }],
+        out: (FLOAT, vec![2, 5, 3]),
+        opset: 13,
+        tol: 0.0,
+    });
     // A causal mask: row i sees columns 0..=i.
     let causal: Vec<i32> = (0..16).map(|i| i32::from(i % 4 <= i / 4)).collect();
     cases.push(Case {
