@@ -377,10 +377,12 @@ fn shape_ops_and_dynamic_matmul() {
 fn reductions_match_integer_reference() {
     let mut rng = ChaCha20Rng::seed_from_u64(17);
     let shape = [2usize, 3, 4];
-    let kinds = [Reduce::Sum, Reduce::Mean, Reduce::Max, Reduce::Min, Reduce::SumSquare, Reduce::L1, Reduce::L2];
+    let kinds =
+        [Reduce::Sum, Reduce::Mean, Reduce::Max, Reduce::Min, Reduce::SumSquare, Reduce::L1, Reduce::L2, Reduce::Prod];
     for (i, kind) in kinds.into_iter().enumerate() {
         // A different set of axes for each kind, kept or dropped.
-        let axes: Vec<usize> = [vec![2], vec![0, 2], vec![1], vec![0, 1, 2], vec![1, 2], vec![0], vec![2]][i].clone();
+        let axes: Vec<usize> =
+            [vec![2], vec![0, 2], vec![1], vec![0, 1, 2], vec![1, 2], vec![0], vec![2], vec![1]][i].clone();
         let keep = i % 2 == 0;
         let out_shape: Vec<usize> =
             (0..3).filter_map(|d| if axes.contains(&d) { keep.then_some(1) } else { Some(shape[d]) }).collect();
@@ -400,6 +402,9 @@ fn reductions_match_integer_reference() {
                 Reduce::SumSquare => sum_sq,
                 Reduce::L1 => q.iter().map(|v| v.abs()).sum(),
                 Reduce::L2 => table_entry((sum_sq as f64 / (1u64 << S) as f64).sqrt()),
+                // Rescaled after each product.
+                Reduce::Prod => q[1..].iter().fold(q[0], |acc, v| rdiv(acc * v, 1 << S)),
+                Reduce::LogSumExp => unreachable!("not in this list: runtime_ops checks it against tract"),
             };
             assert_eq!(*y, want, "{kind:?} over {axes:?} of {q:?}");
         }
