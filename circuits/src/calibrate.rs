@@ -1,5 +1,6 @@
 //! Calibration: picks the scales and lookup range that give the best accuracy
-//! on sample inputs while the circuit still fits the largest allowed k.
+//! on sample inputs while the circuit still fits the largest allowed k, or,
+//! given a tolerance, the smallest circuit whose outputs stay within it.
 
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
@@ -38,6 +39,7 @@ pub fn calibrate(
     samples: &[Vec<Vec<f64>>],
     base: &Settings,
     max_k: u32,
+    tolerance: Option<f64>,
 ) -> Result<Calibration> {
     if samples.is_empty() {
         bail!("calibration needs at least one sample input");
@@ -76,10 +78,16 @@ pub fn calibrate(
             max_abs_error: err,
         });
     }
-    let chosen = tried
-        .iter()
-        .filter(|c| c.k <= max_k)
-        .min_by(|a, b| a.max_abs_error.total_cmp(&b.max_abs_error).then(a.k.cmp(&b.k)))
+    let fits = || tried.iter().filter(|c| c.k <= max_k);
+    // Within the tolerance: the smallest circuit (its lookup table sets k
+    // for small models), then the smaller error. Otherwise the best error.
+    let cheapest = tolerance.and_then(|t| {
+        fits().filter(|c| c.max_abs_error <= t).min_by(|a, b| {
+            (a.k, a.lookup_bits).cmp(&(b.k, b.lookup_bits)).then(a.max_abs_error.total_cmp(&b.max_abs_error))
+        })
+    });
+    let chosen = cheapest
+        .or_else(|| fits().min_by(|a, b| a.max_abs_error.total_cmp(&b.max_abs_error).then(a.k.cmp(&b.k))))
         .cloned();
     let Some(chosen) = chosen else {
         bail!("no scale between 4 and {MAX_SCALE} bits fits k <= {max_k} for these samples");

@@ -11,6 +11,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 use zkfarm_circuits::calibrate::calibrate;
 use zkfarm_circuits::float::FloatModel;
+use zkfarm_circuits::graph::Elem;
 use zkfarm_circuits::input::{parse_input, read_input};
 use zkfarm_circuits::{CompiledModel, Settings};
 use zkfarm_prover::{home, infer, srs, Engine, KeyCache, KeySource, Keys, ProveOptions, Prover, Srs, Step, Tier};
@@ -86,18 +87,29 @@ pub fn cmd_calibrate(
     data: &[PathBuf],
     samples: usize,
     max_k: u32,
+    tolerance: Option<f64>,
     output: Option<&Path>,
 ) -> Result<()> {
     let bytes = args.bytes()?;
     let graph = zkfarm_circuits::onnx::import_bytes(&bytes)?;
     let inputs: Vec<Vec<Vec<f64>>> = if data.is_empty() {
+        // Floats in [0, 1), booleans 0 or 1, and integers 0, which every
+        // index and token id admits.
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0);
         (0..samples.max(1))
             .map(|_| {
                 graph
                     .input_shapes()
                     .iter()
-                    .map(|s| (0..s.iter().product::<usize>()).map(|_| rng.gen_range(0.0..1.0)).collect())
+                    .enumerate()
+                    .map(|(i, s)| {
+                        let n = s.iter().product::<usize>();
+                        match graph.input_elem(i) {
+                            Elem::Float => (0..n).map(|_| rng.gen_range(0.0..1.0)).collect(),
+                            Elem::Bool => (0..n).map(|_| f64::from(rng.gen_range(0..2u8))).collect(),
+                            Elem::Int => vec![0.0; n],
+                        }
+                    })
                     .collect()
             })
             .collect()
@@ -105,7 +117,7 @@ pub fn cmd_calibrate(
         data.iter().map(|p| read_input(p)).collect::<Result<_>>()?
     };
     let base = args.settings()?;
-    let (cal, _) = out.step("calibrating", || calibrate(&graph, &bytes, &inputs, &base, max_k))?;
+    let (cal, _) = out.step("calibrating", || calibrate(&graph, &bytes, &inputs, &base, max_k, tolerance))?;
     let text = serde_json::to_string_pretty(&cal.settings)?;
     if let Some(p) = output {
         std::fs::write(p, &text).with_context(|| format!("writing {}", p.display()))?;

@@ -53,6 +53,10 @@ enum Command {
         /// Largest circuit size accepted.
         #[arg(long, default_value_t = 20)]
         max_k: u32,
+        /// Largest output error accepted: the smallest circuit within it is
+        /// chosen (by default, the most accurate setting that fits max_k).
+        #[arg(long)]
+        tolerance: Option<f64>,
         /// Where to write the chosen settings.
         #[arg(short, long)]
         output: Option<PathBuf>,
@@ -253,8 +257,8 @@ fn run(cli: &Cli) -> Result<()> {
     let out = Output { json: cli.json };
     match &cli.command {
         Command::Compile { model, output } => local::cmd_compile(&out, model, output.as_deref()),
-        Command::Calibrate { model, data, samples, max_k, output } => {
-            local::cmd_calibrate(&out, model, data, *samples, *max_k, output.as_deref())
+        Command::Calibrate { model, data, samples, max_k, tolerance, output } => {
+            local::cmd_calibrate(&out, model, data, *samples, *max_k, *tolerance, output.as_deref())
         }
         Command::Srs { command: SrsCommand::Gen { k, insecure_dev, output } } => {
             local::cmd_srs_gen(&out, *k, *insecure_dev, output.as_deref())

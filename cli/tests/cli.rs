@@ -122,6 +122,35 @@ fn calibrate_writes_settings_that_compile() {
     assert!(v["k"].as_u64().unwrap() <= 14);
 }
 
+/// With a tolerance, calibrate picks the smallest circuit within it: the
+/// forest, whose rows are few, gets a table (and k) far below the default's,
+/// and its chosen error is within the tolerance; without one, the most
+/// accurate setting.
+#[test]
+fn calibrate_with_a_tolerance_picks_the_smallest_circuit_within_it() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let model = examples().join("forest.onnx");
+    let input = examples().join("forest.input.json");
+    let run = |extra: &[&str]| -> serde_json::Value {
+        let mut args =
+            vec!["--json", "calibrate", "--model", model.to_str().unwrap(), "--data", input.to_str().unwrap()];
+        args.extend(extra);
+        let o = zkfarm(h, &args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let tolerant = run(&["--tolerance", "0.01"]);
+    let best = run(&[]);
+    let (k_tolerant, k_best) = (tolerant["chosen"]["k"].as_u64().unwrap(), best["chosen"]["k"].as_u64().unwrap());
+    assert!(tolerant["chosen"]["max_abs_error"].as_f64().unwrap() <= 0.01, "{tolerant}");
+    assert!(k_tolerant < k_best && k_tolerant <= 12, "{k_tolerant} against {k_best}");
+    let tried = tolerant["tried"].as_array().unwrap();
+    let smallest_within =
+        tried.iter().filter(|c| c["max_abs_error"].as_f64().unwrap() <= 0.01).map(|c| c["k"].as_u64().unwrap()).min();
+    assert_eq!(Some(k_tolerant), smallest_within);
+}
+
 #[test]
 fn srs_import_takes_checked_ceremony_parameters_and_refuses_a_cut_file() {
     use halo2_proofs::halo2curves::bn256::Bn256;
