@@ -421,6 +421,11 @@ pub enum Op {
     Arith(Arith),
     /// `a / b` of two runtime tensors (broadcast), rounded toward -inf.
     DivDyn,
+    /// `a mod b` (broadcast): with the divisor's sign (ONNX's fmod 0, as
+    /// Python's %), or with `fmod` the dividend's (C's fmod).
+    Mod {
+        fmod: bool,
+    },
     /// A comparison of two tensors (broadcast).
     Compare(Cmp),
     /// Where with a constant condition: each output element is the first
@@ -599,6 +604,7 @@ impl Op {
             Op::Act(a) => a.name(),
             Op::Fn(_) => "ElementwiseFn",
             Op::DivDyn => "Div",
+            Op::Mod { .. } => "Mod",
             Op::Compare(c) => c.name(),
             Op::Select { .. } => "Where",
             Op::GatherConst { .. } => "Gather",

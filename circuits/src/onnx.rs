@@ -72,12 +72,14 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "LeakyRelu",
     "Log",
     "LogSoftmax",
+    "LpNormalization",
     "MatMul",
     "Max",
     "MaxPool",
     "Mean",
     "Min",
     "Mish",
+    "Mod",
     "Mul",
     "Neg",
     "Not",
@@ -520,6 +522,8 @@ impl Importer {
             "GatherElements" | "GatherND" => self.gather_indexed(node, name)?,
             "ScatterElements" | "Scatter" | "ScatterND" => self.scatter(node, name)?,
             "OneHot" => self.one_hot(node, name)?,
+            "Mod" => self.modulo(node, name)?,
+            "LpNormalization" => self.lp_norm(node, name)?,
             "DepthToSpace" | "SpaceToDepth" => self.depth_space(node, name)?,
             "BatchNormalization" => self.batchnorm(node, name)?,
             "Add" | "Sub" | "Mul" | "Div" => self.arith(node, name)?,
@@ -1356,6 +1360,39 @@ impl Importer {
         let flat_updates = self.reshape(updates, vec![ushape.iter().product()], &format!("{name}.updates"))?;
         let both = self.cat(vec![flat_data, flat_updates], 0, &format!("{name}.both"))?;
         self.rearrange(both, shape, map, 0.0, name)
+    }
+
+    /// Mod: with fmod 0 the result takes the divisor's sign, with fmod 1
+    /// the dividend's; folded on constants, otherwise exact arithmetic.
+    fn modulo(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        let fmod = attr_i(node, "fmod", 0) != 0;
+        let (a, b) = (self.input(node, 0)?, self.input(node, 1)?);
+        if let (Val::Const(x), Val::Const(y)) = (&a, &b) {
+            let shape = broadcast_shapes(&x.shape, &y.shape).ok_or_else(|| anyhow!("Mod inputs do not broadcast"))?;
+            let mut data = Vec::new();
+            for_each_index(&shape, |pos| {
+                let (p, q) = (x.data[broadcast_index(&x.shape, pos)], y.data[broadcast_index(&y.shape, pos)]);
+                data.push(if fmod { p % q } else { p - q * (p / q).floor() });
+            });
+            return Ok(Val::Const(Tensor::new(shape, data)));
+        }
+        self.broadcast_node(Op::Mod { fmod }, a, b, name)
+    }
+
+    /// LpNormalization: `x / ‖x‖_p` along an axis, p 1 or 2.
+    fn lp_norm(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        let Val::Node(x) = self.input(node, 0)? else { bail!("LpNormalization of a constant") };
+        let shape = self.graph.nodes[x].shape.clone();
+        let a = axis(attr_i(node, "axis", -1), shape.len())?;
+        let kind = match attr_i(node, "p", 2) {
+            1 => Reduce::L1,
+            2 => Reduce::L2,
+            p => bail!("LpNormalization with p = {p} (1 or 2 are defined)"),
+        };
+        let mut kept = shape.clone();
+        kept[a] = 1;
+        let norm = self.push(&format!("{name}.norm"), Op::Reduce { kind, axes: vec![a] }, vec![x], kept);
+        self.broadcast_node(Op::DivDyn, Val::Node(x), norm, name)
     }
 
     /// OneHot: `values[1]` where the index equals the position along the new

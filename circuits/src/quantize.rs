@@ -390,6 +390,8 @@ impl Lowering<'_> {
             }
             Op::Arith(op) => self.arith(*op, ins[0], ins[1], &shape)?,
             Op::DivDyn => self.pairwise(ins[0], ins[1], &shape, |q, a, b| q.div_dyn(a, b))?,
+            Op::Mod { fmod: false } => self.pairwise(ins[0], ins[1], &shape, |q, a, b| q.modulo(a, b))?,
+            Op::Mod { fmod: true } => self.pairwise(ins[0], ins[1], &shape, |q, a, b| q.fmod(a, b))?,
             Op::Compare(c) => self.pairwise(ins[0], ins[1], &shape, |q, a, b| q.compare(*c, a, b))?,
             Op::Select { first } => {
                 let mut i = 0;
@@ -809,6 +811,43 @@ impl Lowering<'_> {
         let out = self.fresh();
         self.push(Step::DivBy { num, den: abs, mult: 1 << s, out });
         out
+    }
+
+    /// `a − b·floor(a / b)`: the whole quotient by a division with a
+    /// range-checked remainder (the divisor's sign moved to the numerator,
+    /// as in [`Self::div_dyn`]), then one product and one sum, exact.
+    fn modulo(&mut self, a: V, b: V) -> V {
+        let s = self.s.input_scale;
+        let abs = self.act(b, Activation::Abs);
+        let sign = self.act(b, Activation::Sign);
+        let prod = self.fresh();
+        self.push(Step::Mul { pairs: vec![(a, sign)], bias: 0, out: prod });
+        let num = self.div(prod, 1 << s);
+        let whole = self.fresh();
+        self.push(Step::DivBy { num, den: abs, mult: 1, out: whole });
+        let taken = self.fresh();
+        self.push(Step::Mul { pairs: vec![(b, whole)], bias: 0, out: taken });
+        let out = self.fresh();
+        self.push(Step::Dot { terms: vec![(a, 1), (taken, -1)], bias: 0, out });
+        out
+    }
+
+    /// C's fmod, `sign(a)·(|a| mod |b|)`: the magnitudes by tables, the
+    /// whole quotient by a division with a range-checked remainder, the
+    /// sign restored by an exact product.
+    fn fmod(&mut self, a: V, b: V) -> V {
+        let s = self.s.input_scale;
+        let (abs_a, abs_b) = (self.act(a, Activation::Abs), self.act(b, Activation::Abs));
+        let sign = self.act(a, Activation::Sign);
+        let whole = self.fresh();
+        self.push(Step::DivBy { num: abs_a, den: abs_b, mult: 1, out: whole });
+        let taken = self.fresh();
+        self.push(Step::Mul { pairs: vec![(abs_b, whole)], bias: 0, out: taken });
+        let rest = self.fresh();
+        self.push(Step::Dot { terms: vec![(abs_a, 1), (taken, -1)], bias: 0, out: rest });
+        let signed = self.fresh();
+        self.push(Step::Mul { pairs: vec![(sign, rest)], bias: 0, out: signed });
+        self.div(signed, 1 << s)
     }
 
     /// `(x - mean) / sqrt(var + eps) · scale + shift` over one group: the

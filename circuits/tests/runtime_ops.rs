@@ -325,6 +325,49 @@ fn cases() -> Vec<Case> {
         opset: 13,
         tol: 0.0,
     });
+    let ints = |name: &'static str, lo: i64, hi: i64, rng: &mut ChaCha20Rng, nonzero: bool| In {
+        name,
+        elem: INT64,
+        shape: S.to_vec(),
+        values: (0..24)
+            .map(|_| loop {
+                let v = rng.gen_range(lo..=hi);
+                if !nonzero || v != 0 {
+                    break v as f64;
+                }
+            })
+            .collect(),
+    };
+    cases.push(Case {
+        what: "Mod of int64 tensors (the divisor's sign)",
+        nodes: vec![node("Mod", "m", &["a", "b"], "y", vec![])],
+        init: vec![],
+        inputs: vec![ints("a", -20, 20, &mut rng, false), ints("b", -7, 7, &mut rng, true)],
+        out: (INT64, S.to_vec()),
+        opset: 13,
+        tol: 0.0,
+    });
+    cases.push(Case {
+        what: "Mod of floats with fmod 1 (the dividend's sign)",
+        nodes: vec![node("Mod", "m", &["x", "z"], "y", vec![int_attr("fmod", 1)])],
+        init: vec![],
+        inputs: vec![floats_in("x", &S, &mut rng, -3.0, 3.0), denominators(&mut rng)],
+        out: (FLOAT, S.to_vec()),
+        opset: 13,
+        tol: 0.0,
+    });
+    for (p, axis) in [(1, 1), (2, -1)] {
+        cases.push(Case {
+            what: Box::leak(format!("LpNormalization p {p} axis {axis}").into_boxed_str()),
+            nodes: vec![node("LpNormalization", "lp", &["x"], "y", vec![int_attr("p", p), int_attr("axis", axis)])],
+            init: vec![],
+            // The sum of squares enters the square root's table (±8 here).
+            inputs: vec![floats_in("x", &S, &mut rng, -1.2, 1.2)],
+            out: (FLOAT, S.to_vec()),
+            opset: 13,
+            tol: 0.02,
+        });
+    }
     // A causal mask: row i sees columns 0..=i.
     let causal: Vec<i32> = (0..16).map(|i| i32::from(i % 4 <= i / 4)).collect();
     cases.push(Case {
