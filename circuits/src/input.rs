@@ -10,10 +10,8 @@ pub fn parse_input(text: &str) -> Result<Vec<Vec<f64>>> {
     let data = doc
         .get("input_data")
         .ok_or_else(|| anyhow!("the input has no `input_data` field (expected {{\"input_data\": [[...]]}})"))?;
+    // Empty for a model with no runtime input.
     let arrays = data.as_array().ok_or_else(|| anyhow!("`input_data` must be an array of arrays"))?;
-    if arrays.is_empty() {
-        bail!("`input_data` is empty");
-    }
     arrays
         .iter()
         .enumerate()
@@ -51,6 +49,11 @@ mod tests {
     fn parses_ezkl_layout() {
         let v = parse_input(r#"{"input_data": [[1, 2.5, -3], [[4], [5]]]}"#).unwrap();
         assert_eq!(v, vec![vec![1.0, 2.5, -3.0], vec![4.0, 5.0]]);
+    }
+
+    #[test]
+    fn no_arrays_for_a_model_without_inputs() {
+        assert_eq!(parse_input(r#"{"input_data": []}"#).unwrap(), Vec::<Vec<f64>>::new());
     }
 
     #[test]

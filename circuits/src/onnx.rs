@@ -196,9 +196,6 @@ fn import_proto(proto: &pb::ModelProto) -> Result<Graph> {
         imp.graph.input_elems.push(elem);
         imp.vals.insert(input.name.clone(), Val::Node(id));
     }
-    if imp.graph.inputs.is_empty() {
-        bail!("the ONNX model has no runtime input");
-    }
     for node in &g.node {
         for i in &node.input {
             *imp.readers.entry(i.clone()).or_default() += 1;
@@ -211,7 +208,12 @@ fn import_proto(proto: &pb::ModelProto) -> Result<Graph> {
     for out in &g.output {
         match imp.vals.get(&out.name) {
             Some(Val::Node(id)) => imp.graph.outputs.push(*id),
-            Some(Val::Const(_)) => bail!("model output `{}` is a constant", out.name),
+            // A constant output (every output, when the model has no
+            // runtime input) is proven as a constant of the circuit.
+            Some(Val::Const(t)) => {
+                let id = imp.node_of(Val::Const(t.clone()), &out.name);
+                imp.graph.outputs.push(id);
+            }
             None => bail!("model output `{}` is not produced by any node", out.name),
         }
     }

@@ -1049,3 +1049,32 @@ fn einsum_ellipsis_stands_for_the_leading_axes() {
     assert_eq!(run("...j,j->..."), spelled);
     assert_eq!(run("...j,j"), spelled);
 }
+
+/// A model with no runtime input (every value folds to a constant) and a
+/// model with a constant among its outputs compile, run and prove; the
+/// constants are the circuit's.
+#[test]
+fn models_without_runtime_inputs_prove_their_constants() {
+    let s = settings();
+    let onnx = model_of(
+        vec![node("Tanh", "t", &["c"], "t1", vec![]), node("Add", "y", &["t1", "c"], "y", vec![])],
+        vec![floats("c", &[3], &[0.5, -1.0, 2.0])],
+        vec![],
+        vec![typed_info("y", FLOAT, &[3])],
+        13,
+    );
+    let model = CompiledModel::compile(&onnx, &s).unwrap();
+    assert!(model.program.inputs.is_empty());
+    let witness = model.run(&[]).unwrap();
+    let ours = model.program.dequantize(&model.program.output_values(&witness)).remove(0);
+    let float = FloatModel::load(&onnx, &[]).unwrap().run(&[]).unwrap();
+    let worst = ours.iter().zip(&float[0]).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(worst <= 1.0 / 256.0, "off by {worst}");
+    let inst = instances(&model.program, &witness);
+    let circuit = ModelCircuit::new(model.program.clone(), Some(Arc::new(witness)));
+    MockProver::run(model.k, &circuit, vec![inst.clone()]).unwrap().assert_satisfied_par();
+    // A changed constant output is refused.
+    let mut bad = inst;
+    bad[1] += halo2_proofs::halo2curves::bn256::Fr::one();
+    assert!(MockProver::run(model.k, &circuit, vec![bad]).unwrap().verify_par().is_err());
+}
