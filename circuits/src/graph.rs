@@ -465,6 +465,12 @@ pub enum Op {
     LogSoftmax,
     /// Hardmax over the last axis: 1 at the first maximum, 0 elsewhere.
     Hardmax,
+    /// The `k` largest (or smallest) values along the last axis, in order,
+    /// then their indices: the last axis of the node's shape is `2k`.
+    TopK {
+        k: usize,
+        largest: bool,
+    },
     /// The index of the maximum (or minimum) along the last axis, which the
     /// node's shape keeps as 1: the first one, or with `last` the last.
     ArgExtreme {
@@ -613,6 +619,7 @@ impl Op {
             Op::Softmax => "Softmax",
             Op::LogSoftmax => "LogSoftmax",
             Op::Hardmax => "Hardmax",
+            Op::TopK { .. } => "TopK",
             Op::ArgExtreme { min: false, .. } => "ArgMax",
             Op::ArgExtreme { min: true, .. } => "ArgMin",
             Op::MaxPool(_) => "MaxPool",

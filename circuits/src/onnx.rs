@@ -120,6 +120,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Tanh",
     "ThresholdedRelu",
     "Tile",
+    "TopK",
     "Transpose",
     "Trilu",
     "Unsqueeze",
@@ -498,6 +499,9 @@ impl Importer {
         }
         if node.op_type == "Split" {
             return self.split(node, name);
+        }
+        if node.op_type == "TopK" {
+            return self.top_k(node, name);
         }
         if matches!(node.op_type.as_str(), "LSTM" | "GRU" | "RNN") {
             return self.recurrent(node, name);
@@ -2294,6 +2298,51 @@ impl Importer {
             flat += 1;
         });
         self.rearrange(x, shape, map, 0.0, name)
+    }
+
+    /// TopK with a constant k along an axis (largest or smallest; always
+    /// sorted, which every `sorted` admits): the axis moved last, the values
+    /// and indices found there, each moved back into its output.
+    fn top_k(&mut self, node: &NodeProto, name: &str) -> Result<()> {
+        let Val::Node(x) = self.input(node, 0)? else { bail!("TopK of a constant") };
+        let k = if self.opset >= 10 {
+            match self.input(node, 1)? {
+                Val::Const(t) if t.len() == 1 && t.data[0] >= 1.0 => t.data[0] as usize,
+                _ => bail!("TopK needs a constant k of at least 1"),
+            }
+        } else {
+            attr_i(node, "k", 0).max(0) as usize
+        };
+        let largest = attr_i(node, "largest", 1) != 0;
+        let shape = self.graph.nodes[x].shape.clone();
+        let rank = shape.len();
+        ensure!(rank > 0, "TopK of a scalar");
+        let a = axis(attr_i(node, "axis", -1), rank)?;
+        ensure!(k >= 1 && k <= shape[a], "TopK k = {k} for an axis of {}", shape[a]);
+        let mut perm: Vec<usize> = (0..rank).filter(|&d| d != a).collect();
+        perm.push(a);
+        let mut back = vec![0; rank];
+        for (i, &p) in perm.iter().enumerate() {
+            back[p] = i;
+        }
+        let moved: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
+        let t = self.graph.push(&format!("{name}.to_last"), Op::Transpose { perm }, vec![x], moved.clone());
+        let mut both = moved.clone();
+        both[rank - 1] = 2 * k;
+        let found = self.graph.push(&format!("{name}.found"), Op::TopK { k, largest }, vec![t], both.clone());
+        let mut out_shape = shape.clone();
+        out_shape[a] = k;
+        for (i, out) in node.output.iter().enumerate().take(2) {
+            if out.is_empty() {
+                continue;
+            }
+            let half = self.take(Val::Node(found), &both, rank - 1, i * k, k, &format!("{name}.{out}.last"))?;
+            let Val::Node(h) = half else { unreachable!("a runtime value stays runtime") };
+            let v =
+                self.push(&format!("{name}.{out}"), Op::Transpose { perm: back.clone() }, vec![h], out_shape.clone());
+            self.vals.insert(out.clone(), v);
+        }
+        Ok(())
     }
 
     /// ArgMax and ArgMin along an axis (keepdims, select_last_index): the

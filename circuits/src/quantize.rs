@@ -489,6 +489,15 @@ impl Lowering<'_> {
                 }
                 out
             }
+            Op::TopK { k, largest } => {
+                let x = self.values(ins[0])?;
+                let n = *self.g.nodes[ins[0]].shape.last().unwrap_or(&1);
+                let mut out = Vec::with_capacity(x.len() / n * 2 * k);
+                for row in x.chunks(n) {
+                    out.extend(self.top_k(row, *k, *largest));
+                }
+                out
+            }
             Op::ArgExtreme { min, last } => {
                 let x = self.values(ins[0])?;
                 let n = *self.g.nodes[ins[0]].shape.last().unwrap_or(&1);
@@ -742,6 +751,51 @@ impl Lowering<'_> {
             result.push(v);
         }
         Ok(result)
+    }
+
+    /// The `k` largest (or smallest) values of a row, in order, then their
+    /// indices: `k` rounds of [`Self::arg_extreme`], each moving the value
+    /// it took to one quantum beyond the row's other extreme, so that it is
+    /// never taken again while another remains (ties go to the lower index).
+    fn top_k(&mut self, row: &[V], k: usize, largest: bool) -> Vec<V> {
+        let s = self.s.input_scale;
+        let floor = self.reduce(if largest { Reduce::Min } else { Reduce::Max }, row.to_vec());
+        let past = self.fresh();
+        self.push(Step::Dot { terms: vec![(floor, 1)], bias: if largest { -1 } else { 1 }, out: past });
+        let mut cur = row.to_vec();
+        let (mut values, mut indices) = (Vec::with_capacity(k), Vec::with_capacity(k));
+        for round in 0..k {
+            let (first, index) = self.arg_extreme(&cur, !largest, false);
+            // The value taken: Σ first_i · x_i, exact (first_i is 0 or 1).
+            let prod = self.fresh();
+            self.push(Step::Mul {
+                pairs: first.iter().copied().zip(cur.iter().copied()).collect(),
+                bias: 0,
+                out: prod,
+            });
+            values.push(self.div(prod, 1 << s));
+            indices.push(index);
+            if round + 1 == k {
+                break;
+            }
+            cur = cur
+                .iter()
+                .zip(&first)
+                .map(|(&v, &f)| {
+                    // v + f · (past − v)
+                    let gap = self.fresh();
+                    self.push(Step::Dot { terms: vec![(past, 1), (v, -1)], bias: 0, out: gap });
+                    let moved = self.fresh();
+                    self.push(Step::Mul { pairs: vec![(f, gap)], bias: 0, out: moved });
+                    let moved = self.div(moved, 1 << s);
+                    let out = self.fresh();
+                    self.push(Step::Dot { terms: vec![(v, 1), (moved, 1)], bias: 0, out });
+                    out
+                })
+                .collect();
+        }
+        values.extend(indices);
+        values
     }
 
     /// `f(a, b)` for each output position of a broadcast binary op.

@@ -238,6 +238,28 @@ fn cases() -> Vec<Case> {
             tol: 0.0,
         });
     }
+    for (axis, k, largest, indices) in [(-1, 2, 1, false), (-1, 2, 1, true), (1, 3, 0, false), (1, 3, 0, true)] {
+        let mut out = S.to_vec();
+        out[if axis < 0 { 2 } else { axis as usize }] = k;
+        let outputs = if indices { ["vals", "y"] } else { ["y", "idx"] };
+        let mut n = node("TopK", "top", &["x", "k"], "y", vec![int_attr("axis", axis), int_attr("largest", largest)]);
+        n.output = outputs.iter().map(|o| o.to_string()).collect();
+        cases.push(Case {
+            what: Box::leak(format!("TopK axis {axis} k {k} largest {largest} indices {indices}").into_boxed_str()),
+            nodes: vec![n],
+            init: vec![pb::TensorProto {
+                name: "k".into(),
+                dims: vec![1],
+                data_type: INT64,
+                int64_data: vec![k],
+                ..Default::default()
+            }],
+            inputs: vec![In { name: "x", elem: FLOAT, shape: S.to_vec(), values: ties.clone() }],
+            out: (if indices { INT64 } else { FLOAT }, out),
+            opset: 13,
+            tol: 0.0,
+        });
+    }
     for (op, tol) in [("ReduceProd", 0.02), ("ReduceLogSumExp", 0.02)] {
         cases.push(Case {
             what: op,
