@@ -1100,3 +1100,91 @@ fn models_without_runtime_inputs_prove_their_constants() {
     bad[1] += halo2_proofs::halo2curves::bn256::Fr::one();
     assert!(MockProver::run(model.k, &circuit, vec![bad]).unwrap().verify_par().is_err());
 }
+
+/// Every advice cell of a model that runs a GRU, takes a TopK, an ArgMax
+/// and a LogSoftmax, a Mod, an Einsum of two runtime tensors, a linear
+/// Resize, a OneHot and a fused element-wise chain is constrained: changing
+/// any one is caught by MockProver.
+#[test]
+fn every_advice_cell_of_the_sequence_and_selection_ops_is_constrained() {
+    let s = Settings { input_scale: 5, param_scale: 5, lookup_bits: 8, lanes: 8, public_input: false };
+    let gru = |dims: &[i64], seed: u64| -> Vec<f32> {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        (0..dims.iter().product::<i64>()).map(|_| rng.gen_range(-0.5f32..0.5)).collect()
+    };
+    let mut rec = node("GRU", "gru", &["x", "w", "r"], "seq", vec![int_attr("hidden_size", 2)]);
+    rec.output = vec!["seq".into(), "h".into()];
+    let mut top = node("TopK", "top", &["flat", "k"], "tv", vec![]);
+    top.output = vec!["tv".into(), "ti".into()];
+    let c = Case {
+        what: "mixed",
+        nodes: vec![
+            rec,
+            node("Reshape", "flat_r", &["seq", "shape"], "flat", vec![]),
+            top,
+            node("ArgMax", "am", &["flat"], "am", vec![int_attr("axis", 1)]),
+            node("Cast", "amf", &["am"], "amf", vec![int_attr("to", FLOAT as i64)]),
+            node("LogSoftmax", "ls", &["flat"], "ls", vec![]),
+            node("Mod", "mod", &["ls", "half"], "md", vec![int_attr("fmod", 1)]),
+            node("Einsum", "ein", &["md", "md"], "gram", vec![common::string_attr("equation", "ij,kj->ik")]),
+            node("Resize", "rs", &["gram", "", "sc"], "big", vec![common::string_attr("mode", "linear")]),
+            node("Sigmoid", "sg", &["big"], "sgo", vec![]),
+            node("Mul", "silu", &["big", "sgo"], "silu", vec![]),
+            node("OneHot", "oh", &["ti", "depth", "vals"], "hot", vec![]),
+            node("ReduceSum", "hs", &["hot", "axis1"], "hsum", vec![int_attr("keepdims", 0)]),
+            node("Concat", "y", &["tv", "amf", "hsum"], "y", vec![int_attr("axis", 1)]),
+            node("Identity", "keep", &["silu"], "z", vec![]),
+        ],
+        init: vec![
+            floats("w", &[1, 6, 2], &gru(&[1, 6, 2], 1)),
+            floats("r", &[1, 6, 2], &gru(&[1, 6, 2], 2)),
+            int64s_proto("shape", &[2], &[1, 6]),
+            int64s_proto("k", &[1], &[2]),
+            floats("half", &[], &[0.75]),
+            floats("sc", &[2], &[1.0, 2.0]),
+            int64s_proto("depth", &[], &[6]),
+            int64s_proto("axis1", &[1], &[1]),
+            floats("vals", &[2], &[0.0, 1.0]),
+        ],
+        inputs: vec![In {
+            name: "x",
+            elem: FLOAT,
+            shape: vec![3, 1, 2],
+            values: vec![0.5, -0.25, 1.0, 0.75, -0.5, 0.25],
+        }],
+        out: (FLOAT, vec![1, 4]),
+        opset: 13,
+        tol: 0.0,
+    };
+    let onnx = model_of(
+        c.nodes.clone(),
+        c.init.clone(),
+        vec![typed_info("x", FLOAT, &[3, 1, 2])],
+        vec![typed_info("y", FLOAT, &[1, 9]), typed_info("z", FLOAT, &[1, 2])],
+        13,
+    );
+    let model = CompiledModel::compile(&onnx, &s).unwrap();
+    let witness = Arc::new(model.run(&[c.inputs[0].values.clone()]).unwrap());
+    let inst = instances(&model.program, &witness);
+    let p = &model.program;
+    let cells: usize = p.steps.iter().map(|(s, _)| s.advice_cells(p.settings.lanes)).sum();
+    let check = |tamper: Option<usize>| {
+        let mut circuit = ModelCircuit::new(model.program.clone(), Some(witness.clone()));
+        circuit.tamper = tamper;
+        MockProver::run(model.k, &circuit, vec![inst.clone()]).unwrap().verify_par().is_ok()
+    };
+    assert!(check(None));
+    assert!(check(Some(cells)));
+    let accepted: Vec<usize> = (0..cells).filter(|&i| check(Some(i))).collect();
+    assert!(accepted.is_empty(), "mutations of cells {accepted:?} of {cells} were accepted");
+}
+
+fn int64s_proto(name: &str, dims: &[i64], v: &[i64]) -> pb::TensorProto {
+    pb::TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: INT64,
+        int64_data: v.to_vec(),
+        ..Default::default()
+    }
+}
