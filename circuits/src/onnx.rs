@@ -1154,13 +1154,7 @@ impl Importer {
                 continue;
             }
             let weight = Tensor::new(vec![out[d], shape[d]], weight);
-            let mut perm: Vec<usize> = (0..rank).filter(|&a| a != d).collect();
-            perm.push(d);
-            let mut back = vec![0; rank];
-            for (i, &p) in perm.iter().enumerate() {
-                back[p] = i;
-            }
-            let moved: Vec<usize> = perm.iter().map(|&p| cur[p]).collect();
+            let (perm, back, moved) = axis_last(&cur, d);
             let node_y = self.node_of(y, &format!("{name}.in{d}"));
             let t = self.graph.push(&format!("{name}.axis{d}"), Op::Transpose { perm }, vec![node_y], moved);
             let dense = self.dense(Val::Node(t), &weight, &vec![0.0; out[d]], &format!("{name}.lerp{d}"))?;
@@ -2319,15 +2313,9 @@ impl Importer {
         ensure!(rank > 0, "TopK of a scalar");
         let a = axis(attr_i(node, "axis", -1), rank)?;
         ensure!(k >= 1 && k <= shape[a], "TopK k = {k} for an axis of {}", shape[a]);
-        let mut perm: Vec<usize> = (0..rank).filter(|&d| d != a).collect();
-        perm.push(a);
-        let mut back = vec![0; rank];
-        for (i, &p) in perm.iter().enumerate() {
-            back[p] = i;
-        }
-        let moved: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
+        let (perm, back, moved) = axis_last(&shape, a);
         let t = self.graph.push(&format!("{name}.to_last"), Op::Transpose { perm }, vec![x], moved.clone());
-        let mut both = moved.clone();
+        let mut both = moved;
         both[rank - 1] = 2 * k;
         let found = self.graph.push(&format!("{name}.found"), Op::TopK { k, largest }, vec![t], both.clone());
         let mut out_shape = shape.clone();
@@ -2355,9 +2343,7 @@ impl Importer {
         let rank = shape.len();
         ensure!(rank > 0, "{} of a scalar", node.op_type);
         let a = axis(attr_i(node, "axis", 0), rank)?;
-        let mut perm: Vec<usize> = (0..rank).filter(|&d| d != a).collect();
-        perm.push(a);
-        let moved: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
+        let (perm, _, moved) = axis_last(&shape, a);
         let t = if a + 1 == rank {
             x
         } else {
@@ -2644,13 +2630,7 @@ impl Importer {
             return Ok(self.push(name, Op::Reshape, vec![soft], shape));
         }
         // Any other axis: moved last, normalised, and moved back.
-        let mut perm: Vec<usize> = (0..rank).filter(|&d| d != a).collect();
-        perm.push(a);
-        let moved: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
-        let mut back = vec![0; rank];
-        for (i, &p) in perm.iter().enumerate() {
-            back[p] = i;
-        }
+        let (perm, back, moved) = axis_last(&shape, a);
         let t = self.graph.push(&format!("{name}.to_last"), Op::Transpose { perm }, vec![x], moved.clone());
         let soft = self.graph.push(&format!("{name}.last"), op, vec![t], moved);
         Ok(self.push(name, Op::Transpose { perm: back }, vec![soft], shape))
@@ -2706,6 +2686,19 @@ fn lift_attr(a: &AttributeProto) -> AttributeProto {
         _ => return a.clone(),
     };
     AttributeProto { ints, ..a.clone() }
+}
+
+/// Moving axis `a` of `shape` last: the permutation, its inverse and the
+/// moved shape.
+fn axis_last(shape: &[usize], a: usize) -> (Vec<usize>, Vec<usize>, Vec<usize>) {
+    let mut perm: Vec<usize> = (0..shape.len()).filter(|&d| d != a).collect();
+    perm.push(a);
+    let mut back = vec![0; shape.len()];
+    for (i, &p) in perm.iter().enumerate() {
+        back[p] = i;
+    }
+    let moved = perm.iter().map(|&p| shape[p]).collect();
+    (perm, back, moved)
 }
 
 /// The values of constant `c` along `axis` of `shape`, when `c` broadcasts

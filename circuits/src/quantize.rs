@@ -856,29 +856,29 @@ impl Lowering<'_> {
     /// with a range-checked remainder. |b| must be non-zero and at most
     /// 2^B quanta; a run outside that fails with an error naming the node.
     fn div_dyn(&mut self, a: V, b: V) -> V {
-        let s = self.s.input_scale;
+        let (num, den) = self.sign_to_numerator(a, b);
+        let out = self.fresh();
+        self.push(Step::DivBy { num, den, mult: 1 << self.s.input_scale, out });
+        out
+    }
+
+    /// `(a·sign(b), |b|)`, so that `a / b` is a division by a positive
+    /// divisor: |b| and sign(b) by tables, the product exact.
+    fn sign_to_numerator(&mut self, a: V, b: V) -> (V, V) {
         let abs = self.act(b, Activation::Abs);
         let sign = self.act(b, Activation::Sign);
         let prod = self.fresh();
         self.push(Step::Mul { pairs: vec![(a, sign)], bias: 0, out: prod });
-        let num = self.div(prod, 1 << s);
-        let out = self.fresh();
-        self.push(Step::DivBy { num, den: abs, mult: 1 << s, out });
-        out
+        (self.div(prod, 1 << self.s.input_scale), abs)
     }
 
     /// `a − b·floor(a / b)`: the whole quotient by a division with a
     /// range-checked remainder (the divisor's sign moved to the numerator,
     /// as in [`Self::div_dyn`]), then one product and one sum, exact.
     fn modulo(&mut self, a: V, b: V) -> V {
-        let s = self.s.input_scale;
-        let abs = self.act(b, Activation::Abs);
-        let sign = self.act(b, Activation::Sign);
-        let prod = self.fresh();
-        self.push(Step::Mul { pairs: vec![(a, sign)], bias: 0, out: prod });
-        let num = self.div(prod, 1 << s);
+        let (num, den) = self.sign_to_numerator(a, b);
         let whole = self.fresh();
-        self.push(Step::DivBy { num, den: abs, mult: 1, out: whole });
+        self.push(Step::DivBy { num, den, mult: 1, out: whole });
         let taken = self.fresh();
         self.push(Step::Mul { pairs: vec![(b, whole)], bias: 0, out: taken });
         let out = self.fresh();

@@ -14,10 +14,10 @@ use rand_chacha::ChaCha20Rng;
 use tract_onnx::pb;
 use zkfarm_circuits::circuit::instances;
 use zkfarm_circuits::float::FloatModel;
-use zkfarm_circuits::program::Program;
+use zkfarm_circuits::program::{Program, Witness};
 use zkfarm_circuits::{CompiledModel, ModelCircuit, Settings};
 
-use common::{floats, int_attr, ints_attr, model_of, node, typed_info};
+use common::{assert_every_cell_constrained, floats, int_attr, ints_attr, model_of, node, typed_info};
 
 const FLOAT: i32 = 1;
 const INT64: i32 = 7;
@@ -494,26 +494,44 @@ fn quantized(program: &Program, values: &[Vec<f64>]) -> Vec<Vec<f64>> {
     program.quantize_inputs(values).unwrap().into_iter().map(|q| q.iter().map(|&v| v as f64 / s).collect()).collect()
 }
 
+/// The largest difference between two outputs.
+fn max_diff(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+}
+
+/// MockProver accepts the witness with its own instances.
+fn assert_satisfied(model: &CompiledModel, witness: Witness) {
+    let inst = instances(&model.program, &witness);
+    let circuit = ModelCircuit::new(model.program.clone(), Some(Arc::new(witness)));
+    MockProver::run(model.k, &circuit, vec![inst]).unwrap().assert_satisfied_par();
+}
+
+/// Compiles a case, runs it, checks its output against tract's on the same
+/// quantized inputs within the case's tolerance and the witness with
+/// MockProver; returns the compiled model.
+fn check_case(c: &Case, s: &Settings) -> CompiledModel {
+    let what = c.what;
+    let onnx = onnx_of(c);
+    let model = CompiledModel::compile(&onnx, s).unwrap_or_else(|e| panic!("{what}: {e:#}"));
+    let values: Vec<Vec<f64>> = c.inputs.iter().map(|i| i.values.clone()).collect();
+    let witness = model.run(&values).unwrap_or_else(|e| panic!("{what}: {e:#}"));
+    let ours = model.program.dequantize(&model.program.output_values(&witness)).remove(0);
+    let shapes: Vec<Vec<usize>> = c.inputs.iter().map(|i| i.shape.iter().map(|&d| d as usize).collect()).collect();
+    let float = FloatModel::load(&onnx, &shapes)
+        .and_then(|m| m.run(&quantized(&model.program, &values)))
+        .unwrap_or_else(|e| panic!("{what}: tract: {e:#}"));
+    assert_eq!(ours.len(), float[0].len(), "{what}");
+    let worst = max_diff(&ours, &float[0]);
+    assert!(worst <= c.tol, "{what}: off by {worst} (ours {ours:?}, tract {:?})", float[0]);
+    assert_satisfied(&model, witness);
+    model
+}
+
 #[test]
 fn runtime_ops_track_tract_and_satisfy_the_circuit() {
     let s = settings();
     for c in cases() {
-        let what = c.what;
-        let onnx = onnx_of(&c);
-        let model = CompiledModel::compile(&onnx, &s).unwrap_or_else(|e| panic!("{what}: {e:#}"));
-        let values: Vec<Vec<f64>> = c.inputs.iter().map(|i| i.values.clone()).collect();
-        let witness = model.run(&values).unwrap_or_else(|e| panic!("{what}: {e:#}"));
-        let ours = model.program.dequantize(&model.program.output_values(&witness)).remove(0);
-        let shapes: Vec<Vec<usize>> = c.inputs.iter().map(|i| i.shape.iter().map(|&d| d as usize).collect()).collect();
-        let float = FloatModel::load(&onnx, &shapes)
-            .and_then(|m| m.run(&quantized(&model.program, &values)))
-            .unwrap_or_else(|e| panic!("{what}: tract: {e:#}"));
-        assert_eq!(ours.len(), float[0].len(), "{what}");
-        let worst = ours.iter().zip(&float[0]).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-        assert!(worst <= c.tol, "{what}: off by {worst} (ours {ours:?}, tract {:?})", float[0]);
-        let inst = instances(&model.program, &witness);
-        let circuit = ModelCircuit::new(model.program.clone(), Some(Arc::new(witness)));
-        MockProver::run(model.k, &circuit, vec![inst]).unwrap().assert_satisfied_par();
+        check_case(&c, &s);
     }
 }
 
@@ -540,9 +558,7 @@ fn wide_embeddings_split_over_tables() {
     let ours = model.program.dequantize(&model.program.output_values(&witness)).remove(0);
     let float = FloatModel::load(&onnx, &[vec![4]]).unwrap().run(&values).unwrap();
     assert_eq!(ours, float[0]);
-    let inst = instances(&model.program, &witness);
-    let circuit = ModelCircuit::new(model.program.clone(), Some(Arc::new(witness)));
-    MockProver::run(model.k, &circuit, vec![inst]).unwrap().assert_satisfied_par();
+    assert_satisfied(&model, witness);
 }
 
 #[test]
@@ -600,18 +616,7 @@ fn every_advice_cell_of_the_runtime_ops_is_constrained() {
     let model = CompiledModel::compile(&onnx_of(&c), &s).unwrap();
     let values: Vec<Vec<f64>> = c.inputs.iter().map(|i| i.values.clone()).collect();
     let witness = Arc::new(model.run(&values).unwrap());
-    let inst = instances(&model.program, &witness);
-    let p = &model.program;
-    let cells: usize = p.steps.iter().map(|(s, _)| s.advice_cells(p.settings.lanes)).sum();
-    let check = |tamper: Option<usize>| {
-        let mut circuit = ModelCircuit::new(model.program.clone(), Some(witness.clone()));
-        circuit.tamper = tamper;
-        MockProver::run(model.k, &circuit, vec![inst.clone()]).unwrap().verify_par().is_ok()
-    };
-    assert!(check(None));
-    assert!(check(Some(cells)));
-    let accepted: Vec<usize> = (0..cells).filter(|&i| check(Some(i))).collect();
-    assert!(accepted.is_empty(), "mutations of cells {accepted:?} of {cells} were accepted");
+    assert_every_cell_constrained(&model, witness);
 }
 
 /// A MatMul followed by its bias Add and a per-feature scale (by Mul and by
@@ -668,7 +673,7 @@ fn bias_and_scale_fold_into_the_layer_before() {
         let ours = model.program.dequantize(&model.program.output_values(&witness)).remove(0);
         let float =
             FloatModel::load(&onnx, &[vec![2, 3, 4]]).unwrap().run(&quantized(&model.program, &values)).unwrap();
-        let worst = ours.iter().zip(&float[0]).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        let worst = max_diff(&ours, &float[0]);
         assert!(worst <= c.tol, "off by {worst}");
     }
 }
@@ -716,23 +721,10 @@ fn elementwise_chains_fuse_into_one_table() {
             opset: 13,
             tol: 1.0 / 256.0,
         };
-        let onnx = onnx_of(&c);
-        let model = CompiledModel::compile(&onnx, &s).unwrap();
+        let model = check_case(&c, &s);
         let rows = model.stats().rows_by_op;
         assert_eq!(rows.keys().collect::<Vec<_>>(), ["ElementwiseFn", "Input"], "{what}: {rows:?}");
         assert_eq!(rows["ElementwiseFn"], 24, "{what}: one row per element");
-        let values = vec![c.inputs[0].values.clone()];
-        let witness = model.run(&values).unwrap();
-        let ours = model.program.dequantize(&model.program.output_values(&witness)).remove(0);
-        let float = FloatModel::load(&onnx, &[S.iter().map(|&d| d as usize).collect()])
-            .unwrap()
-            .run(&quantized(&model.program, &values))
-            .unwrap();
-        let worst = ours.iter().zip(&float[0]).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-        assert!(worst <= c.tol, "{what}: off by {worst}");
-        let inst = instances(&model.program, &witness);
-        let circuit = ModelCircuit::new(model.program.clone(), Some(Arc::new(witness)));
-        MockProver::run(model.k, &circuit, vec![inst]).unwrap().assert_satisfied_par();
     }
 }
 
@@ -759,11 +751,9 @@ fn divisors_above_the_table_are_split_or_refused() {
     let witness = model.run(&values).unwrap();
     let ours = model.program.dequantize(&model.program.output_values(&witness)).remove(0);
     let float = FloatModel::load(&onnx, &[vec![2, 3, 4]]).unwrap().run(&quantized(&model.program, &values)).unwrap();
-    let worst = ours.iter().zip(&float[0]).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    let worst = max_diff(&ours, &float[0]);
     assert!(worst <= c.tol, "off by {worst}");
-    let inst = instances(&model.program, &witness);
-    let circuit = ModelCircuit::new(model.program.clone(), Some(Arc::new(witness)));
-    MockProver::run(model.k, &circuit, vec![inst]).unwrap().assert_satisfied_par();
+    assert_satisfied(&model, witness);
 
     let prime = Case {
         what: "a mean over 521 values",
@@ -949,21 +939,7 @@ fn grouped_and_one_dimensional_convolutions_track_tract() {
         let what = c.what;
         let in_shape: Vec<i64> = if what.starts_with("1-D") { vec![1, 4, 23] } else { vec![1, 4, 5, 5] };
         c.inputs = vec![floats_in("x", &in_shape, &mut rng, -2.0, 2.0)];
-        let onnx = onnx_of(&c);
-        let model = CompiledModel::compile(&onnx, &s).unwrap_or_else(|e| panic!("{what}: {e:#}"));
-        let values = vec![c.inputs[0].values.clone()];
-        let witness = model.run(&values).unwrap();
-        let ours = model.program.dequantize(&model.program.output_values(&witness)).remove(0);
-        let shape: Vec<usize> = in_shape.iter().map(|&d| d as usize).collect();
-        let float = FloatModel::load(&onnx, &[shape])
-            .and_then(|m| m.run(&quantized(&model.program, &values)))
-            .unwrap_or_else(|e| panic!("{what}: tract: {e:#}"));
-        assert_eq!(ours.len(), float[0].len(), "{what}");
-        let worst = ours.iter().zip(&float[0]).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-        assert!(worst <= c.tol, "{what}: off by {worst}");
-        let inst = instances(&model.program, &witness);
-        let circuit = ModelCircuit::new(model.program.clone(), Some(Arc::new(witness)));
-        MockProver::run(model.k, &circuit, vec![inst]).unwrap().assert_satisfied_par();
+        check_case(&c, &s);
     }
 }
 
@@ -1018,16 +994,14 @@ fn recurrent_nets_track_tract() {
             let model = CompiledModel::compile(&onnx, &s).unwrap_or_else(|e| panic!("{op}: {e:#}"));
             let witness = model.run(std::slice::from_ref(&x)).unwrap_or_else(|e| panic!("{op}: {e:#}"));
             let ours = model.program.dequantize(&model.program.output_values(&witness)).remove(0);
-            let inst = instances(&model.program, &witness);
-            let circuit = ModelCircuit::new(model.program.clone(), Some(Arc::new(witness)));
-            MockProver::run(model.k, &circuit, vec![inst]).unwrap().assert_satisfied_par();
+            assert_satisfied(&model, witness);
             (ours, quantized(&model.program, std::slice::from_ref(&x)).remove(0))
         };
         let tract = |c: &Case, input: Vec<f64>| -> Vec<f64> {
             FloatModel::load(&onnx_of(c), &[vec![seq, 1, feat]]).and_then(|m| m.run(&[input])).unwrap().remove(0)
         };
         let close = |what: &str, ours: &[f64], want: &[f64], tol: f64| {
-            let worst = ours.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+            let worst = max_diff(ours, want);
             assert!(worst <= tol, "{op} {what}: off by {worst}\nours  {ours:?}\nwant  {want:?}");
         };
         let forward = model_of_dir("forward", &[0]);
@@ -1090,7 +1064,7 @@ fn models_without_runtime_inputs_prove_their_constants() {
     let witness = model.run(&[]).unwrap();
     let ours = model.program.dequantize(&model.program.output_values(&witness)).remove(0);
     let float = FloatModel::load(&onnx, &[]).unwrap().run(&[]).unwrap();
-    let worst = ours.iter().zip(&float[0]).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    let worst = max_diff(&ours, &float[0]);
     assert!(worst <= 1.0 / 256.0, "off by {worst}");
     let inst = instances(&model.program, &witness);
     let circuit = ModelCircuit::new(model.program.clone(), Some(Arc::new(witness)));
@@ -1165,18 +1139,7 @@ fn every_advice_cell_of_the_sequence_and_selection_ops_is_constrained() {
     );
     let model = CompiledModel::compile(&onnx, &s).unwrap();
     let witness = Arc::new(model.run(&[c.inputs[0].values.clone()]).unwrap());
-    let inst = instances(&model.program, &witness);
-    let p = &model.program;
-    let cells: usize = p.steps.iter().map(|(s, _)| s.advice_cells(p.settings.lanes)).sum();
-    let check = |tamper: Option<usize>| {
-        let mut circuit = ModelCircuit::new(model.program.clone(), Some(witness.clone()));
-        circuit.tamper = tamper;
-        MockProver::run(model.k, &circuit, vec![inst.clone()]).unwrap().verify_par().is_ok()
-    };
-    assert!(check(None));
-    assert!(check(Some(cells)));
-    let accepted: Vec<usize> = (0..cells).filter(|&i| check(Some(i))).collect();
-    assert!(accepted.is_empty(), "mutations of cells {accepted:?} of {cells} were accepted");
+    assert_every_cell_constrained(&model, witness);
 }
 
 fn int64s_proto(name: &str, dims: &[i64], v: &[i64]) -> pb::TensorProto {

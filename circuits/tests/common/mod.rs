@@ -1,32 +1,20 @@
-//! ONNX models built in the tests: one node over one float input.
+//! ONNX models built in the tests, and the advice-mutation check.
 
 // Each test file uses part of this module.
 #![allow(dead_code)]
 
+use std::sync::Arc;
+
+use halo2_proofs::dev::MockProver;
 use prost::Message;
 use tract_onnx::pb;
+use zkfarm_circuits::circuit::instances;
+use zkfarm_circuits::program::Witness;
+use zkfarm_circuits::{CompiledModel, ModelCircuit};
 
 /// A float tensor of `shape` named `name`.
 pub fn value_info(name: &str, shape: &[i64]) -> pb::ValueInfoProto {
-    pb::ValueInfoProto {
-        name: name.into(),
-        r#type: Some(pb::TypeProto {
-            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
-                elem_type: 1,
-                shape: Some(pb::TensorShapeProto {
-                    dim: shape
-                        .iter()
-                        .map(|&v| pb::tensor_shape_proto::Dimension {
-                            value: Some(pb::tensor_shape_proto::dimension::Value::DimValue(v)),
-                            ..Default::default()
-                        })
-                        .collect(),
-                }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    typed_info(name, 1, shape)
 }
 
 /// One node `op` named `name` reading input `x` of `shape` and constant
@@ -113,21 +101,7 @@ pub fn graph_model(
     out_shape: &[i64],
     opset: i64,
 ) -> Vec<u8> {
-    let graph = pb::GraphProto {
-        name: "g".into(),
-        node: nodes,
-        initializer,
-        input: vec![value_info("x", shape)],
-        output: vec![value_info("y", out_shape)],
-        ..Default::default()
-    };
-    pb::ModelProto {
-        ir_version: 8,
-        opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: opset }],
-        graph: Some(graph),
-        ..Default::default()
-    }
-    .encode_to_vec()
+    model_of(nodes, initializer, vec![value_info("x", shape)], vec![value_info("y", out_shape)], opset)
 }
 
 /// A float attribute.
@@ -143,11 +117,25 @@ pub fn string_attr(name: &str, s: &str) -> pb::AttributeProto {
 /// A tensor input or output of element type `elem` (ONNX's code: 1 float,
 /// 7 int64, 9 bool, …).
 pub fn typed_info(name: &str, elem: i32, shape: &[i64]) -> pb::ValueInfoProto {
-    let mut v = value_info(name, shape);
-    if let Some(pb::type_proto::Value::TensorType(t)) = v.r#type.as_mut().and_then(|t| t.value.as_mut()) {
-        t.elem_type = elem;
+    pb::ValueInfoProto {
+        name: name.into(),
+        r#type: Some(pb::TypeProto {
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                elem_type: elem,
+                shape: Some(pb::TensorShapeProto {
+                    dim: shape
+                        .iter()
+                        .map(|&v| pb::tensor_shape_proto::Dimension {
+                            value: Some(pb::tensor_shape_proto::dimension::Value::DimValue(v)),
+                            ..Default::default()
+                        })
+                        .collect(),
+                }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
     }
-    v
 }
 
 /// A model of `nodes` with the given inputs and outputs.
@@ -173,4 +161,21 @@ pub fn model_of(
         ..Default::default()
     }
     .encode_to_vec()
+}
+
+/// Adding one to any advice cell of the witness is caught by MockProver.
+pub fn assert_every_cell_constrained(model: &CompiledModel, witness: Arc<Witness>) {
+    let inst = instances(&model.program, &witness);
+    let p = &model.program;
+    let cells: usize = p.steps.iter().map(|(s, _)| s.advice_cells(p.settings.lanes)).sum();
+    let check = |tamper: Option<usize>| {
+        let mut circuit = ModelCircuit::new(model.program.clone(), Some(witness.clone()));
+        circuit.tamper = tamper;
+        MockProver::run(model.k, &circuit, vec![inst.clone()]).unwrap().verify_par().is_ok()
+    };
+    assert!(check(None));
+    // Past the last cell the hook changes nothing: the count is exact.
+    assert!(check(Some(cells)));
+    let accepted: Vec<usize> = (0..cells).filter(|&i| check(Some(i))).collect();
+    assert!(accepted.is_empty(), "mutations of cells {accepted:?} of {cells} were accepted");
 }
