@@ -2,7 +2,7 @@
 //! local workers, and the coordinator's overhead per task.
 //!
 //! Usage: `cargo run --release -p zkfarm-benches --bin zkfarm-bench-farm --
-//! [--proofs N] [--signed N] [--workers 1,2,4]`.
+//! [--proofs N] [--signed N] [--workers 1,2,4] [--busy-signed N]`.
 //!
 //! Each row starts a fresh coordinator and W local workers in this process,
 //! through the coordinator and worker libraries, on a throwaway data
@@ -11,7 +11,10 @@
 //! then times a job of N zk requests from submission to the last verified
 //! receipt. The overhead row times a job of signed requests, whose
 //! worker-side cost is a signature: what remains is scheduling, receipt
-//! checks and the durable store's commits.
+//! checks and the durable store's commits. The last row is what a cheap
+//! request costs while every worker is busy proving: single-request signed
+//! jobs submitted one after another, each timed from submission to its
+//! verified receipt, served by the workers' cheap lanes.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -55,6 +58,7 @@ async fn start(workers: usize, srs: &Arc<Srs>) -> Result<InProcess> {
         config: FarmConfig::new(home.path().join("farm")),
         tls: None,
         worker_token: None,
+        api_keys_file: None,
     };
     let coordinator = Coordinator::start(opts, srs.clone()).await?;
     let url = coordinator.url()?;
@@ -68,6 +72,8 @@ async fn start(workers: usize, srs: &Arc<Srs>) -> Result<InProcess> {
         identity_dir: home.path().to_path_buf(),
         tee: None,
         allow_insecure_tee: false,
+        cheap_lanes: 1,
+        drain_timeout: std::time::Duration::from_secs(5),
     };
     let (stop, stopped) = oneshot::channel();
     tokio::spawn(coordinator.serve(async move {
@@ -93,6 +99,7 @@ async fn run_job(farm: &mut InProcess, tier: Tier, n: usize) -> Result<Duration>
             requests,
             priority: 0,
             idempotency_key: String::new(),
+            fail_unservable: false,
         })
         .await?;
     let done = farm.client.follow(&job.job_id, |_| {}).await?;
@@ -103,6 +110,40 @@ async fn run_job(farm: &mut InProcess, tier: Tier, n: usize) -> Result<Duration>
     Ok(took)
 }
 
+/// Latencies in ms of `n` single-request signed jobs, submitted one after
+/// another while a job of proofs keeps every one of the `workers` proving.
+async fn signed_while_proving(farm: &mut InProcess, workers: usize, n: usize) -> Result<Vec<f64>> {
+    let input = std::fs::read_to_string(examples().join("mlp.input.json"))?;
+    let proofs = (0..workers * 4).map(|_| InferenceRequest { input_json: input.clone(), tier: Tier::Zk as i32 });
+    let busy = farm
+        .client
+        .submit(SubmitJobRequest { model_id: farm.model_id.clone(), requests: proofs.collect(), ..Default::default() })
+        .await?;
+    let all_proving = |j: &zkfarm_proto::v1::Job| j.running as usize >= workers;
+    while !all_proving(&farm.client.job(&busy.job_id, false).await?) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut lat = Vec::with_capacity(n);
+    for _ in 0..n {
+        lat.push(run_job(farm, Tier::Signed, 1).await?.as_secs_f64() * 1e3);
+    }
+    let still = farm.client.job(&busy.job_id, false).await?;
+    if still.done + still.failed == still.total {
+        bail!("the proofs finished before the signed requests did; raise the proof count");
+    }
+    farm.client.cancel(&busy.job_id).await?;
+    lat.sort_by(f64::total_cmp);
+    Ok(lat)
+}
+
+/// The q-quantile of sorted values (nearest rank).
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
 fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
 }
@@ -111,6 +152,7 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let proofs: usize = arg(&args, "--proofs", 8);
     let signed: usize = arg(&args, "--signed", 500);
+    let busy_signed: usize = arg(&args, "--busy-signed", 50);
     let workers: Vec<usize> = arg(&args, "--workers", "1,2,4".to_string())
         .split(',')
         .map(|w| w.trim().parse().context("--workers takes a list such as 1,2,4"))
@@ -130,13 +172,23 @@ fn main() -> Result<()> {
             let took = run_job(&mut farm, Tier::Zk, proofs).await?.as_secs_f64();
             println!("{w:>7} {took:>12.1} {:>14.1} {:>16.2}", proofs as f64 * 60.0 / took, took / proofs as f64);
         }
-        let mut farm = start(*workers.last().unwrap_or(&1), &srs).await?;
+        let w = *workers.last().unwrap_or(&1);
+        let mut farm = start(w, &srs).await?;
         run_job(&mut farm, Tier::Signed, 1).await?;
         let took = run_job(&mut farm, Tier::Signed, signed).await?.as_secs_f64();
         println!(
             "coordinator overhead: {signed} signed tasks in {took:.2} s = {:.2} ms per task end to end ({:.0} tasks/s)",
             took * 1e3 / signed as f64,
             signed as f64 / took
+        );
+        let lat = signed_while_proving(&mut farm, w, busy_signed).await?;
+        println!(
+            "signed while all {w} workers prove: {} single-request jobs, p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms \
+             (submission to verified receipt)",
+            lat.len(),
+            quantile(&lat, 0.50),
+            quantile(&lat, 0.95),
+            quantile(&lat, 1.0)
         );
         Ok(())
     })

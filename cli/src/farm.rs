@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,6 +72,10 @@ pub struct CoordinatorArgs {
     /// Largest circuit (k) a registered model may need.
     #[arg(long, default_value_t = 22)]
     pub max_k: u32,
+    /// API keys to accept: a file of `name:key` lines (e.g. a mounted
+    /// Secret), added to the store at start.
+    #[arg(long, env = "ZKFARM_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
 }
 
 #[derive(Args, Clone)]
@@ -84,6 +89,14 @@ pub struct WorkerArgs {
     /// TEE provider for `tee` tasks: configfs-tsm or dev.
     #[arg(long)]
     pub tee: Option<String>,
+    /// Lanes per worker that take only signed and tee tasks, so they run
+    /// while a proof does (0: cheap tasks wait for the proving lane).
+    #[arg(long, default_value_t = 1, env = "ZKFARM_CHEAP_LANES")]
+    pub cheap_lanes: usize,
+    /// On SIGTERM, seconds running tasks may take to finish before they are
+    /// handed back to the coordinator.
+    #[arg(long, default_value_t = 25, env = "ZKFARM_DRAIN_TIMEOUT")]
+    pub drain_timeout: u64,
 }
 
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -172,6 +185,7 @@ async fn start_coordinator(out: &Output, a: &CoordinatorArgs, srs: Srs) -> Resul
         config: farm_config(a, data.clone())?,
         tls,
         worker_token: a.worker_token.clone(),
+        api_keys_file: a.api_keys_file.clone(),
     };
     let c = Coordinator::start(opts, Arc::new(srs)).await?;
     if c.created_api_key {
@@ -190,10 +204,10 @@ async fn start_coordinator(out: &Output, a: &CoordinatorArgs, srs: Srs) -> Resul
 pub fn cmd_coordinator(out: &Output, a: &CoordinatorArgs) -> Result<()> {
     let srs = srs::resolve(a.srs.as_deref())?;
     runtime()?.block_on(async {
-        if let Some(m) = a.metrics {
-            telemetry::install(m)?;
-        }
         let c = start_coordinator(out, a, srs).await?;
+        if let Some(m) = a.metrics {
+            telemetry::install(m, c.ready.clone())?;
+        }
         c.serve(shutdown_signal()).await
     })
 }
@@ -209,8 +223,9 @@ pub struct WorkerCmdArgs {
     /// CA certificate (PEM) for an https:// coordinator.
     #[arg(long)]
     pub tls_ca: Option<PathBuf>,
-    /// A name for logs and `zkfarm job status`.
-    #[arg(long)]
+    /// A name for logs and `zkfarm job status`; the host name and process
+    /// id otherwise (a container's host name is its pod or container name).
+    #[arg(long, env = "ZKFARM_WORKER_NAME")]
     pub name: Option<String>,
     /// The SRS; must be the coordinator's.
     #[arg(long)]
@@ -231,12 +246,13 @@ pub fn cmd_worker(a: &WorkerCmdArgs) -> Result<()> {
         None => read_secret(&default_data_dir().join("worker-token"), "worker token", "--token")?,
     };
     let srs = Arc::new(srs::resolve(a.srs.as_deref())?);
-    let name = a.name.clone().unwrap_or_else(|| format!("worker-{}", std::process::id()));
+    let name = a.name.clone().unwrap_or_else(default_worker_name);
     let dir = home::subdir("worker")?;
     let keys = key_cache(home::subdir("keys")?, a.worker.redis.as_deref())?;
     let engine = a.worker.engine.resolve()?;
     let tee = a.worker.tee.as_deref().map(|p| tee::provider(p, a.allow_insecure_tee)).transpose()?;
     let memory_bytes = engine.memory_bytes();
+    let ready = Arc::new(AtomicBool::new(false));
     let cfg = WorkerConfig {
         coordinator: a.coordinator.clone(),
         tls_ca: a.tls_ca.clone(),
@@ -246,10 +262,14 @@ pub fn cmd_worker(a: &WorkerCmdArgs) -> Result<()> {
         identity_path: dir.join(format!("{name}.key")),
         tee,
         memory_bytes,
+        cheap_lanes: a.worker.cheap_lanes,
+        drain_timeout: Duration::from_secs(a.worker.drain_timeout),
+        ready: ready.clone(),
     };
-    runtime()?.block_on(async {
+    let rt = runtime()?;
+    let result = rt.block_on(async {
         if let Some(m) = a.metrics {
-            telemetry::install(m)?;
+            telemetry::install(m, ready)?;
         }
         let (tx, rx) = watch::channel(false);
         tokio::spawn(async move {
@@ -258,7 +278,21 @@ pub fn cmd_worker(a: &WorkerCmdArgs) -> Result<()> {
         });
         eprintln!("worker {name} ({}) serving {}", cfg.prover.engine.describe(), cfg.coordinator);
         zkfarm_worker::run(cfg, rx).await
-    })
+    });
+    // A proof the drain gave up on still runs on a blocking thread; its
+    // task is handed back, so the process need not wait for it.
+    rt.shutdown_background();
+    result
+}
+
+/// `HOST-PID`, or `worker-PID` where the host name cannot be read.
+fn default_worker_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = match host.trim() {
+        "" => "worker",
+        h => h,
+    };
+    format!("{host}-{}", std::process::id())
 }
 
 #[derive(Args)]
@@ -281,11 +315,12 @@ pub fn cmd_serve(out: &Output, a: &ServeArgs) -> Result<()> {
         Some(p) => srs::open(p)?,
         None => crate::local::default_srs_or_generate(out, 17)?,
     };
-    runtime()?.block_on(async {
-        if let Some(m) = c.metrics {
-            telemetry::install(m)?;
-        }
+    let rt = runtime()?;
+    let result = rt.block_on(async {
         let coordinator = start_coordinator(out, c, srs).await?;
+        if let Some(m) = c.metrics {
+            telemetry::install(m, coordinator.ready.clone())?;
+        }
         let data = coordinator.farm.cfg.data_dir.clone();
         // One engine for all local workers: one GPU context, and each (SRS, k)'s
         // bases uploaded once and shared.
@@ -299,15 +334,23 @@ pub fn cmd_serve(out: &Output, a: &ServeArgs) -> Result<()> {
             identity_dir: data.clone(),
             tee: a.worker.tee.clone(),
             allow_insecure_tee: c.allow_insecure_tee,
+            cheap_lanes: a.worker.cheap_lanes,
+            drain_timeout: Duration::from_secs(a.worker.drain_timeout),
         };
         let workers = LocalWorkers::spawn(a.workers, &spec)?;
         eprintln!("serving with {} local worker(s); API key in {}", a.workers, coordinator.api_key_path().display());
-        let served = coordinator.serve(shutdown_signal()).await;
-        // Aborted, not awaited: a proof in progress is not waited for; its
-        // lease expires and the task runs again.
-        drop(workers);
-        served
-    })
+        // The workers drain first, while the coordinator still takes their
+        // reports and hand-backs; then the coordinator drains.
+        coordinator
+            .serve(async move {
+                shutdown_signal().await;
+                eprintln!("shutting down: local workers finish or hand back their tasks");
+                workers.drain().await;
+            })
+            .await
+    });
+    rt.shutdown_background();
+    result
 }
 
 pub fn cmd_apikey_create(out: &Output, name: &str, data: Option<&Path>) -> Result<()> {

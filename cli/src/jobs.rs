@@ -94,6 +94,7 @@ pub struct SubmitArgs<'a> {
     pub out_dir: Option<&'a Path>,
     pub priority: i32,
     pub idempotency_key: Option<&'a str>,
+    pub fail_unservable: bool,
 }
 
 pub fn cmd_submit(out: &Output, c: &ClientArgs, s: &SubmitArgs<'_>) -> Result<()> {
@@ -130,11 +131,16 @@ pub fn cmd_submit(out: &Output, c: &ClientArgs, s: &SubmitArgs<'_>) -> Result<()
             requests,
             priority: s.priority,
             idempotency_key: idem,
+            fail_unservable: s.fail_unservable,
         };
         let job = farm.submit(req).await?;
+        for w in &job.warnings {
+            out.warn(w);
+        }
         if !s.wait {
             out.emit(
-                json!({ "ok": true, "job_id": job.job_id, "model_id": model.model_id, "existing": job.existing }),
+                json!({ "ok": true, "job_id": job.job_id, "model_id": model.model_id, "existing": job.existing,
+                        "warnings": job.warnings }),
                 || format!("submitted job {} (model {}, k = {})", job.job_id, &model.model_id[..16], model.k),
             );
             return Ok(());
@@ -172,7 +178,7 @@ fn job_json(job: &Job) -> serde_json::Value {
         .map(|t| {
             json!({ "index": t.index, "task_id": t.task_id, "tier": Tier::try_from(t.tier).map_or("?", |x| x.name()),
                     "state": TaskState::try_from(t.state).map_or("?", |x| x.name()), "attempt": t.attempt,
-                    "retries": t.retries, "worker_id": t.worker_id, "error": t.error })
+                    "retries": t.retries, "worker_id": t.worker_id, "error": t.error, "waiting": t.waiting })
         })
         .collect();
     json!({ "job_id": job.job_id, "model_id": job.model_id, "state": JobState::try_from(job.state).map_or("?", |x| x.name()),
@@ -190,7 +196,9 @@ fn job_text(job: &Job) -> String {
         let st = TaskState::try_from(t.state).map_or("?", |x| x.name());
         let tier = Tier::try_from(t.tier).map_or("?", |x| x.name());
         s += &format!("  {:>5} {tier:<6} {st:<9} attempt {} {}", t.index, t.attempt, t.worker_id);
-        if !t.error.is_empty() {
+        if !t.waiting.is_empty() {
+            s += &format!("  waiting: {}", t.waiting);
+        } else if !t.error.is_empty() {
             s += &format!("  {}", t.error);
         }
         s += "\n";

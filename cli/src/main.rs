@@ -135,6 +135,10 @@ enum Command {
         /// Submitting the same key twice returns the first job.
         #[arg(long)]
         idempotency_key: Option<String>,
+        /// Fail at once the requests of a tier no live worker offers, instead
+        /// of queueing them (with a warning) until one does.
+        #[arg(long)]
+        fail_unservable: bool,
         #[command(flatten)]
         client: jobs::ClientArgs,
     },
@@ -285,17 +289,20 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Coordinator(a) => farm::cmd_coordinator(&out, a),
         Command::Worker(a) => farm::cmd_worker(a),
         Command::Serve(a) => farm::cmd_serve(&out, a),
-        Command::Submit { batch, wait, out: dir, priority, idempotency_key, client } => jobs::cmd_submit(
-            &out,
-            client,
-            &jobs::SubmitArgs {
-                batch,
-                wait: *wait,
-                out_dir: dir.as_deref(),
-                priority: *priority,
-                idempotency_key: idempotency_key.as_deref(),
-            },
-        ),
+        Command::Submit { batch, wait, out: dir, priority, idempotency_key, fail_unservable, client } => {
+            jobs::cmd_submit(
+                &out,
+                client,
+                &jobs::SubmitArgs {
+                    batch,
+                    wait: *wait,
+                    out_dir: dir.as_deref(),
+                    priority: *priority,
+                    idempotency_key: idempotency_key.as_deref(),
+                    fail_unservable: *fail_unservable,
+                },
+            )
+        }
         Command::Job { command, client } => jobs::cmd_job(&out, client, command),
         Command::Stats { client } => jobs::cmd_stats(&out, client),
         Command::Apikey { command } => match command {

@@ -26,6 +26,7 @@ impl From<FarmError> for Status {
             FarmError::OverLimit(m) => Status::resource_exhausted(m),
             FarmError::Refused(m) => Status::failed_precondition(m),
             FarmError::Forbidden(m) => Status::permission_denied(m),
+            FarmError::Unavailable(m) => Status::unavailable(m),
             FarmError::Internal(e) => {
                 tracing::error!("internal error: {e:#}");
                 Status::internal(format!("{e:#}"))
@@ -60,7 +61,8 @@ fn wire_job_state(s: JobState) -> i32 {
     zkfarm_proto::JobState::parse(s.as_str()) as i32
 }
 
-pub fn task_proto(t: &TaskRow) -> Task {
+/// A task on the wire; `waiting` says why a queued one waits.
+pub fn task_proto(t: &TaskRow, waiting: String) -> Task {
     Task {
         task_id: t.task_id.clone(),
         index: t.idx,
@@ -72,6 +74,7 @@ pub fn task_proto(t: &TaskRow) -> Task {
         error: t.error.clone(),
         created_ms: t.created_ms,
         finished_ms: t.finished_ms,
+        waiting,
     }
 }
 
@@ -82,18 +85,18 @@ pub struct ClientApi {
 impl ClientApi {
     /// The job with its counters (and tasks), if the caller owns it.
     fn job(&self, client: &str, job_id: &str, with_tasks: bool) -> Result<Job, Status> {
-        let store = self.farm.store();
-        let row = store.job(job_id).map_err(internal)?;
-        let row: JobRow = match row {
-            Some(r) if r.client == client => r,
-            _ => return Err(Status::not_found(format!("unknown job {job_id:?}"))),
+        let (row, c, rows) = {
+            let store = self.farm.store();
+            let row: JobRow = match store.job(job_id).map_err(internal)? {
+                Some(r) if r.client == client => r,
+                _ => return Err(Status::not_found(format!("unknown job {job_id:?}"))),
+            };
+            let c = store.counts(job_id).map_err(internal)?;
+            let rows = if with_tasks { store.tasks_of(job_id).map_err(internal)? } else { vec![] };
+            (row, c, rows)
         };
-        let c = store.counts(job_id).map_err(internal)?;
-        let tasks = if with_tasks {
-            store.tasks_of(job_id).map_err(internal)?.iter().map(task_proto).collect()
-        } else {
-            vec![]
-        };
+        let waiting = self.farm.waiting(&rows)?;
+        let tasks = rows.iter().zip(waiting).map(|(t, w)| task_proto(t, w)).collect();
         Ok(Job {
             job_id: row.job_id,
             model_id: row.model_id,
@@ -148,9 +151,9 @@ impl ProverFarm for ClientApi {
                 .ok_or_else(|| Status::invalid_argument(format!("request {i}: tier must be zk, tee or signed")))?;
             requests.push((q.input_json, tier));
         }
-        let (job_id, existing) =
-            self.farm.submit(&client, &r.model_id, requests, r.priority, &r.idempotency_key).await?;
-        Ok(Response::new(SubmitJobResponse { job_id, existing }))
+        let s =
+            self.farm.submit(&client, &r.model_id, requests, r.priority, &r.idempotency_key, r.fail_unservable).await?;
+        Ok(Response::new(SubmitJobResponse { job_id: s.job_id, existing: s.existing, warnings: s.warnings }))
     }
 
     async fn get_job(&self, req: Request<GetJobRequest>) -> Result<Response<Job>, Status> {
@@ -175,7 +178,14 @@ impl ProverFarm for ClientApi {
                 return;
             }
             loop {
-                let task = match changes.recv().await {
+                let change = changes.recv().await;
+                if farm.is_draining() {
+                    // The client reconnects, to this coordinator once it is
+                    // back or to another.
+                    let _ = tx.send(Err(Status::unavailable("the coordinator is shutting down"))).await;
+                    return;
+                }
+                let task = match change {
                     Ok(c) if c.job_id == job_id => c.task_id,
                     Ok(_) => continue,
                     Err(RecvError::Lagged(_)) => None,
@@ -188,7 +198,10 @@ impl ProverFarm for ClientApi {
                         return;
                     }
                 };
-                let task = task.and_then(|id| farm.store().task(&id).ok().flatten()).map(|t| task_proto(&t));
+                let task = task.and_then(|id| farm.store().task(&id).ok().flatten()).map(|t| {
+                    let waiting = farm.waiting(std::slice::from_ref(&t)).ok().and_then(|w| w.into_iter().next());
+                    task_proto(&t, waiting.unwrap_or_default())
+                });
                 let done = zkfarm_proto::JobState::try_from(job.state).is_ok_and(|s| s.is_final());
                 if tx.send(Ok(JobEvent { job: Some(job), task })).await.is_err() || done {
                     return;
@@ -361,7 +374,13 @@ impl WorkerLink for WorkerApi {
     async fn poll_task(&self, req: Request<PollTaskRequest>) -> Result<Response<PollTaskResponse>, Status> {
         let r = req.into_inner();
         let wait = Duration::from_millis(r.wait_ms.min(30_000) as u64);
-        let task = self.farm.poll(&r.worker_id, wait).await?.map(|(t, vk_hash)| TaskAssignment {
+        let mut lane = Vec::with_capacity(r.tiers.len());
+        for t in r.tiers {
+            lane.push(
+                tier_from_wire(t).ok_or_else(|| Status::invalid_argument(format!("unknown tier {t} in the lane")))?,
+            );
+        }
+        let task = self.farm.poll(&r.worker_id, wait, &lane).await?.map(|(t, vk_hash)| TaskAssignment {
             task_id: t.task_id,
             job_id: t.job_id,
             attempt: t.attempt,
@@ -390,6 +409,13 @@ impl WorkerLink for WorkerApi {
         tracing::warn!(task = %r.task_id, retryable = r.retryable, "task failed: {}", r.reason);
         self.farm.report_failure(&r.task_id, r.attempt, r.retryable, &r.reason)?;
         Ok(Response::new(ReportFailureResponse {}))
+    }
+
+    async fn leave(&self, req: Request<LeaveRequest>) -> Result<Response<LeaveResponse>, Status> {
+        let r = req.into_inner();
+        let requeued = self.farm.leave(&r.worker_id)?;
+        tracing::info!(worker = %r.worker_id, requeued, "worker left");
+        Ok(Response::new(LeaveResponse { requeued: requeued as u32 }))
     }
 
     async fn fetch_model(&self, req: Request<FetchModelRequest>) -> Result<Response<FetchModelResponse>, Status> {

@@ -90,6 +90,40 @@ pub fn create_api_key(store: &Store, name: &str) -> Result<String> {
     Ok(key)
 }
 
+/// Adds the API keys of a file of `name:key` lines (blank lines and `#`
+/// comments skipped), e.g. a mounted Kubernetes Secret; returns how many.
+/// Keys already present are kept; a malformed line is an error naming it.
+pub fn import_api_keys(store: &Store, path: &Path) -> Result<usize> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading API keys from {}", path.display()))?;
+    let mut keys = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let at = || format!("{} line {}", path.display(), i + 1);
+        let Some((name, key)) = line.split_once(':') else {
+            anyhow::bail!("{}: expected `name:key`", at());
+        };
+        let (name, key) = (name.trim(), key.trim());
+        if name.is_empty() {
+            anyhow::bail!("{}: the client name is empty", at());
+        }
+        if key.len() < 16 {
+            anyhow::bail!("{}: the key of `{name}` is shorter than 16 characters", at());
+        }
+        keys.push((name.to_string(), hash_secret(key)));
+    }
+    let known: std::collections::HashSet<String> = store.api_keys()?.into_iter().map(|(h, _)| h).collect();
+    let now = crate::farm::now_ms();
+    for (name, hash) in &keys {
+        if !known.contains(hash) {
+            store.add_api_key(hash, name, now)?;
+        }
+    }
+    Ok(keys.len())
+}
+
 /// The first start of a farm: with no API key yet, one named `local` is
 /// made and written to `<data>/api-key` (mode 0600) for local commands.
 pub fn ensure_first_api_key(store: &Store, data_dir: &Path) -> Result<bool> {
@@ -149,5 +183,32 @@ mod tests {
         assert!(auth.reload(&store).unwrap());
         assert_eq!(call(&auth, &alice), Err(tonic::Code::Unauthenticated));
         assert_eq!(call(&auth, &bob), Ok("bob".into()));
+    }
+
+    #[test]
+    fn a_keys_file_adds_its_keys_once_and_names_a_bad_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("api-keys");
+        std::fs::write(&path, "# clients\nalice: zkf_alice_0123456789\n\nbob:zkf_bob_0123456789abcdef\n").unwrap();
+        let store = Store::open_in_memory().unwrap();
+        assert_eq!(import_api_keys(&store, &path).unwrap(), 2);
+        assert_eq!(import_api_keys(&store, &path).unwrap(), 2, "a restart reads the same file");
+        assert_eq!(store.api_keys().unwrap().len(), 2, "no key is stored twice");
+        let auth = Arc::new(Auth::new(&store, "zkw_token").unwrap());
+        assert_eq!(call(&auth, "zkf_alice_0123456789"), Ok("alice".into()));
+        assert_eq!(call(&auth, "zkf_bob_0123456789abcdef"), Ok("bob".into()));
+        assert!(!ensure_first_api_key(&store, dir.path()).unwrap(), "no local key when keys were given");
+
+        for (text, needle) in [
+            ("alice zkf_alice_0123456789\n", "line 1: expected `name:key`"),
+            ("ok:zkf_ok_0123456789\n:zkf_anon_0123456789\n", "line 2: the client name is empty"),
+            ("carol:short\n", "the key of `carol` is shorter than 16 characters"),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let err = import_api_keys(&store, &path).unwrap_err().to_string();
+            assert!(err.contains(needle), "{err}");
+        }
+        let missing = import_api_keys(&store, &dir.path().join("nope")).unwrap_err().to_string();
+        assert!(missing.contains("reading API keys from"), "{missing}");
     }
 }

@@ -23,6 +23,10 @@ pub enum FarmError {
     /// The caller may not do this (a dev TEE provider on a strict farm).
     #[error("{0}")]
     Forbidden(String),
+    /// Not now: the coordinator is shutting down. Clients retry, or move to
+    /// another coordinator.
+    #[error("{0}")]
+    Unavailable(String),
     /// The coordinator's own failure (store, disk); logged where it is
     /// turned into a response.
     #[error("{0:#}")]

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use zkfarm_circuits::{CompiledModel, Settings};
 use zkfarm_prover::receipt::input_hash;
 use zkfarm_prover::{KeyCache, Receipt, Srs, Tier, VerifierKey, WorkingSet};
 
+use crate::capacity::Capacity;
 use crate::error::{FarmError, FarmResult};
 use crate::store::{Completion, Fit, ModelRow, NewJob, NewTask, Store, TaskRow, TaskState, WorkerRow};
 
@@ -93,6 +95,17 @@ pub struct Farm {
     pub changes: broadcast::Sender<Change>,
     pub work: Notify,
     pub cfg: FarmConfig,
+    /// Set on shutdown: no new jobs, no new leases; what is running may
+    /// still report.
+    draining: AtomicBool,
+}
+
+/// A stored (or found) job, and what the client should know about it.
+pub struct Submitted {
+    pub job_id: String,
+    /// The idempotency key named an existing job.
+    pub existing: bool,
+    pub warnings: Vec<String>,
 }
 
 /// The store's clock: milliseconds since the Unix epoch.
@@ -123,11 +136,67 @@ impl Farm {
             changes,
             work: Notify::new(),
             cfg,
+            draining: AtomicBool::new(false),
         })
     }
 
     pub fn store(&self) -> MutexGuard<'_, Store> {
         self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stops taking new jobs and handing out tasks, and wakes the workers'
+    /// long polls so they return at once. Reports, heartbeats and reads go
+    /// on, so work in flight can still land before the process exits.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+        self.work.notify_waiters();
+        // A change of no job wakes every watcher, which then sees the drain.
+        let _ = self.changes.send(Change { job_id: String::new(), task_id: None });
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    fn refuse_when_draining(&self) -> FarmResult<()> {
+        if self.is_draining() {
+            return Err(FarmError::Unavailable("the coordinator is shutting down; try another or retry".into()));
+        }
+        Ok(())
+    }
+
+    /// What the live workers offer.
+    pub fn capacity(&self) -> FarmResult<Capacity> {
+        let rows = self.store().live_worker_caps().map_err(FarmError::Internal)?;
+        let live = rows.iter().map(|c| serde_json::from_str(c)).collect::<Result<_, _>>()?;
+        Ok(Capacity { live })
+    }
+
+    /// Why each of these tasks waits: a reason for queued ones, empty for
+    /// the others.
+    pub fn waiting(&self, tasks: &[TaskRow]) -> FarmResult<Vec<String>> {
+        if !tasks.iter().any(|t| t.state == TaskState::Queued) {
+            return Ok(vec![String::new(); tasks.len()]);
+        }
+        let capacity = self.capacity()?;
+        let mut mem = HashMap::new();
+        let mut out = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            if t.state != TaskState::Queued {
+                out.push(String::new());
+                continue;
+            }
+            let need = match mem.get(&t.model_id) {
+                Some(&m) => m,
+                None => {
+                    let m = self.store().model_mem_bytes(&t.model_id).map_err(FarmError::Internal)?.unwrap_or(0);
+                    mem.insert(t.model_id.clone(), m);
+                    m
+                }
+            };
+            out.push(capacity.why_waiting(t, need));
+        }
+        Ok(out)
     }
 
     fn announce(&self, job_id: &str, task_id: Option<&str>) {
@@ -143,6 +212,7 @@ impl Farm {
         settings_json: String,
         name: String,
     ) -> FarmResult<ModelRow> {
+        self.refuse_when_draining()?;
         let lim = &self.cfg.limits;
         if onnx.is_empty() {
             return Err(FarmError::Invalid("the model is empty".into()));
@@ -222,7 +292,8 @@ impl Farm {
     // Jobs.
 
     /// Validates every request and stores the job. Bad input is refused here,
-    /// before anything is queued.
+    /// before anything is queued. Requests of a tier no live worker offers
+    /// are queued with a warning, or failed at once with `fail_unservable`.
     pub async fn submit(
         self: &Arc<Self>,
         client: &str,
@@ -230,7 +301,9 @@ impl Farm {
         requests: Vec<(String, Tier)>,
         priority: i32,
         idem_key: &str,
-    ) -> FarmResult<(String, bool)> {
+        fail_unservable: bool,
+    ) -> FarmResult<Submitted> {
+        self.refuse_when_draining()?;
         let lim = &self.cfg.limits;
         if requests.is_empty() {
             return Err(FarmError::Invalid("the job has no requests".into()));
@@ -245,7 +318,7 @@ impl Farm {
         if !idem_key.is_empty() {
             let existing = self.store().job_by_idempotency_key(client, idem_key).map_err(FarmError::Internal)?;
             if let Some(job) = existing {
-                return Ok((job.job_id, true));
+                return Ok(Submitted { job_id: job.job_id, existing: true, warnings: vec![] });
             }
         }
         let loaded = self.loaded(model_id).await?;
@@ -264,8 +337,9 @@ impl Farm {
                 .program
                 .quantize_inputs(&values)
                 .map_err(|e| FarmError::Invalid(format!("request {i}: {e:#}")))?;
-            tasks.push(NewTask { tier, input });
+            tasks.push(NewTask { tier, input, fail: None });
         }
+        let warnings = self.unservable(&mut tasks, fail_unservable)?;
         let job_id = random_id("j-");
         let idem = (!idem_key.is_empty()).then_some(idem_key);
         let (id, existing) = self
@@ -279,7 +353,32 @@ impl Farm {
             self.work.notify_waiters();
             self.announce(&id, None);
         }
-        Ok((id, existing))
+        let warnings = if existing { vec![] } else { warnings };
+        Ok(Submitted { job_id: id, existing, warnings })
+    }
+
+    /// One warning per tier that no live worker offers; with `fail`, marks
+    /// those tasks to be stored as failed.
+    fn unservable(&self, tasks: &mut [NewTask], fail: bool) -> FarmResult<Vec<String>> {
+        let capacity = self.capacity()?;
+        let mut warnings = Vec::new();
+        for tier in Tier::ALL {
+            let of_tier: Vec<&mut NewTask> = tasks.iter_mut().filter(|t| t.tier == tier).collect();
+            if of_tier.is_empty() || capacity.offers(tier) {
+                continue;
+            }
+            let n = of_tier.len();
+            let reason = format!("no live worker offers tier {tier}");
+            if fail {
+                for t in of_tier {
+                    t.fail = Some(reason.clone());
+                }
+                warnings.push(format!("{n} request(s) of tier {tier} failed: {reason}"));
+            } else {
+                warnings.push(format!("{n} request(s) of tier {tier} wait: {reason} yet"));
+            }
+        }
+        Ok(warnings)
     }
 
     pub fn cancel(&self, job_id: &str) -> FarmResult<()> {
@@ -347,15 +446,26 @@ impl Farm {
         store.renew(worker_id, running, now_ms(), self.cfg.lease.as_millis() as i64).map_err(FarmError::Internal)
     }
 
-    /// Leases a task to the worker, waiting up to `wait` for one.
-    pub async fn poll(&self, worker_id: &str, wait: Duration) -> FarmResult<Option<(TaskRow, String)>> {
+    /// Leases a task to the worker, waiting up to `wait` for one. A
+    /// non-empty `lane` narrows the tiers the worker offers to those.
+    pub async fn poll(&self, worker_id: &str, wait: Duration, lane: &[Tier]) -> FarmResult<Option<(TaskRow, String)>> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let notified = self.work.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             let caps = self.worker_caps(worker_id)?;
-            let fit = Fit { tiers: &caps.tiers, memory_bytes: caps.memory_bytes, loaded_keys: &caps.loaded_keys };
+            if self.is_draining() {
+                return Ok(None);
+            }
+            let tiers: Vec<Tier> = caps.tiers.iter().copied().filter(|t| lane.is_empty() || lane.contains(t)).collect();
+            if tiers.is_empty() {
+                return Err(FarmError::Invalid(format!(
+                    "the worker offers none of the tiers its lane asks for ({})",
+                    lane.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
+                )));
+            }
+            let fit = Fit { tiers: &tiers, memory_bytes: caps.memory_bytes, loaded_keys: &caps.loaded_keys };
             let claimed = self
                 .store()
                 .claim(worker_id, &fit, now_ms(), self.cfg.lease.as_millis() as i64)
@@ -427,6 +537,22 @@ impl Farm {
         }
         self.announce(&task.job_id, Some(task_id));
         Ok((true, String::new()))
+    }
+
+    /// A worker leaves: the tasks it still holds are queued again at once
+    /// (no lease to wait out, no retry spent) and it no longer counts as live.
+    pub fn leave(&self, worker_id: &str) -> FarmResult<usize> {
+        self.worker_caps(worker_id)?;
+        let requeued = self.store().release(worker_id).map_err(FarmError::Internal)?;
+        for t in &requeued {
+            tracing::info!(task = %t.task_id, worker = worker_id, "handed back by a leaving worker; re-queued");
+            self.announce(&t.job_id, Some(&t.task_id));
+        }
+        if !requeued.is_empty() {
+            metrics::counter!("zkfarm_tasks_handed_back_total").increment(requeued.len() as u64);
+            self.work.notify_waiters();
+        }
+        Ok(requeued.len())
     }
 
     pub fn report_failure(&self, task_id: &str, attempt: u32, retryable: bool, reason: &str) -> FarmResult<()> {

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod capacity;
 pub mod error;
 pub mod farm;
 pub mod server;

@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,13 +33,19 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))
 }
 
-/// Serves both services until `shutdown` resolves.
+/// Serves both services until `shutdown` resolves, then drains: no new jobs
+/// or leases, watchers told to reconnect elsewhere, requests in flight (a
+/// worker's report, a heartbeat) answered, and only then returns. Every
+/// state change is its own committed transaction, so nothing is lost
+/// however the process ends; the drain spares clients and workers errors.
+/// `ready` holds while it serves and not draining.
 pub async fn serve(
     farm: Arc<Farm>,
     auth: Arc<Auth>,
     listener: TcpListener,
     tls: Option<TlsFiles>,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    ready: Arc<AtomicBool>,
 ) -> Result<()> {
     let mut builder = Server::builder().tcp_nodelay(true).http2_keepalive_interval(Some(Duration::from_secs(20)));
     if let Some(t) = &tls {
@@ -69,6 +76,14 @@ pub async fn serve(
         }
         Ok(())
     }));
+    let (f, r) = (farm.clone(), ready.clone());
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!("shutting down: draining");
+        r.store(false, Ordering::SeqCst);
+        f.drain();
+    };
+    ready.store(true, Ordering::SeqCst);
     let served = builder
         .add_service(tonic::service::interceptor::InterceptedService::new(client_api, auth.client()))
         .add_service(tonic::service::interceptor::InterceptedService::new(worker_api, auth.worker()))

@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -25,6 +26,9 @@ pub struct StartOptions {
     /// The token workers present; read from (or created in) the data
     /// directory when not given.
     pub worker_token: Option<String>,
+    /// API keys to accept, as `name:key` lines, added to the store at start
+    /// (no `local` key is made when it names any).
+    pub api_keys_file: Option<PathBuf>,
 }
 
 /// A coordinator with its store open and its port bound, not yet serving.
@@ -36,6 +40,8 @@ pub struct Coordinator {
     pub tls: Option<TlsFiles>,
     /// Whether this start created the data directory's first API key.
     pub created_api_key: bool,
+    /// Readiness: true while serving and not draining (`/readyz`).
+    pub ready: Arc<AtomicBool>,
 }
 
 impl Coordinator {
@@ -43,11 +49,16 @@ impl Coordinator {
         let data = opts.config.data_dir.clone();
         std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
         let farm = Arc::new(Farm::open(opts.config, srs)?);
+        if let Some(path) = &opts.api_keys_file {
+            let n = auth::import_api_keys(&farm.store(), path)?;
+            tracing::info!("{n} API key(s) from {}", path.display());
+        }
         let created_api_key = auth::ensure_first_api_key(&farm.store(), &data)?;
         let worker_token = auth::worker_token(&data, opts.worker_token.as_deref())?;
         let auth = Arc::new(Auth::new(&farm.store(), &worker_token)?);
         let listener = server::bind(opts.listen).await?;
-        Ok(Coordinator { farm, auth, listener, worker_token, tls: opts.tls, created_api_key })
+        let ready = Arc::new(AtomicBool::new(false));
+        Ok(Coordinator { farm, auth, listener, worker_token, tls: opts.tls, created_api_key, ready })
     }
 
     pub fn local_addr(&self) -> Result<SocketAddr> {
@@ -76,6 +87,6 @@ impl Coordinator {
 
     /// Serves until `shutdown` resolves.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
-        server::serve(self.farm, self.auth, self.listener, self.tls, shutdown).await
+        server::serve(self.farm, self.auth, self.listener, self.tls, shutdown, self.ready).await
     }
 }

@@ -1,13 +1,21 @@
-//! Prometheus metrics: the exporter and the gauges read from the job store.
+//! Prometheus metrics and health: the HTTP endpoint (`/metrics`, `/healthz`,
+//! `/readyz`) and the gauges read from the job store.
 //!
 //! Counters and histograms are recorded where things happen (`farm.rs`, the
 //! worker loop, the key cache); gauges are refreshed from the store on every
 //! sweep.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::store::Store;
 
@@ -16,16 +24,61 @@ use crate::store::Store;
 const SECONDS_BUCKETS: &[f64] =
     &[0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
 
-/// Serves `/metrics` on `addr`. Call once per process, inside a Tokio runtime.
-pub fn install(addr: SocketAddr) -> Result<()> {
-    PrometheusBuilder::new()
-        .with_http_listener(addr)
+/// What the HTTP endpoint serves from.
+#[derive(Clone)]
+struct Endpoint {
+    metrics: PrometheusHandle,
+    ready: Arc<AtomicBool>,
+}
+
+/// Installs the metrics recorder and serves, on `addr`:
+/// - `/metrics`, Prometheus' text format;
+/// - `/healthz`, liveness: 200 while the process serves HTTP at all;
+/// - `/readyz`, readiness: 200 while `ready` holds (a coordinator serving
+///   and not draining, a worker registered and not draining), else 503.
+///
+/// Call once per process, inside a Tokio runtime.
+pub fn install(addr: SocketAddr, ready: Arc<AtomicBool>) -> Result<()> {
+    // Bound here, so a taken port is an error of this call, not of a task.
+    let listener = std::net::TcpListener::bind(addr).with_context(|| format!("cannot serve metrics on {addr}"))?;
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let metrics = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
         .context("metric buckets")?
-        .install()
-        .with_context(|| format!("starting the metrics endpoint on {addr}"))?;
+        .install_recorder()
+        .context("installing the metrics recorder")?;
     describe();
+    let upkeep = metrics.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            upkeep.run_upkeep();
+        }
+    });
+    let app = Router::new()
+        .route("/metrics", get(render_metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readiness))
+        .with_state(Endpoint { metrics, ready });
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("the metrics endpoint stopped: {e}");
+        }
+    });
     Ok(())
+}
+
+async fn render_metrics(State(e): State<Endpoint>) -> impl axum::response::IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], e.metrics.render())
+}
+
+async fn readiness(State(e): State<Endpoint>) -> (StatusCode, &'static str) {
+    if e.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
 }
 
 fn describe() {
@@ -36,6 +89,9 @@ fn describe() {
     describe_gauge!("zkfarm_queue_oldest_wait_seconds", "How long the oldest queued task has waited.");
     describe_gauge!("zkfarm_workers_live", "Workers with a recent heartbeat.");
     describe_counter!("zkfarm_inferences_total", "Verified inferences by tier.");
+    describe_counter!("zkfarm_jobs_submitted_total", "Jobs accepted.");
+    describe_counter!("zkfarm_jobs_finished_total", "Jobs finished, by final state.");
+    describe_counter!("zkfarm_engine_fallbacks_total", "Commitments the GPU engine handed to the CPU, by engine.");
     describe_histogram!("zkfarm_task_duration_seconds", "Worker time per task, by tier and engine.");
     describe_histogram!("zkfarm_task_latency_seconds", "Submission to verified receipt, by tier.");
     describe_counter!("zkfarm_task_retries_total", "Retryable failures that re-queued a task.");
@@ -50,6 +106,7 @@ fn describe() {
         "Proof generation time by engine; the sum is the engine's busy time (GPU busy time for cuda)."
     );
     describe_counter!("zkfarm_worker_tasks_total", "Tasks a worker finished, by tier and outcome.");
+    describe_counter!("zkfarm_tasks_handed_back_total", "Tasks leaving workers handed back, queued again.");
 }
 
 pub fn update_gauges(store: &Store, now_ms: i64) -> Result<()> {

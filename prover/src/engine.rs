@@ -245,18 +245,47 @@ impl EngineChoice {
     }
 }
 
-/// Host memory in bytes, for scheduling (0 when unknown).
+/// Memory this process may use, in bytes, for scheduling (0 when
+/// unknown): the host's, or the container's limit where that is lower, so
+/// that a worker in a pod is not handed a model its limit cannot hold.
 fn host_memory_bytes() -> u64 {
-    let Ok(text) = std::fs::read_to_string("/proc/meminfo") else { return 0 };
-    text.lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024);
+    // cgroup v2, then v1.
+    let limit = ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]
+        .iter()
+        .find_map(|p| cgroup_limit(&std::fs::read_to_string(p).ok()?));
+    match limit {
+        Some(l) if total == 0 || l < total => l,
+        _ => total,
+    }
+}
+
+/// A cgroup memory limit file's value; None for no limit (`max`, or v1's
+/// huge sentinel) or an unreadable value.
+fn cgroup_limit(text: &str) -> Option<u64> {
+    let v = text.trim().parse::<u64>().ok()?;
+    (v < 1 << 60).then_some(v)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_container_memory_limit_is_read_and_no_limit_is_none() {
+        assert_eq!(cgroup_limit("8589934592\n"), Some(8 << 30));
+        assert_eq!(cgroup_limit("max\n"), None);
+        assert_eq!(cgroup_limit("9223372036854771712\n"), None, "cgroup v1's unlimited");
+        assert_eq!(cgroup_limit(""), None);
+        assert!(host_memory_bytes() > 0, "this machine's memory is readable");
+    }
 
     #[test]
     fn engine_choices_parse_and_resolve_to_what_this_machine_has() {

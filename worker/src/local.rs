@@ -3,7 +3,9 @@
 //! engine, so one GPU context holds each k's bases once.
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Result;
 use tokio::sync::watch;
@@ -25,12 +27,17 @@ pub struct LocalSpec {
     /// TEE provider for `tee` tasks (`configfs-tsm` or `dev`).
     pub tee: Option<String>,
     pub allow_insecure_tee: bool,
+    /// Cheap lanes per worker (see [`WorkerConfig::cheap_lanes`]).
+    pub cheap_lanes: usize,
+    pub drain_timeout: Duration,
 }
 
-/// Running local workers; dropping them stops them.
+/// Running local workers; [`LocalWorkers::drain`] stops them cleanly,
+/// dropping them aborts them.
 pub struct LocalWorkers {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    drain_timeout: Duration,
 }
 
 impl LocalWorkers {
@@ -51,6 +58,9 @@ impl LocalWorkers {
                 identity_path: spec.identity_dir.join(format!("local-worker-{i}.key")),
                 tee,
                 memory_bytes,
+                cheap_lanes: spec.cheap_lanes,
+                drain_timeout: spec.drain_timeout,
+                ready: Arc::new(AtomicBool::new(false)),
             };
             let rx = stop_rx.clone();
             tasks.push(tokio::spawn(async move {
@@ -59,7 +69,23 @@ impl LocalWorkers {
                 }
             }));
         }
-        Ok(LocalWorkers { stop, tasks })
+        Ok(LocalWorkers { stop, tasks, drain_timeout: spec.drain_timeout })
+    }
+
+    /// Stops the workers as a shutdown does: running tasks finish within the
+    /// drain time or are handed back, and each worker leaves the farm. The
+    /// coordinator must still be serving. Workers that take longer than the
+    /// drain time and a few seconds to go are aborted.
+    pub async fn drain(mut self) {
+        let _ = self.stop.send(true);
+        let deadline = tokio::time::Instant::now() + self.drain_timeout + Duration::from_secs(10);
+        for t in &mut self.tasks {
+            if tokio::time::timeout_at(deadline, t).await.is_err() {
+                tracing::warn!("local workers did not stop within the drain time; aborting them");
+                break;
+            }
+        }
+        // Dropping aborts any still running.
     }
 }
 

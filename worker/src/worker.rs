@@ -2,9 +2,17 @@
 //! receipt of the task's tier, report it, and keep leases alive with
 //! heartbeats. A lost coordinator is waited for; results are held and
 //! re-sent until the coordinator answers.
+//!
+//! Tasks are taken on lanes: one lane takes any tier the worker offers, and
+//! cheap lanes take only `signed` and `tee` tasks, which cost milliseconds,
+//! so they never wait behind a proof that takes minutes. On shutdown every
+//! lane stops polling, running tasks get the drain time to finish, and the
+//! rest are handed back as the worker leaves.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,7 +40,19 @@ pub struct WorkerConfig {
     pub identity_path: PathBuf,
     pub tee: Option<Box<dyn Provider>>,
     pub memory_bytes: u64,
+    /// Lanes that take only `signed` and `tee` tasks, beside the lane that
+    /// takes any tier, so cheap tasks run while a proof does.
+    pub cheap_lanes: usize,
+    /// On shutdown, how long running tasks may take to finish; those still
+    /// running then are handed back to the coordinator.
+    pub drain_timeout: Duration,
+    /// True while the worker is registered and not shutting down: its
+    /// readiness, as the health endpoint reports it.
+    pub ready: Arc<AtomicBool>,
 }
+
+/// The tiers a cheap lane takes.
+const CHEAP: [Tier; 2] = [Tier::Signed, Tier::Tee];
 
 /// The outcome of one task.
 enum Outcome {
@@ -48,31 +68,34 @@ fn retryable(reason: impl std::fmt::Display) -> Outcome {
     Outcome::Failed { retryable: true, reason: reason.to_string() }
 }
 
-/// State the heartbeat task shares with the task loop.
-#[derive(Default)]
+/// State the lanes and the heartbeat task share.
 struct Shared {
     worker_id: String,
-    running: Option<TaskRef>,
-    /// The running task was cancelled or re-leased: its result is not wanted.
-    dropped: bool,
+    /// Running tasks by id: their attempt, and whether the coordinator
+    /// dropped them (cancelled or re-leased: the result is not wanted).
+    running: HashMap<String, (u32, bool)>,
     loaded_keys: Vec<String>,
     must_register: bool,
-}
-
-struct Worker {
-    cfg: WorkerConfig,
-    link: WorkerLinkClient<AuthChannel>,
-    signers: Signers,
-    models: HashMap<String, Arc<CompiledModel>>,
-    keys: HashMap<String, Arc<Keys>>,
-    shared: Arc<Mutex<Shared>>,
-    lease: Duration,
     /// How often to renew leases, as the coordinator asks.
     heartbeat: Duration,
 }
 
+/// One worker: its lanes share the link, caches and state.
+struct Worker {
+    cfg: WorkerConfig,
+    link: WorkerLinkClient<AuthChannel>,
+    signers: Signers,
+    models: Mutex<HashMap<String, Arc<CompiledModel>>>,
+    keys: Mutex<HashMap<String, Arc<Keys>>>,
+    shared: Mutex<Shared>,
+    /// One registration at a time, whichever lane notices it is needed.
+    registering: tokio::sync::Mutex<()>,
+}
+
 /// Runs a worker until `shutdown` turns true or an error that retrying
-/// cannot fix (a bad token, a different SRS).
+/// cannot fix (a bad token, a different SRS). On shutdown it stops taking
+/// tasks, lets running ones finish for up to `drain_timeout`, hands back the
+/// rest and leaves the farm.
 pub async fn run(cfg: WorkerConfig, shutdown: watch::Receiver<bool>) -> Result<()> {
     let channel = net::connect_lazy(&cfg.coordinator, cfg.tls_ca.as_deref())?;
     let link = WorkerLinkClient::with_interceptor(channel, Bearer::new(&cfg.token)?)
@@ -83,47 +106,79 @@ pub async fn run(cfg: WorkerConfig, shutdown: watch::Receiver<bool>) -> Result<(
         Some(p) => Some(Enclave::new(p.as_ref()).context("attesting the enclave key")?),
         None => None,
     };
-    let mut worker = Worker {
+    let worker = Arc::new(Worker {
         cfg,
         link,
         signers: Signers { identity, enclave },
-        models: HashMap::new(),
-        keys: HashMap::new(),
-        shared: Arc::new(Mutex::new(Shared::default())),
-        lease: Duration::from_secs(30),
-        heartbeat: Duration::from_secs(10),
-    };
-    worker.main_loop(shutdown).await
+        models: Mutex::default(),
+        keys: Mutex::default(),
+        shared: Mutex::new(Shared {
+            worker_id: String::new(),
+            running: HashMap::new(),
+            loaded_keys: Vec::new(),
+            must_register: true,
+            heartbeat: Duration::from_secs(10),
+        }),
+        registering: tokio::sync::Mutex::new(()),
+    });
+    let result = worker.clone().main_loop(shutdown).await;
+    worker.cfg.ready.store(false, Ordering::SeqCst);
+    result
 }
 
 impl Worker {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn worker_id(&self) -> String {
+        self.lock().worker_id.clone()
+    }
+
     fn capabilities(&self) -> Capabilities {
         let engine = &self.cfg.prover.engine;
         Capabilities {
             engine: engine.name().into(),
             gpu_name: engine.device_name(),
             memory_bytes: self.cfg.memory_bytes,
-            loaded_keys: self.keys.keys().cloned().collect(),
+            loaded_keys: self.lock().loaded_keys.clone(),
             tiers: self.signers.tiers().into_iter().filter_map(|t| wire_tier(t).ok()).collect(),
             tee_provider: self.signers.enclave.as_ref().map(|e| e.provider().to_string()).unwrap_or_default(),
         }
     }
 
-    /// Registers (or re-registers under the same id), retrying while the
-    /// coordinator is unreachable.
-    async fn register(&mut self, shutdown: &watch::Receiver<bool>) -> Result<bool> {
+    /// The lanes this worker runs: one for any tier it offers, and the
+    /// cheap lanes when it offers a cheap tier. Each is the list of tiers
+    /// it polls for (empty: any).
+    fn lanes(&self) -> Vec<Vec<Tier>> {
+        let offered = self.signers.tiers();
+        let cheap: Vec<Tier> = CHEAP.into_iter().filter(|t| offered.contains(t)).collect();
+        let mut lanes = vec![vec![]];
+        if !cheap.is_empty() {
+            lanes.extend(std::iter::repeat_n(cheap, self.cfg.cheap_lanes));
+        }
+        lanes
+    }
+
+    /// Registers (or re-registers under the same id) when needed, retrying
+    /// while the coordinator is unreachable. False when shut down first.
+    async fn ensure_registered(&self, shutdown: &watch::Receiver<bool>) -> Result<bool> {
+        let _one_at_a_time = self.registering.lock().await;
         let mut backoff = Duration::from_millis(200);
         loop {
             if *shutdown.borrow() {
                 return Ok(false);
             }
+            if !self.lock().must_register {
+                return Ok(true);
+            }
             let req = RegisterWorkerRequest {
                 name: self.cfg.name.clone(),
                 capabilities: Some(self.capabilities()),
                 public_key: self.signers.identity.public_key().to_vec(),
-                worker_id: self.shared.lock().unwrap().worker_id.clone(),
+                worker_id: self.worker_id(),
             };
-            match self.link.register(req).await {
+            match self.link.clone().register(req).await {
                 Ok(resp) => {
                     let r = resp.into_inner();
                     let srs_id = &self.cfg.prover.srs.id;
@@ -134,14 +189,15 @@ impl Worker {
                             r.srs_id,
                         );
                     }
-                    self.lease = Duration::from_millis(r.lease_ms.max(1000) as u64);
-                    self.heartbeat = match r.heartbeat_ms {
-                        0 => self.lease / 3,
-                        ms => Duration::from_millis(ms as u64).min(self.lease / 2),
+                    let lease = Duration::from_millis(r.lease_ms.max(1000) as u64);
+                    let mut sh = self.lock();
+                    sh.heartbeat = match r.heartbeat_ms {
+                        0 => lease / 3,
+                        ms => Duration::from_millis(ms as u64).min(lease / 2),
                     };
-                    let mut sh = self.shared.lock().unwrap();
                     sh.worker_id = r.worker_id;
                     sh.must_register = false;
+                    self.cfg.ready.store(true, Ordering::SeqCst);
                     tracing::info!(worker = %sh.worker_id, "registered with {}", self.cfg.coordinator);
                     return Ok(true);
                 }
@@ -155,29 +211,63 @@ impl Worker {
         }
     }
 
-    async fn main_loop(&mut self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
-        if !self.register(&shutdown).await? {
+    fn lost_registration(&self) {
+        self.lock().must_register = true;
+        self.cfg.ready.store(false, Ordering::SeqCst);
+    }
+
+    async fn main_loop(self: Arc<Self>, shutdown: watch::Receiver<bool>) -> Result<()> {
+        if !self.ensure_registered(&shutdown).await? {
             return Ok(());
         }
-        let hb = tokio::spawn(heartbeat_loop(self.link.clone(), self.shared.clone(), self.heartbeat));
-        let result = self.task_loop(&mut shutdown).await;
+        let hb = tokio::spawn(heartbeat_loop(self.clone()));
+        let mut lanes = tokio::task::JoinSet::new();
+        for tiers in self.lanes() {
+            let (w, rx) = (self.clone(), shutdown.clone());
+            lanes.spawn(async move { w.lane(tiers, rx).await });
+        }
+        // The first lane to fail stops the others: they share one
+        // registration, and its errors (a bad token, another SRS) are theirs.
+        let mut result = Ok(());
+        while let Some(done) = lanes.join_next().await {
+            let r = done.map_err(|e| anyhow!("a task lane panicked: {e}")).and_then(|r| r);
+            if r.is_err() {
+                lanes.abort_all();
+                result = result.and(r);
+            }
+        }
+        self.cfg.ready.store(false, Ordering::SeqCst);
+        if *shutdown.borrow() {
+            self.leave().await;
+        }
         hb.abort();
         result
     }
 
-    async fn task_loop(&mut self, shutdown: &mut watch::Receiver<bool>) -> Result<()> {
+    /// Tells the coordinator this worker is going, so the tasks a drain gave
+    /// up on (and any leased to it as its last poll was cancelled) run again
+    /// at once elsewhere.
+    async fn leave(&self) {
+        let req = LeaveRequest { worker_id: self.worker_id() };
+        match tokio::time::timeout(Duration::from_secs(5), self.link.clone().leave(req)).await {
+            Ok(Ok(r)) => tracing::info!("left the farm; {} task(s) handed back", r.into_inner().requeued),
+            Ok(Err(s)) => tracing::warn!("could not leave the farm cleanly ({}); leases will expire", s.message()),
+            Err(_) => tracing::warn!("the coordinator did not answer the leave; leases will expire"),
+        }
+    }
+
+    /// One lane: poll for a task of `tiers` (empty: any), run it, repeat.
+    async fn lane(self: Arc<Self>, tiers: Vec<Tier>, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+        let wire: Vec<i32> = tiers.iter().filter_map(|t| wire_tier(*t).ok()).collect();
         let mut backoff = Duration::from_millis(100);
         loop {
-            if *shutdown.borrow() {
+            if *shutdown.borrow() || !self.ensure_registered(&shutdown).await? {
                 return Ok(());
             }
-            if self.shared.lock().unwrap().must_register && !self.register(shutdown).await? {
-                return Ok(());
-            }
-            let worker_id = self.shared.lock().unwrap().worker_id.clone();
-            let poll = self.link.poll_task(PollTaskRequest { worker_id, wait_ms: 5000 });
+            let poll = PollTaskRequest { worker_id: self.worker_id(), wait_ms: 5000, tiers: wire.clone() };
+            let mut link = self.link.clone();
             let resp = tokio::select! {
-                r = poll => r,
+                r = link.poll_task(poll) => r,
                 _ = shutdown.changed() => return Ok(()),
             };
             let task = match resp {
@@ -189,7 +279,7 @@ impl Worker {
                     }
                 }
                 Err(s) if s.code() == Code::NotFound => {
-                    self.shared.lock().unwrap().must_register = true;
+                    self.lost_registration();
                     continue;
                 }
                 Err(s) if is_transient(&s) => {
@@ -199,21 +289,25 @@ impl Worker {
                 }
                 Err(s) => bail!("the coordinator refused to hand out tasks: {}", s.message()),
             };
-            self.run_task(task, shutdown).await?;
+            self.run_task(task, &shutdown).await?;
         }
     }
 
-    async fn run_task(&mut self, task: TaskAssignment, shutdown: &watch::Receiver<bool>) -> Result<()> {
-        {
-            let mut sh = self.shared.lock().unwrap();
-            sh.running = Some(TaskRef { task_id: task.task_id.clone(), attempt: task.attempt });
-            sh.dropped = false;
-        }
+    async fn run_task(&self, task: TaskAssignment, shutdown: &watch::Receiver<bool>) -> Result<()> {
+        self.lock().running.insert(task.task_id.clone(), (task.attempt, false));
         let tier = zkfarm_proto::Tier::try_from(task.tier).ok().and_then(|t| t.name().parse::<Tier>().ok());
         let started = Instant::now();
-        let outcome = match tier {
-            Some(tier) => self.produce(&task, tier).await,
-            None => fatal(format!("the task has an unknown tier ({})", task.tier)),
+        let produce = async {
+            match tier {
+                Some(tier) => self.produce(&task, tier).await,
+                None => fatal(format!("the task has an unknown tier ({})", task.tier)),
+            }
+        };
+        let Some(outcome) = self.within_drain(produce, shutdown).await else {
+            // Shutting down and the drain ran out: leaving hands it back.
+            self.lock().running.remove(&task.task_id);
+            tracing::info!(task = %task.task_id, "shutting down: the task will be handed back");
+            return Ok(());
         };
         let duration_ms = started.elapsed().as_millis() as u64;
         let label = match &outcome {
@@ -223,30 +317,46 @@ impl Worker {
         };
         let tier_label = tier.map_or("unknown", Tier::as_str);
         metrics::counter!("zkfarm_worker_tasks_total", "tier" => tier_label, "outcome" => label).increment(1);
-        let dropped = self.shared.lock().unwrap().dropped;
+        let dropped = self.lock().running.get(&task.task_id).is_some_and(|r| r.1);
         if dropped {
             tracing::info!(task = %task.task_id, "result dropped: the task was cancelled or re-leased");
         } else {
             self.report(&task, outcome, duration_ms, shutdown).await?;
         }
-        self.shared.lock().unwrap().running = None;
+        self.lock().running.remove(&task.task_id);
         Ok(())
     }
 
-    /// Sends the outcome, retrying until the coordinator answers.
+    /// Runs `work` to the end, unless a shutdown comes and `drain_timeout`
+    /// passes after it first (None).
+    async fn within_drain<T>(&self, work: impl Future<Output = T>, shutdown: &watch::Receiver<bool>) -> Option<T> {
+        tokio::pin!(work);
+        let mut shutdown = shutdown.clone();
+        if !*shutdown.borrow() {
+            tokio::select! {
+                out = &mut work => return Some(out),
+                _ = shutdown.changed() => {}
+            }
+        }
+        tokio::time::timeout(self.cfg.drain_timeout, work).await.ok()
+    }
+
+    /// Sends the outcome, retrying until the coordinator answers (while
+    /// shutting down, until the drain time is up).
     async fn report(
-        &mut self,
+        &self,
         task: &TaskAssignment,
         outcome: Outcome,
         duration_ms: u64,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<()> {
         let mut backoff = Duration::from_millis(100);
+        let mut give_up: Option<Instant> = None;
         loop {
-            let worker_id = self.shared.lock().unwrap().worker_id.clone();
+            let worker_id = self.worker_id();
+            let mut link = self.link.clone();
             let sent = match &outcome {
-                Outcome::Receipt(json) => self
-                    .link
+                Outcome::Receipt(json) => link
                     .report_result(ReportResultRequest {
                         worker_id,
                         task_id: task.task_id.clone(),
@@ -261,8 +371,7 @@ impl Worker {
                             tracing::warn!(task = %task.task_id, "result not accepted: {}", r.reason);
                         }
                     }),
-                Outcome::Failed { retryable, reason } => self
-                    .link
+                Outcome::Failed { retryable, reason } => link
                     .report_failure(ReportFailureRequest {
                         worker_id,
                         task_id: task.task_id.clone(),
@@ -273,15 +382,18 @@ impl Worker {
                     .await
                     .map(|_| ()),
             };
+            if *shutdown.borrow() && give_up.is_none() {
+                give_up = Some(Instant::now() + self.cfg.drain_timeout);
+            }
             match sent {
                 Ok(()) => return Ok(()),
-                Err(s) if is_transient(&s) && !*shutdown.borrow() => {
+                Err(s) if is_transient(&s) && give_up.is_none_or(|t| Instant::now() < t) => {
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
                 }
-                Err(s) if s.code() == Code::NotFound => {
-                    self.shared.lock().unwrap().must_register = true;
-                    if !self.register(shutdown).await? {
+                Err(s) if s.code() == Code::NotFound && !*shutdown.borrow() => {
+                    self.lost_registration();
+                    if !self.ensure_registered(shutdown).await? {
                         return Ok(());
                     }
                 }
@@ -293,7 +405,7 @@ impl Worker {
         }
     }
 
-    async fn produce(&mut self, task: &TaskAssignment, tier: Tier) -> Outcome {
+    async fn produce(&self, task: &TaskAssignment, tier: Tier) -> Outcome {
         let model = match self.model(&task.model_id).await {
             Ok(m) => m,
             Err(e) => return retryable(format!("{e:#}")),
@@ -319,23 +431,23 @@ impl Worker {
         receipt.job_id = Some(task.job_id.clone());
         receipt.task_id = Some(task.task_id.clone());
         receipt.timestamp_ms = Some(now_ms());
-        let worker_id = self.shared.lock().unwrap().worker_id.clone();
-        match self.signers.sign(&mut receipt, &worker_id) {
+        match self.signers.sign(&mut receipt, &self.worker_id()) {
             Ok(()) => Outcome::Receipt(receipt.to_json()),
             Err(e) => retryable(format!("{e:#}")),
         }
     }
 
     async fn prove(
-        &mut self,
+        &self,
         model: &Arc<CompiledModel>,
         model_id: &str,
         vk_hash: &str,
         inference: Inference,
     ) -> Result<zkfarm_prover::Receipt> {
         let prover = self.cfg.prover.clone();
-        let keys = match self.keys.get(model_id) {
-            Some(k) if k.vk.hash == vk_hash => k.clone(),
+        let held = self.keys.lock().unwrap_or_else(|p| p.into_inner()).get(model_id).cloned();
+        let keys = match held {
+            Some(k) if k.vk.hash == vk_hash => k,
             _ => {
                 let (p, m, want) = (prover.clone(), model.clone(), vk_hash.to_string());
                 let (keys, source) = tokio::task::spawn_blocking(move || p.keys_for(&m, Some(&want)))
@@ -343,8 +455,9 @@ impl Worker {
                     .map_err(|e| anyhow!("key loading panicked: {e}"))??;
                 tracing::info!(model = model_id, "proving key from {}", source.name());
                 let keys = Arc::new(keys);
-                self.keys.insert(model_id.to_string(), keys.clone());
-                self.shared.lock().unwrap().loaded_keys = self.keys.keys().cloned().collect();
+                let mut held = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+                held.insert(model_id.to_string(), keys.clone());
+                self.lock().loaded_keys = held.keys().cloned().collect();
                 keys
             }
         };
@@ -364,12 +477,13 @@ impl Worker {
 
     /// The compiled model, fetched from the coordinator on first use. The
     /// compiled circuit must hash to the model id the task names.
-    async fn model(&mut self, model_id: &str) -> Result<Arc<CompiledModel>> {
-        if let Some(m) = self.models.get(model_id) {
+    async fn model(&self, model_id: &str) -> Result<Arc<CompiledModel>> {
+        if let Some(m) = self.models.lock().unwrap_or_else(|p| p.into_inner()).get(model_id) {
             return Ok(m.clone());
         }
         let resp = self
             .link
+            .clone()
             .fetch_model(FetchModelRequest { model_id: model_id.to_string() })
             .await
             .map_err(|s| anyhow!("fetching model {model_id}: {}", s.message()))?
@@ -383,8 +497,9 @@ impl Worker {
         if model.circuit_hash != model_id {
             bail!("the model the coordinator sent compiles to circuit {}, not {model_id}", model.circuit_hash);
         }
+        // Two lanes may fetch the same model at once; both get the same one.
         let model = Arc::new(model);
-        self.models.insert(model_id.to_string(), model.clone());
+        self.models.lock().unwrap_or_else(|p| p.into_inner()).insert(model_id.to_string(), model.clone());
         Ok(model)
     }
 }
@@ -394,31 +509,39 @@ fn wire_tier(t: Tier) -> Result<i32> {
     Ok(zkfarm_proto::Tier::parse(t.as_str())? as i32)
 }
 
-async fn heartbeat_loop(mut link: WorkerLinkClient<AuthChannel>, shared: Arc<Mutex<Shared>>, every: Duration) {
+/// Renews the leases of every running task, and learns which ones the
+/// coordinator dropped.
+async fn heartbeat_loop(worker: Arc<Worker>) {
     loop {
+        let every = worker.lock().heartbeat;
         tokio::time::sleep(every).await;
         let req = {
-            let sh = shared.lock().unwrap();
+            let sh = worker.lock();
             if sh.worker_id.is_empty() || sh.must_register {
                 continue;
             }
             HeartbeatRequest {
                 worker_id: sh.worker_id.clone(),
-                running: sh.running.iter().cloned().collect(),
+                running: sh
+                    .running
+                    .iter()
+                    .map(|(task_id, (attempt, _))| TaskRef { task_id: task_id.clone(), attempt: *attempt })
+                    .collect(),
                 loaded_keys: sh.loaded_keys.clone(),
             }
         };
-        match link.heartbeat(req).await {
+        match worker.link.clone().heartbeat(req).await {
             Ok(resp) => {
-                let mut sh = shared.lock().unwrap();
-                let drop = resp.into_inner().drop;
-                if let Some(cur) = &sh.running {
-                    if drop.iter().any(|d| d.task_id == cur.task_id && d.attempt == cur.attempt) {
-                        sh.dropped = true;
+                let mut sh = worker.lock();
+                for d in resp.into_inner().drop {
+                    if let Some(r) = sh.running.get_mut(&d.task_id) {
+                        if r.0 == d.attempt {
+                            r.1 = true;
+                        }
                     }
                 }
             }
-            Err(s) if s.code() == Code::NotFound => shared.lock().unwrap().must_register = true,
+            Err(s) if s.code() == Code::NotFound => worker.lost_registration(),
             Err(s) => tracing::debug!("heartbeat failed: {}", s.message()),
         }
     }

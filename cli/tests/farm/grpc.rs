@@ -52,7 +52,13 @@ async fn submit(
     reqs: Vec<InferenceRequest>,
     key: &str,
 ) -> Result<String, tonic::Status> {
-    let r = SubmitJobRequest { model_id: model_id.into(), requests: reqs, priority: 0, idempotency_key: key.into() };
+    let r = SubmitJobRequest {
+        model_id: model_id.into(),
+        requests: reqs,
+        priority: 0,
+        idempotency_key: key.into(),
+        ..Default::default()
+    };
     farm.submit_job(r).await.map(|r| r.into_inner().job_id)
 }
 
@@ -223,7 +229,12 @@ fn a_dishonest_worker_is_caught_and_a_finished_task_keeps_its_first_receipt() {
             let mut l = poller.clone();
             let w = worker_id.clone();
             async move {
-                l.poll_task(PollTaskRequest { worker_id: w, wait_ms: 2000 }).await.unwrap().into_inner().task.unwrap()
+                l.poll_task(PollTaskRequest { worker_id: w, wait_ms: 2000, tiers: vec![] })
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .task
+                    .unwrap()
             }
         };
         let honest = |t: &TaskAssignment| {

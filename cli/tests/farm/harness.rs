@@ -70,6 +70,26 @@ impl Proc {
         let _ = self.child.wait();
     }
 
+    /// SIGTERM, as an orchestrator stops a process; then waits up to
+    /// `timeout` for it to exit and returns whether it exited successfully.
+    pub fn terminate(&mut self, timeout: Duration) -> bool {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.success();
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "no exit within {timeout:?} of SIGTERM; log:\n{}",
+                tail(&self.log_text())
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -189,6 +209,11 @@ impl Coordinator {
         }
     }
 
+    /// SIGTERM; whether it exited successfully within `timeout`.
+    pub fn terminate(&mut self, timeout: Duration) -> bool {
+        self.proc.as_mut().is_some_and(|p| p.terminate(timeout))
+    }
+
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
@@ -272,11 +297,19 @@ impl Drop for Coordinator {
 }
 
 pub fn scrape(port: u16) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("metrics endpoint");
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    http_get(port, "/metrics").1
+}
+
+/// The status code and body of `GET path` on a loopback port; code 0 when
+/// nothing listens there (yet).
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return (0, String::new()) };
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
-    text
+    let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map_or(String::new(), |(_, b)| b.to_string());
+    (code, body)
 }
 
 /// The sum of the samples of metric `name` whose labels include all of

@@ -23,7 +23,13 @@ fn a_farm_started_through_the_libraries_serves_every_tier() {
     rt.block_on(async {
         let mut config = FarmConfig::new(home.path().join("farm"));
         config.tee = TeePolicy { allow_insecure: true, ..TeePolicy::default() };
-        let opts = StartOptions { listen: "127.0.0.1:0".parse().unwrap(), config, tls: None, worker_token: None };
+        let opts = StartOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            config,
+            tls: None,
+            worker_token: None,
+            api_keys_file: None,
+        };
         let coordinator = Coordinator::start(opts, srs.clone()).await.unwrap();
         let url = coordinator.url().unwrap();
         let api_key = std::fs::read_to_string(coordinator.api_key_path()).unwrap().trim().to_string();
@@ -39,6 +45,8 @@ fn a_farm_started_through_the_libraries_serves_every_tier() {
             identity_dir: home.path().to_path_buf(),
             tee: Some("dev".into()),
             allow_insecure_tee: true,
+            cheap_lanes: 1,
+            drain_timeout: std::time::Duration::from_secs(5),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let served = tokio::spawn(coordinator.serve(async move {
@@ -52,7 +60,13 @@ fn a_farm_started_through_the_libraries_serves_every_tier() {
         let input = std::fs::read_to_string(examples().join("mlp.input.json")).unwrap();
         let tiers = [Tier::Signed, Tier::Tee, Tier::Zk];
         let requests = tiers.iter().map(|&t| InferenceRequest { input_json: input.clone(), tier: t as i32 }).collect();
-        let req = SubmitJobRequest { model_id: model.model_id, requests, priority: 0, idempotency_key: String::new() };
+        let req = SubmitJobRequest {
+            model_id: model.model_id,
+            requests,
+            priority: 0,
+            idempotency_key: String::new(),
+            ..Default::default()
+        };
         let job = client.submit(req).await.unwrap();
         let done = client.follow(&job.job_id, |_| {}).await.unwrap();
         assert_eq!(done.state, JobState::Done as i32, "{done:?}");

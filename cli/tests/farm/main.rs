@@ -3,6 +3,7 @@
 mod grpc;
 mod harness;
 mod in_process;
+mod lanes;
 
 use std::collections::HashSet;
 use std::time::Duration;

@@ -52,6 +52,9 @@ pub struct NewJob<'a> {
 pub struct NewTask {
     pub tier: Tier,
     pub input: String,
+    /// Stored as failed at once, with this reason (a tier no live worker
+    /// offers, when the client asked for that).
+    pub fail: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -147,10 +150,14 @@ impl Store {
         )?;
         {
             let mut ins = tx.prepare(
-                "INSERT INTO tasks(task_id, job_id, idx, model_id, tier, input, priority, state, created_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8)",
+                "INSERT INTO tasks(task_id, job_id, idx, model_id, tier, input, priority, state, error, created_ms, \
+                 finished_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?;
             for (i, t) in tasks.iter().enumerate() {
+                let (state, finished) = match t.fail {
+                    Some(_) => (TaskState::Failed, now),
+                    None => (TaskState::Queued, 0),
+                };
                 ins.execute(params![
                     format!("{job_id}-{i:05}"),
                     job_id,
@@ -159,10 +166,15 @@ impl Store {
                     t.tier.as_str(),
                     t.input,
                     priority,
-                    now
+                    state,
+                    t.fail.as_deref().unwrap_or(""),
+                    now,
+                    finished
                 ])?;
             }
         }
+        // A job whose every task failed on arrival is finished already.
+        Self::settle_job(&tx, job_id, now)?;
         tx.commit()?;
         Ok((job_id.to_string(), false))
     }

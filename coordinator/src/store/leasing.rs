@@ -96,6 +96,29 @@ impl Store {
         Ok(lost)
     }
 
+    /// Takes back every task still leased to a leaving worker, as an expired
+    /// lease would (no retry spent), and counts the worker dead at once.
+    /// Whatever it finished it reported before leaving; what it still holds
+    /// it abandoned, including a task leased while its poll was cancelled.
+    /// Returns the tasks queued again.
+    pub fn release(&mut self, worker_id: &str) -> Result<Vec<TaskRow>> {
+        let tx = self.conn.transaction()?;
+        let requeued: Vec<TaskRow> = {
+            let mut st =
+                tx.prepare(&format!("SELECT {TASK_COLS} FROM tasks WHERE state = 'running' AND worker_id = ?1"))?;
+            let rows = st.query_map([worker_id], task_row)?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        tx.execute(
+            "UPDATE tasks SET state = 'queued', worker_id = '', lease_expires_ms = 0 \
+             WHERE state = 'running' AND worker_id = ?1",
+            [worker_id],
+        )?;
+        tx.execute("UPDATE workers SET alive = 0 WHERE worker_id = ?1", [worker_id])?;
+        tx.commit()?;
+        Ok(requeued)
+    }
+
     /// Re-queues tasks whose lease ran out. Their retry budget is not spent:
     /// the worker died or lost touch, the task did nothing wrong.
     pub fn expire_leases(&mut self, now: i64) -> Result<Vec<TaskRow>> {

@@ -57,4 +57,13 @@ impl Store {
             .query_row("SELECT vk_hash FROM models WHERE model_id = ?1", [model_id], |r| r.get(0))
             .optional()?)
     }
+
+    /// The memory a worker needs for a first proof of the model.
+    pub fn model_mem_bytes(&self, model_id: &str) -> Result<Option<u64>> {
+        Ok(self
+            .conn
+            .query_row("SELECT mem_bytes FROM models WHERE model_id = ?1", [model_id], |r| r.get::<_, i64>(0))
+            .optional()?
+            .map(|m| m.max(0) as u64))
+    }
 }

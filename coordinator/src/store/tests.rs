@@ -21,7 +21,7 @@ fn model(store: &Store, id: &str, mem: u64) {
 
 fn job(store: &mut Store, id: &str, model: &str, priority: i32, tiers: &[&str], now: i64) -> String {
     let tiers = self::tiers(tiers);
-    let tasks: Vec<NewTask> = tiers.iter().map(|&tier| NewTask { tier, input: "{}".into() }).collect();
+    let tasks: Vec<NewTask> = tiers.iter().map(|&tier| NewTask { tier, input: "{}".into(), fail: None }).collect();
     let j = NewJob { job_id: id, client: "c", idem_key: None, model_id: model, priority };
     store.create_job(&j, &tasks, now).unwrap().0
 }
@@ -120,7 +120,7 @@ fn a_task_completes_once_and_jobs_are_idempotent() {
     let mut s = Store::open_in_memory().unwrap();
     model(&s, "m", 1);
     let j = NewJob { job_id: "j1", client: "c", idem_key: Some("k"), model_id: "m", priority: 0 };
-    let tasks = [NewTask { tier: Tier::Signed, input: "{}".into() }];
+    let tasks = [NewTask { tier: Tier::Signed, input: "{}".into(), fail: None }];
     assert_eq!(s.create_job(&j, &tasks, 1).unwrap(), ("j1".to_string(), false));
     let j2 = NewJob { job_id: "j2", ..j };
     assert_eq!(s.create_job(&j2, &tasks, 2).unwrap(), ("j1".to_string(), true));
@@ -131,6 +131,52 @@ fn a_task_completes_once_and_jobs_are_idempotent() {
     assert_eq!(s.complete(&t.task_id, "r1", 1, 4).unwrap(), (Completion::Done, Some(JobState::Done)));
     assert_eq!(s.complete(&t.task_id, "r2", 1, 5).unwrap().0, Completion::AlreadyFinal(TaskState::Done));
     assert_eq!(s.receipts(&t.job_id).unwrap()[0].3, "r1");
+}
+
+#[test]
+fn a_leaving_worker_hands_back_its_tasks_without_spending_retries() {
+    let mut s = Store::open_in_memory().unwrap();
+    model(&s, "m", 1);
+    let caps = WorkerRow {
+        worker_id: "w".into(),
+        name: "w".into(),
+        public_key: vec![0; 32],
+        caps: "{}".into(),
+        last_seen_ms: 1,
+        alive: true,
+    };
+    s.upsert_worker(&caps).unwrap();
+    job(&mut s, "j", "m", 0, &["zk", "zk"], 1);
+    let all = tiers(&["zk"]);
+    let fit = Fit { tiers: &all, memory_bytes: 0, loaded_keys: ALL };
+    let a = s.claim("w", &fit, 2, 100).unwrap().unwrap();
+    let b = s.claim("other", &fit, 2, 100).unwrap().unwrap();
+    let back = s.release("w").unwrap();
+    assert_eq!(back.iter().map(|t| t.task_id.as_str()).collect::<Vec<_>>(), [a.task_id.as_str()]);
+    let a = s.task(&a.task_id).unwrap().unwrap();
+    assert_eq!((a.state, a.retries, a.worker_id.as_str()), (TaskState::Queued, 0, ""));
+    assert_eq!(s.task(&b.task_id).unwrap().unwrap().state, TaskState::Running, "another worker's task is kept");
+    assert_eq!(s.live_workers().unwrap(), 0, "the worker that left counts as dead");
+    let again = s.claim("w2", &fit, 3, 100).unwrap().unwrap();
+    assert_eq!((again.task_id, again.attempt), (a.task_id, 2));
+}
+
+#[test]
+fn tasks_failed_on_arrival_are_final_and_settle_the_job() {
+    let mut s = Store::open_in_memory().unwrap();
+    model(&s, "m", 1);
+    let unservable = || NewTask { tier: Tier::Tee, input: "{}".into(), fail: Some("no tee".into()) };
+    let j = NewJob { job_id: "j", client: "c", idem_key: None, model_id: "m", priority: 0 };
+    s.create_job(&j, &[unservable(), NewTask { tier: Tier::Signed, input: "{}".into(), fail: None }], 5).unwrap();
+    let c = s.counts("j").unwrap();
+    assert_eq!((c.failed, c.queued), (1, 1));
+    let t = &s.tasks_of("j").unwrap()[0];
+    assert_eq!((t.state, t.error.as_str(), t.finished_ms), (TaskState::Failed, "no tee", 5));
+    assert_eq!(s.job("j").unwrap().unwrap().state, JobState::Running, "one task still runs");
+    let all_failed = NewJob { job_id: "k", ..j };
+    s.create_job(&all_failed, &[unservable(), unservable()], 6).unwrap();
+    let k = s.job("k").unwrap().unwrap();
+    assert_eq!((k.state, k.finished_ms), (JobState::Failed, 6));
 }
 
 #[test]

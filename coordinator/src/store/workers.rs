@@ -62,6 +62,13 @@ impl Store {
         Ok(self.conn.execute("UPDATE workers SET alive = 0 WHERE alive = 1 AND last_seen_ms < ?1", [cutoff])?)
     }
 
+    /// The stored capabilities (JSON) of every live worker.
+    pub fn live_worker_caps(&self) -> Result<Vec<String>> {
+        let mut st = self.conn.prepare("SELECT caps FROM workers WHERE alive = 1 ORDER BY worker_id")?;
+        let rows = st.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     pub fn live_workers(&self) -> Result<u32> {
         Ok(self.conn.query_row("SELECT COUNT(*) FROM workers WHERE alive = 1", [], |r| r.get(0))?)
     }
