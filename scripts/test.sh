@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace. Needs a Rust toolchain and Python's pip;
-# installs redis-server (through apt) when it is missing, since the farm
-# tests start their own Redis servers on free loopback ports, g++ when there
+# installs redis-server and chromium (through apt) when they are missing,
+# since the farm tests start their own Redis servers on free loopback ports
+# and load the status page in headless Chromium, g++ when there
 # is no C++ compiler (the kernel tests run the CUDA sources on the CPU), and
 # NVRTC (through pip, into .nvrtc/) for the CUDA kernel tests. The example models are
 # committed, and proofs use throwaway insecure SRSs made by the tests.
@@ -16,6 +17,12 @@ fi
 # The kernel tests run the CUDA sources on the CPU, compiled as C++.
 require_cxx
 export ZKFARM_REDIS_SERVER="${ZKFARM_REDIS_SERVER:-$(command -v redis-server)}"
+# The status page is tested in a real headless browser.
+if ! command -v chromium >/dev/null 2>&1; then
+    echo "chromium not found; installing it with apt" >&2
+    apt_install chromium
+fi
+export ZKFARM_CHROMIUM="${ZKFARM_CHROMIUM:-$(command -v chromium)}"
 # NVRTC compiles the CUDA kernels to PTX without a GPU; the kernel tests
 # require it, so every kernel source is proven to compile for sm_80 and sm_90.
 NVRTC_DIR="$PWD/.nvrtc"

@@ -170,6 +170,12 @@ impl TeeArgs {
     }
 }
 
+/// The coordinator's status page, read from its store on each request.
+fn status_page(c: &Coordinator) -> telemetry::Page {
+    let farm = c.farm.clone();
+    Arc::new(move || zkfarm_coordinator::status::page(&farm.store(), zkfarm_coordinator::farm::now_ms()))
+}
+
 /// Starts the coordinator `a` describes and says where it listens.
 async fn start_coordinator(out: &Output, a: &CoordinatorArgs, srs: Srs) -> Result<Coordinator> {
     let data = a.data.clone().unwrap_or_else(default_data_dir);
@@ -206,7 +212,7 @@ pub fn cmd_coordinator(out: &Output, a: &CoordinatorArgs) -> Result<()> {
     runtime()?.block_on(async {
         let c = start_coordinator(out, a, srs).await?;
         if let Some(m) = a.metrics {
-            telemetry::install(m, c.ready.clone())?;
+            telemetry::install(m, c.ready.clone(), Some(status_page(&c)))?;
         }
         c.serve(shutdown_signal()).await
     })
@@ -269,7 +275,7 @@ pub fn cmd_worker(a: &WorkerCmdArgs) -> Result<()> {
     let rt = runtime()?;
     let result = rt.block_on(async {
         if let Some(m) = a.metrics {
-            telemetry::install(m, ready)?;
+            telemetry::install(m, ready, None)?;
         }
         let (tx, rx) = watch::channel(false);
         tokio::spawn(async move {
@@ -319,7 +325,7 @@ pub fn cmd_serve(out: &Output, a: &ServeArgs) -> Result<()> {
     let result = rt.block_on(async {
         let coordinator = start_coordinator(out, c, srs).await?;
         if let Some(m) = c.metrics {
-            telemetry::install(m, coordinator.ready.clone())?;
+            telemetry::install(m, coordinator.ready.clone(), Some(status_page(&coordinator)))?;
         }
         let data = coordinator.farm.cfg.data_dir.clone();
         // One engine for all local workers: one GPU context, and each (SRS, k)'s

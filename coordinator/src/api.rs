@@ -249,27 +249,24 @@ impl ProverFarm for ClientApi {
 
     async fn get_stats(&self, req: Request<GetStatsRequest>) -> Result<Response<Stats>, Status> {
         client_of(&req)?;
-        let store = self.farm.store();
-        let mut tiers = Vec::new();
-        for tier in Tier::ALL {
-            let (mut lat, failed) = store.tier_latencies(tier, 100_000).map_err(internal)?;
-            lat.sort_unstable();
-            tiers.push(TierStats {
-                tier: wire_tier(tier),
-                done: lat.len() as u64,
-                failed,
-                p50_ms: percentile(&lat, 0.50),
-                p95_ms: percentile(&lat, 0.95),
-            });
-        }
-        let (queue_depth, oldest) = store.queue().map_err(internal)?;
-        let now = crate::farm::now_ms();
+        let s = crate::status::stats(&self.farm.store(), crate::farm::now_ms()).map_err(internal)?;
+        let tiers = s
+            .tiers
+            .iter()
+            .map(|t| TierStats {
+                tier: wire_tier(t.tier),
+                done: t.done,
+                failed: t.failed,
+                p50_ms: t.p50_ms,
+                p95_ms: t.p95_ms,
+            })
+            .collect();
         Ok(Response::new(Stats {
             tiers,
-            queue_depth,
-            oldest_waiting_s: oldest.map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0),
-            live_workers: store.live_workers().map_err(internal)?,
-            jobs: store.job_count().map_err(internal)?,
+            queue_depth: s.queue_depth,
+            oldest_waiting_s: s.oldest_waiting_s,
+            live_workers: s.live_workers,
+            jobs: s.jobs,
         }))
     }
 
@@ -304,15 +301,6 @@ impl ProverFarm for ClientApi {
             snp_measurements: self.farm.cfg.tee.snp_measurements.clone(),
         }))
     }
-}
-
-/// The p-quantile of sorted values (nearest rank), 0 when empty.
-fn percentile(sorted: &[i64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1] as f64
 }
 
 /// A stream fed by a task writing into a channel.

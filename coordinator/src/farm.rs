@@ -633,6 +633,8 @@ impl Farm {
             metrics::counter!("zkfarm_dead_workers_total").increment(dead as u64);
         }
         crate::telemetry::update_gauges(&self.store(), now)?;
+        // The status page charts the last day; two are kept.
+        self.store().prune_tier_minutes(now, 2 * 24 * 60)?;
         Ok(())
     }
 

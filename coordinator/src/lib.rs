@@ -12,6 +12,7 @@ pub mod error;
 pub mod farm;
 pub mod server;
 pub mod start;
+pub mod status;
 pub mod store;
 pub mod telemetry;
 

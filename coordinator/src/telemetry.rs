@@ -24,21 +24,26 @@ use crate::store::Store;
 const SECONDS_BUCKETS: &[f64] =
     &[0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
 
+/// A page rendered on request (blocking: it may read the store).
+pub type Page = Arc<dyn Fn() -> Result<String> + Send + Sync>;
+
 /// What the HTTP endpoint serves from.
 #[derive(Clone)]
 struct Endpoint {
     metrics: PrometheusHandle,
     ready: Arc<AtomicBool>,
+    status: Option<Page>,
 }
 
 /// Installs the metrics recorder and serves, on `addr`:
 /// - `/metrics`, Prometheus' text format;
 /// - `/healthz`, liveness: 200 while the process serves HTTP at all;
 /// - `/readyz`, readiness: 200 while `ready` holds (a coordinator serving
-///   and not draining, a worker registered and not draining), else 503.
+///   and not draining, a worker registered and not draining), else 503;
+/// - `/`, the `status` page where there is one (the coordinator's).
 ///
 /// Call once per process, inside a Tokio runtime.
-pub fn install(addr: SocketAddr, ready: Arc<AtomicBool>) -> Result<()> {
+pub fn install(addr: SocketAddr, ready: Arc<AtomicBool>, status: Option<Page>) -> Result<()> {
     // Bound here, so a taken port is an error of this call, not of a task.
     let listener = std::net::TcpListener::bind(addr).with_context(|| format!("cannot serve metrics on {addr}"))?;
     listener.set_nonblocking(true)?;
@@ -60,7 +65,8 @@ pub fn install(addr: SocketAddr, ready: Arc<AtomicBool>) -> Result<()> {
         .route("/metrics", get(render_metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readiness))
-        .with_state(Endpoint { metrics, ready });
+        .route("/", get(status_page))
+        .with_state(Endpoint { metrics, ready, status });
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!("the metrics endpoint stopped: {e}");
@@ -71,6 +77,21 @@ pub fn install(addr: SocketAddr, ready: Arc<AtomicBool>) -> Result<()> {
 
 async fn render_metrics(State(e): State<Endpoint>) -> impl axum::response::IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], e.metrics.render())
+}
+
+async fn status_page(State(e): State<Endpoint>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let Some(page) = e.status else {
+        return (StatusCode::NOT_FOUND, "no status page here; see /metrics\n").into_response();
+    };
+    match tokio::task::spawn_blocking(move || page()).await {
+        Ok(Ok(html)) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response(),
+        Ok(Err(e)) => {
+            tracing::error!("rendering the status page: {e:#}");
+            (StatusCode::INTERNAL_SERVER_ERROR, format!("the status page failed: {e:#}\n")).into_response()
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("the status page panicked: {e}\n")).into_response(),
+    }
 }
 
 async fn readiness(State(e): State<Endpoint>) -> (StatusCode, &'static str) {

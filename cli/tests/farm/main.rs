@@ -4,6 +4,7 @@ mod grpc;
 mod harness;
 mod in_process;
 mod lanes;
+mod status_page;
 
 use std::collections::HashSet;
 use std::time::Duration;

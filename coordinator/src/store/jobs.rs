@@ -110,6 +110,18 @@ fn job_row(r: &Row<'_>) -> rusqlite::Result<JobRow> {
     })
 }
 
+/// Adds a finished task to its tier's count for the minute `now` falls in.
+fn count_finished(tx: &rusqlite::Transaction<'_>, task_id: &str, state: TaskState, now: i64) -> Result<()> {
+    let (done, failed) = if state == TaskState::Done { (1, 0) } else { (0, 1) };
+    tx.execute(
+        "INSERT INTO tier_minutes(minute, tier, done, failed) \
+         SELECT ?2, tier, ?3, ?4 FROM tasks WHERE task_id = ?1 \
+         ON CONFLICT(minute, tier) DO UPDATE SET done = done + ?3, failed = failed + ?4",
+        params![task_id, now / 60_000, done, failed],
+    )?;
+    Ok(())
+}
+
 /// How a reported result changed a task.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Completion {
@@ -171,6 +183,9 @@ impl Store {
                     now,
                     finished
                 ])?;
+                if t.fail.is_some() {
+                    count_finished(&tx, &format!("{job_id}-{i:05}"), TaskState::Failed, now)?;
+                }
             }
         }
         // A job whose every task failed on arrival is finished already.
@@ -285,6 +300,7 @@ impl Store {
              lease_expires_ms = 0 WHERE task_id = ?1",
             params![task_id, receipt, now, duration_ms as i64],
         )?;
+        count_finished(&tx, task_id, TaskState::Done, now)?;
         let settled = Self::settle_job(&tx, &job_id, now)?;
         tx.commit()?;
         Ok((Completion::Done, settled))
@@ -318,6 +334,9 @@ impl Store {
              THEN '' ELSE worker_id END, lease_expires_ms = 0, finished_ms = ?5 WHERE task_id = ?1",
             params![task_id, new_state, retryable as u32, reason, finished],
         )?;
+        if new_state == TaskState::Failed {
+            count_finished(&tx, task_id, TaskState::Failed, now)?;
+        }
         let settled = Self::settle_job(&tx, &job_id, now)?;
         tx.commit()?;
         Ok((Some(new_state), settled))

@@ -22,7 +22,7 @@ pub use jobs::{Completion, Counts, JobRow, NewJob, NewTask, TaskRow};
 pub use leasing::Fit;
 pub use models::ModelRow;
 pub use states::{JobState, TaskState};
-pub use stats::StateCounts;
+pub use stats::{StateCounts, TierSeries};
 pub use workers::WorkerRow;
 
 pub struct Store {

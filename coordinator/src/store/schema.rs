@@ -68,6 +68,20 @@ CREATE TABLE IF NOT EXISTS workers (
     alive INTEGER NOT NULL
 );
 ",
+    // 2: finished inferences per minute and tier, for the status page's
+    // charts; filled from the tasks already finished.
+    "
+CREATE TABLE tier_minutes (
+    minute INTEGER NOT NULL,
+    tier TEXT NOT NULL,
+    done INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (minute, tier)
+);
+INSERT INTO tier_minutes(minute, tier, done, failed)
+    SELECT finished_ms / 60000, tier, SUM(state = 'done'), SUM(state = 'failed') FROM tasks
+    WHERE state IN ('done', 'failed') AND finished_ms > 0 GROUP BY 1, 2;
+",
 ];
 
 /// Applies the migrations the store has not had yet.
@@ -108,5 +122,29 @@ mod tests {
         assert_eq!(version(&conn).unwrap(), MIGRATIONS.len());
         conn.execute_batch(&format!("PRAGMA user_version = {}", MIGRATIONS.len() + 1)).unwrap();
         assert!(migrate(&conn).unwrap_err().to_string().contains("newer than this zkfarm knows"));
+    }
+
+    #[test]
+    fn the_per_minute_counts_are_filled_from_tasks_finished_before_them() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(&format!("{}; PRAGMA user_version = 1;", MIGRATIONS[0])).unwrap();
+        conn.execute_batch(
+            "INSERT INTO models VALUES ('m', 'm', 'h', x'00', '{}', 10, 'v', 1, 0);
+             INSERT INTO jobs(job_id, client, model_id, priority, state, created_ms) VALUES ('j', 'c', 'm', 0, 'done', 0);
+             INSERT INTO tasks(task_id, job_id, idx, model_id, tier, input, priority, state, created_ms, finished_ms)
+             VALUES ('a', 'j', 0, 'm', 'zk', '{}', 0, 'done', 0, 120001),
+                    ('b', 'j', 1, 'm', 'zk', '{}', 0, 'failed', 0, 179999),
+                    ('c', 'j', 2, 'm', 'signed', '{}', 0, 'queued', 0, 0);",
+        )
+        .unwrap();
+        migrate(&conn).unwrap();
+        let rows: Vec<(i64, String, i64, i64)> = conn
+            .prepare("SELECT minute, tier, done, failed FROM tier_minutes")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(rows, vec![(2, "zk".to_string(), 1, 1)]);
     }
 }

@@ -9,6 +9,13 @@ use super::Store;
 /// Counts by state name.
 pub type StateCounts = Vec<(String, u64)>;
 
+/// One tier's finished inferences per bucket, oldest first.
+pub struct TierSeries {
+    pub tier: Tier,
+    pub done: Vec<u64>,
+    pub failed: Vec<u64>,
+}
+
 impl Store {
     /// Counts of jobs and of tasks by state.
     pub fn state_counts(&self) -> Result<(StateCounts, StateCounts)> {
@@ -49,5 +56,35 @@ impl Store {
 
     pub fn job_count(&self) -> Result<u64> {
         Ok(self.conn.query_row("SELECT COUNT(*) FROM jobs", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    /// Finished inferences per tier in `buckets` buckets of `bucket_minutes`
+    /// ending with the minute `now_ms` falls in, oldest first:
+    pub fn tier_series(&self, now_ms: i64, bucket_minutes: i64, buckets: usize) -> Result<Vec<TierSeries>> {
+        let last = now_ms / 60_000;
+        let first = last - bucket_minutes * buckets as i64 + 1;
+        let mut out: Vec<TierSeries> = Tier::ALL
+            .iter()
+            .map(|&tier| TierSeries { tier, done: vec![0; buckets], failed: vec![0; buckets] })
+            .collect();
+        let mut st =
+            self.conn.prepare("SELECT minute, tier, done, failed FROM tier_minutes WHERE minute BETWEEN ?1 AND ?2")?;
+        let rows = st.query_map(params![first, last], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
+        })?;
+        for row in rows {
+            let (minute, tier, done, failed) = row?;
+            let bucket = ((minute - first) / bucket_minutes) as usize;
+            if let Some(entry) = out.iter_mut().find(|e| e.tier.as_str() == tier) {
+                entry.done[bucket] += done.max(0) as u64;
+                entry.failed[bucket] += failed.max(0) as u64;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Drops per-minute counts older than `keep_minutes`.
+    pub fn prune_tier_minutes(&self, now_ms: i64, keep_minutes: i64) -> Result<usize> {
+        Ok(self.conn.execute("DELETE FROM tier_minutes WHERE minute < ?1", [now_ms / 60_000 - keep_minutes])?)
     }
 }

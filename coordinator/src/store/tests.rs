@@ -180,6 +180,34 @@ fn tasks_failed_on_arrival_are_final_and_settle_the_job() {
 }
 
 #[test]
+fn finished_inferences_are_counted_per_minute_and_tier() {
+    let mut s = Store::open_in_memory().unwrap();
+    model(&s, "m", 1);
+    let minute = 60_000;
+    job(&mut s, "j", "m", 0, &["signed", "signed", "zk"], 0);
+    let all = tiers(&["signed", "zk"]);
+    let fit = Fit { tiers: &all, memory_bytes: 0, loaded_keys: ALL };
+    let a = s.claim("w", &fit, 1, 1000).unwrap().unwrap();
+    s.complete(&a.task_id, "r", 1, 10 * minute + 5).unwrap();
+    let b = s.claim("w", &fit, 1, 1000).unwrap().unwrap();
+    s.complete(&b.task_id, "r", 1, 12 * minute).unwrap();
+    let c = s.claim("w", &fit, 1, 1000).unwrap().unwrap();
+    s.fail(&c.task_id, c.attempt, false, "bad", 3, 12 * minute + 1).unwrap();
+    let unservable = NewTask { tier: Tier::Tee, input: "{}".into(), fail: Some("no tee".into()) };
+    let k = NewJob { job_id: "k", client: "c", idem_key: None, model_id: "m", priority: 0 };
+    s.create_job(&k, &[unservable], 12 * minute).unwrap();
+
+    // Three buckets of two minutes ending with minute 12: 8-9, 10-11, 12.
+    let series = s.tier_series(12 * minute + 30_000, 2, 3).unwrap();
+    let of = |t: Tier| series.iter().find(|e| e.tier == t).unwrap();
+    assert_eq!((of(Tier::Signed).done.clone(), of(Tier::Signed).failed.clone()), (vec![0, 1, 1], vec![0, 0, 0]));
+    assert_eq!((of(Tier::Zk).done.clone(), of(Tier::Zk).failed.clone()), (vec![0, 0, 0], vec![0, 0, 1]));
+    assert_eq!(of(Tier::Tee).failed, vec![0, 0, 1], "failed on arrival counts too");
+    assert_eq!(s.prune_tier_minutes(12 * minute, 1).unwrap(), 1, "minute 10 is older than a minute");
+    assert_eq!(s.tier_series(12 * minute, 2, 3).unwrap().iter().map(|e| e.done.iter().sum::<u64>()).sum::<u64>(), 1);
+}
+
+#[test]
 fn state_survives_a_reopen_in_wal_mode() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("farm.sqlite");
