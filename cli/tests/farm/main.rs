@@ -1,5 +1,6 @@
 //! The farm end to end: real coordinator, worker and Redis processes.
 
+mod chaos;
 mod grpc;
 mod harness;
 mod in_process;
