@@ -661,6 +661,15 @@ def mount_of(mounts: list, path: str):
     return best
 
 
+def record_srs(key: str, path: str, mounts: list, srs_paths: dict, srs_sources: dict):
+    """Notes where `key` (a service or container) reads or writes the SRS and
+    which volume holds it; returns the mount, or None."""
+    srs_paths[key] = path
+    m = mount_of(mounts, path)
+    srs_sources[key] = m[1] if m else None
+    return m
+
+
 def duration_seconds(s) -> float:
     if isinstance(s, (int, float)):
         return float(s)
@@ -722,9 +731,7 @@ def check_compose(cli: Cli, compose: dict, process_env: set):
                 if not out:
                     problems.append(f"{where}: `zkfarm srs gen` without --output writes into the container's own home")
                 else:
-                    srs_paths[name] = out
-                    m = mount_of(mounts, out)
-                    srs_sources[name] = m[1] if m else None
+                    record_srs(name, out, mounts, srs_paths, srs_sources)
             if role not in (("coordinator",), ("worker",)):
                 continue
             if role == ("coordinator",):
@@ -742,9 +749,7 @@ def check_compose(cli: Cli, compose: dict, process_env: set):
             if not srs:
                 problems.append(f"{where}: no --srs: each container would use its own default SRS")
             else:
-                srs_paths[name] = srs
-                m = mount_of(mounts, srs)
-                srs_sources[name] = m[1] if m else None
+                m = record_srs(name, srs, mounts, srs_paths, srs_sources)
                 if m and not m[2]:
                     problems.append(f"{where}: mount the SRS read-only (only the srs service writes it)")
             metrics = inv.values.get("metrics")
@@ -1027,9 +1032,7 @@ def check_k8s_policy(cli: Cli, process_env: set):
                 if inv.path == ("srs", "gen"):
                     out = inv.values.get("output")
                     if out:
-                        srs_paths[cw] = out
-                        m = mount_of(mounts, out)
-                        srs_sources[cw] = m[1] if m else None
+                        record_srs(cw, out, mounts, srs_paths, srs_sources)
                     else:
                         problems.append(f"{cw}: `zkfarm srs gen` without --output writes into the pod's own home")
                 if inv.path not in (("coordinator",), ("worker",)) or role_kind != "container":
@@ -1039,9 +1042,7 @@ def check_k8s_policy(cli: Cli, process_env: set):
                 if not srs:
                     problems.append(f"{cw}: no --srs")
                 else:
-                    srs_paths[cw] = srs
-                    m = mount_of(mounts, srs)
-                    srs_sources[cw] = m[1] if m else None
+                    m = record_srs(cw, srs, mounts, srs_paths, srs_sources)
                     if m and not m[2]:
                         problems.append(f"{cw}: mount the SRS read-only")
                 metrics = inv.values.get("metrics")
