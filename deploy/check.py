@@ -8,10 +8,12 @@ What is checked, one line per check:
 - every YAML file under deploy/ parses, and the dashboard's JSON;
 - compose.yaml against the compose spec, and what the spec cannot see:
   references between services, volumes and files, health checks, stop
-  grace periods, the GPU profile, the shared SRS;
+  grace periods, the GPU profile, the coordinators and their job store, the
+  shared SRS;
 - the Kubernetes manifests against the Kubernetes schemas (strict), and
   resources, probes, security contexts, grace periods, references,
-  selectors, the GPU worker, the single coordinator, the shared SRS;
+  selectors, the GPU worker, the coordinators and their job store (one on
+  SQLite, or several on one PostgreSQL), the shared SRS;
 - every `zkfarm` command line in compose.yaml and the manifests against the
   CLI's own definition (cli/src/*.rs): subcommands, flags, their values,
   and the ZKFARM_* variables set beside them;
@@ -568,6 +570,35 @@ def host_port(addr: str) -> tuple:
     return (m.group(1), int(m.group(2))) if m else (None, None)
 
 
+def store_of(inv: Invocation, env: dict) -> str | None:
+    """The job store a coordinator opens: its --store, else ZKFARM_STORE."""
+    v = inv.values.get("store") or env.get("ZKFARM_STORE")
+    return None if v in (None, True, "sqlite") else str(v)
+
+
+def postgres_host(url: str) -> str | None:
+    """The host of a postgres:// URL (credentials and ${...} left out)."""
+    m = re.match(r"^postgres(?:ql)?://(?:.*@)?([^:/?@]+)", url)
+    return m.group(1) if m else None
+
+
+def check_stores(stores: dict) -> list:
+    """One coordinator on SQLite, or any number sharing one PostgreSQL."""
+    kinds = set(stores.values())
+    if not stores:
+        return ["no coordinator found"]
+    if None in kinds and len(stores) > 1:
+        return [f"SQLite takes one coordinator, but there are {sorted(stores)}; give them one --store postgres://"]
+    if len(kinds) > 1:
+        return [f"the coordinators must share one job store: {stores}"]
+    return []
+
+
+def describe_store(coordinators: dict) -> str:
+    store = next(iter(coordinators.values()), None)
+    return f"PostgreSQL at {postgres_host(store)}" if store else "SQLite"
+
+
 def drain_timeout(inv: Invocation) -> int:
     v = inv.values.get("drain-timeout")
     return int(v) if v not in (None, True) else DEFAULT_DRAIN_TIMEOUT
@@ -697,7 +728,7 @@ def check_compose(cli: Cli, compose: dict, process_env: set):
     services = compose.get("services") or {}
     volumes = set((compose.get("volumes") or {}).keys())
     invs = compose_invocations(cli, compose)
-    srs_paths, srs_sources, coordinators = {}, {}, []
+    srs_paths, srs_sources, coordinators = {}, {}, {}
     for name, svc in services.items():
         where = f"compose service {name}"
         deps = svc.get("depends_on") or []
@@ -735,16 +766,27 @@ def check_compose(cli: Cli, compose: dict, process_env: set):
             if role not in (("coordinator",), ("worker",)):
                 continue
             if role == ("coordinator",):
-                coordinators.append(name)
+                store = store_of(inv, env)
+                coordinators[name] = store
                 replicas = (svc.get("deploy") or {}).get("replicas", 1)
-                if replicas != 1:
+                if store is None and replicas != 1:
                     problems.append(f"{where}: the coordinator's SQLite store takes one writer; replicas is {replicas}")
-                data = inv.values.get("data", "/var/lib/zkfarm/farm")
-                m = mount_of(mounts, data)
-                if not m or not m[1].startswith("volume:"):
-                    problems.append(
-                        f"{where}: the store ({data}) is not on a named volume, so it dies with the container"
-                    )
+                if store is None:
+                    data = inv.values.get("data", "/var/lib/zkfarm/farm")
+                    m = mount_of(mounts, data)
+                    if not m or not m[1].startswith("volume:"):
+                        problems.append(
+                            f"{where}: the store ({data}) is not on a named volume, so it dies with the container"
+                        )
+                elif not store.startswith(("postgres://", "postgresql://")):
+                    problems.append(f"{where}: --store {store} is neither sqlite nor a postgres:// URL")
+                elif postgres_host(store) not in services:
+                    problems.append(f"{where}: the store {store} names no compose service")
+                else:
+                    deps = svc.get("depends_on") or {}
+                    cond = (deps.get(postgres_host(store)) or {}) if isinstance(deps, dict) else {}
+                    if cond.get("condition") != "service_healthy":
+                        problems.append(f"{where}: start after the store is healthy (depends_on: service_healthy)")
             srs = inv.values.get("srs")
             if not srs:
                 problems.append(f"{where}: no --srs: each container would use its own default SRS")
@@ -773,10 +815,9 @@ def check_compose(cli: Cli, compose: dict, process_env: set):
                         f"{where}: stop_grace_period {grace:g}s is not above --drain-timeout {drain_timeout(inv)}s"
                     )
                 for flag in ("coordinator", "redis"):
-                    url = inv.values.get(flag)
-                    if url:
+                    for url in str(inv.values.get(flag) or "").split(","):
                         host = host_port(url)[0]
-                        if host not in services:
+                        if url and host not in services:
                             problems.append(f"{where}: --{flag} {url} names no compose service")
                 cuda = inv.values.get("engine") == "cuda"
                 devices = (((svc.get("deploy") or {}).get("resources") or {}).get("reservations") or {}).get(
@@ -793,8 +834,7 @@ def check_compose(cli: Cli, compose: dict, process_env: set):
                     problems.append(f"{where}: --engine cuda needs the zkfarm-cuda image")
                 if gpu and not cuda:
                     problems.append(f"{where}: reserves a GPU but does not run --engine cuda")
-    if len(coordinators) != 1:
-        problems.append(f"exactly one coordinator service expected, found {coordinators}")
+    problems += check_stores(coordinators)
     if len(set(srs_paths.values())) > 1:
         problems.append(f"the SRS paths differ: {srs_paths}")
     if len(set(srs_sources.values())) != 1 or None in srs_sources.values():
@@ -804,6 +844,7 @@ def check_compose(cli: Cli, compose: dict, process_env: set):
     n = sum(len(v) for v in invs.values())
     return problems, (
         f"{len(services)} services, {n} zkfarm command lines whose options all exist, "
+        f"{len(coordinators)} coordinator(s) on {describe_store(coordinators)}, "
         f"one SRS ({next(iter(set(srs_paths.values())), '?')}) on {next(iter(set(srs_sources.values())), '?')}"
     )
 
@@ -950,7 +991,7 @@ def check_k8s_policy(cli: Cli, process_env: set):
         index.setdefault(d.get("kind"), {})[(d.get("metadata") or {}).get("name")] = d
     services = index.get("Service", {})
     pod_labels = []
-    srs_paths, srs_sources, coordinators, workloads = {}, {}, [], 0
+    srs_paths, srs_sources, coordinators, workloads = {}, {}, {}, 0
     for f, obj in docs:
         pod, meta = pod_of(obj)
         if pod is None:
@@ -1065,15 +1106,25 @@ def check_k8s_policy(cli: Cli, process_env: set):
                     problems.append(f"{cw}: the metrics port {port} is not among the container's ports")
                 gpus = {str((res.get(p) or {}).get("nvidia.com/gpu", "")) for p in ("requests", "limits")}
                 if role == "coordinator":
-                    coordinators.append(cw)
-                    if kind != "StatefulSet" or (obj["spec"].get("replicas", 1) != 1):
-                        problems.append(
-                            f"{cw}: the coordinator must be a StatefulSet of one replica (SQLite: one writer)"
-                        )
-                    data = inv.values.get("data", "/var/lib/zkfarm/farm")
-                    m = mount_of(mounts, data)
-                    if not m or not m[1].startswith(("claimTemplate:", "pvc:")):
-                        problems.append(f"{cw}: the store ({data}) is not on a PersistentVolumeClaim")
+                    env = {e["name"]: e.get("value") for e in c.get("env") or []}
+                    store = store_of(inv, env)
+                    coordinators[cw] = store
+                    if store is None:
+                        if kind != "StatefulSet" or (obj["spec"].get("replicas", 1) != 1):
+                            problems.append(
+                                f"{cw}: a coordinator on SQLite must be a StatefulSet of one replica (one writer)"
+                            )
+                        data = inv.values.get("data", "/var/lib/zkfarm/farm")
+                        m = mount_of(mounts, data)
+                        if not m or not m[1].startswith(("claimTemplate:", "pvc:")):
+                            problems.append(f"{cw}: the store ({data}) is not on a PersistentVolumeClaim")
+                    elif not store.startswith(("postgres://", "postgresql://")):
+                        problems.append(f"{cw}: ZKFARM_STORE {store} is neither sqlite nor a postgres:// URL")
+                    elif (postgres_host(store) or "").split(".")[0] not in services:
+                        problems.append(f"{cw}: the store {store} names no Service in the manifests")
+                    for var in re.findall(r"\$\((\w+)\)", store or ""):
+                        if var not in env or list(env).index(var) > list(env).index("ZKFARM_STORE"):
+                            problems.append(f"{cw}: ZKFARM_STORE uses $({var}), which no earlier env defines")
                 if role == "worker":
                     grace = pod.get("terminationGracePeriodSeconds", K8S_DEFAULT_GRACE)
                     if grace <= drain_timeout(inv):
@@ -1113,8 +1164,7 @@ def check_k8s_policy(cli: Cli, process_env: set):
                 problems.append(
                     f"PVC {claim[4:]} holds the shared SRS but is not ReadWriteMany: pods on other nodes cannot mount it"
                 )
-    if len(coordinators) != 1:
-        problems.append(f"exactly one coordinator container expected, found {coordinators}")
+    problems += check_stores(coordinators)
     if len(set(srs_paths.values())) > 1:
         problems.append(f"the SRS paths differ: {srs_paths}")
     sources = set(srs_sources.values())
@@ -1126,7 +1176,8 @@ def check_k8s_policy(cli: Cli, process_env: set):
         )
     return problems, (
         f"{workloads} workloads: resources, non-root, probes, grace periods, references and selectors hold; "
-        f"one coordinator; SRS {next(iter(set(srs_paths.values())), '?')} from {next(iter(sources), '?')}"
+        f"coordinators on {describe_store(coordinators)}; "
+        f"SRS {next(iter(set(srs_paths.values())), '?')} from {next(iter(sources), '?')}"
     )
 
 
@@ -1152,7 +1203,6 @@ def check_prometheus_k8s():
     for name, svc in services.items():
         for port in svc["spec"].get("ports") or []:
             if port.get("name") == "metrics" and (name, port.get("port")) not in hosts:
-                # The coordinator's headless Service duplicates its ClusterIP one.
                 problems.append(f"Service {name} exposes metrics on {port.get('port')} but is not scraped")
     shown = ", ".join(f"{h}:{p}" for h, p in sorted(targets))
     return problems, f"ConfigMap {configs[0][0]} scrapes {shown}"

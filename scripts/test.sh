@@ -2,7 +2,10 @@
 # Runs every test of the workspace. Needs a Rust toolchain and Python's pip;
 # installs redis-server and chromium (through apt) when they are missing,
 # since the farm tests start their own Redis servers on free loopback ports
-# and load the status page in headless Chromium, g++ when there
+# and load the status page in headless Chromium; starts a throwaway
+# PostgreSQL server (scripts/postgres.sh, installing Debian's postgresql when
+# it is missing) for the job store's tests and the shared-store farm tests;
+# g++ when there
 # is no C++ compiler (the kernel tests run the CUDA sources on the CPU), and
 # NVRTC (through pip, into .nvrtc/) for the CUDA kernel tests. The example models are
 # committed, and proofs use throwaway insecure SRSs made by the tests.
@@ -23,6 +26,11 @@ if ! command -v chromium >/dev/null 2>&1; then
     apt_install chromium
 fi
 export ZKFARM_CHROMIUM="${ZKFARM_CHROMIUM:-$(command -v chromium)}"
+# The job store's tests run against SQLite and a real PostgreSQL server.
+if [ -z "${ZKFARM_POSTGRES_URL:-}" ]; then
+    eval "$(scripts/postgres.sh start)"
+    trap 'scripts/postgres.sh stop "$ZKFARM_POSTGRES_DIR"' EXIT
+fi
 # NVRTC compiles the CUDA kernels to PTX without a GPU; the kernel tests
 # require it, so every kernel source is proven to compile for sm_80 and sm_90.
 NVRTC_DIR="$PWD/.nvrtc"

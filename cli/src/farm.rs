@@ -14,7 +14,7 @@ use serde_json::json;
 use tokio::sync::watch;
 use zkfarm_attest::{tee, TeePolicy};
 use zkfarm_coordinator::auth;
-use zkfarm_coordinator::store::Store;
+use zkfarm_coordinator::store;
 use zkfarm_coordinator::{telemetry, Coordinator, FarmConfig, Limits, StartOptions, TlsFiles};
 use zkfarm_prover::{home, srs, EngineChoice, Prover, Srs};
 use zkfarm_worker::{key_cache, LocalSpec, LocalWorkers, WorkerConfig};
@@ -35,6 +35,11 @@ pub struct CoordinatorArgs {
     /// Data directory (job store, keys, secrets); default `$ZKFARM_HOME/farm`.
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// The job store: a `postgres://user:password@host:port/database` URL,
+    /// which several coordinators share, or `sqlite` (the default: a file in
+    /// the data directory, for one coordinator).
+    #[arg(long, env = "ZKFARM_STORE", hide_env_values = true)]
+    pub store: Option<String>,
     /// The SRS to prove against; the default SRS otherwise.
     #[arg(long)]
     pub srs: Option<PathBuf>,
@@ -120,6 +125,7 @@ async fn shutdown_signal() {
 
 fn farm_config(a: &CoordinatorArgs, data: PathBuf) -> Result<FarmConfig> {
     let mut cfg = FarmConfig::new(data);
+    cfg.store = a.store.clone();
     cfg.lease = Duration::from_millis(a.lease_ms.max(100));
     cfg.dead_after = cfg.lease * 3;
     cfg.max_retries = a.max_retries;
@@ -173,7 +179,7 @@ impl TeeArgs {
 /// The coordinator's status page, read from its store on each request.
 fn status_page(c: &Coordinator) -> telemetry::Page {
     let farm = c.farm.clone();
-    Arc::new(move || zkfarm_coordinator::status::page(&farm.store(), zkfarm_coordinator::farm::now_ms()))
+    Arc::new(move || zkfarm_coordinator::status::page(&**farm.store(), zkfarm_coordinator::farm::now_ms()))
 }
 
 /// Starts the coordinator `a` describes and says where it listens.
@@ -220,7 +226,8 @@ pub fn cmd_coordinator(out: &Output, a: &CoordinatorArgs) -> Result<()> {
 
 #[derive(Args, Clone)]
 pub struct WorkerCmdArgs {
-    /// The coordinator's URL.
+    /// The coordinator's URL; for coordinators sharing a PostgreSQL store,
+    /// several URLs separated by commas (the next is used when one dies).
     #[arg(long, env = "ZKFARM_COORDINATOR", default_value = DEFAULT_URL)]
     pub coordinator: String,
     /// The worker token; read from `$ZKFARM_HOME/farm/worker-token` when not given.
@@ -359,22 +366,62 @@ pub fn cmd_serve(out: &Output, a: &ServeArgs) -> Result<()> {
     result
 }
 
-pub fn cmd_apikey_create(out: &Output, name: &str, data: Option<&Path>) -> Result<()> {
+/// Where a farm keeps its jobs, for the commands that open its store.
+#[derive(Args, Clone)]
+pub struct StoreArgs {
+    /// The farm's data directory; default `$ZKFARM_HOME/farm`.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// The farm's PostgreSQL job store (`postgres://…`), when it has one.
+    #[arg(long, env = "ZKFARM_STORE", hide_env_values = true)]
+    pub store: Option<String>,
+}
+
+impl StoreArgs {
+    fn data(&self) -> PathBuf {
+        self.data.clone().unwrap_or_else(default_data_dir)
+    }
+
+    fn postgres(&self) -> Option<&str> {
+        self.store.as_deref().filter(|s| *s != "sqlite")
+    }
+
+    /// The store, made if it does not exist yet.
+    fn open(&self) -> Result<Box<dyn store::JobStore>> {
+        let data = self.data();
+        if self.postgres().is_none() {
+            std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
+        }
+        store::open(self.postgres(), &data)
+    }
+
+    /// The store of a farm that has been started at least once.
+    fn existing(&self) -> Result<Box<dyn store::JobStore>> {
+        let data = self.data();
+        if self.postgres().is_none() && !data.join("farm.sqlite").exists() {
+            bail!(
+                "no farm at {}: start `zkfarm coordinator` or `zkfarm serve` there first (or pass --data or --store)",
+                data.display()
+            );
+        }
+        store::open(self.postgres(), &data)
+    }
+}
+
+pub fn cmd_apikey_create(out: &Output, name: &str, at: &StoreArgs) -> Result<()> {
     if name.trim().is_empty() {
         bail!("an API key needs a client name");
     }
-    let data = data.map(Path::to_path_buf).unwrap_or_else(default_data_dir);
-    std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
-    let store = Store::open(&data.join("farm.sqlite"))?;
-    let key = auth::create_api_key(&store, name)?;
+    let store = at.open()?;
+    let key = auth::create_api_key(&*store, name)?;
     out.emit(json!({ "ok": true, "name": name, "api_key": key }), || {
         format!("{key}\n(API key `{name}`; a running coordinator accepts it within {:?})", auth::KEY_RELOAD)
     });
     Ok(())
 }
 
-pub fn cmd_apikey_list(out: &Output, data: Option<&Path>) -> Result<()> {
-    let store = existing_store(data)?;
+pub fn cmd_apikey_list(out: &Output, at: &StoreArgs) -> Result<()> {
+    let store = at.existing()?;
     let clients = store.api_key_names()?;
     let rows: Vec<serde_json::Value> = clients
         .iter()
@@ -389,8 +436,8 @@ pub fn cmd_apikey_list(out: &Output, data: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
-pub fn cmd_apikey_revoke(out: &Output, name: &str, data: Option<&Path>) -> Result<()> {
-    let store = existing_store(data)?;
+pub fn cmd_apikey_revoke(out: &Output, name: &str, at: &StoreArgs) -> Result<()> {
+    let store = at.existing()?;
     let removed = store.remove_api_keys(name)?;
     if removed == 0 {
         bail!("no API key belongs to client `{name}` (see `zkfarm apikey list`)");
@@ -402,19 +449,6 @@ pub fn cmd_apikey_revoke(out: &Output, name: &str, data: Option<&Path>) -> Resul
         )
     });
     Ok(())
-}
-
-/// The job store of a farm that has been started at least once.
-fn existing_store(data: Option<&Path>) -> Result<Store> {
-    let data = data.map(Path::to_path_buf).unwrap_or_else(default_data_dir);
-    let path = data.join("farm.sqlite");
-    if !path.exists() {
-        bail!(
-            "no farm at {}: start `zkfarm coordinator` or `zkfarm serve` there first (or pass --data)",
-            data.display()
-        );
-    }
-    Store::open(&path)
 }
 
 pub fn read_secret(path: &Path, what: &str, flag: &str) -> Result<String> {

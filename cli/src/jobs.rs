@@ -18,7 +18,8 @@ use crate::DEFAULT_URL;
 
 #[derive(Args, Clone)]
 pub struct ClientArgs {
-    /// The coordinator's URL.
+    /// The coordinator's URL; for coordinators sharing a PostgreSQL store,
+    /// several URLs separated by commas (the next is used when one dies).
     #[arg(long, global = true, env = "ZKFARM_COORDINATOR", default_value = DEFAULT_URL)]
     pub coordinator: String,
     #[command(flatten)]

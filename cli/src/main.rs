@@ -154,7 +154,7 @@ enum Command {
         #[command(flatten)]
         client: jobs::ClientArgs,
     },
-    /// Manage the API keys of a farm's data directory.
+    /// Manage the API keys of a farm's job store.
     Apikey {
         #[command(subcommand)]
         command: ApikeyCommand,
@@ -180,22 +180,19 @@ enum ApikeyCommand {
     /// Create an API key for client NAME and print it.
     Create {
         name: String,
-        /// The farm's data directory; default `$ZKFARM_HOME/farm`.
-        #[arg(long)]
-        data: Option<PathBuf>,
+        #[command(flatten)]
+        store: farm::StoreArgs,
     },
     /// List the clients that hold API keys (names only; keys are stored hashed).
     List {
-        /// The farm's data directory; default `$ZKFARM_HOME/farm`.
-        #[arg(long)]
-        data: Option<PathBuf>,
+        #[command(flatten)]
+        store: farm::StoreArgs,
     },
     /// Revoke every API key of client NAME.
     Revoke {
         name: String,
-        /// The farm's data directory; default `$ZKFARM_HOME/farm`.
-        #[arg(long)]
-        data: Option<PathBuf>,
+        #[command(flatten)]
+        store: farm::StoreArgs,
     },
 }
 
@@ -306,9 +303,9 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Job { command, client } => jobs::cmd_job(&out, client, command),
         Command::Stats { client } => jobs::cmd_stats(&out, client),
         Command::Apikey { command } => match command {
-            ApikeyCommand::Create { name, data } => farm::cmd_apikey_create(&out, name, data.as_deref()),
-            ApikeyCommand::List { data } => farm::cmd_apikey_list(&out, data.as_deref()),
-            ApikeyCommand::Revoke { name, data } => farm::cmd_apikey_revoke(&out, name, data.as_deref()),
+            ApikeyCommand::Create { name, store } => farm::cmd_apikey_create(&out, name, store),
+            ApikeyCommand::List { store } => farm::cmd_apikey_list(&out, store),
+            ApikeyCommand::Revoke { name, store } => farm::cmd_apikey_revoke(&out, name, store),
         },
         Command::Inspect { model } => local::cmd_inspect(&out, model),
         Command::Demo { srs, engine } => local::cmd_demo(&out, srs.as_deref(), engine.resolve()?),

@@ -167,6 +167,11 @@ impl ProverFarm for ClientApi {
     async fn watch_job(&self, req: Request<WatchJobRequest>) -> Result<Response<EventStream>, Status> {
         let client = client_of(&req)?;
         let job_id = req.into_inner().job_id;
+        if self.farm.is_draining() {
+            // The client follows the job on another coordinator, or here
+            // once this one is back.
+            return Err(Status::unavailable("the coordinator is shutting down"));
+        }
         // Subscribe before the snapshot so no change falls between them.
         let mut changes = self.farm.changes.subscribe();
         let first = self.job(&client, &job_id, false)?;
@@ -249,7 +254,7 @@ impl ProverFarm for ClientApi {
 
     async fn get_stats(&self, req: Request<GetStatsRequest>) -> Result<Response<Stats>, Status> {
         client_of(&req)?;
-        let s = crate::status::stats(&self.farm.store(), crate::farm::now_ms()).map_err(internal)?;
+        let s = crate::status::stats(&**self.farm.store(), crate::farm::now_ms()).map_err(internal)?;
         let tiers = s
             .tiers
             .iter()

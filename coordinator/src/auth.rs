@@ -12,7 +12,7 @@ use rand::Rng;
 use tonic::{Request, Status};
 use zkfarm_circuits::model::hash_hex;
 
-use crate::store::Store;
+use crate::store::ApiKeys;
 
 /// The client an API key belongs to, put in each request's extensions.
 #[derive(Clone, Debug)]
@@ -41,13 +41,13 @@ fn bearer<T>(req: &Request<T>) -> Option<String> {
 pub const KEY_RELOAD: Duration = Duration::from_secs(2);
 
 impl Auth {
-    pub fn new(store: &Store, worker_token: &str) -> Result<Self> {
+    pub fn new(store: &dyn ApiKeys, worker_token: &str) -> Result<Self> {
         let clients = store.api_keys()?.into_iter().collect();
         Ok(Auth { clients: RwLock::new(clients), worker_token_hash: hash_secret(worker_token) })
     }
 
     /// Replaces the accepted keys with the store's; returns whether they changed.
-    pub fn reload(&self, store: &Store) -> Result<bool> {
+    pub fn reload(&self, store: &dyn ApiKeys) -> Result<bool> {
         let fresh: HashMap<String, String> = store.api_keys()?.into_iter().collect();
         let mut clients = self.clients.write().unwrap_or_else(|p| p.into_inner());
         if *clients == fresh {
@@ -84,7 +84,7 @@ impl Auth {
 }
 
 /// Creates an API key named `name`, stores its hash and returns the key.
-pub fn create_api_key(store: &Store, name: &str) -> Result<String> {
+pub fn create_api_key(store: &dyn ApiKeys, name: &str) -> Result<String> {
     let key = new_secret("zkf_");
     store.add_api_key(&hash_secret(&key), name, crate::farm::now_ms())?;
     Ok(key)
@@ -93,7 +93,7 @@ pub fn create_api_key(store: &Store, name: &str) -> Result<String> {
 /// Adds the API keys of a file of `name:key` lines (blank lines and `#`
 /// comments skipped), e.g. a mounted Kubernetes Secret; returns how many.
 /// Keys already present are kept; a malformed line is an error naming it.
-pub fn import_api_keys(store: &Store, path: &Path) -> Result<usize> {
+pub fn import_api_keys(store: &dyn ApiKeys, path: &Path) -> Result<usize> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading API keys from {}", path.display()))?;
     let mut keys = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -126,7 +126,7 @@ pub fn import_api_keys(store: &Store, path: &Path) -> Result<usize> {
 
 /// The first start of a farm: with no API key yet, one named `local` is
 /// made and written to `<data>/api-key` (mode 0600) for local commands.
-pub fn ensure_first_api_key(store: &Store, data_dir: &Path) -> Result<bool> {
+pub fn ensure_first_api_key(store: &dyn ApiKeys, data_dir: &Path) -> Result<bool> {
     if !store.api_keys()?.is_empty() {
         return Ok(false);
     }
@@ -168,7 +168,7 @@ mod tests {
 
     #[test]
     fn keys_made_or_revoked_after_start_count_once_reloaded() {
-        let store = Store::open_in_memory().unwrap();
+        let store = crate::store::SqliteStore::open_in_memory().unwrap();
         let alice = create_api_key(&store, "alice").unwrap();
         let auth = Arc::new(Auth::new(&store, "zkw_token").unwrap());
         assert_eq!(call(&auth, &alice), Ok("alice".into()));
@@ -190,7 +190,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("api-keys");
         std::fs::write(&path, "# clients\nalice: zkf_alice_0123456789\n\nbob:zkf_bob_0123456789abcdef\n").unwrap();
-        let store = Store::open_in_memory().unwrap();
+        let store = crate::store::SqliteStore::open_in_memory().unwrap();
         assert_eq!(import_api_keys(&store, &path).unwrap(), 2);
         assert_eq!(import_api_keys(&store, &path).unwrap(), 2, "a restart reads the same file");
         assert_eq!(store.api_keys().unwrap().len(), 2, "no key is stored twice");

@@ -19,7 +19,8 @@ use zkfarm_prover::{KeyCache, Receipt, Srs, Tier, VerifierKey, WorkingSet};
 
 use crate::capacity::Capacity;
 use crate::error::{FarmError, FarmResult};
-use crate::store::{Completion, Fit, ModelRow, NewJob, NewTask, Store, TaskRow, TaskState, WorkerRow};
+use crate::store::prelude::*;
+use crate::store::{Completion, Fit, ModelRow, NewJob, NewTask, Note, Publish, TaskRow, TaskState, WorkerRow};
 
 /// Limits on what clients may send.
 #[derive(Clone, Debug)]
@@ -39,6 +40,9 @@ impl Default for Limits {
 #[derive(Clone, Debug)]
 pub struct FarmConfig {
     pub data_dir: PathBuf,
+    /// The job store: a `postgres://` URL that several coordinators share,
+    /// or `None` for the SQLite file in `data_dir`.
+    pub store: Option<String>,
     pub lease: Duration,
     /// Retryable failures a task may have before it fails.
     pub max_retries: u32,
@@ -53,6 +57,7 @@ impl FarmConfig {
     pub fn new(data_dir: PathBuf) -> Self {
         FarmConfig {
             data_dir,
+            store: None,
             lease: Duration::from_secs(30),
             max_retries: 3,
             dead_after: Duration::from_secs(90),
@@ -88,12 +93,16 @@ pub struct Caps {
 }
 
 pub struct Farm {
-    store: Mutex<Store>,
+    store: Mutex<Box<dyn JobStore>>,
+    /// Tells coordinators sharing the store of this one's changes.
+    publisher: Option<Arc<dyn Publish>>,
     pub srs: Arc<Srs>,
     vks: KeyCache,
     models: Mutex<HashMap<String, Arc<LoadedModel>>>,
     pub changes: broadcast::Sender<Change>,
-    pub work: Notify,
+    /// Woken when tasks are queued, here or (through a shared store) on
+    /// another coordinator.
+    pub work: Arc<Notify>,
     pub cfg: FarmConfig,
     /// Set on shutdown: no new jobs, no new leases; what is running may
     /// still report.
@@ -125,22 +134,35 @@ async fn blocking<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 
 impl Farm {
     pub fn open(cfg: FarmConfig, srs: Arc<Srs>) -> Result<Self> {
         std::fs::create_dir_all(&cfg.data_dir)?;
-        let store = Store::open(&cfg.data_dir.join("farm.sqlite"))?;
+        let store = crate::store::open(cfg.store.as_deref(), &cfg.data_dir)?;
+        tracing::info!("job store: {}", store.describe());
+        let publisher = store.publisher();
         let vks = KeyCache::new(cfg.data_dir.join("keys"))?;
         let (changes, _) = broadcast::channel(4096);
+        let work = Arc::new(Notify::new());
+        // Other coordinators' changes reach this one's watchers and waiting
+        // workers as if made here.
+        let (tx, wake) = (changes.clone(), work.clone());
+        store.listen(Box::new(move |note: Note| {
+            if note.work {
+                wake.notify_waiters();
+            }
+            let _ = tx.send(Change { job_id: note.job_id, task_id: note.task_id });
+        }))?;
         Ok(Farm {
             store: Mutex::new(store),
+            publisher,
             srs,
             vks,
             models: Mutex::new(HashMap::new()),
             changes,
-            work: Notify::new(),
+            work,
             cfg,
             draining: AtomicBool::new(false),
         })
     }
 
-    pub fn store(&self) -> MutexGuard<'_, Store> {
+    pub fn store(&self) -> MutexGuard<'_, Box<dyn JobStore>> {
         self.store.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -199,8 +221,27 @@ impl Farm {
         Ok(out)
     }
 
+    /// Tells the job's watchers, here and on every coordinator sharing the
+    /// store, that it changed.
     fn announce(&self, job_id: &str, task_id: Option<&str>) {
         let _ = self.changes.send(Change { job_id: job_id.to_string(), task_id: task_id.map(str::to_string) });
+        self.publish(Note { job_id: job_id.to_string(), task_id: task_id.map(str::to_string), work: false });
+    }
+
+    /// Wakes the workers waiting for a task, here and on every coordinator
+    /// sharing the store: tasks were queued.
+    pub fn wake_workers(&self) {
+        self.work.notify_waiters();
+        self.publish(Note { job_id: String::new(), task_id: None, work: true });
+    }
+
+    /// Publishes without the store's lock, which a caller may hold.
+    fn publish(&self, note: Note) {
+        let Some(publisher) = &self.publisher else { return };
+        if let Err(e) = publisher.publish(&note) {
+            // The others hear of it at their next poll or sweep.
+            tracing::warn!("telling other coordinators of a change: {e:#}");
+        }
     }
 
     // Models.
@@ -350,7 +391,7 @@ impl Farm {
             .map_err(FarmError::Internal)?;
         if !existing {
             metrics::counter!("zkfarm_jobs_submitted_total").increment(1);
-            self.work.notify_waiters();
+            self.wake_workers();
             self.announce(&id, None);
         }
         let warnings = if existing { vec![] } else { warnings };
@@ -550,7 +591,7 @@ impl Farm {
         }
         if !requeued.is_empty() {
             metrics::counter!("zkfarm_tasks_handed_back_total").increment(requeued.len() as u64);
-            self.work.notify_waiters();
+            self.wake_workers();
         }
         Ok(requeued.len())
     }
@@ -563,7 +604,7 @@ impl Farm {
         if let Some(state) = state {
             if state == TaskState::Queued {
                 metrics::counter!("zkfarm_task_retries_total").increment(1);
-                self.work.notify_waiters();
+                self.wake_workers();
             }
             if let Some(job_state) = settled {
                 metrics::counter!("zkfarm_jobs_finished_total", "state" => job_state.as_str()).increment(1);
@@ -616,25 +657,28 @@ impl Farm {
         Ok(())
     }
 
-    /// Re-queues expired leases and counts dead workers; run periodically.
+    /// Re-queues expired leases and counts dead workers, unless another
+    /// coordinator sharing the store is doing it; refreshes the gauges.
+    /// Run periodically.
     pub fn sweep(&self) -> Result<()> {
         let now = now_ms();
-        let expired = self.store().expire_leases(now)?;
-        if !expired.is_empty() {
-            metrics::counter!("zkfarm_lease_expiries_total").increment(expired.len() as u64);
-            for t in &expired {
-                tracing::warn!(task = %t.task_id, worker = %t.worker_id, "lease expired; task re-queued");
-                self.announce(&t.job_id, Some(&t.task_id));
-            }
-            self.work.notify_waiters();
-        }
-        let dead = self.store().mark_dead(now - self.cfg.dead_after.as_millis() as i64)?;
-        if dead > 0 {
-            metrics::counter!("zkfarm_dead_workers_total").increment(dead as u64);
-        }
-        crate::telemetry::update_gauges(&self.store(), now)?;
+        let dead_before = now - self.cfg.dead_after.as_millis() as i64;
         // The status page charts the last day; two are kept.
-        self.store().prune_tier_minutes(now, 2 * 24 * 60)?;
+        let swept = self.store().sweep(now, dead_before, 2 * 24 * 60)?;
+        if let Some(swept) = swept {
+            if !swept.expired.is_empty() {
+                metrics::counter!("zkfarm_lease_expiries_total").increment(swept.expired.len() as u64);
+                for t in &swept.expired {
+                    tracing::warn!(task = %t.task_id, worker = %t.worker_id, "lease expired; task re-queued");
+                    self.announce(&t.job_id, Some(&t.task_id));
+                }
+                self.wake_workers();
+            }
+            if swept.dead > 0 {
+                metrics::counter!("zkfarm_dead_workers_total").increment(swept.dead as u64);
+            }
+        }
+        crate::telemetry::update_gauges(&**self.store(), now)?;
         Ok(())
     }
 

@@ -71,7 +71,7 @@ pub async fn serve(
     let sweeper = tokio::spawn(every(sweep_every, "sweep", move || f.sweep()));
     let (f, a) = (farm.clone(), auth.clone());
     let reloader = tokio::spawn(every(KEY_RELOAD, "rereading the API keys", move || {
-        if a.reload(&f.store())? {
+        if a.reload(&**f.store())? {
             tracing::info!("API keys reloaded");
         }
         Ok(())

@@ -50,12 +50,12 @@ impl Coordinator {
         std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
         let farm = Arc::new(Farm::open(opts.config, srs)?);
         if let Some(path) = &opts.api_keys_file {
-            let n = auth::import_api_keys(&farm.store(), path)?;
+            let n = auth::import_api_keys(&**farm.store(), path)?;
             tracing::info!("{n} API key(s) from {}", path.display());
         }
-        let created_api_key = auth::ensure_first_api_key(&farm.store(), &data)?;
+        let created_api_key = auth::ensure_first_api_key(&**farm.store(), &data)?;
         let worker_token = auth::worker_token(&data, opts.worker_token.as_deref())?;
-        let auth = Arc::new(Auth::new(&farm.store(), &worker_token)?);
+        let auth = Arc::new(Auth::new(&**farm.store(), &worker_token)?);
         let listener = server::bind(opts.listen).await?;
         let ready = Arc::new(AtomicBool::new(false));
         Ok(Coordinator { farm, auth, listener, worker_token, tls: opts.tls, created_api_key, ready })

@@ -10,7 +10,7 @@ use std::fmt::Write;
 use anyhow::Result;
 use zkfarm_prover::Tier;
 
-use crate::store::{Store, TierSeries};
+use crate::store::{JobStore, TierSeries};
 
 /// One tier's figures.
 pub struct TierFigures {
@@ -34,7 +34,7 @@ pub struct FarmStats {
 /// How many of a tier's latest tasks the percentiles cover.
 const LATENCY_WINDOW: u32 = 100_000;
 
-pub fn stats(store: &Store, now_ms: i64) -> Result<FarmStats> {
+pub fn stats(store: &dyn JobStore, now_ms: i64) -> Result<FarmStats> {
     let mut tiers = Vec::new();
     for tier in Tier::ALL {
         let (mut lat, failed) = store.tier_latencies(tier, LATENCY_WINDOW)?;
@@ -85,7 +85,7 @@ const SPANS: [Span; 2] = [
 const COLOURS: [&str; 3] = ["#3566a8", "#d08a1e", "#4b9a58"];
 
 /// The status page.
-pub fn page(store: &Store, now_ms: i64) -> Result<String> {
+pub fn page(store: &dyn JobStore, now_ms: i64) -> Result<String> {
     let s = stats(store, now_ms)?;
     let total: u64 = s.tiers.iter().map(|t| t.done).sum();
     let mut html = String::from(

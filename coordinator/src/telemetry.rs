@@ -17,7 +17,7 @@ use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::store::Store;
+use crate::store::JobStore;
 
 /// Buckets for task durations: a signed receipt takes microseconds, a large
 /// proof minutes.
@@ -130,7 +130,7 @@ fn describe() {
     describe_counter!("zkfarm_tasks_handed_back_total", "Tasks leaving workers handed back, queued again.");
 }
 
-pub fn update_gauges(store: &Store, now_ms: i64) -> Result<()> {
+pub fn update_gauges(store: &dyn JobStore, now_ms: i64) -> Result<()> {
     let (jobs, tasks) = store.state_counts()?;
     for state in ["running", "done", "failed", "cancelled"] {
         let n = jobs.iter().find(|(s, _)| s == state).map_or(0, |(_, n)| *n);

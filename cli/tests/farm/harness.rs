@@ -140,12 +140,43 @@ impl Redis {
     }
 }
 
+/// A database of its own on the PostgreSQL server `ZKFARM_POSTGRES_URL`
+/// names (scripts/test.sh starts one), dropped with it.
+pub struct Postgres {
+    name: String,
+    server: String,
+    pub url: String,
+}
+
+impl Postgres {
+    pub fn database() -> Postgres {
+        let server = std::env::var("ZKFARM_POSTGRES_URL")
+            .expect("ZKFARM_POSTGRES_URL names no PostgreSQL server (scripts/test.sh starts one)");
+        let name = format!("zkfarm_farm_{}_{}", std::process::id(), free_port());
+        let mut admin = postgres::Client::connect(&server, postgres::NoTls).expect("connecting to PostgreSQL");
+        admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        let url = zkfarm_coordinator::store::with_database(&server, &name);
+        Postgres { name, server, url }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = postgres::Client::connect(&self.server, postgres::NoTls) {
+            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        }
+    }
+}
+
 /// A coordinator process and what a client needs to reach it.
 pub struct Coordinator {
     proc: Option<Proc>,
     pub port: u16,
     pub metrics_port: u16,
     pub data: PathBuf,
+    /// The data directory holding the API key and worker token: its own,
+    /// or for a peer sharing a PostgreSQL store, the first coordinator's.
+    secrets: PathBuf,
     home: PathBuf,
     args: Vec<String>,
     restarts: usize,
@@ -168,7 +199,37 @@ impl Coordinator {
             srs().display().to_string(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let mut c = Coordinator { proc: None, port, metrics_port, data, home: home.to_path_buf(), args, restarts: 0 };
+        let secrets = data.clone();
+        let mut c =
+            Coordinator { proc: None, port, metrics_port, data, secrets, home: home.to_path_buf(), args, restarts: 0 };
+        c.launch();
+        c
+    }
+
+    /// A second coordinator beside this one, with a data directory of its
+    /// own and this one's worker token: for coordinators sharing a
+    /// PostgreSQL store (`extra` names it), where the API key this one made
+    /// is valid on both.
+    pub fn peer(&self, name: &str, extra: &[&str]) -> Coordinator {
+        let port = free_port();
+        let metrics_port = free_port();
+        let data = self.home.join(name);
+        let mut args: Vec<String> = vec![
+            "coordinator".into(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--metrics".into(),
+            format!("127.0.0.1:{metrics_port}"),
+            "--srs".into(),
+            srs().display().to_string(),
+            "--data".into(),
+            data.display().to_string(),
+            "--worker-token".into(),
+            self.worker_token(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let (secrets, home) = (self.secrets.clone(), self.home.clone());
+        let mut c = Coordinator { proc: None, port, metrics_port, data, secrets, home, args, restarts: 0 };
         c.launch();
         c
     }
@@ -176,10 +237,10 @@ impl Coordinator {
     fn launch(&mut self) {
         let mut cmd = Command::new(BIN);
         cmd.args(&self.args).env("ZKFARM_HOME", &self.home).env("ZKFARM_LOG", "info");
-        let log = self.home.join(format!("coordinator-{}.log", self.restarts));
+        let log = self.home.join(format!("coordinator-{}-{}.log", self.port, self.restarts));
         let mut proc = Proc::spawn(cmd, log);
         let port = self.port;
-        let key = self.data.join("api-key");
+        let key = self.secrets.join("api-key");
         // A coordinator that exits before it listens (a port taken between
         // free_port and its bind, say) fails the test at once, and one that
         // does not listen in time fails it; both with its log.
@@ -219,11 +280,11 @@ impl Coordinator {
     }
 
     pub fn api_key(&self) -> String {
-        std::fs::read_to_string(self.data.join("api-key")).unwrap().trim().to_string()
+        std::fs::read_to_string(self.secrets.join("api-key")).unwrap().trim().to_string()
     }
 
     pub fn worker_token(&self) -> String {
-        std::fs::read_to_string(self.data.join("worker-token")).unwrap().trim().to_string()
+        std::fs::read_to_string(self.secrets.join("worker-token")).unwrap().trim().to_string()
     }
 
     pub fn log(&self) -> String {
@@ -232,13 +293,18 @@ impl Coordinator {
 
     /// Runs a zkfarm client command against this coordinator.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .args(args)
+        self.client_command(&self.url(), args).output().unwrap()
+    }
+
+    /// A zkfarm client command against `coordinators` (URLs separated by
+    /// commas), with this coordinator's API key.
+    pub fn client_command(&self, coordinators: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
             .env("ZKFARM_HOME", &self.home)
-            .env("ZKFARM_COORDINATOR", self.url())
-            .env("ZKFARM_API_KEY", self.api_key())
-            .output()
-            .unwrap()
+            .env("ZKFARM_COORDINATOR", coordinators)
+            .env("ZKFARM_API_KEY", self.api_key());
+        cmd
     }
 
     /// Runs a `--json` client command that must succeed; returns its JSON.
@@ -277,10 +343,16 @@ impl Coordinator {
 
     /// A worker process for this coordinator with its own data directory.
     pub fn worker(&self, name: &str, extra: &[&str]) -> Proc {
+        self.worker_of(&self.url(), name, extra)
+    }
+
+    /// A worker process for `coordinators` (URLs separated by commas) with
+    /// this coordinator's worker token.
+    pub fn worker_of(&self, coordinators: &str, name: &str, extra: &[&str]) -> Proc {
         let home = self.home.join(name);
         std::fs::create_dir_all(&home).unwrap();
         let mut cmd = Command::new(BIN);
-        cmd.args(["worker", "--engine", "cpu", "--name", name, "--coordinator", &self.url(), "--srs"])
+        cmd.args(["worker", "--engine", "cpu", "--name", name, "--coordinator", coordinators, "--srs"])
             .arg(srs())
             .args(extra)
             .env("ZKFARM_HOME", &home)

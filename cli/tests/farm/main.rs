@@ -5,6 +5,7 @@ mod grpc;
 mod harness;
 mod in_process;
 mod lanes;
+mod shared_store;
 mod status_page;
 
 use std::collections::HashSet;

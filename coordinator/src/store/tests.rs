@@ -1,11 +1,49 @@
 //! The store's behaviour across concerns: claims, leases, retries,
-//! completion and durability.
+//! completion and durability. Every test runs against both backends: SQLite
+//! in memory, and a fresh database on the PostgreSQL server that
+//! `ZKFARM_POSTGRES_URL` names (scripts/test.sh starts one). Tests of what
+//! only a shared store does are in `shared.rs`.
+
+mod pg;
+mod shared;
 
 use zkfarm_prover::Tier;
 
 use super::*;
 
-fn model(store: &Store, id: &str, mem: u64) {
+/// Runs a test of a store against each backend.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name(&mut super::SqliteStore::open_in_memory().unwrap());
+            }
+
+            #[test]
+            fn postgres() {
+                let db = super::pg::TestDb::new();
+                super::$name(&mut db.open());
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    claims_by_priority_then_held_key_then_age,
+    claims_respect_tiers_and_memory,
+    tasks_no_worker_can_take_do_not_starve_the_rest,
+    expired_leases_requeue_without_spending_retries,
+    failures_retry_then_fail_and_settle_the_job,
+    a_task_completes_once_and_jobs_are_idempotent,
+    a_leaving_worker_hands_back_its_tasks_without_spending_retries,
+    tasks_failed_on_arrival_are_final_and_settle_the_job,
+    finished_inferences_are_counted_per_minute_and_tier,
+    api_keys_are_listed_and_revoked_by_client_name,
+    models_and_workers_are_stored_and_read_back,
+);
+
+fn model(store: &dyn JobStore, id: &str, mem: u64) {
     let m = ModelRow {
         model_id: id.into(),
         name: id.into(),
@@ -19,7 +57,7 @@ fn model(store: &Store, id: &str, mem: u64) {
     store.put_model(&m, 0).unwrap();
 }
 
-fn job(store: &mut Store, id: &str, model: &str, priority: i32, tiers: &[&str], now: i64) -> String {
+fn job(store: &mut dyn JobStore, id: &str, model: &str, priority: i32, tiers: &[&str], now: i64) -> String {
     let tiers = self::tiers(tiers);
     let tasks: Vec<NewTask> = tiers.iter().map(|&tier| NewTask { tier, input: "{}".into(), fail: None }).collect();
     let j = NewJob { job_id: id, client: "c", idem_key: None, model_id: model, priority };
@@ -32,14 +70,12 @@ fn tiers(t: &[&str]) -> Vec<Tier> {
     t.iter().map(|s| s.parse().unwrap()).collect()
 }
 
-#[test]
-fn claims_by_priority_then_held_key_then_age() {
-    let mut s = Store::open_in_memory().unwrap();
-    model(&s, "m1", 100);
-    model(&s, "m2", 100);
-    job(&mut s, "old", "m1", 0, &["zk"], 1);
-    job(&mut s, "keyed", "m2", 0, &["zk"], 2);
-    job(&mut s, "urgent", "m1", 5, &["signed"], 3);
+fn claims_by_priority_then_held_key_then_age(s: &mut dyn JobStore) {
+    model(s, "m1", 100);
+    model(s, "m2", 100);
+    job(s, "old", "m1", 0, &["zk"], 1);
+    job(s, "keyed", "m2", 0, &["zk"], 2);
+    job(s, "urgent", "m1", 5, &["signed"], 3);
     let all = tiers(&["zk", "signed"]);
     let held = vec!["m2".to_string()];
     let fit = Fit { tiers: &all, memory_bytes: 0, loaded_keys: &held };
@@ -50,11 +86,9 @@ fn claims_by_priority_then_held_key_then_age() {
     assert!(s.claim("w", &fit, 10, 1000).unwrap().is_none());
 }
 
-#[test]
-fn claims_respect_tiers_and_memory() {
-    let mut s = Store::open_in_memory().unwrap();
-    model(&s, "big", 1 << 40);
-    job(&mut s, "j", "big", 0, &["zk", "tee"], 1);
+fn claims_respect_tiers_and_memory(s: &mut dyn JobStore) {
+    model(s, "big", 1 << 40);
+    job(s, "j", "big", 0, &["zk", "tee"], 1);
     let zk_only = tiers(&["zk", "signed"]);
     let small = Fit { tiers: &zk_only, memory_bytes: 1 << 30, loaded_keys: ALL };
     assert!(s.claim("w", &small, 5, 100).unwrap().is_none(), "too little memory for the zk task, no TEE");
@@ -65,22 +99,18 @@ fn claims_respect_tiers_and_memory() {
     assert_eq!(s.claim("w", &big, 5, 100).unwrap().unwrap().tier, Tier::Zk);
 }
 
-#[test]
-fn tasks_no_worker_can_take_do_not_starve_the_rest() {
-    let mut s = Store::open_in_memory().unwrap();
-    model(&s, "m", 1);
-    job(&mut s, "tee-only", "m", 0, &vec!["tee"; 600], 1);
-    job(&mut s, "late", "m", 0, &["signed"], 2);
+fn tasks_no_worker_can_take_do_not_starve_the_rest(s: &mut dyn JobStore) {
+    model(s, "m", 1);
+    job(s, "tee-only", "m", 0, &vec!["tee"; 600], 1);
+    job(s, "late", "m", 0, &["signed"], 2);
     let signed = tiers(&["signed"]);
     let t = s.claim("w", &Fit { tiers: &signed, memory_bytes: 0, loaded_keys: ALL }, 3, 100).unwrap();
     assert_eq!(t.unwrap().job_id, "late");
 }
 
-#[test]
-fn expired_leases_requeue_without_spending_retries() {
-    let mut s = Store::open_in_memory().unwrap();
-    model(&s, "m", 1);
-    job(&mut s, "j", "m", 0, &["signed"], 1);
+fn expired_leases_requeue_without_spending_retries(s: &mut dyn JobStore) {
+    model(s, "m", 1);
+    job(s, "j", "m", 0, &["signed"], 1);
     let all = tiers(&["signed"]);
     let fit = Fit { tiers: &all, memory_bytes: 0, loaded_keys: ALL };
     let t = s.claim("w1", &fit, 10, 100).unwrap().unwrap();
@@ -95,11 +125,9 @@ fn expired_leases_requeue_without_spending_retries() {
     assert_eq!(s.task(&t.task_id).unwrap().unwrap().state, TaskState::Running);
 }
 
-#[test]
-fn failures_retry_then_fail_and_settle_the_job() {
-    let mut s = Store::open_in_memory().unwrap();
-    model(&s, "m", 1);
-    job(&mut s, "j", "m", 0, &["signed", "signed"], 1);
+fn failures_retry_then_fail_and_settle_the_job(s: &mut dyn JobStore) {
+    model(s, "m", 1);
+    job(s, "j", "m", 0, &["signed", "signed"], 1);
     let all = tiers(&["signed"]);
     let fit = Fit { tiers: &all, memory_bytes: 0, loaded_keys: ALL };
     let a = s.claim("w", &fit, 2, 100).unwrap().unwrap();
@@ -115,10 +143,8 @@ fn failures_retry_then_fail_and_settle_the_job() {
     assert_eq!(s.job("j").unwrap().unwrap().finished_ms, 7);
 }
 
-#[test]
-fn a_task_completes_once_and_jobs_are_idempotent() {
-    let mut s = Store::open_in_memory().unwrap();
-    model(&s, "m", 1);
+fn a_task_completes_once_and_jobs_are_idempotent(s: &mut dyn JobStore) {
+    model(s, "m", 1);
     let j = NewJob { job_id: "j1", client: "c", idem_key: Some("k"), model_id: "m", priority: 0 };
     let tasks = [NewTask { tier: Tier::Signed, input: "{}".into(), fail: None }];
     assert_eq!(s.create_job(&j, &tasks, 1).unwrap(), ("j1".to_string(), false));
@@ -133,10 +159,8 @@ fn a_task_completes_once_and_jobs_are_idempotent() {
     assert_eq!(s.receipts(&t.job_id).unwrap()[0].3, "r1");
 }
 
-#[test]
-fn a_leaving_worker_hands_back_its_tasks_without_spending_retries() {
-    let mut s = Store::open_in_memory().unwrap();
-    model(&s, "m", 1);
+fn a_leaving_worker_hands_back_its_tasks_without_spending_retries(s: &mut dyn JobStore) {
+    model(s, "m", 1);
     let caps = WorkerRow {
         worker_id: "w".into(),
         name: "w".into(),
@@ -146,7 +170,7 @@ fn a_leaving_worker_hands_back_its_tasks_without_spending_retries() {
         alive: true,
     };
     s.upsert_worker(&caps).unwrap();
-    job(&mut s, "j", "m", 0, &["zk", "zk"], 1);
+    job(s, "j", "m", 0, &["zk", "zk"], 1);
     let all = tiers(&["zk"]);
     let fit = Fit { tiers: &all, memory_bytes: 0, loaded_keys: ALL };
     let a = s.claim("w", &fit, 2, 100).unwrap().unwrap();
@@ -161,10 +185,8 @@ fn a_leaving_worker_hands_back_its_tasks_without_spending_retries() {
     assert_eq!((again.task_id, again.attempt), (a.task_id, 2));
 }
 
-#[test]
-fn tasks_failed_on_arrival_are_final_and_settle_the_job() {
-    let mut s = Store::open_in_memory().unwrap();
-    model(&s, "m", 1);
+fn tasks_failed_on_arrival_are_final_and_settle_the_job(s: &mut dyn JobStore) {
+    model(s, "m", 1);
     let unservable = || NewTask { tier: Tier::Tee, input: "{}".into(), fail: Some("no tee".into()) };
     let j = NewJob { job_id: "j", client: "c", idem_key: None, model_id: "m", priority: 0 };
     s.create_job(&j, &[unservable(), NewTask { tier: Tier::Signed, input: "{}".into(), fail: None }], 5).unwrap();
@@ -179,12 +201,10 @@ fn tasks_failed_on_arrival_are_final_and_settle_the_job() {
     assert_eq!((k.state, k.finished_ms), (JobState::Failed, 6));
 }
 
-#[test]
-fn finished_inferences_are_counted_per_minute_and_tier() {
-    let mut s = Store::open_in_memory().unwrap();
-    model(&s, "m", 1);
+fn finished_inferences_are_counted_per_minute_and_tier(s: &mut dyn JobStore) {
+    model(s, "m", 1);
     let minute = 60_000;
-    job(&mut s, "j", "m", 0, &["signed", "signed", "zk"], 0);
+    job(s, "j", "m", 0, &["signed", "signed", "zk"], 0);
     let all = tiers(&["signed", "zk"]);
     let fit = Fit { tiers: &all, memory_bytes: 0, loaded_keys: ALL };
     let a = s.claim("w", &fit, 1, 1000).unwrap().unwrap();
@@ -207,18 +227,70 @@ fn finished_inferences_are_counted_per_minute_and_tier() {
     assert_eq!(s.tier_series(12 * minute, 2, 3).unwrap().iter().map(|e| e.done.iter().sum::<u64>()).sum::<u64>(), 1);
 }
 
+fn api_keys_are_listed_and_revoked_by_client_name(s: &mut dyn JobStore) {
+    s.add_api_key("h1", "alice", 10).unwrap();
+    s.add_api_key("h2", "alice", 20).unwrap();
+    s.add_api_key("h3", "bob", 30).unwrap();
+    assert_eq!(s.api_key_names().unwrap(), vec![("alice".into(), 2, 20), ("bob".into(), 1, 30)]);
+    assert_eq!(s.remove_api_keys("alice").unwrap(), 2);
+    assert_eq!(s.remove_api_keys("alice").unwrap(), 0);
+    assert_eq!(s.api_keys().unwrap(), vec![("h3".into(), "bob".into())]);
+}
+
+fn models_and_workers_are_stored_and_read_back(s: &mut dyn JobStore) {
+    let m = ModelRow {
+        model_id: "m".into(),
+        name: "mlp".into(),
+        model_hash: "mh".into(),
+        onnx: vec![0, 1, 255],
+        settings: "{\"scale\":7}".into(),
+        k: 15,
+        vk_hash: "vk".into(),
+        mem_bytes: 5 << 30,
+    };
+    s.put_model(&m, 1).unwrap();
+    s.put_model(&ModelRow { name: "renamed".into(), ..m.clone() }, 2).unwrap();
+    let back = s.model("m").unwrap().unwrap();
+    assert_eq!((back.name.as_str(), back.onnx, back.k, back.mem_bytes), ("mlp", m.onnx.clone(), 15, 5 << 30));
+    assert_eq!(s.vk_hash("m").unwrap().as_deref(), Some("vk"));
+    assert_eq!(s.model_mem_bytes("m").unwrap(), Some(5 << 30));
+    assert!(s.model("nope").unwrap().is_none() && s.vk_hash("nope").unwrap().is_none());
+
+    let w = |id: &str, seen: i64| WorkerRow {
+        worker_id: id.into(),
+        name: format!("{id}-host"),
+        public_key: vec![7; 32],
+        caps: "{}".into(),
+        last_seen_ms: seen,
+        alive: true,
+    };
+    s.upsert_worker(&w("w1", 100)).unwrap();
+    s.upsert_worker(&w("w2", 500)).unwrap();
+    s.set_worker_caps("w2", "{\"engine\":\"cpu\"}").unwrap();
+    assert_eq!(s.worker("w2").unwrap().unwrap().caps, "{\"engine\":\"cpu\"}");
+    assert_eq!(s.live_workers().unwrap(), 2);
+    assert_eq!(s.mark_dead(200).unwrap(), 1, "w1 was last seen before the cutoff");
+    assert_eq!(s.live_worker_caps().unwrap(), vec!["{\"engine\":\"cpu\"}".to_string()]);
+    assert!(!s.worker("w1").unwrap().unwrap().alive);
+    assert!(s.renew("w1", &[], 600, 100).unwrap().is_empty());
+    assert!(s.worker("w1").unwrap().unwrap().alive, "a heartbeat brings a worker back");
+    let keys = s.worker_keys().unwrap();
+    assert_eq!(keys.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), ["w1", "w2"]);
+    assert_eq!(keys[0].1, vec![7; 32], "dead workers' keys stay, for old receipts");
+}
+
 #[test]
 fn state_survives_a_reopen_in_wal_mode() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("farm.sqlite");
     {
-        let mut s = Store::open(&path).unwrap();
+        let mut s = SqliteStore::open(&path).unwrap();
         assert_eq!(s.journal_mode().unwrap(), "wal");
         model(&s, "m", 1);
         job(&mut s, "j", "m", 0, &["zk", "tee"], 1);
         s.cancel("j", 2).unwrap();
     }
-    let s = Store::open(&path).unwrap();
+    let s = SqliteStore::open(&path).unwrap();
     let c = s.counts("j").unwrap();
     assert_eq!((c.cancelled, c.total()), (2, 2));
     assert_eq!(s.job("j").unwrap().unwrap().state, JobState::Cancelled);

@@ -1,76 +1,13 @@
-//! Jobs and their tasks: creation, reads, and the state changes a task goes
-//! through once leased (done, failed and retried, cancelled), each one
-//! transaction that also settles the job.
+//! Jobs and their tasks in SQLite.
 
 use anyhow::Result;
 use rusqlite::{params, OptionalExtension, Row};
 use zkfarm_prover::Tier;
 
-use super::states::{tier_column, JobState, TaskState};
-use super::Store;
-
-#[derive(Clone, Debug)]
-pub struct JobRow {
-    pub job_id: String,
-    pub client: String,
-    pub model_id: String,
-    pub priority: i32,
-    pub state: JobState,
-    pub created_ms: i64,
-    pub finished_ms: i64,
-}
-
-#[derive(Clone, Debug)]
-pub struct TaskRow {
-    pub task_id: String,
-    pub job_id: String,
-    pub idx: u32,
-    pub model_id: String,
-    pub tier: Tier,
-    pub input: String,
-    pub priority: i32,
-    pub state: TaskState,
-    pub attempt: u32,
-    pub retries: u32,
-    pub worker_id: String,
-    pub lease_expires_ms: i64,
-    pub error: String,
-    pub created_ms: i64,
-    pub finished_ms: i64,
-}
-
-/// A new job, before it is stored.
-pub struct NewJob<'a> {
-    pub job_id: &'a str,
-    pub client: &'a str,
-    pub idem_key: Option<&'a str>,
-    pub model_id: &'a str,
-    pub priority: i32,
-}
-
-/// A new task, before it is stored.
-pub struct NewTask {
-    pub tier: Tier,
-    pub input: String,
-    /// Stored as failed at once, with this reason (a tier no live worker
-    /// offers, when the client asked for that).
-    pub fail: Option<String>,
-}
-
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Counts {
-    pub queued: u32,
-    pub running: u32,
-    pub done: u32,
-    pub failed: u32,
-    pub cancelled: u32,
-}
-
-impl Counts {
-    pub fn total(&self) -> u32 {
-        self.queued + self.running + self.done + self.failed + self.cancelled
-    }
-}
+use super::super::rows::settled_state;
+use super::super::states::{tier_column, JobState, TaskState};
+use super::super::{task_id, Completion, Counts, JobRow, Jobs, NewJob, NewTask, TaskRow};
+use super::SqliteStore;
 
 pub(super) const TASK_COLS: &str =
     "task_id, job_id, idx, model_id, tier, input, priority, state, attempt, retries, worker_id, \
@@ -122,16 +59,8 @@ fn count_finished(tx: &rusqlite::Transaction<'_>, task_id: &str, state: TaskStat
     Ok(())
 }
 
-/// How a reported result changed a task.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Completion {
-    Done,
-    /// The task had already finished (done, failed or cancelled).
-    AlreadyFinal(TaskState),
-}
-
-impl Store {
-    pub fn job_by_idempotency_key(&self, client: &str, key: &str) -> Result<Option<JobRow>> {
+impl Jobs for SqliteStore {
+    fn job_by_idempotency_key(&self, client: &str, key: &str) -> Result<Option<JobRow>> {
         Ok(self
             .conn
             .query_row(
@@ -142,9 +71,7 @@ impl Store {
             .optional()?)
     }
 
-    /// Stores a job and its tasks in one transaction. Returns the job id
-    /// and whether it already existed (same client and idempotency key).
-    pub fn create_job(&mut self, job: &NewJob<'_>, tasks: &[NewTask], now: i64) -> Result<(String, bool)> {
+    fn create_job(&mut self, job: &NewJob<'_>, tasks: &[NewTask], now: i64) -> Result<(String, bool)> {
         let NewJob { job_id, client, idem_key, model_id, priority } = *job;
         let tx = self.conn.transaction()?;
         if let Some(key) = idem_key {
@@ -171,7 +98,7 @@ impl Store {
                     None => (TaskState::Queued, 0),
                 };
                 ins.execute(params![
-                    format!("{job_id}-{i:05}"),
+                    task_id(job_id, i),
                     job_id,
                     i as u32,
                     model_id,
@@ -184,24 +111,24 @@ impl Store {
                     finished
                 ])?;
                 if t.fail.is_some() {
-                    count_finished(&tx, &format!("{job_id}-{i:05}"), TaskState::Failed, now)?;
+                    count_finished(&tx, &task_id(job_id, i), TaskState::Failed, now)?;
                 }
             }
         }
         // A job whose every task failed on arrival is finished already.
-        Self::settle_job(&tx, job_id, now)?;
+        settle_job(&tx, job_id, now)?;
         tx.commit()?;
         Ok((job_id.to_string(), false))
     }
 
-    pub fn job(&self, job_id: &str) -> Result<Option<JobRow>> {
+    fn job(&self, job_id: &str) -> Result<Option<JobRow>> {
         Ok(self
             .conn
             .query_row(&format!("SELECT {JOB_COLS} FROM jobs WHERE job_id = ?1"), [job_id], job_row)
             .optional()?)
     }
 
-    pub fn list_jobs(&self, client: &str, limit: u32) -> Result<Vec<JobRow>> {
+    fn list_jobs(&self, client: &str, limit: u32) -> Result<Vec<JobRow>> {
         let mut st = self
             .conn
             .prepare(&format!("SELECT {JOB_COLS} FROM jobs WHERE client = ?1 ORDER BY created_ms DESC LIMIT ?2"))?;
@@ -209,37 +136,30 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    pub fn counts(&self, job_id: &str) -> Result<Counts> {
+    fn counts(&self, job_id: &str) -> Result<Counts> {
         let mut st = self.conn.prepare("SELECT state, COUNT(*) FROM tasks WHERE job_id = ?1 GROUP BY state")?;
         let mut c = Counts::default();
         for row in st.query_map([job_id], |r| Ok((r.get::<_, TaskState>(0)?, r.get::<_, u32>(1)?)))? {
             let (state, n) = row?;
-            match state {
-                TaskState::Queued => c.queued = n,
-                TaskState::Running => c.running = n,
-                TaskState::Done => c.done = n,
-                TaskState::Failed => c.failed = n,
-                TaskState::Cancelled => c.cancelled = n,
-            }
+            c.add(state, n);
         }
         Ok(c)
     }
 
-    pub fn tasks_of(&self, job_id: &str) -> Result<Vec<TaskRow>> {
+    fn tasks_of(&self, job_id: &str) -> Result<Vec<TaskRow>> {
         let mut st = self.conn.prepare(&format!("SELECT {TASK_COLS} FROM tasks WHERE job_id = ?1 ORDER BY idx"))?;
         let rows = st.query_map([job_id], task_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    pub fn task(&self, task_id: &str) -> Result<Option<TaskRow>> {
+    fn task(&self, task_id: &str) -> Result<Option<TaskRow>> {
         Ok(self
             .conn
             .query_row(&format!("SELECT {TASK_COLS} FROM tasks WHERE task_id = ?1"), [task_id], task_row)
             .optional()?)
     }
 
-    /// Finished receipts of a job: (index, task id, tier, receipt JSON).
-    pub fn receipts(&self, job_id: &str) -> Result<Vec<(u32, String, Tier, String)>> {
+    fn receipts(&self, job_id: &str) -> Result<Vec<(u32, String, Tier, String)>> {
         let mut st = self.conn.prepare(
             "SELECT idx, task_id, tier, receipt FROM tasks WHERE job_id = ?1 AND state = 'done' ORDER BY idx",
         )?;
@@ -247,40 +167,7 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Marks a job finished once all its tasks are; returns its new state.
-    fn settle_job(tx: &rusqlite::Transaction<'_>, job_id: &str, now: i64) -> Result<Option<JobState>> {
-        let (open, failed, cancelled): (u32, u32, u32) = tx.query_row(
-            "SELECT SUM(state IN ('queued', 'running')), SUM(state = 'failed'), SUM(state = 'cancelled') \
-             FROM tasks WHERE job_id = ?1",
-            [job_id],
-            |r| {
-                Ok((
-                    r.get::<_, Option<u32>>(0)?.unwrap_or(0),
-                    r.get::<_, Option<u32>>(1)?.unwrap_or(0),
-                    r.get::<_, Option<u32>>(2)?.unwrap_or(0),
-                ))
-            },
-        )?;
-        if open > 0 {
-            return Ok(None);
-        }
-        let current: JobState = tx.query_row("SELECT state FROM jobs WHERE job_id = ?1", [job_id], |r| r.get(0))?;
-        if current.is_final() {
-            return Ok(None);
-        }
-        let state = if cancelled > 0 {
-            JobState::Cancelled
-        } else if failed > 0 {
-            JobState::Failed
-        } else {
-            JobState::Done
-        };
-        tx.execute("UPDATE jobs SET state = ?2, finished_ms = ?3 WHERE job_id = ?1", params![job_id, state, now])?;
-        Ok(Some(state))
-    }
-
-    /// Stores a verified receipt. Returns the job's new state if it finished.
-    pub fn complete(
+    fn complete(
         &mut self,
         task_id: &str,
         receipt: &str,
@@ -301,14 +188,12 @@ impl Store {
             params![task_id, receipt, now, duration_ms as i64],
         )?;
         count_finished(&tx, task_id, TaskState::Done, now)?;
-        let settled = Self::settle_job(&tx, &job_id, now)?;
+        let settled = settle_job(&tx, &job_id, now)?;
         tx.commit()?;
         Ok((Completion::Done, settled))
     }
 
-    /// Records a failure of the current attempt: a fatal one (or one past the
-    /// retry budget) fails the task, a retryable one re-queues it.
-    pub fn fail(
+    fn fail(
         &mut self,
         task_id: &str,
         attempt: u32,
@@ -337,21 +222,42 @@ impl Store {
         if new_state == TaskState::Failed {
             count_finished(&tx, task_id, TaskState::Failed, now)?;
         }
-        let settled = Self::settle_job(&tx, &job_id, now)?;
+        let settled = settle_job(&tx, &job_id, now)?;
         tx.commit()?;
         Ok((Some(new_state), settled))
     }
 
-    /// Cancels every unfinished task of a job.
-    pub fn cancel(&mut self, job_id: &str, now: i64) -> Result<Option<JobState>> {
+    fn cancel(&mut self, job_id: &str, now: i64) -> Result<Option<JobState>> {
         let tx = self.conn.transaction()?;
         tx.execute(
             "UPDATE tasks SET state = 'cancelled', finished_ms = ?2, lease_expires_ms = 0 \
              WHERE job_id = ?1 AND state IN ('queued', 'running')",
             params![job_id, now],
         )?;
-        let settled = Self::settle_job(&tx, job_id, now)?;
+        let settled = settle_job(&tx, job_id, now)?;
         tx.commit()?;
         Ok(settled)
     }
+}
+
+fn settle_job(tx: &rusqlite::Transaction<'_>, job_id: &str, now: i64) -> Result<Option<JobState>> {
+    let (open, failed, cancelled): (u32, u32, u32) = tx.query_row(
+        "SELECT SUM(state IN ('queued', 'running')), SUM(state = 'failed'), SUM(state = 'cancelled') \
+         FROM tasks WHERE job_id = ?1",
+        [job_id],
+        |r| {
+            Ok((
+                r.get::<_, Option<u32>>(0)?.unwrap_or(0),
+                r.get::<_, Option<u32>>(1)?.unwrap_or(0),
+                r.get::<_, Option<u32>>(2)?.unwrap_or(0),
+            ))
+        },
+    )?;
+    let Some(state) = settled_state(open, failed, cancelled) else { return Ok(None) };
+    let current: JobState = tx.query_row("SELECT state FROM jobs WHERE job_id = ?1", [job_id], |r| r.get(0))?;
+    if current.is_final() {
+        return Ok(None);
+    }
+    tx.execute("UPDATE jobs SET state = ?2, finished_ms = ?3 WHERE job_id = ?1", params![job_id, state, now])?;
+    Ok(Some(state))
 }

@@ -1,35 +1,27 @@
-//! Leases: handing a queued task to a worker, renewing it by heartbeat,
-//! and taking it back when the lease runs out.
+//! Leases in SQLite. One coordinator uses the file, so a claim's read and
+//! write in one transaction cannot race another claim.
 
 use anyhow::Result;
 use rusqlite::params;
-use zkfarm_prover::Tier;
 
-use super::jobs::{task_row, TaskRow, TASK_COLS};
-use super::states::TaskState;
-use super::Store;
+use super::super::rows::{best_claim, CLAIM_WINDOW};
+use super::super::states::TaskState;
+use super::super::{Fit, Leases, TaskRow};
+use super::jobs::{task_row, TASK_COLS};
+use super::SqliteStore;
 
-/// What a worker can take, for the scheduler.
-pub struct Fit<'a> {
-    pub tiers: &'a [Tier],
-    pub memory_bytes: u64,
-    pub loaded_keys: &'a [String],
-}
-
-impl Store {
-    /// Leases the best queued task this worker can take: highest priority
-    /// first, then a model whose proving key the worker holds, then oldest.
-    pub fn claim(&mut self, worker_id: &str, fit: &Fit<'_>, now: i64, lease_ms: i64) -> Result<Option<TaskRow>> {
+impl Leases for SqliteStore {
+    fn claim(&mut self, worker_id: &str, fit: &Fit<'_>, now: i64, lease_ms: i64) -> Result<Option<TaskRow>> {
         let tx = self.conn.transaction()?;
         // Filter in SQL, so tasks this worker cannot take never fill the
         // window and starve the ones it can.
         let tiers = vec!["?"; fit.tiers.len().max(1)].join(", ");
-        let candidates: Vec<TaskRow> = {
+        let mut candidates: Vec<TaskRow> = {
             let mut st = tx.prepare(&format!(
                 "SELECT {} FROM tasks t JOIN models m ON m.model_id = t.model_id \
                  WHERE t.state = 'queued' AND t.tier IN ({tiers}) \
                  AND (t.tier != 'zk' OR ?{mem} = 0 OR m.mem_bytes <= ?{mem}) \
-                 ORDER BY t.priority DESC, t.created_ms, t.idx LIMIT 512",
+                 ORDER BY t.priority DESC, t.created_ms, t.idx LIMIT {CLAIM_WINDOW}",
                 TASK_COLS.split(", ").map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", "),
                 mem = fit.tiers.len().max(1) + 1,
             ))?;
@@ -42,21 +34,8 @@ impl Store {
             let rows = st.query_map(rusqlite::params_from_iter(args), task_row)?;
             rows.collect::<rusqlite::Result<_>>()?
         };
-        let mut best: Option<TaskRow> = None;
-        for t in candidates {
-            match &best {
-                None => best = Some(t),
-                Some(b) if t.priority < b.priority => break,
-                Some(b) => {
-                    let holds = |x: &TaskRow| x.tier == Tier::Zk && fit.loaded_keys.contains(&x.model_id);
-                    if holds(&t) && !holds(b) {
-                        best = Some(t);
-                        break;
-                    }
-                }
-            }
-        }
-        let Some(mut task) = best else { return Ok(None) };
+        let Some(best) = best_claim(&candidates, fit) else { return Ok(None) };
+        let mut task = candidates.swap_remove(best);
         task.attempt += 1;
         task.state = TaskState::Running;
         task.worker_id = worker_id.to_string();
@@ -70,9 +49,7 @@ impl Store {
         Ok(Some(task))
     }
 
-    /// Extends the leases of the tasks a worker says it runs. Returns the
-    /// ones it no longer holds (cancelled, finished or re-leased).
-    pub fn renew(
+    fn renew(
         &mut self,
         worker_id: &str,
         running: &[(String, u32)],
@@ -96,12 +73,7 @@ impl Store {
         Ok(lost)
     }
 
-    /// Takes back every task still leased to a leaving worker, as an expired
-    /// lease would (no retry spent), and counts the worker dead at once.
-    /// Whatever it finished it reported before leaving; what it still holds
-    /// it abandoned, including a task leased while its poll was cancelled.
-    /// Returns the tasks queued again.
-    pub fn release(&mut self, worker_id: &str) -> Result<Vec<TaskRow>> {
+    fn release(&mut self, worker_id: &str) -> Result<Vec<TaskRow>> {
         let tx = self.conn.transaction()?;
         let requeued: Vec<TaskRow> = {
             let mut st =
@@ -119,9 +91,7 @@ impl Store {
         Ok(requeued)
     }
 
-    /// Re-queues tasks whose lease ran out. Their retry budget is not spent:
-    /// the worker died or lost touch, the task did nothing wrong.
-    pub fn expire_leases(&mut self, now: i64) -> Result<Vec<TaskRow>> {
+    fn expire_leases(&mut self, now: i64) -> Result<Vec<TaskRow>> {
         let tx = self.conn.transaction()?;
         let expired: Vec<TaskRow> = {
             let mut st = tx

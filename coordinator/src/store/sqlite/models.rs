@@ -1,25 +1,13 @@
-//! Registered models: the ONNX bytes and settings a worker compiles, and
-//! what the scheduler needs to know of them.
+//! Registered models in SQLite.
 
 use anyhow::Result;
 use rusqlite::{params, OptionalExtension};
 
-use super::Store;
+use super::super::{ModelRow, Models};
+use super::SqliteStore;
 
-#[derive(Clone, Debug)]
-pub struct ModelRow {
-    pub model_id: String,
-    pub name: String,
-    pub model_hash: String,
-    pub onnx: Vec<u8>,
-    pub settings: String,
-    pub k: u32,
-    pub vk_hash: String,
-    pub mem_bytes: u64,
-}
-
-impl Store {
-    pub fn put_model(&self, m: &ModelRow, now: i64) -> Result<()> {
+impl Models for SqliteStore {
+    fn put_model(&self, m: &ModelRow, now: i64) -> Result<()> {
         self.conn.execute(
             "INSERT OR IGNORE INTO models(model_id, name, model_hash, onnx, settings, k, vk_hash, mem_bytes, created_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -28,7 +16,7 @@ impl Store {
         Ok(())
     }
 
-    pub fn model(&self, model_id: &str) -> Result<Option<ModelRow>> {
+    fn model(&self, model_id: &str) -> Result<Option<ModelRow>> {
         Ok(self
             .conn
             .query_row(
@@ -50,16 +38,14 @@ impl Store {
             .optional()?)
     }
 
-    /// A model's verifying key hash, without reading its ONNX bytes.
-    pub fn vk_hash(&self, model_id: &str) -> Result<Option<String>> {
+    fn vk_hash(&self, model_id: &str) -> Result<Option<String>> {
         Ok(self
             .conn
             .query_row("SELECT vk_hash FROM models WHERE model_id = ?1", [model_id], |r| r.get(0))
             .optional()?)
     }
 
-    /// The memory a worker needs for a first proof of the model.
-    pub fn model_mem_bytes(&self, model_id: &str) -> Result<Option<u64>> {
+    fn model_mem_bytes(&self, model_id: &str) -> Result<Option<u64>> {
         Ok(self
             .conn
             .query_row("SELECT mem_bytes FROM models WHERE model_id = ?1", [model_id], |r| r.get::<_, i64>(0))

@@ -1,22 +1,13 @@
-//! Registered workers: identity keys, capabilities and liveness.
+//! Registered workers in SQLite.
 
 use anyhow::Result;
 use rusqlite::{params, OptionalExtension};
 
-use super::Store;
+use super::super::{WorkerRow, Workers};
+use super::SqliteStore;
 
-#[derive(Clone, Debug)]
-pub struct WorkerRow {
-    pub worker_id: String,
-    pub name: String,
-    pub public_key: Vec<u8>,
-    pub caps: String,
-    pub last_seen_ms: i64,
-    pub alive: bool,
-}
-
-impl Store {
-    pub fn upsert_worker(&self, w: &WorkerRow) -> Result<()> {
+impl Workers for SqliteStore {
+    fn upsert_worker(&self, w: &WorkerRow) -> Result<()> {
         self.conn.execute(
             "INSERT INTO workers(worker_id, name, public_key, caps, last_seen_ms, alive) VALUES (?1, ?2, ?3, ?4, ?5, 1)
              ON CONFLICT(worker_id) DO UPDATE SET name = ?2, public_key = ?3, caps = ?4, last_seen_ms = ?5, alive = 1",
@@ -25,7 +16,7 @@ impl Store {
         Ok(())
     }
 
-    pub fn worker(&self, worker_id: &str) -> Result<Option<WorkerRow>> {
+    fn worker(&self, worker_id: &str) -> Result<Option<WorkerRow>> {
         Ok(self
             .conn
             .query_row(
@@ -45,31 +36,28 @@ impl Store {
             .optional()?)
     }
 
-    pub fn set_worker_caps(&self, worker_id: &str, caps: &str) -> Result<()> {
+    fn set_worker_caps(&self, worker_id: &str, caps: &str) -> Result<()> {
         self.conn.execute("UPDATE workers SET caps = ?2 WHERE worker_id = ?1", params![worker_id, caps])?;
         Ok(())
     }
 
-    /// Every registered signing key, live or not: old receipts stay checkable.
-    pub fn worker_keys(&self) -> Result<Vec<(String, Vec<u8>)>> {
+    fn worker_keys(&self) -> Result<Vec<(String, Vec<u8>)>> {
         let mut st = self.conn.prepare("SELECT worker_id, public_key FROM workers ORDER BY worker_id")?;
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Marks workers silent since `cutoff` dead; returns how many.
-    pub fn mark_dead(&self, cutoff: i64) -> Result<usize> {
+    fn mark_dead(&self, cutoff: i64) -> Result<usize> {
         Ok(self.conn.execute("UPDATE workers SET alive = 0 WHERE alive = 1 AND last_seen_ms < ?1", [cutoff])?)
     }
 
-    /// The stored capabilities (JSON) of every live worker.
-    pub fn live_worker_caps(&self) -> Result<Vec<String>> {
+    fn live_worker_caps(&self) -> Result<Vec<String>> {
         let mut st = self.conn.prepare("SELECT caps FROM workers WHERE alive = 1 ORDER BY worker_id")?;
         let rows = st.query_map([], |r| r.get(0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    pub fn live_workers(&self) -> Result<u32> {
+    fn live_workers(&self) -> Result<u32> {
         Ok(self.conn.query_row("SELECT COUNT(*) FROM workers WHERE alive = 1", [], |r| r.get(0))?)
     }
 }
