@@ -28,7 +28,8 @@ fi
 export ZKFARM_CHROMIUM="${ZKFARM_CHROMIUM:-$(command -v chromium)}"
 # The job store's tests run against SQLite and a real PostgreSQL server.
 if [ -z "${ZKFARM_POSTGRES_URL:-}" ]; then
-    eval "$(scripts/postgres.sh start)"
+    pg_env="$(scripts/postgres.sh start)"   # a failed start stops the script here
+    eval "$pg_env"
     trap 'scripts/postgres.sh stop "$ZKFARM_POSTGRES_DIR"' EXIT
 fi
 # NVRTC compiles the CUDA kernels to PTX without a GPU; the kernel tests

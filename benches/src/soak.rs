@@ -11,7 +11,8 @@
 //! example, warms up with one job of `--batch` requests, then submits jobs
 //! of `--batch` signed requests one after another until `--requests` are
 //! done, each followed to its verified receipts. It prints each process's
-//! RSS after the warm-up, its largest seen and at the end, and throughput.
+//! RSS after the warm-up and at every fifth of the run, its largest seen,
+//! and throughput.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -171,6 +172,11 @@ fn main() -> Result<()> {
         }
         let t = Instant::now();
         let mut done = 0;
+        let mut next_report = requests / 5;
+        println!(
+            "RSS MiB after the warm-up: {}",
+            rss.iter().map(|r| format!("{:.1}", r.start)).collect::<Vec<_>>().join(" ")
+        );
         while done < requests {
             let n = batch.min(requests - done);
             let id = client.submit(job(n)).await?.job_id;
@@ -182,6 +188,11 @@ fn main() -> Result<()> {
             for (p, r) in procs.iter().zip(rss.iter_mut()) {
                 r.end = p.rss_mib()?;
                 r.max = r.max.max(r.end);
+            }
+            if done >= next_report {
+                let now: Vec<String> = rss.iter().map(|r| format!("{:.1}", r.end)).collect();
+                println!("RSS MiB after {done:>6} requests: {} ({:.0} s)", now.join(" "), t.elapsed().as_secs_f64());
+                next_report += requests / 5;
             }
         }
         Ok((t.elapsed(), rss))
