@@ -109,8 +109,8 @@ pub fn import_api_keys(store: &dyn ApiKeys, path: &Path) -> Result<usize> {
         if name.is_empty() {
             anyhow::bail!("{}: the client name is empty", at());
         }
-        if key.len() < 16 {
-            anyhow::bail!("{}: the key of `{name}` is shorter than 16 characters", at());
+        if key.len() < MIN_SECRET_LEN {
+            anyhow::bail!("{}: the key of `{name}` is shorter than {MIN_SECRET_LEN} characters", at());
         }
         keys.push((name.to_string(), hash_secret(key)));
     }
@@ -135,20 +135,32 @@ pub fn ensure_first_api_key(store: &dyn ApiKeys, data_dir: &Path) -> Result<bool
     Ok(true)
 }
 
+/// The shortest API key or worker token accepted: anything shorter could
+/// be guessed.
+pub const MIN_SECRET_LEN: usize = 16;
+
 /// The worker token: given, or read from `<data>/worker-token`, or made there.
+/// A given or stored token shorter than [`MIN_SECRET_LEN`] is refused.
 pub fn worker_token(data_dir: &Path, given: Option<&str>) -> Result<String> {
-    if let Some(t) = given {
-        return Ok(t.trim().to_string());
-    }
     let path = data_dir.join("worker-token");
-    if path.exists() {
-        return Ok(std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?
-            .trim()
-            .to_string());
+    let (token, from) = match given {
+        Some(t) => (t.trim().to_string(), "--worker-token (ZKFARM_WORKER_TOKEN)".to_string()),
+        None if path.exists() => (
+            std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?.trim().to_string(),
+            path.display().to_string(),
+        ),
+        None => {
+            let token = new_secret("zkw_");
+            write_secret(&path, &token)?;
+            return Ok(token);
+        }
+    };
+    if token.len() < MIN_SECRET_LEN {
+        anyhow::bail!(
+            "the worker token from {from} is {} characters; use at least {MIN_SECRET_LEN} (e.g. openssl rand -hex 32)",
+            token.len()
+        );
     }
-    let token = new_secret("zkw_");
-    write_secret(&path, &token)?;
     Ok(token)
 }
 
@@ -210,5 +222,22 @@ mod tests {
         }
         let missing = import_api_keys(&store, &dir.path().join("nope")).unwrap_err().to_string();
         assert!(missing.contains("reading API keys from"), "{missing}");
+    }
+
+    #[test]
+    fn a_worker_token_is_made_once_and_a_short_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let made = worker_token(dir.path(), None).unwrap();
+        assert!(made.len() >= MIN_SECRET_LEN);
+        assert_eq!(worker_token(dir.path(), None).unwrap(), made, "a restart reads the same token");
+        assert_eq!(
+            worker_token(dir.path(), Some(" a-given-token-of-enough-length ")).unwrap(),
+            "a-given-token-of-enough-length"
+        );
+        let err = worker_token(dir.path(), Some("secret")).unwrap_err().to_string();
+        assert!(err.contains("--worker-token") && err.contains("is 6 characters"), "{err}");
+        std::fs::write(dir.path().join("worker-token"), "short\n").unwrap();
+        let err = worker_token(dir.path(), None).unwrap_err().to_string();
+        assert!(err.contains("worker-token is 5 characters"), "{err}");
     }
 }

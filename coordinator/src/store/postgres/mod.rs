@@ -15,10 +15,10 @@
 mod jobs;
 mod registry;
 mod schema;
+mod stats;
 
 #[cfg(test)]
 pub(crate) use schema::{version as schema_version, MIGRATIONS};
-mod stats;
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -250,10 +250,10 @@ impl Coordination for PgStore {
 /// Passes other coordinators' notes to `sink` until `stop` is set,
 /// reconnecting when the connection breaks. After a reconnect it passes a
 /// note that wakes every waiting worker, since notes sent meanwhile are lost.
-fn listen_loop(config: &Config, where_: &str, origin: &str, stop: &AtomicBool, sink: &(dyn Fn(Note) + Send + Sync)) {
+fn listen_loop(config: &Config, place: &str, origin: &str, stop: &AtomicBool, sink: &(dyn Fn(Note) + Send + Sync)) {
     let mut first = true;
     while !stop.load(Ordering::SeqCst) {
-        let mut client = match connect(config, where_).and_then(|mut c| {
+        let mut client = match connect(config, place).and_then(|mut c| {
             c.batch_execute(&format!("LISTEN {CHANNEL}"))?;
             Ok(c)
         }) {
