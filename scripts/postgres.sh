@@ -6,7 +6,9 @@
 #
 # Installs Debian's postgresql package (through apt) when its server is
 # missing. The server trusts loopback connections as user `zkfarm`, runs with
-# fsync off (its data is thrown away) and logs to its directory.
+# fsync off (its data is thrown away) and logs to its directory. It also
+# speaks TLS, with a certificate for 127.0.0.1 from a throwaway CA whose
+# certificate ZKFARM_POSTGRES_CA names, for the tests of TLS to the store.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -29,14 +31,29 @@ start)
     dir="$(mktemp -d "${TMPDIR:-/tmp}/zkfarm-pg.XXXXXX")"
     if [ "$(id -u)" -eq 0 ]; then chown postgres: "$dir"; fi
     port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    # A CA and a server certificate signed by it (the server's key must
+    # belong to the server's user and be private).
+    (
+        cd "$dir"
+        openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 3 \
+            -subj /CN=zkfarm-test-ca >/dev/null 2>&1
+        openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1 >/dev/null 2>&1
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >ext
+        openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 3 \
+            -extfile ext >/dev/null 2>&1
+        chmod 600 server.key
+        if [ "$(id -u)" -eq 0 ]; then chown postgres: server.key server.crt; fi
+    )
     if ! as_postgres "$bin/initdb" -D "$dir/data" -U zkfarm --auth=trust -E UTF8 >"$dir/initdb.log" 2>&1; then
         cat "$dir/initdb.log" >&2
         exit 1
     fi
     as_postgres "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=400" start >&2
+        -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=400 -c ssl=on \
+            -c ssl_cert_file=$dir/server.crt -c ssl_key_file=$dir/server.key" start >&2
     echo "export ZKFARM_POSTGRES_URL=postgres://zkfarm@127.0.0.1:$port/postgres"
     echo "export ZKFARM_POSTGRES_DIR=$dir"
+    echo "export ZKFARM_POSTGRES_CA=$dir/ca.crt"
     ;;
 stop)
     dir="${2:-${ZKFARM_POSTGRES_DIR:-}}"

@@ -10,12 +10,14 @@
 //!
 //! The client library is the blocking `postgres` crate, which runs its own
 //! small runtime and must not be called on the farm's async threads: each
-//! call runs on a short-lived scoped thread.
+//! call runs on a short-lived scoped thread. TLS follows the URL's
+//! `sslmode` and `sslrootcert` ([`tls`]).
 
 mod jobs;
 mod registry;
 mod schema;
 mod stats;
+mod tls;
 
 #[cfg(test)]
 pub(crate) use schema::{version as schema_version, MIGRATIONS};
@@ -31,6 +33,7 @@ use postgres::error::SqlState;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, Config, NoTls, Transaction};
 use rand::Rng;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{Coordination, Note, Publish, Swept};
 
@@ -55,15 +58,17 @@ pub struct PgStore {
 /// One connection, made on first use and again after it broke.
 struct Conn {
     config: Config,
+    /// TLS to the server, or None for plain TCP.
+    tls: Option<MakeRustlsConnect>,
     /// Where it leads, for messages.
     place: String,
     client: Mutex<Option<Client>>,
 }
 
 impl Conn {
-    fn new(config: Config) -> Self {
-        let place = describe(&config);
-        Conn { config, place, client: Mutex::new(None) }
+    fn new(config: Config, tls: Option<MakeRustlsConnect>) -> Self {
+        let place = describe(&config, tls.is_some());
+        Conn { config, tls, place, client: Mutex::new(None) }
     }
 
     /// Runs `f` with the connection, connecting first if there is none. A
@@ -71,14 +76,14 @@ impl Conn {
     fn with<T: Send>(&self, mut f: impl FnMut(&mut Client) -> Result<T> + Send) -> Result<T> {
         let mut guard = self.client.lock().unwrap_or_else(|p| p.into_inner());
         let slot: &mut Option<Client> = &mut guard;
-        let (config, place) = (&self.config, self.place.as_str());
+        let (config, tls, place) = (&self.config, &self.tls, self.place.as_str());
         std::thread::scope(|s| {
             s.spawn(move || -> Result<T> {
                 let mut tries = 0;
                 loop {
                     if slot.as_ref().is_none_or(Client::is_closed) {
                         *slot = None;
-                        *slot = Some(connect(config, place)?);
+                        *slot = Some(connect(config, tls, place)?);
                     }
                     let Some(client) = slot.as_mut() else { bail!("no connection to {place}") };
                     match f(client) {
@@ -119,7 +124,9 @@ impl PgStore {
     /// Connects to the database `url` names and brings its schema up to
     /// date.
     pub fn open(url: &str) -> Result<Self> {
-        let mut config = Config::from_str(url).map_err(|e| anyhow!("--store: not a PostgreSQL URL ({e})"))?;
+        let choice = tls::choose(url)?;
+        let mut config = Config::from_str(&choice.url).map_err(|e| anyhow!("--store: not a PostgreSQL URL ({e})"))?;
+        config.ssl_mode(choice.mode());
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
@@ -127,8 +134,9 @@ impl PgStore {
             config.application_name("zkfarm-coordinator");
         }
         let origin = format!("{:016x}", rand::thread_rng().gen::<u64>());
-        let publisher = Arc::new(Publisher { conn: Conn::new(config.clone()), origin });
-        let store = PgStore { conn: Conn::new(config), publisher, stop: Arc::new(AtomicBool::new(false)) };
+        let publisher = Arc::new(Publisher { conn: Conn::new(config.clone(), choice.tls.clone()), origin });
+        let conn = Conn::new(config, choice.tls);
+        let store = PgStore { conn, publisher, stop: Arc::new(AtomicBool::new(false)) };
         store.with(schema::migrate)?;
         Ok(store)
     }
@@ -167,15 +175,12 @@ pub fn with_database(url: &str, db: &str) -> String {
 }
 
 /// Opens a connection. Called off the async threads (see the module).
-fn connect(config: &Config, place: &str) -> Result<Client> {
-    config.connect(NoTls).map_err(|e| {
-        let hint = if e.to_string().contains("TLS") {
-            " (zkfarm speaks to PostgreSQL without TLS: use sslmode=disable on a trusted network)"
-        } else {
-            ""
-        };
-        anyhow!("connecting to the job store at {place}: {}{hint}", pg_error(&e))
-    })
+fn connect(config: &Config, tls: &Option<MakeRustlsConnect>, place: &str) -> Result<Client> {
+    let connected = match tls {
+        Some(tls) => config.connect(tls.clone()),
+        None => config.connect(NoTls),
+    };
+    connected.map_err(|e| anyhow!("connecting to the job store at {place}: {}", pg_error(&e)))
 }
 
 /// A PostgreSQL error with the server's message, which the error's own
@@ -198,7 +203,7 @@ fn is_conflict(e: &anyhow::Error) -> bool {
 }
 
 /// Where a configuration leads, for messages (no password).
-fn describe(config: &Config) -> String {
+fn describe(config: &Config, tls: bool) -> String {
     let host = match config.get_hosts().first() {
         Some(Host::Tcp(h)) => h.clone(),
         Some(Host::Unix(p)) => p.display().to_string(),
@@ -206,7 +211,7 @@ fn describe(config: &Config) -> String {
     };
     let port = config.get_ports().first().copied().unwrap_or(5432);
     let db = config.get_dbname().or(config.get_user()).unwrap_or("");
-    format!("PostgreSQL {host}:{port}/{db}")
+    format!("PostgreSQL {host}:{port}/{db}{}", if tls { " (TLS)" } else { "" })
 }
 
 impl Coordination for PgStore {
@@ -237,11 +242,16 @@ impl Coordination for PgStore {
     }
 
     fn listen(&self, sink: Box<dyn Fn(Note) + Send + Sync>) -> Result<()> {
-        let (config, origin, stop, place) =
-            (self.conn.config.clone(), self.publisher.origin.clone(), self.stop.clone(), self.describe());
+        let (config, tls, origin, stop, place) = (
+            self.conn.config.clone(),
+            self.conn.tls.clone(),
+            self.publisher.origin.clone(),
+            self.stop.clone(),
+            self.describe(),
+        );
         std::thread::Builder::new()
             .name("zkfarm-store-listen".into())
-            .spawn(move || listen_loop(&config, &place, &origin, &stop, &*sink))
+            .spawn(move || listen_loop(&config, &tls, &place, &origin, &stop, &*sink))
             .context("starting the job store's listener")?;
         Ok(())
     }
@@ -250,10 +260,17 @@ impl Coordination for PgStore {
 /// Passes other coordinators' notes to `sink` until `stop` is set,
 /// reconnecting when the connection breaks. After a reconnect it passes a
 /// note that wakes every waiting worker, since notes sent meanwhile are lost.
-fn listen_loop(config: &Config, place: &str, origin: &str, stop: &AtomicBool, sink: &(dyn Fn(Note) + Send + Sync)) {
+fn listen_loop(
+    config: &Config,
+    tls: &Option<MakeRustlsConnect>,
+    place: &str,
+    origin: &str,
+    stop: &AtomicBool,
+    sink: &(dyn Fn(Note) + Send + Sync),
+) {
     let mut first = true;
     while !stop.load(Ordering::SeqCst) {
-        let mut client = match connect(config, place).and_then(|mut c| {
+        let mut client = match connect(config, tls, place).and_then(|mut c| {
             c.batch_execute(&format!("LISTEN {CHANNEL}"))?;
             Ok(c)
         }) {

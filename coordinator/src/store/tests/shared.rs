@@ -180,3 +180,29 @@ fn an_unreachable_or_malformed_store_gets_one_clear_error() {
     let err = format!("{:#}", open(Some("mysql://x"), dir.path()).err().unwrap());
     assert!(err.contains("postgres://"), "{err}");
 }
+
+#[test]
+fn tls_is_used_and_verified_when_the_url_asks_for_it() {
+    let db = TestDb::new();
+    let ca = std::env::var("ZKFARM_POSTGRES_CA")
+        .expect("ZKFARM_POSTGRES_CA names the test server's CA certificate (scripts/postgres.sh)");
+    let url = format!("{}?sslmode=verify-full&sslrootcert={ca}&application_name=zkfarm-tls", db.url);
+    let s = PgStore::open(&url).unwrap();
+    assert!(s.describe().ends_with("(TLS)"), "{}", s.describe());
+    model(&s, "m", 1);
+    let encrypted: Vec<bool> = db
+        .client()
+        .query(
+            "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.datname = $1 AND a.application_name = 'zkfarm-tls'",
+            &[&db.name],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(!encrypted.is_empty() && encrypted.iter().all(|&e| e), "the store's sessions use TLS: {encrypted:?}");
+    // The server's certificate chains to no CA the system trusts: refused.
+    let err = format!("{:#}", PgStore::open(&format!("{}?sslmode=require", db.url)).err().unwrap());
+    assert!(err.contains("connecting to the job store") && err.contains("certificate"), "{err}");
+}
