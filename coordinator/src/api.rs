@@ -167,11 +167,9 @@ impl ProverFarm for ClientApi {
     async fn watch_job(&self, req: Request<WatchJobRequest>) -> Result<Response<EventStream>, Status> {
         let client = client_of(&req)?;
         let job_id = req.into_inner().job_id;
-        if self.farm.is_draining() {
-            // The client follows the job on another coordinator, or here
-            // once this one is back.
-            return Err(Status::unavailable("the coordinator is shutting down"));
-        }
+        // The client follows the job on another coordinator, or here once
+        // this one is back.
+        self.farm.refuse_when_draining()?;
         // Subscribe before the snapshot so no change falls between them.
         let mut changes = self.farm.changes.subscribe();
         let first = self.job(&client, &job_id, false)?;

@@ -180,7 +180,9 @@ impl Farm {
         self.draining.load(Ordering::SeqCst)
     }
 
-    fn refuse_when_draining(&self) -> FarmResult<()> {
+    /// Refuses new work while shutting down, with UNAVAILABLE: clients retry
+    /// here later or move to another coordinator.
+    pub fn refuse_when_draining(&self) -> FarmResult<()> {
         if self.is_draining() {
             return Err(FarmError::Unavailable("the coordinator is shutting down; try another or retry".into()));
         }

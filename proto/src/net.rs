@@ -61,11 +61,6 @@ impl Coordinators {
         Coordinators { urls: urls.into(), channels, current: Arc::new(AtomicUsize::new(first)), readied: None }
     }
 
-    /// The URL of the coordinator in use.
-    pub fn url(&self) -> &str {
-        &self.urls[self.current.load(Ordering::SeqCst) % self.urls.len()]
-    }
-
     /// Moves on from coordinator `from`, unless another call already has.
     fn moved_from(current: &AtomicUsize, urls: &[String], from: usize) {
         let next = (from + 1) % urls.len();

@@ -8,11 +8,10 @@
 //! CI runs them small (`ZKFARM_CHAOS_REQUESTS`, default 30); the full run
 //! docs/FARM.md describes is 200 requests.
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use crate::harness::*;
-use crate::{receipts_in, JOB_TIMEOUT};
+use crate::{assert_every_receipt_once_and_verified, JOB_TIMEOUT};
 
 fn requests() -> usize {
     std::env::var("ZKFARM_CHAOS_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(30)
@@ -108,14 +107,7 @@ fn chaos(home: &std::path::Path, n: usize, mut coord: Coordinator, mut peer: Opt
 
     let dir = home.join("receipts");
     coord.cli_json(&["job", "receipts", &job_id, "--out", dir.to_str().unwrap()]);
-    let receipts = receipts_in(&dir);
-    assert_eq!(receipts.len(), n, "nothing lost");
-    let ids: HashSet<_> = receipts.iter().map(|(_, r)| r.task_id.clone().unwrap()).collect();
-    assert_eq!(ids.len(), n, "no duplicate receipt");
-    for ((path, r), tier) in receipts.iter().zip(&tiers) {
-        assert_eq!(r.tier.as_str(), *tier);
-        coord.cli_json(&["verify", path, "--coordinator", &coord.url(), "--allow-insecure-tee"]);
-    }
+    assert_every_receipt_once_and_verified(&coord, &dir, &tiers);
     // Whether a worker met the corrupt entry depends on who proves what
     // after it (detection itself is tested on its own, in main.rs); the
     // run reports it.

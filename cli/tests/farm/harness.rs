@@ -168,6 +168,20 @@ impl Drop for Postgres {
     }
 }
 
+/// The arguments every coordinator of the tests starts with: `command`,
+/// its gRPC and metrics ports, and the tests' SRS.
+fn listen_args(command: &str, port: u16, metrics_port: u16) -> Vec<String> {
+    vec![
+        command.into(),
+        "--listen".into(),
+        format!("127.0.0.1:{port}"),
+        "--metrics".into(),
+        format!("127.0.0.1:{metrics_port}"),
+        "--srs".into(),
+        srs().display().to_string(),
+    ]
+}
+
 /// A coordinator process and what a client needs to reach it.
 pub struct Coordinator {
     proc: Option<Proc>,
@@ -189,15 +203,7 @@ impl Coordinator {
         let port = free_port();
         let metrics_port = free_port();
         let data = home.join("farm");
-        let mut args: Vec<String> = vec![
-            command.into(),
-            "--listen".into(),
-            format!("127.0.0.1:{port}"),
-            "--metrics".into(),
-            format!("127.0.0.1:{metrics_port}"),
-            "--srs".into(),
-            srs().display().to_string(),
-        ];
+        let mut args = listen_args(command, port, metrics_port);
         args.extend(extra.iter().map(|s| s.to_string()));
         let secrets = data.clone();
         let mut c =
@@ -214,19 +220,8 @@ impl Coordinator {
         let port = free_port();
         let metrics_port = free_port();
         let data = self.home.join(name);
-        let mut args: Vec<String> = vec![
-            "coordinator".into(),
-            "--listen".into(),
-            format!("127.0.0.1:{port}"),
-            "--metrics".into(),
-            format!("127.0.0.1:{metrics_port}"),
-            "--srs".into(),
-            srs().display().to_string(),
-            "--data".into(),
-            data.display().to_string(),
-            "--worker-token".into(),
-            self.worker_token(),
-        ];
+        let mut args = listen_args("coordinator", port, metrics_port);
+        args.extend(["--data".into(), data.display().to_string(), "--worker-token".into(), self.worker_token()]);
         args.extend(extra.iter().map(|s| s.to_string()));
         let (secrets, home) = (self.secrets.clone(), self.home.clone());
         let mut c = Coordinator { proc: None, port, metrics_port, data, secrets, home, args, restarts: 0 };

@@ -25,6 +25,20 @@ fn receipts_in(dir: &std::path::Path) -> Vec<(String, Receipt)> {
     files.iter().map(|p| (p.display().to_string(), Receipt::load(p).unwrap())).collect()
 }
 
+/// The receipts in `dir`: one per request of `tiers` (nothing lost), each
+/// for its own task (no duplicate), each of its request's tier and verified
+/// offline against `coord`.
+fn assert_every_receipt_once_and_verified(coord: &Coordinator, dir: &std::path::Path, tiers: &[&str]) {
+    let receipts = receipts_in(dir);
+    assert_eq!(receipts.len(), tiers.len(), "nothing lost");
+    let ids: HashSet<_> = receipts.iter().map(|(_, r)| r.task_id.clone().unwrap()).collect();
+    assert_eq!(ids.len(), tiers.len(), "no duplicate receipt");
+    for ((path, r), tier) in receipts.iter().zip(tiers) {
+        assert_eq!(r.tier.as_str(), *tier);
+        coord.cli_json(&["verify", path, "--coordinator", &coord.url(), "--allow-insecure-tee"]);
+    }
+}
+
 fn batch_inputs(batch: &std::path::Path) -> Vec<(String, String)> {
     let v: Value = serde_json::from_str(&std::fs::read_to_string(batch).unwrap()).unwrap();
     v["requests"]

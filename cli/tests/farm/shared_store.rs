@@ -2,12 +2,11 @@
 //! know both, and one coordinator SIGKILLed mid-job. Every receipt must
 //! arrive, once, and verify offline.
 
-use std::collections::HashSet;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::harness::*;
-use crate::{receipts_in, JOB_TIMEOUT};
+use crate::{assert_every_receipt_once_and_verified, JOB_TIMEOUT};
 
 #[test]
 fn a_job_survives_losing_one_of_two_coordinators_on_one_postgres() {
@@ -68,13 +67,6 @@ fn a_job_survives_losing_one_of_two_coordinators_on_one_postgres() {
         tail(&a.log())
     );
     assert!(w2.log_text().contains("is unavailable; moving to"), "w2 moved to a: {}", tail(&w2.log_text()));
-    let receipts = receipts_in(&out);
-    assert_eq!(receipts.len(), n, "nothing lost");
-    let ids: HashSet<_> = receipts.iter().map(|(_, r)| r.task_id.clone().unwrap()).collect();
-    assert_eq!(ids.len(), n, "no duplicate receipt");
-    for ((path, r), tier) in receipts.iter().zip(&tiers) {
-        assert_eq!(r.tier.as_str(), *tier);
-        a.cli_json(&["verify", path, "--coordinator", &a.url(), "--allow-insecure-tee"]);
-    }
+    assert_every_receipt_once_and_verified(&a, &out, &tiers);
     eprintln!("shared store: {n} requests, coordinator b killed at {done_at_kill} done, {:?}", start.elapsed());
 }

@@ -171,8 +171,6 @@ pub trait Publish: Send + Sync {
 pub trait Coordination: Leases + Workers + Stats {
     /// Where the store lives, for logs (no password).
     fn describe(&self) -> String;
-    /// Whether other coordinators may share this store.
-    fn shared(&self) -> bool;
     /// One round of the periodic sweep (expired leases, dead workers, old
     /// per-minute counts), or `None` when another coordinator is sweeping.
     fn sweep(&mut self, now: i64, dead_before: i64, keep_minutes: i64) -> Result<Option<Swept>> {

@@ -219,10 +219,6 @@ impl Coordination for PgStore {
         self.conn.place.clone()
     }
 
-    fn shared(&self) -> bool {
-        true
-    }
-
     fn sweep(&mut self, now: i64, dead_before: i64, keep_minutes: i64) -> Result<Option<Swept>> {
         self.tx(|tx| {
             let lock: bool = tx.query_one("SELECT pg_try_advisory_xact_lock($1)", &[&SWEEP_LOCK])?.get(0);

@@ -59,10 +59,6 @@ impl Coordination for SqliteStore {
         }
     }
 
-    fn shared(&self) -> bool {
-        false
-    }
-
     fn publisher(&self) -> Option<Arc<dyn Publish>> {
         None
     }
