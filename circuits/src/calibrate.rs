@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::circuit::min_k;
 use crate::float::FloatModel;
-use crate::graph::Graph;
-use crate::program::{Program, Settings};
+use crate::graph::{Graph, Op};
+use crate::program::{OutsideTable, Program, Settings};
 use crate::quantize::compile;
 
 /// One setting tried during calibration.
@@ -20,6 +20,9 @@ pub struct Candidate {
     pub k: u32,
     /// Largest absolute difference from the float outputs over all samples.
     pub max_abs_error: f64,
+    /// Nodes whose table functions had to be widened for the samples.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wide_nodes: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -52,18 +55,21 @@ pub fn calibrate(
         let mut found = None;
         for bits in (scale + 1).max(8)..=MAX_LOOKUP_BITS {
             let settings = Settings { input_scale: scale, param_scale: scale, lookup_bits: bits, ..base.clone() };
-            let program = compile(graph, &settings)?;
-            if let Some(err) = max_error(&program, samples, &reference) {
-                found = Some((settings, err));
+            if let Some(fit) = fit(graph, settings, samples, &reference)? {
+                found = Some(fit);
                 break;
             }
         }
         let Some((mut settings, mut err)) = found else { continue };
         if settings.lookup_bits < MAX_LOOKUP_BITS {
-            let wider = Settings { lookup_bits: settings.lookup_bits + 1, ..settings.clone() };
-            let program = compile(graph, &wider)?;
-            if min_k(&program) <= max_k {
-                if let Some(e) = max_error(&program, samples, &reference) {
+            // One bit more, from the caller's wide nodes: it may need fewer.
+            let wider = Settings {
+                lookup_bits: settings.lookup_bits + 1,
+                wide_nodes: base.wide_nodes.clone(),
+                ..settings.clone()
+            };
+            if let Some((wider, e)) = fit(graph, wider, samples, &reference)? {
+                if min_k(&compile(graph, &wider)?) <= max_k {
                     settings = wider;
                     err = e;
                 }
@@ -76,6 +82,7 @@ pub fn calibrate(
             lookup_bits: settings.lookup_bits,
             k,
             max_abs_error: err,
+            wide_nodes: settings.wide_nodes,
         });
     }
     let fits = || tried.iter().filter(|c| c.k <= max_k);
@@ -96,21 +103,49 @@ pub fn calibrate(
         input_scale: chosen.input_scale,
         param_scale: chosen.param_scale,
         lookup_bits: chosen.lookup_bits,
+        wide_nodes: chosen.wide_nodes.clone(),
         ..base.clone()
     };
     Ok(Calibration { settings, chosen, tried })
 }
 
-/// Largest output error over the samples, or `None` if some sample leaves the
-/// ranges the circuit can prove.
-fn max_error(program: &Program, samples: &[Vec<Vec<f64>>], reference: &[Vec<Vec<f64>>]) -> Option<f64> {
+/// The settings (widening the table functions that samples take outside
+/// their tables) and the largest output error over the samples, or `None`
+/// if some sample leaves a range the circuit can prove in another way.
+fn fit(
+    graph: &Graph,
+    mut settings: Settings,
+    samples: &[Vec<Vec<f64>>],
+    reference: &[Vec<Vec<f64>>],
+) -> Result<Option<(Settings, f64)>> {
+    loop {
+        let program = compile(graph, &settings)?;
+        match max_error(&program, samples, reference) {
+            Ok(err) => return Ok(Some((settings, err))),
+            Err(Some(node))
+                if !settings.is_wide(&node) && graph.nodes.iter().any(|n| n.name == node && widenable(&n.op)) =>
+            {
+                settings.wide_nodes.push(node);
+            }
+            Err(_) => return Ok(None),
+        }
+    }
+}
+
+fn widenable(op: &Op) -> bool {
+    matches!(op, Op::Act(_) | Op::Fn(_))
+}
+
+/// Largest output error over the samples; if some sample leaves the ranges
+/// the circuit can prove, the node whose table it left, where that is why.
+fn max_error(program: &Program, samples: &[Vec<Vec<f64>>], reference: &[Vec<Vec<f64>>]) -> Result<f64, Option<String>> {
     let mut worst: f64 = 0.0;
     for (s, r) in samples.iter().zip(reference) {
-        let w = program.run(s).ok()?;
+        let w = program.run(s).map_err(|e| e.downcast_ref::<OutsideTable>().map(|o| o.node.clone()))?;
         let out = program.dequantize(&program.output_values(&w));
         for (a, b) in out.iter().flatten().zip(r.iter().flatten()) {
             worst = worst.max((a - b).abs());
         }
     }
-    Some(worst)
+    Ok(worst)
 }

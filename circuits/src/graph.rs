@@ -111,6 +111,14 @@ pub enum Activation {
     StdDev {
         eps: f64,
     },
+    /// `below.0·x + below.1` for x < 0, `at` at 0, `above.0·x + above.1`
+    /// for x > 0: the selectors and lines of a widened table function
+    /// (`wide.rs`).
+    Piece {
+        below: (f64, f64),
+        at: f64,
+        above: (f64, f64),
+    },
 }
 
 fn softplus(x: f64) -> f64 {
@@ -205,6 +213,15 @@ impl Activation {
             Activation::NonZero => f64::from(u8::from(x != 0.0)),
             Activation::Trunc => x.trunc(),
             Activation::StdDev { eps } => (x.max(0.0) + eps).sqrt(),
+            Activation::Piece { below, at, above } => {
+                if x < 0.0 {
+                    below.0 * x + below.1
+                } else if x > 0.0 {
+                    above.0 * x + above.1
+                } else {
+                    at
+                }
+            }
         }
     }
 
@@ -253,6 +270,7 @@ impl Activation {
             Activation::NonZero => "Cast",
             Activation::Trunc => "Cast",
             Activation::StdDev { .. } => "Normalization",
+            Activation::Piece { .. } => "WideTable",
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod model;
 pub mod onnx;
 pub mod program;
 pub mod quantize;
+pub mod wide;
 
 pub use circuit::{CircuitParams, ModelCircuit};
 pub use model::CompiledModel;

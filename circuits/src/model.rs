@@ -76,6 +76,7 @@ impl CompiledModel {
             lookup_tables: tables,
             rows_by_op,
             settings: p.settings.clone(),
+            precision_notes: p.precision_notes.clone(),
         }
     }
 }
@@ -94,4 +95,6 @@ pub struct CircuitStats {
     pub lookup_tables: usize,
     pub rows_by_op: BTreeMap<String, usize>,
     pub settings: Settings,
+    /// Where the circuit loses precision (widened tables held at an edge).
+    pub precision_notes: Vec<String>,
 }

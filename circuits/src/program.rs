@@ -25,11 +25,16 @@ pub struct Settings {
     pub lanes: usize,
     /// Expose the model input as public instances (private by default).
     pub public_input: bool,
+    /// Nodes whose table functions take inputs over the whole proven range
+    /// (`2·lookup_bits` signed bits) instead of the table's: a few rows per
+    /// value more (see `wide.rs`). `"*"` widens every table function.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub wide_nodes: Vec<String>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { input_scale: 7, param_scale: 7, lookup_bits: 14, lanes: 8, public_input: false }
+        Settings { input_scale: 7, param_scale: 7, lookup_bits: 14, lanes: 8, public_input: false, wide_nodes: vec![] }
     }
 }
 
@@ -64,7 +69,15 @@ impl Settings {
         if !(8..=64).contains(&self.lanes) || !self.lanes.is_multiple_of(2) {
             bail!("lanes must be an even number between 8 and 64, got {}", self.lanes);
         }
+        if self.wide_nodes.iter().any(|n| n.is_empty()) {
+            bail!("wide_nodes holds an empty node name");
+        }
         Ok(())
+    }
+
+    /// Whether the table functions of node `name` are widened.
+    pub fn is_wide(&self, name: &str) -> bool {
+        self.wide_nodes.iter().any(|n| n == "*" || n == name)
     }
 }
 
@@ -136,6 +149,30 @@ pub struct Program {
     pub tables: Vec<Table>,
     /// Output scale of the softmax exponential table, when a softmax is used.
     pub exp_scale: Option<u32>,
+    /// Where the circuit computes less precisely than its scale allows
+    /// (widened table functions cut at the table's edge), for `inspect`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub precision_notes: Vec<String>,
+    /// The node of each table function looked up in the row of the
+    /// requantization before it, by its output value, so that an error
+    /// names that node; not part of the circuit.
+    #[serde(skip)]
+    pub fused_nodes: std::collections::HashMap<V, u32>,
+}
+
+/// A value entering a table function outside the table's range, at a node
+/// whose table functions are not widened: `calibrate` widens such nodes.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "input {value} of node `{node}` ({kind}) is outside the lookup table range [{lo}, {hi}); \
+     lower input_scale, raise lookup_bits, or add \"{node}\" to wide_nodes (see `zkfarm calibrate`)"
+)]
+pub struct OutsideTable {
+    pub node: String,
+    pub kind: String,
+    pub value: f64,
+    pub lo: f64,
+    pub hi: f64,
 }
 
 /// One lookup table: each key `u` in `[-2^(B-1), 2^(B-1))` maps to one value.
@@ -168,6 +205,24 @@ impl Table {
                     _ => 0,
                 }
             }
+        }
+    }
+}
+
+impl Table {
+    /// The table's function at key `u` before rounding, in quanta, where it
+    /// is a finite number inside the table's limits; the entry elsewhere.
+    pub fn unrounded(&self, u: i64, scale: u32) -> f64 {
+        let s = (1u64 << scale) as f64;
+        let v = match self {
+            Table::Fn(act) => act.eval(u as f64 / s) * s,
+            Table::Expr(e) => e.eval(u as f64 / s) * s,
+            Table::Data { .. } => f64::NAN,
+        };
+        if v.is_finite() && v.abs() <= TABLE_LIMIT as f64 {
+            v
+        } else {
+            self.value(u, scale) as f64
         }
     }
 }
@@ -317,11 +372,13 @@ impl Program {
                     }
                     vals[*out as usize] = qv as i64;
                     if let Some((t, o)) = act {
-                        vals[*o as usize] = self.lookup(*t, qv, &at)?;
+                        let act_node = self.fused_nodes.get(o).map_or(node, |&n| n as usize);
+                        let act_at = || format!("node `{}` ({})", self.node_names[act_node], self.node_kinds[act_node]);
+                        vals[*o as usize] = self.lookup(*t, qv, act_node, &act_at)?;
                     }
                 }
                 Step::Act { input, table, out } => {
-                    vals[*out as usize] = self.lookup(*table, get(&vals, input), &at)?;
+                    vals[*out as usize] = self.lookup(*table, get(&vals, input), node, &at)?;
                 }
                 Step::Max { inputs, out, exp } => {
                     let m = inputs.iter().map(|v| get(&vals, v)).max().unwrap_or(0);
@@ -355,7 +412,7 @@ impl Program {
         Ok(Witness { values: vals })
     }
 
-    fn lookup(&self, table: u16, x: i128, at: &dyn Fn() -> String) -> Result<i64> {
+    fn lookup(&self, table: u16, x: i128, node: usize, at: &dyn Fn() -> String) -> Result<i64> {
         let table = &self.tables[table as usize];
         if let Table::Data { values } = table {
             let n = values.len() as i128;
@@ -367,14 +424,14 @@ impl Program {
         let half = 1i128 << (b - 1);
         if x < -half || x >= half {
             let s = (1u64 << self.scale()) as f64;
-            bail!(
-                "input {} of {} is outside the lookup table range [{}, {}); \
-                 lower input_scale or raise lookup_bits (see `zkfarm calibrate`)",
-                x as f64 / s,
-                at(),
-                -half as f64 / s,
-                half as f64 / s
-            );
+            return Err(OutsideTable {
+                node: self.node_names[node].clone(),
+                kind: self.node_kinds[node].clone(),
+                value: x as f64 / s,
+                lo: -half as f64 / s,
+                hi: half as f64 / s,
+            }
+            .into());
         }
         Ok(table.value(x as i64, self.scale()))
     }

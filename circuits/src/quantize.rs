@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::graph::*;
 use crate::program::{Program, Settings, Step, Table, V};
+use crate::wide::{self, Extension};
 
 /// Compiles a graph into a program under the given settings.
 pub fn compile(graph: &Graph, settings: &Settings) -> Result<Program> {
@@ -27,7 +28,12 @@ pub fn compile(graph: &Graph, settings: &Settings) -> Result<Program> {
         error: None,
         tables: Vec::new(),
         softmax_max_len: 0,
+        extensions: HashMap::new(),
+        one: None,
+        precision_notes: Vec::new(),
+        fused_nodes: HashMap::new(),
     };
+    check_wide_nodes(graph, settings)?;
     let mut inputs = Vec::new();
     for (i, &id) in graph.inputs.iter().enumerate() {
         let n: usize = graph.nodes[id].shape.iter().product();
@@ -85,7 +91,26 @@ pub fn compile(graph: &Graph, settings: &Settings) -> Result<Program> {
         output_shapes: graph.output_shapes(),
         tables: l.tables,
         exp_scale,
+        precision_notes: l.precision_notes,
+        fused_nodes: l.fused_nodes,
     })
+}
+
+/// Every node `wide_nodes` names exists and has a table function to widen.
+fn check_wide_nodes(graph: &Graph, settings: &Settings) -> Result<()> {
+    for name in settings.wide_nodes.iter().filter(|n| *n != "*") {
+        let Some(node) = graph.nodes.iter().find(|n| &n.name == name) else {
+            bail!("wide_nodes names `{name}`, which is not a node of the model");
+        };
+        if !matches!(node.op, Op::Act(_) | Op::Fn(_)) {
+            bail!(
+                "wide_nodes names `{name}` ({}), which has no table function to widen; \
+                 only element-wise table functions can be widened",
+                node.op.kind()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The nodes an output depends on: others (left behind by fusions at
@@ -122,6 +147,14 @@ struct Lowering<'a> {
     consts: HashMap<V, i64>,
     /// The first problem found where a step cannot report it itself.
     error: Option<String>,
+    /// How each widened table continues outside its range.
+    extensions: HashMap<u16, Extension>,
+    /// The constant 1 (unscaled), shared by widened tables' intercepts.
+    one: Option<V>,
+    /// Where widened tables lose precision, for `inspect`.
+    precision_notes: Vec<String>,
+    /// The node of each table lookup fused into a requantization's row.
+    fused_nodes: HashMap<V, u32>,
 }
 
 fn quant(x: f64, scale: u32) -> i64 {
@@ -251,6 +284,113 @@ impl Lowering<'_> {
         out
     }
 
+    /// A node's table function: widened when the settings say so.
+    fn table_fn(&mut self, input: V, table: u16) -> V {
+        if self.s.is_wide(&self.g.nodes[self.node as usize].name) {
+            self.wide_lookup(input, table)
+        } else {
+            self.lookup(input, table)
+        }
+    }
+
+    /// `table[input]` for an input anywhere in the proven range (`wide.rs`):
+    /// `m = round(x / 2^B)` and `y = x − m·2^B` (always a key), then the
+    /// table's periodic step or the selection between `f(y)` and the line
+    /// the function follows on m's side.
+    fn wide_lookup(&mut self, x: V, table: u16) -> V {
+        let bits = self.s.lookup_bits;
+        let extension = match self.extensions.get(&table) {
+            Some(e) => e.clone(),
+            None => {
+                let e = wide::extension(&self.tables[table as usize], self.s.input_scale, bits);
+                self.note_precision(&e);
+                self.extensions.insert(table, e.clone());
+                e
+            }
+        };
+        let period = 1i64 << bits;
+        let m = self.div(x, period);
+        let y = self.fresh();
+        self.push(Step::Dot { terms: vec![(x, 1), (m, -period)], bias: 0, out: y });
+        let fy = self.lookup(y, table);
+        match extension {
+            Extension::Periodic { step } => {
+                let out = self.fresh();
+                self.push(Step::Dot { terms: vec![(fy, 1), (m, step)], bias: 0, out });
+                out
+            }
+            Extension::Lines { below, above } => {
+                let scale = (1u64 << self.s.input_scale) as f64;
+                // Entries of 1 and 0 (unscaled), and lines in m, as `Piece`
+                // tables: their key is m/2^s and their entries are scaled by 2^s.
+                let unit = 1.0 / scale;
+                let inside = self.piece((0.0, 0.0), unit, (0.0, 0.0));
+                let mut pairs = vec![(self.lookup(m, inside), fy)];
+                // G(m) = a·2^B·m + b on m's side.
+                let (gb, ga) = (
+                    (below.slope * period as f64, below.intercept / scale),
+                    (above.slope * period as f64, above.intercept / scale),
+                );
+                if [gb.0, gb.1, ga.0, ga.1].iter().any(|&c| c != 0.0) {
+                    let g = self.piece(gb, 0.0, ga);
+                    let g = self.lookup(m, g);
+                    let one = match self.one {
+                        Some(one) => one,
+                        None => {
+                            let one = self.constant(1);
+                            *self.one.insert(one)
+                        }
+                    };
+                    pairs.push((g, one));
+                }
+                // a·y on m's side, selected by [m < 0] or [m > 0].
+                for (line, on) in [(&below, ((0.0, unit), 0.0, (0.0, 0.0))), (&above, ((0.0, 0.0), 0.0, (0.0, unit)))] {
+                    if line.slope == 0.0 {
+                        continue;
+                    }
+                    let selector = self.piece(on.0, on.1, on.2);
+                    let selector = self.lookup(m, selector);
+                    let ay = if line.slope == 1.0 {
+                        y
+                    } else {
+                        let t = self.piece((line.slope, 0.0), 0.0, (line.slope, 0.0));
+                        self.lookup(y, t)
+                    };
+                    pairs.push((selector, ay));
+                }
+                let out = self.fresh();
+                self.push(Step::Mul { pairs, bias: 0, out });
+                out
+            }
+        }
+    }
+
+    /// A `Piece` table: lines below and above zero, a value at zero.
+    fn piece(&mut self, below: (f64, f64), at: f64, above: (f64, f64)) -> u16 {
+        self.table(Table::Fn(Activation::Piece { below, at, above }))
+    }
+
+    /// Records the sides where a widened table is held at its edge.
+    fn note_precision(&mut self, e: &Extension) {
+        let Extension::Lines { below, above, .. } = e else { return };
+        let node = &self.g.nodes[self.node as usize];
+        let s = (1u64 << self.s.input_scale) as f64;
+        for (line, side) in [(below, "below"), (above, "above")] {
+            if !line.follows {
+                self.precision_notes.push(format!(
+                    "node `{}` ({}): inputs {side} its table ({} to {}) follow no line; they get the value at \
+                     the table's edge, off by up to {:.4} (at {})",
+                    node.name,
+                    node.op.kind(),
+                    -(1i64 << (self.s.lookup_bits - 1)) as f64 / s,
+                    (1i64 << (self.s.lookup_bits - 1)) as f64 / s,
+                    line.worst / s,
+                    line.worst_at as f64 / s
+                ));
+            }
+        }
+    }
+
     /// `table[input]`, in the row of the requantization that produced the
     /// input where that row has no lookup yet.
     fn lookup(&mut self, input: V, table: u16) -> V {
@@ -259,6 +399,7 @@ impl Lowering<'_> {
         if let Some(&i) = self.producer.get(&input) {
             if let (Step::Div { act: slot @ None, .. }, _) = &mut self.steps[i] {
                 *slot = Some((table, out));
+                self.fused_nodes.insert(out, self.node);
                 return out;
             }
         }
@@ -424,12 +565,13 @@ impl Lowering<'_> {
             }
             Op::Act(a) => {
                 let x = self.values(ins[0])?;
-                x.into_iter().map(|v| self.act(v, *a)).collect()
+                let table = self.table(Table::Fn(*a));
+                x.into_iter().map(|v| self.table_fn(v, table)).collect()
             }
             Op::Fn(e) => {
                 let x = self.values(ins[0])?;
                 let table = self.table(Table::Expr(e.clone()));
-                x.into_iter().map(|v| self.lookup(v, table)).collect()
+                x.into_iter().map(|v| self.table_fn(v, table)).collect()
             }
             Op::Softmax => {
                 let x = self.values(ins[0])?;

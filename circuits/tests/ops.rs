@@ -28,7 +28,7 @@ const S: u32 = 6;
 const P: u32 = 6;
 
 fn settings() -> Settings {
-    Settings { input_scale: S, param_scale: P, lookup_bits: 10, lanes: 8, public_input: false }
+    Settings { input_scale: S, param_scale: P, lookup_bits: 10, lanes: 8, public_input: false, ..Settings::default() }
 }
 
 /// A graph with one runtime input of `shape` feeding `op`.

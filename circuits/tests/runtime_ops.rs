@@ -24,7 +24,7 @@ const INT64: i32 = 7;
 const BOOL: i32 = 9;
 
 fn settings() -> Settings {
-    Settings { input_scale: 8, param_scale: 8, lookup_bits: 12, lanes: 8, public_input: false }
+    Settings { input_scale: 8, param_scale: 8, lookup_bits: 12, lanes: 8, public_input: false, ..Settings::default() }
 }
 
 /// One model input: its name, ONNX element type, shape and values.
@@ -539,7 +539,14 @@ fn runtime_ops_track_tract_and_satisfy_the_circuit() {
 /// side) is split over several tables, and still equals tract's.
 #[test]
 fn wide_embeddings_split_over_tables() {
-    let s = Settings { input_scale: 4, param_scale: 4, lookup_bits: 7, lanes: 8, public_input: false };
+    let s = Settings {
+        input_scale: 4,
+        param_scale: 4,
+        lookup_bits: 7,
+        lanes: 8,
+        public_input: false,
+        ..Settings::default()
+    };
     let table: Vec<f32> = (0..160).map(|i| ((i % 17) as f32 - 8.0) / 4.0).collect();
     let c = Case {
         what: "wide",
@@ -590,7 +597,14 @@ fn bad_typed_inputs_and_indices_are_refused() {
 /// one is caught by MockProver.
 #[test]
 fn every_advice_cell_of_the_runtime_ops_is_constrained() {
-    let s = Settings { input_scale: 5, param_scale: 5, lookup_bits: 8, lanes: 8, public_input: false };
+    let s = Settings {
+        input_scale: 5,
+        param_scale: 5,
+        lookup_bits: 8,
+        lanes: 8,
+        public_input: false,
+        ..Settings::default()
+    };
     let c = Case {
         what: "mixed",
         nodes: vec![
@@ -734,7 +748,14 @@ fn elementwise_chains_fuse_into_one_table() {
 /// at compile time by name.
 #[test]
 fn divisors_above_the_table_are_split_or_refused() {
-    let s = Settings { input_scale: 8, param_scale: 8, lookup_bits: 9, lanes: 8, public_input: false };
+    let s = Settings {
+        input_scale: 8,
+        param_scale: 8,
+        lookup_bits: 9,
+        lanes: 8,
+        public_input: false,
+        ..Settings::default()
+    };
     let mut rng = ChaCha20Rng::seed_from_u64(43);
     let c = Case {
         what: "LayerNormalization over 12 values",
@@ -1081,7 +1102,14 @@ fn models_without_runtime_inputs_prove_their_constants() {
 /// any one is caught by MockProver.
 #[test]
 fn every_advice_cell_of_the_sequence_and_selection_ops_is_constrained() {
-    let s = Settings { input_scale: 5, param_scale: 5, lookup_bits: 8, lanes: 8, public_input: false };
+    let s = Settings {
+        input_scale: 5,
+        param_scale: 5,
+        lookup_bits: 8,
+        lanes: 8,
+        public_input: false,
+        ..Settings::default()
+    };
     let gru = |dims: &[i64], seed: u64| -> Vec<f32> {
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         (0..dims.iter().product::<i64>()).map(|_| rng.gen_range(-0.5f32..0.5)).collect()

@@ -20,7 +20,7 @@ use zkfarm_circuits::{CompiledModel, ModelCircuit, Settings};
 use common::{floats, graph_model, int64s, int_attr, ints_attr, node, string_attr};
 
 fn settings() -> Settings {
-    Settings { input_scale: 8, param_scale: 8, lookup_bits: 12, lanes: 8, public_input: false }
+    Settings { input_scale: 8, param_scale: 8, lookup_bits: 12, lanes: 8, public_input: false, ..Settings::default() }
 }
 
 const SHAPE: [i64; 3] = [2, 3, 4];

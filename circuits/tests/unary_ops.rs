@@ -22,7 +22,7 @@ use common::{float_attr, one_node_model, string_attr, value_info};
 
 /// Scale 2^8 and a table of 2^12 entries: inputs in [−8, 8).
 fn settings() -> Settings {
-    Settings { input_scale: 8, param_scale: 8, lookup_bits: 12, lanes: 8, public_input: false }
+    Settings { input_scale: 8, param_scale: 8, lookup_bits: 12, lanes: 8, public_input: false, ..Settings::default() }
 }
 
 /// One node `op` reading input `x` of `shape` (and constant second inputs),

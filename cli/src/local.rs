@@ -123,9 +123,16 @@ pub fn cmd_calibrate(
         std::fs::write(p, &text).with_context(|| format!("writing {}", p.display()))?;
     }
     out.emit(json!({ "ok": true, "settings": cal.settings, "chosen": cal.chosen, "tried": cal.tried }), || {
-        let mut s = String::from("scale  lookup_bits  k   max_abs_error\n");
+        let mut s = String::from("scale  lookup_bits  k   max_abs_error  wide nodes\n");
         for c in &cal.tried {
-            s += &format!("{:>5}  {:>11}  {:>2}  {:.6}\n", c.input_scale, c.lookup_bits, c.k, c.max_abs_error);
+            s += &format!(
+                "{:>5}  {:>11}  {:>2}  {:>13.6}  {}\n",
+                c.input_scale,
+                c.lookup_bits,
+                c.k,
+                c.max_abs_error,
+                c.wide_nodes.len()
+            );
         }
         s + &format!(
             "chosen: scale {} (param {}), lookup_bits {}, k {}, max error {:.6}\n{text}",
@@ -343,6 +350,12 @@ pub fn cmd_inspect(out: &Output, args: &ModelArgs) -> Result<()> {
         );
         for (op, rows) in &stats.rows_by_op {
             s += &format!("  {op:<18} {rows:>8}  {:>5.1}%\n", 100.0 * *rows as f64 / stats.rows.max(1) as f64);
+        }
+        if !stats.settings.wide_nodes.is_empty() {
+            s += &format!("wide table nodes {}\n", stats.settings.wide_nodes.join(", "));
+        }
+        for note in &stats.precision_notes {
+            s += &format!("precision: {note}\n");
         }
         s
     });

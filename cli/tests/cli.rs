@@ -122,6 +122,35 @@ fn calibrate_writes_settings_that_compile() {
     assert!(v["k"].as_u64().unwrap() <= 14);
 }
 
+/// `wide_nodes` in the settings widens table functions: inspect names them,
+/// counts their rows and lists any precision they lose; a name that is not a
+/// node is one clear error.
+#[test]
+fn inspect_reports_wide_table_nodes() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let model = examples().join("nonlinear.onnx");
+    let inspect = |settings: &str| {
+        let path = h.join("settings.json");
+        std::fs::write(&path, settings).unwrap();
+        zkfarm(h, &["--json", "inspect", "--model", model.to_str().unwrap(), "--settings", path.to_str().unwrap()])
+    };
+    let rows = |o: &Output| {
+        assert!(o.status.success(), "{}", stderr(o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        (v["rows"].as_u64().unwrap(), v)
+    };
+    let (narrow, _) = rows(&inspect("{}"));
+    let (wide, v) = rows(&inspect(r#"{"wide_nodes": ["*"]}"#));
+    assert!(wide > narrow, "{wide} rows widened against {narrow}");
+    assert_eq!(v["settings"]["wide_nodes"], serde_json::json!(["*"]));
+    assert!(v["precision_notes"].is_array(), "{v}");
+    let o = inspect(r#"{"wide_nodes": ["no_such_node"]}"#);
+    assert!(!o.status.success());
+    let said = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+    assert!(said.contains("`no_such_node`, which is not a node"), "{said}");
+}
+
 /// With a tolerance, calibrate picks the smallest circuit within it: the
 /// forest, whose rows are few, gets a table (and k) far below the default's,
 /// and its chosen error is within the tolerance; without one, the most
