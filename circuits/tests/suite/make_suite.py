@@ -1,0 +1,315 @@
+#!/usr/bin/env python3
+"""Writes zkfarm's operator suite: small ONNX models, one or a few per
+operator zkfarm supports, plus small networks of the kinds people prove, each
+with a seeded input and onnxruntime's output as the reference
+(`NAME.onnx`, `NAME.json`).  `circuits/tests/suite.rs` compiles every model,
+runs it by integer inference against that output and proves it with
+MockProver.
+
+Networks are held to the accuracy zkfarm promises (0.1, or 1% of the
+largest output); single operators to 0.04, five quanta at the default scale.
+Inputs lie on the grid of 1/128 (the default scale), so that quantizing them
+loses nothing and discontinuous functions (Floor, Sign, comparisons) see the
+values onnxruntime saw.  Running this again gives the same files.
+Needs `pip install onnx onnxruntime`.  Usage: python3 make_suite.py
+"""
+import json
+import os
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+GRID = 128.0
+
+F, I64, I32, B = TensorProto.FLOAT, TensorProto.INT64, TensorProto.INT32, TensorProto.BOOL
+NP = {F: np.float32, I64: np.int64, I32: np.int32, B: np.bool_}
+
+rng = np.random.default_rng(2026)
+CASES = []
+
+
+def grid(lo, hi, shape):
+    return (np.round(rng.uniform(lo, hi, size=shape) * GRID) / GRID).astype(np.float32)
+
+
+def weights(shape, scale=0.5):
+    return (np.round(rng.normal(0.0, scale, size=shape) * GRID) / GRID).astype(np.float32)
+
+
+class Case:
+    def __init__(self, name, nodes, inputs, outputs=("y",), inits=None, opset=13, **extra):
+        """`inputs`: (name, elem type, values); `inits`: name -> array."""
+        self.name, self.nodes, self.inputs, self.outputs = name, nodes, inputs, list(outputs)
+        self.inits = inits or {}
+        self.opset, self.extra = opset, extra
+
+
+def case(*args, **kw):
+    CASES.append(Case(*args, **kw))
+
+
+def tensor(name, value):
+    value = np.asarray(value)
+    return numpy_helper.from_array(value, name)
+
+
+def build(c, out_infos):
+    graph = helper.make_graph(
+        c.nodes,
+        c.name,
+        [helper.make_tensor_value_info(n, t, list(np.asarray(v).shape)) for n, t, v in c.inputs],
+        out_infos,
+        initializer=[tensor(n, v) for n, v in c.inits.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", c.opset)])
+    model.ir_version = 8
+    return model
+
+
+def run(model, c):
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = {n: np.asarray(v).astype(NP[t]) for n, t, v in c.inputs}
+    return sess.run(None, feeds)
+
+
+def elem_of(array):
+    return {np.dtype(np.float32): F, np.dtype(np.int64): I64, np.dtype(np.int32): I32, np.dtype(np.bool_): B}[array.dtype]
+
+
+def write(c):
+    # Outputs typed by ONNX's shape inference, shaped as onnxruntime computes them.
+    untyped = onnx.shape_inference.infer_shapes(build(c, [helper.make_empty_tensor_value_info(o) for o in c.outputs]))
+    types = {o.name: o.type.tensor_type.elem_type for o in untyped.graph.output}
+    outs = run(build(c, [helper.make_tensor_value_info(o, types[o] or F, None) for o in c.outputs]), c)
+    model = build(c, [helper.make_tensor_value_info(o, elem_of(v), list(v.shape)) for o, v in zip(c.outputs, outs)])
+    onnx.checker.check_model(model)
+    outs = run(model, c)
+    onnx.save(model, os.path.join(HERE, f"{c.name}.onnx"))
+    data = {
+        "input_data": [[float(v) for v in np.asarray(x, dtype=np.float64).flatten()] for _, _, x in c.inputs],
+        "output_data": [[float(v) for v in np.asarray(o, dtype=np.float64).flatten()] for o in outs],
+    }
+    data.update(c.extra)
+    with open(os.path.join(HERE, f"{c.name}.json"), "w") as f:
+        json.dump(data, f)
+
+
+def node(op, inputs, outputs=("y",), **attrs):
+    return helper.make_node(op, list(inputs), list(outputs), name=f"{op.lower()}_{'_'.join(outputs)}", **attrs)
+
+
+def unary(op, lo=-3.0, hi=3.0, shape=(2, 3, 4), opset=13, **attrs):
+    name = attrs.pop("name", op.lower())
+    case(name, [node(op, ["x"], **attrs)], [("x", F, grid(lo, hi, shape))], opset=opset)
+
+
+# ---- element-wise functions ----
+for op, lo, hi in [
+    ("Abs", -3, 3), ("Neg", -3, 3), ("Relu", -3, 3), ("Sigmoid", -4, 4), ("Tanh", -3, 3), ("Elu", -3, 3),
+    ("Selu", -3, 3), ("Celu", -3, 3), ("Softplus", -3, 3), ("Softsign", -3, 3), ("Erf", -2, 2), ("Exp", -3, 2),
+    ("Log", 0.25, 4), ("Sqrt", 0, 4), ("Reciprocal", 0.5, 4), ("Sign", -3, 3), ("Floor", -3, 3), ("Ceil", -3, 3),
+    ("Round", -3, 3), ("Sin", -3, 3), ("Cos", -3, 3), ("Tan", -1, 1), ("Asin", -0.9, 0.9), ("Acos", -0.9, 0.9),
+    ("Atan", -3, 3), ("Sinh", -2, 2), ("Cosh", -2, 2), ("Asinh", -3, 3), ("Acosh", 1.25, 4), ("Atanh", -0.8, 0.8),
+    ("Identity", -3, 3), ("HardSigmoid", -4, 4),
+]:
+    unary(op, lo, hi)
+unary("HardSwish", -4, 4, opset=14)
+unary("Mish", -3, 3, opset=18)
+unary("Gelu", -3, 3, opset=20)
+unary("Gelu", -3, 3, opset=20, approximate="tanh", name="gelu_tanh")
+unary("LeakyRelu", -3, 3, alpha=0.1)
+unary("ThresholdedRelu", -3, 3, alpha=0.5)
+unary("Shrink", -3, 3, bias=0.25, lambd=1.0)
+unary("Elu", -3, 3, alpha=0.5, name="elu_alpha")
+unary("Softmax", -3, 3, axis=1, name="softmax_axis1")
+unary("Softmax", -3, 3, axis=-1)
+unary("LogSoftmax", -3, 3, axis=-1)
+unary("Hardmax", -3, 3, axis=-1)
+unary("Dropout", -3, 3)
+case("clip", [node("Clip", ["x", "lo", "hi"])], [("x", F, grid(-3, 3, (2, 6)))], inits={"lo": np.float32(-1.0), "hi": np.float32(2.0)})
+case("pow_2", [node("Pow", ["x", "e"])], [("x", F, grid(-2, 2, (2, 6)))], inits={"e": np.float32(2.0)})
+case("pow_half", [node("Pow", ["x", "e"])], [("x", F, grid(0, 4, (2, 6)))], inits={"e": np.float32(0.5)})
+case("pow_3", [node("Pow", ["x", "e"])], [("x", F, grid(-1.5, 1.5, (2, 6)))], inits={"e": np.float32(3.0)})
+case("prelu", [node("PRelu", ["x", "s"])], [("x", F, grid(-3, 3, (1, 3, 4)))], inits={"s": np.array([[0.1], [-0.5], [2.0]], np.float32)})
+case("cast_int", [node("Cast", ["x"], to=I64)], [("x", F, grid(-3, 3, (2, 6)))])
+case("cast_bool", [node("Cast", ["x"], to=B)], [("x", F, np.array([[0, 1.5, -2, 0, 0.0078125, 3]], np.float32))])
+
+# ---- arithmetic of runtime tensors, with broadcasting ----
+for op in ["Add", "Sub", "Mul", "Max", "Min"]:
+    case(op.lower(), [node(op, ["a", "b"])], [("a", F, grid(-3, 3, (2, 3, 4))), ("b", F, grid(-3, 3, (3, 1)))])
+case("div", [node("Div", ["a", "b"])], [("a", F, grid(-3, 3, (2, 3, 4))), ("b", F, grid(0.5, 3, (1, 4)) * np.array([1, -1, 1, -1], np.float32))])
+case("div_const", [node("Div", ["a", "c"])], [("a", F, grid(-3, 3, (2, 6)))], inits={"c": np.float32(3.0)})
+for op in ["Sum", "Mean", "Max", "Min"]:
+    case(f"{op.lower()}_variadic", [node(op, ["a", "b", "c"])], [(n, F, grid(-3, 3, (2, 5))) for n in "abc"])
+case("mod_fmod", [node("Mod", ["a", "b"], fmod=1)], [("a", F, grid(-3, 3, (2, 6))), ("b", F, np.full((2, 6), 1.25, np.float32))])
+case("mod_int", [node("Mod", ["a", "b"])], [("a", I64, rng.integers(-20, 20, (2, 6))), ("b", I64, np.full((1, 6), 7))])
+
+# ---- comparison and logic ----
+xa, xb = grid(-2, 2, (2, 6)), grid(-2, 2, (2, 6))
+xb[0, ::2] = xa[0, ::2]  # ties
+for op in ["Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual"]:
+    case(op.lower(), [node(op, ["a", "b"])], [("a", F, xa), ("b", F, xb)], opset=16)
+ba, bb = rng.integers(0, 2, (2, 6)).astype(bool), rng.integers(0, 2, (2, 6)).astype(bool)
+for op in ["And", "Or", "Xor"]:
+    case(op.lower(), [node(op, ["a", "b"])], [("a", B, ba), ("b", B, bb)])
+case("not", [node("Not", ["a"])], [("a", B, ba)])
+case("where", [node("Where", ["c", "a", "b"])], [("c", B, ba), ("a", F, xa), ("b", F, xb)])
+case("where_compare", [node("Greater", ["a", "b"], ["c"]), node("Where", ["c", "a", "b"])], [("a", F, xa), ("b", F, xb)])
+
+# ---- linear layers ----
+case("gemm", [node("Gemm", ["x", "w", "b"], transB=1)], [("x", F, grid(-1, 1, (2, 8)))], inits={"w": weights((5, 8)), "b": weights((5,))})
+case("matmul_const", [node("MatMul", ["x", "w"])], [("x", F, grid(-1, 1, (2, 3, 8)))], inits={"w": weights((8, 4))})
+case("matmul_runtime", [node("MatMul", ["a", "b"])], [("a", F, grid(-1, 1, (2, 3, 4))), ("b", F, grid(-1, 1, (2, 4, 5)))])
+case("einsum_bmm", [node("Einsum", ["a", "b"], equation="bij,bjk->bik")], [("a", F, grid(-1, 1, (2, 3, 4))), ("b", F, grid(-1, 1, (2, 4, 2)))], opset=12)
+case("einsum_transpose_sum", [node("Einsum", ["a"], equation="ijk->kj")], [("a", F, grid(-1, 1, (2, 3, 4)))], opset=12)
+case("conv", [node("Conv", ["x", "w", "b"], pads=[1, 1, 1, 1], strides=[2, 2])], [("x", F, grid(-1, 1, (1, 2, 7, 7)))], inits={"w": weights((3, 2, 3, 3)), "b": weights((3,))})
+case("conv_depthwise", [node("Conv", ["x", "w"], group=3, pads=[1, 1, 1, 1])], [("x", F, grid(-1, 1, (1, 3, 5, 5)))], inits={"w": weights((3, 1, 3, 3))})
+case("conv_dilated", [node("Conv", ["x", "w"], dilations=[2, 2])], [("x", F, grid(-1, 1, (1, 1, 7, 7)))], inits={"w": weights((2, 1, 3, 3))})
+case("conv_1d", [node("Conv", ["x", "w", "b"], pads=[1, 1])], [("x", F, grid(-1, 1, (1, 2, 9)))], inits={"w": weights((3, 2, 3)), "b": weights((3,))})
+case("conv_transpose", [node("ConvTranspose", ["x", "w"], strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1])], [("x", F, grid(-1, 1, (1, 2, 4, 4)))], inits={"w": weights((2, 3, 3, 3))})
+bn = {"s": weights((3,)) + 1, "b": weights((3,)), "m": weights((3,)), "v": np.abs(weights((3,))) + 0.5}
+case("batchnorm", [node("BatchNormalization", ["x", "s", "b", "m", "v"])], [("x", F, grid(-2, 2, (1, 3, 4, 4)))], inits=bn)
+case("conv_batchnorm_relu", [node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), node("BatchNormalization", ["c", "s", "b", "m", "v"], ["n"]), node("Relu", ["n"])], [("x", F, grid(-1, 1, (1, 2, 5, 5)))], inits={"w": weights((3, 2, 3, 3)), **bn})
+
+# ---- pooling ----
+case("maxpool", [node("MaxPool", ["x"], kernel_shape=[2, 2], strides=[2, 2])], [("x", F, grid(-2, 2, (1, 2, 6, 6)))])
+case("maxpool_padded", [node("MaxPool", ["x"], kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1])], [("x", F, grid(-2, 2, (1, 1, 5, 5)))])
+case("avgpool", [node("AveragePool", ["x"], kernel_shape=[2, 2], strides=[2, 2])], [("x", F, grid(-2, 2, (1, 2, 6, 6)))])
+case("avgpool_pads", [node("AveragePool", ["x"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], count_include_pad=1)], [("x", F, grid(-2, 2, (1, 1, 5, 5)))])
+case("global_avgpool", [node("GlobalAveragePool", ["x"])], [("x", F, grid(-2, 2, (1, 3, 4, 4)))])
+
+# ---- reductions and selection ----
+for op in ["ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceSumSquare", "ReduceLogSumExp"]:
+    lo, hi = (0.5, 1.5) if op == "ReduceProd" else (-2, 2)
+    case(op.lower(), [node(op, ["x", "axes"], keepdims=1)], [("x", F, grid(lo, hi, (2, 3, 4)))], inits={"axes": np.array([1], np.int64)}, opset=18)
+case("reducemean_all", [node("ReduceMean", ["x"], keepdims=0)], [("x", F, grid(-2, 2, (2, 3, 4)))], opset=18)
+case("reducesum_axes_attr", [node("ReduceSum", ["x"], axes=[0, 2], keepdims=0)], [("x", F, grid(-2, 2, (2, 3, 4)))], opset=11)
+xs = grid(-2, 2, (3, 5))
+for op in ["ArgMax", "ArgMin"]:
+    case(op.lower(), [node(op, ["x"], axis=1, keepdims=1)], [("x", F, xs)])
+    case(f"{op.lower()}_last", [node(op, ["x"], axis=0, keepdims=0, select_last_index=1)], [("x", F, np.array([[1, 2, 2], [2, 2, 0], [2, 1, 2]], np.float32))])
+case("topk", [node("TopK", ["x", "k"], ["v", "i"], axis=1)], [("x", F, xs)], outputs=["v", "i"], inits={"k": np.array([2], np.int64)})
+case("topk_smallest", [node("TopK", ["x", "k"], ["v", "i"], axis=1, largest=0)], [("x", F, xs)], outputs=["v", "i"], inits={"k": np.array([3], np.int64)})
+
+# ---- normalization ----
+case("layernorm", [node("LayerNormalization", ["x", "g", "b"], axis=-1)], [("x", F, grid(-2, 2, (2, 3, 8)))], inits={"g": weights((8,)) + 1, "b": weights((8,))}, opset=17)
+case("instancenorm", [node("InstanceNormalization", ["x", "g", "b"])], [("x", F, grid(-2, 2, (1, 3, 4, 4)))], inits={"g": weights((3,)) + 1, "b": weights((3,))})
+case("groupnorm", [node("GroupNormalization", ["x", "g", "b"], num_groups=2)], [("x", F, grid(-2, 2, (1, 4, 3, 3)))], inits={"g": weights((4,)) + 1, "b": weights((4,))}, opset=21)
+case("lpnorm", [node("LpNormalization", ["x"], axis=-1, p=2)], [("x", F, grid(0.25, 2, (2, 6)))])
+
+# ---- shape and indexing ----
+x234 = grid(-2, 2, (2, 3, 4))
+shape_cases = [
+    ("reshape", [node("Reshape", ["x", "s"])], {"s": np.array([4, -1], np.int64)}, 13),
+    ("flatten", [node("Flatten", ["x"], axis=1)], {}, 13),
+    ("transpose", [node("Transpose", ["x"], perm=[2, 0, 1])], {}, 13),
+    ("squeeze_unsqueeze", [node("Unsqueeze", ["x", "a"], ["u"]), node("Squeeze", ["u", "a"])], {"a": np.array([1], np.int64)}, 13),
+    ("concat", [node("Concat", ["x", "x"], axis=1)], {}, 13),
+    ("slice", [node("Slice", ["x", "st", "en", "ax", "sp"])], {"st": np.array([2, 0], np.int64), "en": np.array([-5, 3], np.int64), "ax": np.array([2, 1], np.int64), "sp": np.array([-1, 2], np.int64)}, 13),
+    ("split", [node("Split", ["x", "sz"], ["y", "z"], axis=2)], {"sz": np.array([1, 3], np.int64)}, 13),
+    ("pad_constant", [node("Pad", ["x", "p", "v"], mode="constant")], {"p": np.array([0, 1, 2, 0, 0, 1], np.int64), "v": np.float32(0.5)}, 13),
+    ("pad_reflect", [node("Pad", ["x", "p"], mode="reflect")], {"p": np.array([0, 1, 2, 0, 1, 1], np.int64)}, 13),
+    ("pad_edge", [node("Pad", ["x", "p"], mode="edge")], {"p": np.array([0, 0, 2, 0, 0, 1], np.int64)}, 13),
+    ("expand", [node("Expand", ["x", "s"])], {"s": np.array([2, 2, 3, 4], np.int64)}, 13),
+    ("tile", [node("Tile", ["x", "r"])], {"r": np.array([1, 2, 1], np.int64)}, 13),
+    ("gather", [node("Gather", ["x", "i"], axis=2)], {"i": np.array([[3, 0], [-1, 1]], np.int64)}, 13),
+    ("gather_elements", [node("GatherElements", ["x", "i"], axis=2)], {"i": rng.integers(0, 4, (2, 3, 2)).astype(np.int64)}, 13),
+    ("gather_nd", [node("GatherND", ["x", "i"])], {"i": np.array([[0, 1], [1, 2]], np.int64)}, 13),
+    ("scatter_elements", [node("ScatterElements", ["x", "i", "u"], axis=2)], {"i": np.array([[[1, 3]] * 3] * 2, np.int64), "u": weights((2, 3, 2))}, 13),
+    ("scatter_nd", [node("ScatterND", ["x", "i", "u"])], {"i": np.array([[1, 0], [0, 2]], np.int64), "u": weights((2, 4))}, 13),
+    ("trilu", [node("Trilu", ["x", "k"], upper=0)], {"k": np.array(1, np.int64)}, 14),
+    ("depth_to_space", [node("Reshape", ["x", "s"], ["r"]), node("DepthToSpace", ["r"], blocksize=2, mode="CRD")], {"s": np.array([1, 8, 3, 1], np.int64)}, 13),
+    ("space_to_depth", [node("Reshape", ["x", "s"], ["r"]), node("SpaceToDepth", ["r"], blocksize=2)], {"s": np.array([1, 1, 4, 6], np.int64)}, 13),
+    ("shape_folded", [node("Shape", ["x"], ["s"]), node("ConstantOfShape", ["s"], ["c"], value=helper.make_tensor("v", F, [1], [0.5])), node("Add", ["x", "c"])], {}, 13),
+    ("size_folded", [node("Size", ["x"], ["n"]), node("Cast", ["n"], ["f"], to=F), node("Div", ["x", "f"])], {}, 13),
+    ("resize_nearest", [node("Reshape", ["x", "s"], ["r"]), node("Resize", ["r", "", "sc"], mode="nearest")], {"s": np.array([1, 2, 3, 4], np.int64), "sc": np.array([1, 1, 2, 2], np.float32)}, 13),
+    ("resize_linear", [node("Reshape", ["x", "s"], ["r"]), node("Resize", ["r", "", "sc"], mode="linear", coordinate_transformation_mode="half_pixel")], {"s": np.array([1, 2, 3, 4], np.int64), "sc": np.array([1, 1, 2, 1.5], np.float32)}, 13),
+]
+for name, nodes, inits, opset in shape_cases:
+    outs = ["y", "z"] if name == "split" else ["y"]
+    case(name, nodes, [("x", F, x234)], outputs=outs, inits=inits, opset=opset)
+case("range_folded", [node("Range", ["s", "l", "d"], ["r"]), node("Add", ["x", "r"])], [("x", F, grid(-2, 2, (2, 5)))], inits={"s": np.float32(0), "l": np.float32(2.5), "d": np.float32(0.5)}, opset=11)
+case("onehot", [node("OneHot", ["i", "d", "v"], axis=-1)], [("i", I64, np.array([[0, 3, 1], [2, 2, 4]], np.int64))], inits={"d": np.array(5, np.int64), "v": np.array([0, 1], np.float32)}, opset=11)
+case("embedding", [node("Gather", ["e", "i"], axis=0)], [("i", I64, np.array([[1, 5, 0, 7]], np.int64))], inits={"e": weights((8, 6))})
+case("upsample", [node("Upsample", ["x", "sc"], mode="nearest")], [("x", F, grid(-2, 2, (1, 1, 2, 3)))], inits={"sc": np.array([1, 1, 2, 2], np.float32)}, opset=9)
+case("no_runtime_input", [node("Add", ["a", "b"])], [], inits={"a": weights((2, 3)), "b": weights((2, 3))})
+
+# ---- recurrent ----
+H, X, T = 4, 3, 5
+
+
+def rnn_case(op, gates, direction="forward", **attrs):
+    d = 2 if direction == "bidirectional" else 1
+    inits = {"W": weights((d, gates * H, X)), "R": weights((d, gates * H, H)), "B": weights((d, 2 * gates * H), 0.1)}
+    name = f"{op.lower()}_{direction}"
+    outs = ["Y", "Y_h"] + (["Y_c"] if op == "LSTM" else [])
+    nodes = [helper.make_node(op, ["x", "W", "R", "B"], outs, name=name, hidden_size=H, direction=direction, **attrs)]
+    case(name, nodes, [("x", F, grid(-1, 1, (T, 1, X)))], outputs=outs, inits=inits)
+
+
+rnn_case("LSTM", 4)
+rnn_case("LSTM", 4, "bidirectional")
+rnn_case("GRU", 3)
+rnn_case("GRU", 3, "reverse", linear_before_reset=1)
+rnn_case("RNN", 1)
+
+# ---- small networks ----
+w1, b1, w2, b2 = weights((16, 12), 0.3), weights((16,), 0.1), weights((4, 16), 0.3), weights((4,), 0.1)
+case("net_mlp", [node("Gemm", ["x", "w1", "b1"], ["h"], transB=1), node("Relu", ["h"], ["a"]), node("Gemm", ["a", "w2", "b2"], ["l"], transB=1), node("Softmax", ["l"], axis=-1)], [("x", F, grid(-1, 1, (1, 12)))], inits={"w1": w1, "b1": b1, "w2": w2, "b2": b2}, classify=True, tolerance=0.1)
+cnn = {"c1": weights((4, 1, 3, 3), 0.4), "k1": weights((4,), 0.1), "c2": weights((6, 4, 3, 3), 0.2), "f": weights((3, 24), 0.3), "fb": weights((3,), 0.1)}
+case(
+    "net_cnn",
+    [
+        node("Conv", ["x", "c1", "k1"], ["a"], pads=[1, 1, 1, 1]),
+        node("Relu", ["a"], ["b"]),
+        node("MaxPool", ["b"], ["c"], kernel_shape=[2, 2], strides=[2, 2]),
+        node("Conv", ["c", "c2"], ["d"]),
+        node("Sigmoid", ["d"], ["e"]),
+        node("Flatten", ["e"], ["f1"]),
+        node("Gemm", ["f1", "f", "fb"], transB=1),
+    ],
+    [("x", F, grid(0, 1, (1, 1, 8, 8)))],
+    inits=cnn,
+    classify=True,
+    tolerance=0.1,
+)
+# One attention head over 6 tokens of width 8, causally masked.
+S, D = 6, 8
+att = {"wq": weights((D, D), 0.3), "wk": weights((D, D), 0.3), "wv": weights((D, D), 0.3), "sc": np.float32(1 / np.sqrt(D)),
+       "mask": np.triu(np.ones((S, S), bool), 1), "ninf": np.float32(-np.inf), "g": np.ones(D, np.float32), "bb": np.zeros(D, np.float32)}
+case(
+    "net_attention",
+    [
+        node("MatMul", ["x", "wq"], ["q"]), node("MatMul", ["x", "wk"], ["k"]), node("MatMul", ["x", "wv"], ["v"]),
+        node("Transpose", ["k"], ["kt"], perm=[0, 2, 1]), node("MatMul", ["q", "kt"], ["s0"]), node("Mul", ["s0", "sc"], ["s1"]),
+        node("Where", ["mask", "ninf", "s1"], ["s2"]), node("Softmax", ["s2"], ["p"], axis=-1), node("MatMul", ["p", "v"], ["o"]),
+        node("Add", ["o", "x"], ["r"]), node("LayerNormalization", ["r", "g", "bb"], axis=-1),
+    ],
+    [("x", F, grid(-1, 1, (1, S, D)))],
+    inits=att,
+    opset=17,
+    tolerance=0.1,
+)
+vae = {"we": weights((4, 10), 0.3), "wm": weights((2, 4), 0.4), "wd": weights((10, 2), 0.4)}
+case(
+    "net_autoencoder",
+    [
+        node("Gemm", ["x", "we"], ["h"], transB=1), node("Tanh", ["h"], ["a"]), node("Gemm", ["a", "wm"], ["z"], transB=1),
+        node("Gemm", ["z", "wd"], ["r"], transB=1), node("Sigmoid", ["r"]),
+    ],
+    [("x", F, grid(0, 1, (1, 10)))],
+    inits=vae,
+    tolerance=0.1,
+)
+
+
+if __name__ == "__main__":
+    for old in os.listdir(HERE):
+        if old.endswith((".onnx", ".json")):
+            os.remove(os.path.join(HERE, old))
+    for c in CASES:
+        write(c)
+    print(f"wrote {len(CASES)} models to {HERE}")
