@@ -2652,6 +2652,20 @@ impl Importer {
             }
             shape[a] += s[a];
         }
+        // Constants only (a shape computed from Shape, Gather and Unsqueeze,
+        // as PyTorch's exporter writes it): folded.
+        if vals.iter().all(|v| matches!(v, Val::Const(_))) {
+            let outer: usize = first[..a].iter().product();
+            let mut data = Vec::with_capacity(shape.iter().product());
+            for o in 0..outer {
+                for v in &vals {
+                    let Val::Const(t) = v else { unreachable!("checked above") };
+                    let block = t.data.len() / outer.max(1);
+                    data.extend_from_slice(&t.data[o * block..(o + 1) * block]);
+                }
+            }
+            return Ok(Val::Const(Tensor::new(shape, data)));
+        }
         let ids = vals.into_iter().enumerate().map(|(i, v)| self.node_of(v, &format!("{name}.in{i}"))).collect();
         Ok(self.push(name, Op::Concat { axis: a }, ids, shape))
     }
