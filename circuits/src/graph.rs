@@ -388,6 +388,10 @@ pub struct Window {
     /// top, left, bottom, right
     pub pads: [usize; 4],
     pub dilation: [usize; 2],
+    /// Of the bottom and right pads, the part `ceil_mode` adds so that the
+    /// last window fits: an average counts it out even where it counts pads.
+    #[serde(default)]
+    pub overhang: [usize; 2],
 }
 
 impl Window {
@@ -770,9 +774,9 @@ mod tests {
 
     #[test]
     fn window_output_size() {
-        let w = Window { kernel: [5, 5], stride: [1, 1], pads: [2, 2, 2, 2], dilation: [1, 1] };
+        let w = Window { kernel: [5, 5], stride: [1, 1], pads: [2, 2, 2, 2], dilation: [1, 1], overhang: [0; 2] };
         assert_eq!(w.output_hw(28, 28), Some([28, 28]));
-        let p = Window { kernel: [2, 2], stride: [2, 2], pads: [0; 4], dilation: [1, 1] };
+        let p = Window { kernel: [2, 2], stride: [2, 2], pads: [0; 4], dilation: [1, 1], overhang: [0; 2] };
         assert_eq!(p.output_hw(7, 7), Some([3, 3]));
     }
 }

@@ -44,6 +44,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "ConvTranspose",
     "Cos",
     "Cosh",
+    "CumSum",
     "DepthToSpace",
     "Div",
     "Dropout",
@@ -82,6 +83,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Mod",
     "Mul",
     "Neg",
+    "NonZero",
     "Not",
     "OneHot",
     "Or",
@@ -525,6 +527,14 @@ impl Importer {
             "ConvTranspose" => self.conv_transpose(node, name)?,
             "Resize" | "Upsample" => self.resize(node, name)?,
             "Einsum" => self.einsum(node, name)?,
+            "CumSum" => self.cum_sum(node, name)?,
+            "NonZero" => match self.input(node, 0)? {
+                // Its output's size depends on the data: only constants.
+                Val::Const(t) => Val::Const(non_zero(&t)),
+                Val::Node(_) => {
+                    bail!("NonZero of a runtime tensor is not supported (its output size depends on the data)")
+                }
+            },
             "GatherElements" | "GatherND" => self.gather_indexed(node, name)?,
             "ScatterElements" | "Scatter" | "ScatterND" => self.scatter(node, name)?,
             "OneHot" => self.one_hot(node, name)?,
@@ -865,9 +875,6 @@ impl Importer {
         if kernel.contains(&0) {
             bail!("missing kernel_shape");
         }
-        if attr_i(node, "ceil_mode", 0) != 0 {
-            bail!("ceil_mode=1 is not supported");
-        }
         let stride = pair("strides", 1)?;
         let dilation = pair("dilations", 1)?;
         let mut pads = [0usize; 4];
@@ -896,10 +903,32 @@ impl Importer {
             }
             other => bail!("auto_pad {other} is not supported"),
         }
-        Ok(Window { kernel, stride, pads, dilation })
+        // ceil_mode: the output rounds up, the last window starting inside
+        // the input or its leading pad, and the bottom and right pads grow
+        // to hold it.
+        let mut overhang = [0usize; 2];
+        if attr_i(node, "ceil_mode", 0) != 0 {
+            for d in 0..2 {
+                let eff = dilation[d] * (kernel[d] - 1) + 1;
+                let padded = shape[2 + d] + pads[d] + pads[d + 2];
+                ensure!(padded >= eff, "the pooling window is larger than its padded input");
+                let mut out = (padded - eff).div_ceil(stride[d]) + 1;
+                if (out - 1) * stride[d] >= shape[2 + d] + pads[d] {
+                    out -= 1;
+                }
+                overhang[d] = ((out - 1) * stride[d] + eff).saturating_sub(padded);
+                pads[d + 2] += overhang[d];
+            }
+        }
+        Ok(Window { kernel, stride, pads, dilation, overhang })
     }
 
     fn conv(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        if let Val::Node(x) = self.input(node, 0)? {
+            if self.graph.nodes[x].shape.len() == 5 {
+                return self.conv3d(node, name, x);
+            }
+        }
         let (x, shape) = self.spatial_input(node)?;
         let weight = self.const_input(node, 1, "the Conv weight")?;
         let groups = attr_i(node, "group", 1);
@@ -921,6 +950,95 @@ impl Importer {
         }
         let hw = window.output_hw(shape[2], shape[3]).ok_or_else(|| anyhow!("kernel larger than input"))?;
         Ok(self.push(name, Op::Conv { weight, bias, window }, vec![x], vec![shape[0], co, hw[0], hw[1]]))
+    }
+
+    /// A 3-D convolution (NCDHW) as 2-D ones: each output depth plane is
+    /// the sum, over the kernel's depth taps that land inside the input, of
+    /// a 2-D convolution of one input plane with that tap's 2-D kernel (the
+    /// bias on the first); the planes are then stacked.
+    fn conv3d(&mut self, node: &NodeProto, name: &str, x: NodeId) -> Result<Val> {
+        let shape = self.graph.nodes[x].shape.clone();
+        let w = self.const_input(node, 1, "the Conv weight")?;
+        ensure!(w.shape.len() == 5, "3-D Conv weight {:?} is not 5-D", w.shape);
+        ensure!(
+            attr_s(node, "auto_pad").is_none_or(|p| p == "NOTSET" || p == "VALID"),
+            "3-D Conv with auto_pad SAME is not supported"
+        );
+        let triple = |attr_name: &str, default: i64| -> Result<[usize; 3]> {
+            match attr_ints(node, attr_name) {
+                None => Ok([default as usize; 3]),
+                Some(v) if v.len() == 3 && v.iter().all(|&x| x > 0) => {
+                    Ok([v[0] as usize, v[1] as usize, v[2] as usize])
+                }
+                Some(v) => bail!("attribute {attr_name} = {v:?} is not three positive integers"),
+            }
+        };
+        let (stride, dilation) = (triple("strides", 1)?, triple("dilations", 1)?);
+        let pads: Vec<usize> = match attr_ints(node, "pads") {
+            None => vec![0; 6],
+            Some(p) if p.len() == 6 && p.iter().all(|&v| v >= 0) => p.iter().map(|&v| v as usize).collect(),
+            Some(p) => bail!("pads {p:?} is not six non-negative integers"),
+        };
+        let (depth, kd) = (shape[2], w.shape[2]);
+        let reach = dilation[0] * (kd - 1) + 1;
+        ensure!(depth + pads[0] + pads[3] >= reach, "the kernel is deeper than the padded input");
+        let out_depth = (depth + pads[0] + pads[3] - reach) / stride[0] + 1;
+        let ints = |n: &str, v: Vec<i64>| AttributeProto { name: n.into(), r#type: 7, ints: v, ..Default::default() };
+        let mut attribute = vec![
+            ints("kernel_shape", vec![w.shape[3] as i64, w.shape[4] as i64]),
+            ints("strides", vec![stride[1] as i64, stride[2] as i64]),
+            ints("dilations", vec![dilation[1] as i64, dilation[2] as i64]),
+            ints("pads", vec![pads[1] as i64, pads[2] as i64, pads[4] as i64, pads[5] as i64]),
+        ];
+        attribute.extend(attr(node, "group").cloned());
+        let st = strides(&shape);
+        let plane = vec![shape[0], shape[1], shape[3], shape[4]];
+        let tap = w.shape[1] * w.shape[3] * w.shape[4];
+        let mut planes = Vec::with_capacity(out_depth);
+        for o in 0..out_depth {
+            let mut sum: Option<Val> = None;
+            for k in 0..kd {
+                let Some(d) = (o * stride[0] + k * dilation[0]).checked_sub(pads[0]).filter(|&d| d < depth) else {
+                    continue;
+                };
+                let at = format!("{name}#d{o}k{k}");
+                let mut map = Vec::new();
+                for_each_index(&plane, |p| {
+                    map.push(Some(p[0] * st[0] + p[1] * st[1] + d * st[2] + p[2] * st[3] + p[3] * st[4]))
+                });
+                let input = self.rearrange(Val::Node(x), plane.clone(), map, 0.0, &format!("{at}.in"))?;
+                let mut wk = Vec::with_capacity(w.shape[0] * tap);
+                for chunk in w.data.chunks(w.data.len() / w.shape[0]) {
+                    for ci in 0..w.shape[1] {
+                        let from = (ci * kd + k) * w.shape[3] * w.shape[4];
+                        wk.extend_from_slice(&chunk[from..from + w.shape[3] * w.shape[4]]);
+                    }
+                }
+                let wk = Tensor::new(vec![w.shape[0], w.shape[1], w.shape[3], w.shape[4]], wk);
+                self.vals.insert(format!("{at}.x"), input);
+                self.vals.insert(format!("{at}.w"), Val::Const(wk));
+                let mut inputs = vec![format!("{at}.x"), format!("{at}.w")];
+                if sum.is_none() && node.input.len() > 2 && !node.input[2].is_empty() {
+                    inputs.push(node.input[2].clone());
+                }
+                let conv2d = NodeProto {
+                    op_type: "Conv".into(),
+                    input: inputs,
+                    output: vec![format!("{at}.y")],
+                    attribute: attribute.clone(),
+                    ..Default::default()
+                };
+                let y = self.conv(&conv2d, &format!("{name}.d{o}k{k}"))?;
+                sum = Some(match sum {
+                    None => y,
+                    Some(s) => self.binary(Arith::Add, s, y, &format!("{name}.d{o}k{k}.sum"))?,
+                });
+            }
+            let plane_out = sum.ok_or_else(|| anyhow!("an output depth's window lies entirely in the padding"))?;
+            let ps = self.shape(&plane_out);
+            planes.push(self.reshape(plane_out, vec![ps[0], ps[1], 1, ps[2], ps[3]], &format!("{name}.d{o}"))?);
+        }
+        self.cat(planes, 2, name)
     }
 
     /// ConvTranspose as the convolution it equals: the input spread out by
@@ -1024,7 +1142,7 @@ impl Importer {
             Some(Val::Const(b)) if b.len() == co => b.data,
             Some(_) => bail!("ConvTranspose bias must be a constant of {co} values"),
         };
-        let window = Window { kernel, stride: [1, 1], pads: [0; 4], dilation };
+        let window = Window { kernel, stride: [1, 1], pads: [0; 4], dilation, overhang: [0; 2] };
         let hw = window.output_hw(sh, sw).ok_or_else(|| anyhow!("ConvTranspose kernel larger than its input"))?;
         let Val::Node(spread) = spread else { unreachable!("a runtime input stays runtime") };
         Ok(self.push(name, Op::Conv { weight, bias, window }, vec![spread], vec![n, co, hw[0], hw[1]]))
@@ -1042,7 +1160,13 @@ impl Importer {
         ensure!(attr_i(node, "antialias", 0) == 0, "Resize with antialias is not supported");
         ensure!(attr(node, "axes").is_none(), "Resize with axes is not supported");
         let mode = attr_s(node, "mode").unwrap_or_else(|| "nearest".into());
-        ensure!(matches!(mode.as_str(), "nearest" | "linear" | "bilinear"), "Resize mode {mode} is not supported");
+        ensure!(
+            matches!(mode.as_str(), "nearest" | "linear" | "bilinear" | "cubic" | "bicubic"),
+            "Resize mode {mode} is not supported"
+        );
+        let cubic = mode.ends_with("cubic");
+        let cubic_a = attr_f(node, "cubic_coeff_a", -0.75);
+        let exclude_outside = attr_i(node, "exclude_outside", 0) != 0;
         let old_semantics = upsample || self.opset < 11;
         let coords = if old_semantics {
             "asymmetric".to_string()
@@ -1136,18 +1260,24 @@ impl Importer {
             for_each_index(&out, |pos| map.push(Some(pos.iter().enumerate().map(|(d, &p)| index[d][p] * st[d]).sum())));
             return self.rearrange(x, out, map, 0.0, name);
         }
-        // Linear: one axis at a time, moved last for a dense layer.
+        // Linear and cubic: one axis at a time, moved last for a dense layer.
         let mut y = x;
         let mut cur = shape.clone();
         for d in 0..rank {
             let mut weight = vec![0.0; out[d] * shape[d]];
+            let n = shape[d];
             for o in 0..out[d] {
-                let c = source(o, d)?.clamp(0.0, (shape[d] - 1) as f64);
+                let row = &mut weight[o * n..(o + 1) * n];
+                if cubic {
+                    cubic_taps(source(o, d)?, n, cubic_a, exclude_outside, row);
+                    continue;
+                }
+                let c = source(o, d)?.clamp(0.0, (n - 1) as f64);
                 let i0 = c.floor() as usize;
-                let i1 = (i0 + 1).min(shape[d] - 1);
+                let i1 = (i0 + 1).min(n - 1);
                 let t = c - i0 as f64;
-                weight[o * shape[d] + i0] += 1.0 - t;
-                weight[o * shape[d] + i1] += t;
+                row[i0] += 1.0 - t;
+                row[i1] += t;
             }
             let identity = out[d] == shape[d] && (0..out[d]).all(|o| weight[o * shape[d] + o] == 1.0);
             if identity {
@@ -1172,7 +1302,7 @@ impl Importer {
     fn einsum(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
         let eq: String = attr_s(node, "equation").unwrap_or_default().chars().filter(|c| !c.is_whitespace()).collect();
         let vals: Vec<Val> = (0..node.input.len()).map(|i| self.input(node, i)).collect::<Result<_>>()?;
-        ensure!(matches!(vals.len(), 1 | 2), "Einsum of {} inputs is not supported", vals.len());
+        ensure!(!vals.is_empty(), "Einsum without inputs");
         let (lhs, rhs) = match eq.split_once("->") {
             Some((l, r)) => (l.to_string(), Some(r.to_string())),
             None => (eq.clone(), None),
@@ -1238,7 +1368,66 @@ impl Importer {
         check_size(&shape)?;
         let ids: Vec<NodeId> =
             vals.into_iter().enumerate().map(|(i, v)| self.node_of(v, &format!("{name}.in{i}"))).collect();
-        Ok(self.push(name, Op::Einsum { labels, out }, ids, shape))
+        if ids.len() <= 2 {
+            return Ok(self.push(name, Op::Einsum { labels, out }, ids, shape));
+        }
+        // Three or more inputs: contracted pairwise, left to right, each
+        // step keeping the labels a later input or the output still needs.
+        let (mut acc, mut acc_labels) = (ids[0], labels[0].clone());
+        for i in 1..ids.len() - 1 {
+            let needed = |c: &u8| labels[i + 1..].iter().flatten().chain(&out).any(|d| d == c);
+            let mut kept: Vec<u8> = Vec::new();
+            for &c in acc_labels.iter().chain(&labels[i]) {
+                if needed(&c) && !kept.contains(&c) {
+                    kept.push(c);
+                }
+            }
+            let step_shape: Vec<usize> = kept.iter().map(|&c| size[c as usize]).collect();
+            check_size(&step_shape)?;
+            let op = Op::Einsum { labels: vec![acc_labels, labels[i].clone()], out: kept.clone() };
+            acc = self.graph.push(&format!("{name}.{i}"), op, vec![acc, ids[i]], step_shape);
+            acc_labels = kept;
+        }
+        let last = ids.len() - 1;
+        let op = Op::Einsum { labels: vec![acc_labels, labels[last].clone()], out };
+        Ok(self.push(name, op, vec![acc, ids[last]], shape))
+    }
+
+    /// CumSum along an axis (exclusive, reverse): an Einsum with a constant
+    /// triangular matrix, so one dense step per output; folded on constants.
+    fn cum_sum(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        let x = self.input(node, 0)?;
+        let shape = self.shape(&x);
+        let ax = self.const_input(node, 1, "the CumSum axis")?;
+        ensure!(ax.data.len() == 1, "the CumSum axis must be one value");
+        let a = axis(ax.data[0] as i64, shape.len())?;
+        let (exclusive, reverse) = (attr_i(node, "exclusive", 0) != 0, attr_i(node, "reverse", 0) != 0);
+        let n = shape[a];
+        // t[i][j] = 1 where output i sums input j.
+        let takes = |i: usize, j: usize| match (reverse, exclusive) {
+            (false, false) => j <= i,
+            (false, true) => j < i,
+            (true, false) => j >= i,
+            (true, true) => j > i,
+        };
+        let t: Vec<f64> = (0..n * n).map(|k| f64::from(u8::from(takes(k / n, k % n)))).collect();
+        if let Val::Const(c) = &x {
+            let st = strides(&shape);
+            let mut data = vec![0.0; c.data.len()];
+            for (k, out) in data.iter_mut().enumerate() {
+                let i = k / st[a] % n;
+                let base = k - i * st[a];
+                *out = (0..n).filter(|&j| takes(i, j)).map(|j| c.data[base + j * st[a]]).sum();
+            }
+            return Ok(Val::Const(Tensor::new(shape, data)));
+        }
+        let labels: Vec<u8> = (0..shape.len()).map(|d| b'a' + d as u8).collect();
+        let mut out = labels.clone();
+        out[a] = b'z';
+        let tri = self.graph.push(&format!("{name}.tri"), Op::Const(Tensor::new(vec![n, n], t)), vec![], vec![n, n]);
+        let Val::Node(xid) = x else { unreachable!("constants returned above") };
+        let op = Op::Einsum { labels: vec![labels.clone(), vec![b'z', labels[a]]], out };
+        Ok(self.push(name, op, vec![xid, tri], shape))
     }
 
     /// Constant indices of an indexing op, each made non-negative and
@@ -1317,11 +1506,13 @@ impl Importer {
         let shape = self.shape(&data);
         let ushape = self.shape(&updates);
         let idx = self.const_indices(node, 1)?;
+        let reduction = attr_s(node, "reduction").unwrap_or_else(|| "none".into());
         ensure!(
-            attr_s(node, "reduction").is_none_or(|r| r == "none"),
-            "{} with a reduction is not supported",
+            matches!(reduction.as_str(), "none" | "add"),
+            "{} with reduction {reduction} is not supported (none and add are)",
             node.op_type
         );
+        let add = reduction == "add";
         let n: usize = shape.iter().product();
         let st = strides(&shape);
         let wrap = |v: f64, len: usize| -> Result<usize> {
@@ -1330,8 +1521,17 @@ impl Importer {
             ensure!((0..len as i64).contains(&j), "index {i} is out of range for an axis of {len}");
             Ok(j as usize)
         };
-        // Source of each output element: the data's own, or an update's.
-        let mut map: Vec<Option<usize>> = (0..n).map(Some).collect();
+        // Sources of each output element, in the data and then the updates
+        // concatenated: its own, replaced by the last update written there,
+        // or (reduction add) followed by every update written there.
+        let mut sources: Vec<Vec<usize>> = (0..n).map(|i| vec![i]).collect();
+        let mut write = |at: usize, from: usize| {
+            if add {
+                sources[at].push(from);
+            } else {
+                sources[at] = vec![from];
+            }
+        };
         if node.op_type == "ScatterND" {
             let q = *idx.shape.last().ok_or_else(|| anyhow!("ScatterND with scalar indices"))?;
             ensure!(q >= 1 && q <= shape.len(), "ScatterND tuples of {q} for data of rank {}", shape.len());
@@ -1342,7 +1542,7 @@ impl Importer {
                     base += wrap(v, shape[d])? * st[d];
                 }
                 for k in 0..inner {
-                    map[base + k] = Some(n + u * inner + k);
+                    write(base + k, n + u * inner + k);
                 }
             }
         } else {
@@ -1353,13 +1553,38 @@ impl Importer {
             for (u, pos) in positions.iter().enumerate() {
                 let j = wrap(idx.data[u], shape[a])?;
                 let at: usize = pos.iter().enumerate().map(|(d, &p)| if d == a { j } else { p } * st[d]).sum();
-                map[at] = Some(n + u);
+                write(at, n + u);
             }
         }
         let flat_data = self.reshape(data, vec![n], &format!("{name}.data"))?;
-        let flat_updates = self.reshape(updates, vec![ushape.iter().product()], &format!("{name}.updates"))?;
+        let m: usize = ushape.iter().product();
+        let flat_updates = self.reshape(updates, vec![m], &format!("{name}.updates"))?;
         let both = self.cat(vec![flat_data, flat_updates], 0, &format!("{name}.both"))?;
-        self.rearrange(both, shape, map, 0.0, name)
+        if !add {
+            let map = sources.into_iter().map(|s| s.first().copied()).collect();
+            return self.rearrange(both, shape, map, 0.0, name);
+        }
+        // Sums: a constant 0/1 matrix times the concatenation, one dense
+        // step per output; folded on constants.
+        let mut sum = vec![0.0; n * (n + m)];
+        for (i, s) in sources.iter().enumerate() {
+            for &j in s {
+                sum[i * (n + m) + j] += 1.0;
+            }
+        }
+        let flat = match both {
+            Val::Const(t) => {
+                let data = (0..n).map(|i| (0..n + m).map(|j| sum[i * (n + m) + j] * t.data[j]).sum()).collect();
+                Val::Const(Tensor::new(vec![n], data))
+            }
+            Val::Node(id) => {
+                let matrix = Op::Const(Tensor::new(vec![n, n + m], sum));
+                let matrix = self.graph.push(&format!("{name}.sum"), matrix, vec![], vec![n, n + m]);
+                let op = Op::Einsum { labels: vec![vec![b'j'], vec![b'i', b'j']], out: vec![b'i'] };
+                self.push(&format!("{name}.flat"), op, vec![id, matrix], vec![n])
+            }
+        };
+        self.reshape(flat, shape, name)
     }
 
     /// Mod: with fmod 0 the result takes the divisor's sign, with fmod 1
@@ -1900,12 +2125,16 @@ impl Importer {
     /// the runtime tensor (no table, so no range limit); any other exponent
     /// (0 included, so that the output stays a runtime value), one table.
     fn pow(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        let x = self.input(node, 0)?;
         let e = match self.input(node, 1)? {
             Val::Const(t) if t.len() == 1 => t.data[0],
-            Val::Const(_) => bail!("Pow with an exponent tensor of more than one value is not supported"),
-            Val::Node(_) => bail!("Pow with a runtime exponent is not supported"),
+            // x^y = exp(y · ln x): a positive base (ln of others is cut to 0).
+            y => {
+                let ln = self.apply(x, Activation::Log, &format!("{name}.ln"))?;
+                let prod = self.multiply(y, ln, &format!("{name}.mul"))?;
+                return self.apply(prod, Activation::Exp, name);
+            }
         };
-        let x = self.input(node, 0)?;
         if let Val::Const(t) = &x {
             return Ok(Val::Const(Tensor::new(t.shape.clone(), t.data.iter().map(|v| v.powf(e)).collect())));
         }
@@ -2669,6 +2898,52 @@ impl Importer {
         let ids = vals.into_iter().enumerate().map(|(i, v)| self.node_of(v, &format!("{name}.in{i}"))).collect();
         Ok(self.push(name, Op::Concat { axis: a }, ids, shape))
     }
+}
+
+/// The weights of cubic interpolation at source coordinate `c` over an axis
+/// of `n` inputs (Keys' kernel with coefficient `a`), added into `row`: four
+/// taps, those outside the axis moved to its edge or, with
+/// `exclude_outside`, dropped and the rest scaled to sum to one.
+fn cubic_taps(c: f64, n: usize, a: f64, exclude_outside: bool, row: &mut [f64]) {
+    let kernel = |x: f64| {
+        let x = x.abs();
+        if x <= 1.0 {
+            (a + 2.0) * x.powi(3) - (a + 3.0) * x.powi(2) + 1.0
+        } else if x < 2.0 {
+            a * x.powi(3) - 5.0 * a * x.powi(2) + 8.0 * a * x - 4.0 * a
+        } else {
+            0.0
+        }
+    };
+    let base = c.floor();
+    let taps: Vec<(i64, f64)> = (-1..=2).map(|k| (base as i64 + k, kernel(c - (base + k as f64)))).collect();
+    let inside = |i: i64| (0..n as i64).contains(&i);
+    let total: f64 = if exclude_outside { taps.iter().filter(|t| inside(t.0)).map(|t| t.1).sum() } else { 1.0 };
+    for (i, w) in taps {
+        if exclude_outside && !inside(i) {
+            continue;
+        }
+        row[i.clamp(0, n as i64 - 1) as usize] += w / total;
+    }
+}
+
+/// The indices of a tensor's non-zero elements, `[rank, count]`, in row-major
+/// order, as ONNX's NonZero gives them.
+fn non_zero(t: &Tensor) -> Tensor {
+    let rank = t.shape.len();
+    let mut hits: Vec<Vec<usize>> = Vec::new();
+    let mut k = 0;
+    for_each_index(&t.shape, |pos| {
+        if t.data[k] != 0.0 {
+            hits.push(pos.to_vec());
+        }
+        k += 1;
+    });
+    let mut data = Vec::with_capacity(rank * hits.len());
+    for d in 0..rank {
+        data.extend(hits.iter().map(|p| p[d] as f64));
+    }
+    Tensor::new(vec![rank, hits.len()], data)
 }
 
 /// A grouped convolution's weight `[co, ci/g, kh, kw]` as the full

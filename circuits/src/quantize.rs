@@ -1220,7 +1220,7 @@ impl Lowering<'_> {
                             m
                         }
                         Some(include_pad) => {
-                            let count = if include_pad { kh * kw } else { taps.len() };
+                            let count = if include_pad { inside_pads(window, oy, ox, h, w) } else { taps.len() };
                             let acc = self.fresh();
                             self.push(Step::Dot { terms: taps.iter().map(|&v| (v, 1)).collect(), bias: 0, out: acc });
                             self.div(acc, count as i64)
@@ -1231,6 +1231,16 @@ impl Lowering<'_> {
         }
         Ok(out)
     }
+}
+
+/// Taps of output (oy, ox) inside the input or its pads, not counting the
+/// overhang `ceil_mode` adds.
+fn inside_pads(win: &Window, oy: usize, ox: usize, h: usize, w: usize) -> usize {
+    let extent = [h + win.pads[0] + win.pads[2] - win.overhang[0], w + win.pads[1] + win.pads[3] - win.overhang[1]];
+    let along = |d: usize, o: usize| {
+        (0..win.kernel[d]).filter(|&k| o * win.stride[d] + k * win.dilation[d] < extent[d]).count()
+    };
+    along(0, oy) * along(1, ox)
 }
 
 /// Input position read by kernel tap (ky, kx) of output (oy, ox), or `None`

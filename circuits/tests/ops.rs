@@ -150,7 +150,8 @@ fn conv_matches_integer_reference() {
         let (ci, co, h, w, kk) = (2, 3, 6, 5, 3);
         let wt: Vec<f64> = (0..co * ci * kk * kk).map(|_| rng.gen_range(-1.0..1.0)).collect();
         let bias: Vec<f64> = (0..co).map(|_| rng.gen_range(-0.5..0.5)).collect();
-        let window = Window { kernel: [kk, kk], stride: [stride, stride], pads: [pad; 4], dilation: [1, 1] };
+        let window =
+            Window { kernel: [kk, kk], stride: [stride, stride], pads: [pad; 4], dilation: [1, 1], overhang: [0; 2] };
         let [oh, ow] = window.output_hw(h, w).unwrap();
         let op = Op::Conv { weight: Tensor::new(vec![co, ci, kk, kk], wt.clone()), bias: bias.clone(), window };
         let g = single(&[1, ci, h, w], op, &[1, co, oh, ow]);
@@ -301,7 +302,7 @@ fn pools_match_integer_reference() {
     let mut rng = ChaCha20Rng::seed_from_u64(4);
     let (c, h, w) = (2, 5, 4);
     let x = random_input(&mut rng, c * h * w, 3.0);
-    let win = Window { kernel: [2, 2], stride: [2, 2], pads: [0, 0, 1, 0], dilation: [1, 1] };
+    let win = Window { kernel: [2, 2], stride: [2, 2], pads: [0, 0, 1, 0], dilation: [1, 1], overhang: [0; 2] };
     let [oh, ow] = win.output_hw(h, w).unwrap();
     for avg in [false, true] {
         let op =

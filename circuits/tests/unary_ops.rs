@@ -231,18 +231,35 @@ fn unary_ops_track_their_functions_and_tract_and_satisfy_the_circuit() {
     assert!(compared_with_tract >= 30, "tract ran only {compared_with_tract} of the cases");
 }
 
+/// A runtime exponent is `exp(y · ln x)`: two tables and a product, for a
+/// positive base.
 #[test]
-fn pow_and_prelu_refuse_runtime_parameters_by_name() {
+fn pow_by_a_runtime_exponent_follows_the_function_and_satisfies_the_circuit() {
     let s = settings();
-    // A runtime exponent: the second input is a graph input, not an initializer.
+    // The second input is a graph input, not an initializer.
     let mut m = pb::ModelProto::decode(&model("Pow", vec![], &[(&[], vec![2.0])], &[1, 4], 13)[..]).unwrap();
     let g = m.graph.as_mut().unwrap();
     g.initializer.clear();
     g.input.push(value_info("c0", &[]));
-    let err = CompiledModel::compile(&m.encode_to_vec(), &s).unwrap_err();
-    assert!(format!("{err:#}").contains("runtime exponent"), "{err:#}");
-    assert!(format!("{err:#}").contains("the_Pow"), "{err:#}");
-    let err = CompiledModel::compile(&model("Gelu", vec![string_attr("approximate", "cubic")], &[], &[1, 4], 20), &s)
-        .unwrap_err();
+    let model = CompiledModel::compile(&m.encode_to_vec(), &s).unwrap();
+    let (x, y) = (vec![0.5, 1.0, 1.5, 2.25], 1.5);
+    let witness = model.run(&[x.clone(), vec![y]]).unwrap();
+    let got = model.program.dequantize(&model.program.output_values(&witness)).remove(0);
+    for (xi, gi) in x.iter().zip(&got) {
+        let want = f64::powf(*xi, y);
+        assert!((gi - want).abs() <= 4.0 / 256.0 * want.max(1.0), "{xi}^{y}: {gi}, want {want}");
+    }
+    let inst = instances(&model.program, &witness);
+    let circuit = ModelCircuit::new(model.program.clone(), Some(Arc::new(witness)));
+    MockProver::run(model.k, &circuit, vec![inst]).unwrap().assert_satisfied_par();
+}
+
+#[test]
+fn gelu_refuses_an_unknown_approximation_by_name() {
+    let err = CompiledModel::compile(
+        &model("Gelu", vec![string_attr("approximate", "cubic")], &[], &[1, 4], 20),
+        &settings(),
+    )
+    .unwrap_err();
     assert!(format!("{err:#}").contains("cubic"), "{err:#}");
 }
