@@ -462,6 +462,16 @@ pub enum Op {
         labels: Vec<Vec<u8>>,
         out: Vec<u8>,
     },
+    /// Gather by runtime indices from a runtime tensor (the node's inputs:
+    /// data, then indices): output element `i` is data element
+    /// `choices[i][j]` where index element `which[i]` is `j` (negative
+    /// indices count from the end; each of the `n` choices is one position
+    /// along the gathered axis).
+    GatherDyn {
+        n: usize,
+        choices: Vec<Vec<usize>>,
+        which: Vec<usize>,
+    },
     /// Gather from a constant tensor by runtime indices (the node's one
     /// input): embeddings. `data` has the gathered axis first; each index
     /// selects one of its `data.shape[0]` slices of `data.len() / shape[0]`
@@ -635,7 +645,7 @@ impl Op {
             Op::Mod { .. } => "Mod",
             Op::Compare(c) => c.name(),
             Op::Select { .. } => "Where",
-            Op::GatherConst { .. } => "Gather",
+            Op::GatherConst { .. } | Op::GatherDyn { .. } => "Gather",
             Op::Einsum { .. } => "Einsum",
             Op::Normalize { .. } => "Normalization",
             Op::Softmax => "Softmax",

@@ -774,6 +774,9 @@ impl Importer {
     }
 
     fn gemm(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        if let Val::Node(_) = self.input(node, 1)? {
+            return self.gemm_runtime_b(node, name);
+        }
         let a = self.input(node, 0)?;
         let b = self.const_input(node, 1, "the Gemm weight B")?;
         let alpha = attr_f(node, "alpha", 1.0);
@@ -810,9 +813,65 @@ impl Importer {
         Ok(self.push(name, Op::Dense { weight, bias }, vec![a], vec![ashape[0], n]))
     }
 
+    /// Gemm whose B is a runtime tensor (tree ensembles in hummingbird's
+    /// GEMM form put the constant on the left): `alpha·A'·B' + beta·C` as a
+    /// MatMul of the (transposed) operands, then the scaled C added.
+    fn gemm_runtime_b(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        let alpha = attr_f(node, "alpha", 1.0);
+        let beta = attr_f(node, "beta", 1.0);
+        let mut operands = Vec::new();
+        for (i, flag) in [(0, "transA"), (1, "transB")] {
+            let v = self.input(node, i)?;
+            let shape = self.shape(&v);
+            ensure!(shape.len() == 2, "Gemm needs 2-D inputs, got {shape:?} for input {i}");
+            let v = if attr_i(node, flag, 0) == 0 {
+                v
+            } else {
+                match v {
+                    Val::Const(t) => Val::Const(transpose_const(&t, &[1, 0])),
+                    Val::Node(id) => {
+                        let op = Op::Transpose { perm: vec![1, 0] };
+                        self.push(&format!("{name}.{flag}"), op, vec![id], vec![shape[1], shape[0]])
+                    }
+                }
+            };
+            operands.push(v);
+        }
+        let b = operands.pop().expect("two operands");
+        let a = match operands.pop().expect("two operands") {
+            Val::Const(t) => Val::Const(Tensor::new(t.shape.clone(), t.data.iter().map(|v| v * alpha).collect())),
+            node_a if alpha == 1.0 => node_a,
+            node_a => {
+                self.binary(Arith::Mul, node_a, Val::Const(Tensor::new(vec![], vec![alpha])), &format!("{name}.alpha"))?
+            }
+        };
+        let (sa, sb) = (self.shape(&a), self.shape(&b));
+        ensure!(sa[1] == sb[0], "Gemm inner dimensions differ: {sa:?} and {sb:?}");
+        let product = self.matmul_vals(a, b, &format!("{name}.mm"))?;
+        match self.opt_input(node, 2)? {
+            None => Ok(product),
+            Some(Val::Const(c)) => {
+                let c = Tensor::new(c.shape.clone(), c.data.iter().map(|v| v * beta).collect());
+                self.binary(Arith::Add, product, Val::Const(c), name)
+            }
+            Some(c) => {
+                let c = if beta == 1.0 {
+                    c
+                } else {
+                    self.binary(Arith::Mul, c, Val::Const(Tensor::new(vec![], vec![beta])), &format!("{name}.beta"))?
+                };
+                self.binary(Arith::Add, product, c, name)
+            }
+        }
+    }
+
     fn matmul(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
         let a = self.input(node, 0)?;
         let b = self.input(node, 1)?;
+        self.matmul_vals(a, b, name)
+    }
+
+    fn matmul_vals(&mut self, a: Val, b: Val, name: &str) -> Result<Val> {
         match (a, b) {
             (Val::Node(a), Val::Const(b)) if b.shape.len() > 2 => self.batched_matmul(a, &b, name),
             (Val::Node(a), Val::Const(b)) => {
@@ -825,6 +884,33 @@ impl Importer {
                 let mut shape = ashape.clone();
                 *shape.last_mut().unwrap() = n;
                 Ok(self.push(name, Op::Dense { weight, bias: vec![0.0; n] }, vec![a], shape))
+            }
+            (Val::Const(a), Val::Node(b)) if a.shape.len() > 2 => {
+                // a·b = (bᵀ·aᵀ)ᵀ over the last two axes: a constant on the
+                // right, with batch axes.
+                let swap = |r: usize| -> Vec<usize> {
+                    let mut p: Vec<usize> = (0..r).collect();
+                    p.swap(r - 2, r - 1);
+                    p
+                };
+                let bshape = self.graph.nodes[b].shape.clone();
+                ensure!(bshape.len() >= 2, "MatMul shapes {:?} x {bshape:?} are not supported", a.shape);
+                let mut bt_shape = bshape.clone();
+                bt_shape.swap(bshape.len() - 2, bshape.len() - 1);
+                let bt = self.graph.push(
+                    &format!("{name}.bT"),
+                    Op::Transpose { perm: swap(bshape.len()) },
+                    vec![b],
+                    bt_shape,
+                );
+                let at = transpose_const(&a, &swap(a.shape.len()));
+                let yt = self.batched_matmul(bt, &at, &format!("{name}.T"))?;
+                let yshape = self.shape(&yt);
+                let r = yshape.len();
+                let mut shape = yshape.clone();
+                shape.swap(r - 2, r - 1);
+                let Val::Node(yt) = yt else { unreachable!("a runtime product") };
+                Ok(self.push(name, Op::Transpose { perm: swap(r) }, vec![yt], shape))
             }
             (Val::Const(a), Val::Node(b)) => {
                 let bshape = self.graph.nodes[b].shape.clone();
@@ -1445,6 +1531,10 @@ impl Importer {
     fn gather_indexed(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
         let x = self.input(node, 0)?;
         let shape = self.shape(&x);
+        if let (Val::Node(idx), "GatherElements") = (self.input(node, 1)?, node.op_type.as_str()) {
+            let a = axis(attr_i(node, "axis", 0), shape.len())?;
+            return self.gather_elements_dyn(x, idx, a, name);
+        }
         let idx = self.const_indices(node, 1)?;
         let st = strides(&shape);
         let wrap = |v: f64, n: usize| -> Result<usize> {
@@ -2594,8 +2684,9 @@ impl Importer {
     /// with the gathered axis moved first goes into lookup tables, and the
     /// output, indices' axes first, is moved back into ONNX's order.
     fn gather_runtime(&mut self, x: Val, idx: NodeId, a: usize, name: &str) -> Result<Val> {
-        let Val::Const(data) = x else {
-            bail!("Gather from a runtime tensor by runtime indices is not supported");
+        let data = match x {
+            Val::Const(data) => data,
+            Val::Node(x) => return self.gather_dyn(x, idx, a, name),
         };
         let rank = data.shape.len();
         let mut perm = vec![a];
@@ -2617,6 +2708,51 @@ impl Importer {
         let final_shape: Vec<usize> = back.iter().map(|&d| out[d]).collect();
         let Val::Node(id) = gathered else { unreachable!("pushed nodes are runtime values") };
         Ok(self.push(name, Op::Transpose { perm: back }, vec![id], final_shape))
+    }
+
+    /// Gather along axis `a` of runtime data by runtime indices: output
+    /// `[pre.., indices.., post..]`, each element choosing among the `n`
+    /// positions of its data row.
+    fn gather_dyn(&mut self, x: NodeId, idx: NodeId, a: usize, name: &str) -> Result<Val> {
+        let shape = self.graph.nodes[x].shape.clone();
+        let ishape = self.graph.nodes[idx].shape.clone();
+        let (n, k) = (shape[a], ishape.len());
+        let mut out = shape[..a].to_vec();
+        out.extend(&ishape);
+        out.extend(&shape[a + 1..]);
+        check_size(&out)?;
+        let (st, ist) = (strides(&shape), strides(&ishape));
+        let (mut choices, mut which) = (Vec::new(), Vec::new());
+        for_each_index(&out, |pos| {
+            which.push(pos[a..a + k].iter().zip(&ist).map(|(p, s)| p * s).sum());
+            let base: usize = pos[..a].iter().zip(&st).map(|(p, s)| p * s).sum::<usize>()
+                + pos[a + k..].iter().zip(&st[a + 1..]).map(|(p, s)| p * s).sum::<usize>();
+            choices.push((0..n).map(|j| base + j * st[a]).collect());
+        });
+        Ok(self.push(name, Op::GatherDyn { n, choices, which }, vec![x, idx], out))
+    }
+
+    /// GatherElements by runtime indices: output element `p` chooses among
+    /// the positions of its data row along axis `a`.
+    fn gather_elements_dyn(&mut self, x: Val, idx: NodeId, a: usize, name: &str) -> Result<Val> {
+        let shape = self.shape(&x);
+        let ishape = self.graph.nodes[idx].shape.clone();
+        ensure!(ishape.len() == shape.len(), "GatherElements indices {ishape:?} for data {shape:?}");
+        ensure!(
+            (0..shape.len()).all(|d| d == a || ishape[d] <= shape[d]),
+            "GatherElements indices {ishape:?} exceed data {shape:?} off axis {a}"
+        );
+        let st = strides(&shape);
+        let (mut choices, mut which) = (Vec::new(), Vec::new());
+        let mut i = 0;
+        for_each_index(&ishape, |pos| {
+            which.push(i);
+            i += 1;
+            let base: usize = pos.iter().enumerate().filter(|&(d, _)| d != a).map(|(d, p)| p * st[d]).sum();
+            choices.push((0..shape[a]).map(|j| base + j * st[a]).collect());
+        });
+        let x = self.node_of(x, &format!("{name}.data"));
+        Ok(self.push(name, Op::GatherDyn { n: shape[a], choices, which }, vec![x, idx], ishape))
     }
 
     /// Pad in constant, edge, reflect or wrap mode; negative pads crop.

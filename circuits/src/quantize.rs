@@ -546,6 +546,7 @@ impl Lowering<'_> {
                 })?
             }
             Op::GatherConst { data } => self.gather(ins[0], data)?,
+            Op::GatherDyn { n, choices, which } => self.gather_dyn(ins[0], ins[1], *n, choices, which)?,
             Op::Einsum { labels, out } => self.einsum(&ins, labels, out, &shape)?,
             Op::Normalize { axes, eps, scale, shift } => {
                 let x = self.values(ins[0])?;
@@ -1091,6 +1092,46 @@ impl Lowering<'_> {
     /// lookup of `index · width + column` in a table of the data. The
     /// columns are split over as many tables as it takes for every key,
     /// negative indices included, to lie in the table's range.
+    /// Gather by runtime indices from runtime data: each index element is
+    /// made whole (a division by 2^s) and brought into `[0, n)` by a table
+    /// of the `n` positions (negative indices wrap; one outside `[-n, n)`
+    /// is an error in the integer inference, as for embeddings), then
+    /// compared with every position `j` (`[q − j = 0]` by one table, 0 or
+    /// 1), and each output is `Σ_j [q = j]·data_j`, one product step.
+    fn gather_dyn(
+        &mut self,
+        data: NodeId,
+        indices: NodeId,
+        n: usize,
+        choices: &[Vec<usize>],
+        which: &[usize],
+    ) -> Result<Vec<V>> {
+        let (data, indices) = (self.values(data)?, self.values(indices)?);
+        let positions = self.table(Table::Data { values: (0..n as i64).collect() });
+        let unit = 1.0 / (1u64 << self.s.input_scale) as f64;
+        let is_zero = self.table(Table::Fn(Activation::Piece { below: (0.0, 0.0), at: unit, above: (0.0, 0.0) }));
+        let mut hits: HashMap<usize, Vec<V>> = HashMap::new();
+        let mut out = Vec::with_capacity(choices.len());
+        for (choice, &w) in choices.iter().zip(which) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = hits.entry(w) {
+                let whole = self.div(indices[w], 1 << self.s.input_scale);
+                let q = self.lookup(whole, positions);
+                let mut eq = Vec::with_capacity(n);
+                for j in 0..n as i64 {
+                    let key = self.fresh();
+                    self.push(Step::Dot { terms: vec![(q, 1)], bias: -j, out: key });
+                    eq.push(self.lookup(key, is_zero));
+                }
+                slot.insert(eq);
+            }
+            let pairs = hits[&w].iter().zip(choice).map(|(&e, &c)| (e, data[c])).collect();
+            let y = self.fresh();
+            self.push(Step::Mul { pairs, bias: 0, out: y });
+            out.push(y);
+        }
+        Ok(out)
+    }
+
     fn gather(&mut self, indices: NodeId, data: &Tensor) -> Result<Vec<V>> {
         let idx = self.values(indices)?;
         let rows = data.shape[0];

@@ -17,7 +17,10 @@ use zkfarm_circuits::circuit::instances;
 use zkfarm_circuits::float::FloatModel;
 use zkfarm_circuits::{CompiledModel, ModelCircuit, Settings};
 
-use common::{floats, graph_model, int64s, int_attr, ints_attr, node, string_attr};
+use common::{
+    assert_every_cell_constrained, floats, graph_model, int64s, int_attr, ints_attr, model_of, node, string_attr,
+    typed_info, value_info,
+};
 
 fn settings() -> Settings {
     Settings { input_scale: 8, param_scale: 8, lookup_bits: 12, lanes: 8, public_input: false, ..Settings::default() }
@@ -400,16 +403,39 @@ fn wrap_pads_repeat_the_axis() {
     assert_eq!(ours, want);
 }
 
+/// Gather and GatherElements of runtime data by runtime indices (tree
+/// traversal, `x[:, idx]`): each output picks its position by comparing the
+/// whole index with every one; negative indices wrap; an index outside the
+/// axis is refused by the integer inference; every advice cell is
+/// constrained.
 #[test]
-fn unsupported_gathers_and_pads_are_refused_by_name() {
+fn runtime_data_is_gathered_by_runtime_indices() {
+    let x: Vec<f64> = (0..24).map(|i| i as f64 / 4.0 - 2.0).collect();
+    let nodes = vec![
+        node("Gather", "g", &["x", "i"], "y", vec![int_attr("axis", 2)]),
+        node("GatherElements", "ge", &["x", "e"], "z", vec![int_attr("axis", 1)]),
+    ];
+    let inputs = vec![value_info("x", &SHAPE), typed_info("i", 7, &[2]), typed_info("e", 7, &[2, 2, 4])];
+    let outputs = vec![value_info("y", &[2, 3, 2]), value_info("z", &[2, 2, 4])];
+    let onnx = model_of(nodes, vec![], inputs, outputs, 13);
+    let model = CompiledModel::compile(&onnx, &settings()).unwrap();
+    let i = vec![3.0, -4.0];
+    let e: Vec<f64> = (0..16).map(|k| f64::from((k * 7 % 5) as u8 % 3) - if k % 5 == 0 { 3.0 } else { 0.0 }).collect();
+    let witness = model.run(&[x.clone(), i.clone(), e.clone()]).unwrap();
+    let out = model.program.dequantize(&model.program.output_values(&witness));
+    let wrap = |v: f64, n: usize| (if v < 0.0 { v + n as f64 } else { v }) as usize;
+    let y: Vec<f64> =
+        (0..6).flat_map(|r| i.iter().map(move |&v| (r * 4 + wrap(v, 4)) as f64)).map(|k| x[k as usize]).collect();
+    let z: Vec<f64> = (0..16).map(|k| x[(k / 8) * 12 + wrap(e[k], 3) * 4 + k % 4]).collect();
+    assert_eq!(out, vec![y, z]);
+    assert_every_cell_constrained(&model, Arc::new(witness));
+    let err = model.run(&[x, vec![4.0, 0.0], e]).unwrap_err();
+    assert!(format!("{err:#}").contains("out of range") && format!("{err:#}").contains("`g`"), "{err:#}");
+}
+
+#[test]
+fn unsupported_pads_are_refused_by_name() {
     let s = settings();
-    let gather =
-        graph_model(vec![node("Gather", "by_data", &["x", "x"], "y", vec![])], vec![], &SHAPE, &[2, 3, 4, 3, 4], 13);
-    let err = CompiledModel::compile(&gather, &s).unwrap_err();
-    assert!(
-        format!("{err:#}").contains("runtime tensor by runtime indices") && format!("{err:#}").contains("by_data"),
-        "{err:#}"
-    );
     let pad = graph_model(
         vec![node("Pad", "p", &["x", "pads"], "y", vec![string_attr("mode", "mirror")])],
         vec![int64s("pads", &[6], &[0; 6])],
