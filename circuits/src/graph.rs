@@ -462,6 +462,18 @@ pub enum Op {
         labels: Vec<Vec<u8>>,
         out: Vec<u8>,
     },
+    /// ScatterElements by runtime indices (inputs: data, indices, updates):
+    /// update `u` writes into the data element `rows[u][j]` where index
+    /// element `u` is `j`, updates applied in order.
+    ScatterDyn {
+        n: usize,
+        rows: Vec<Vec<usize>>,
+    },
+    /// `floor(x / 2^bits)` of whole numbers (BitShift right): exact, by one
+    /// range-checked division, no table.
+    ShiftRight {
+        bits: u32,
+    },
     /// Gather by runtime indices from a runtime tensor (the node's inputs:
     /// data, then indices): output element `i` is data element
     /// `choices[i][j]` where index element `which[i]` is `j` (negative
@@ -646,6 +658,8 @@ impl Op {
             Op::Compare(c) => c.name(),
             Op::Select { .. } => "Where",
             Op::GatherConst { .. } | Op::GatherDyn { .. } => "Gather",
+            Op::ShiftRight { .. } => "BitShift",
+            Op::ScatterDyn { .. } => "ScatterElements",
             Op::Einsum { .. } => "Einsum",
             Op::Normalize { .. } => "Normalization",
             Op::Softmax => "Softmax",

@@ -33,6 +33,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Atanh",
     "AveragePool",
     "BatchNormalization",
+    "BitShift",
     "Cast",
     "Ceil",
     "Celu",
@@ -528,6 +529,7 @@ impl Importer {
             "Resize" | "Upsample" => self.resize(node, name)?,
             "Einsum" => self.einsum(node, name)?,
             "CumSum" => self.cum_sum(node, name)?,
+            "BitShift" => self.bit_shift(node, name)?,
             "NonZero" => match self.input(node, 0)? {
                 // Its output's size depends on the data: only constants.
                 Val::Const(t) => Val::Const(non_zero(&t)),
@@ -1479,6 +1481,39 @@ impl Importer {
         Ok(self.push(name, op, vec![acc, ids[last]], shape))
     }
 
+    /// BitShift by constant amounts: LEFT multiplies by 2^k (exact), RIGHT
+    /// floors the division by 2^k (one range-checked division); folded on
+    /// constants.
+    fn bit_shift(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        let x = self.input(node, 0)?;
+        let amounts = match self.input(node, 1)? {
+            Val::Const(t) => t,
+            Val::Node(_) => bail!("BitShift by runtime amounts is not supported"),
+        };
+        let right = match attr_s(node, "direction").as_deref() {
+            Some("RIGHT") => true,
+            Some("LEFT") => false,
+            other => bail!("BitShift direction {other:?} is not LEFT or RIGHT"),
+        };
+        let k = amounts.data.first().copied().unwrap_or(0.0);
+        ensure!(
+            amounts.data.iter().all(|&a| a == k) && (0.0..=31.0).contains(&k) && k.fract() == 0.0,
+            "BitShift amounts {:?} are not one whole number from 0 to 31",
+            amounts.data
+        );
+        let factor = 2f64.powi(k as i32);
+        if let Val::Const(t) = &x {
+            let data = t.data.iter().map(|&v| if right { (v / factor).floor() } else { v * factor }).collect();
+            return Ok(Val::Const(Tensor::new(t.shape.clone(), data)));
+        }
+        if !right {
+            return self.multiply(x, Val::Const(Tensor::new(vec![], vec![factor])), name);
+        }
+        let Val::Node(id) = x else { unreachable!("constants returned above") };
+        let shape = self.graph.nodes[id].shape.clone();
+        Ok(self.push(name, Op::ShiftRight { bits: k as u32 }, vec![id], shape))
+    }
+
     /// CumSum along an axis (exclusive, reverse): an Einsum with a constant
     /// triangular matrix, so one dense step per output; folded on constants.
     fn cum_sum(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
@@ -1595,6 +1630,9 @@ impl Importer {
         let updates = self.input(node, 2)?;
         let shape = self.shape(&data);
         let ushape = self.shape(&updates);
+        if let Val::Node(idx) = self.input(node, 1)? {
+            return self.scatter_dyn(node, name, data, idx, updates);
+        }
         let idx = self.const_indices(node, 1)?;
         let reduction = attr_s(node, "reduction").unwrap_or_else(|| "none".into());
         ensure!(
@@ -1675,6 +1713,33 @@ impl Importer {
             }
         };
         self.reshape(flat, shape, name)
+    }
+
+    /// ScatterElements by runtime indices (reduction none): each update
+    /// chooses its position along the axis at run time.
+    fn scatter_dyn(&mut self, node: &NodeProto, name: &str, data: Val, idx: NodeId, updates: Val) -> Result<Val> {
+        ensure!(
+            node.op_type != "ScatterND" && attr_s(node, "reduction").is_none_or(|r| r == "none"),
+            "{} by runtime indices is supported only for ScatterElements without a reduction",
+            node.op_type
+        );
+        let shape = self.shape(&data);
+        let ishape = self.graph.nodes[idx].shape.clone();
+        ensure!(ishape == self.shape(&updates), "ScatterElements indices {ishape:?} and updates differ in shape");
+        ensure!(
+            ishape.len() == shape.len() && ishape.iter().zip(&shape).all(|(i, d)| i <= d),
+            "ScatterElements indices {ishape:?} for data {shape:?}"
+        );
+        let a = axis(attr_i(node, "axis", 0), shape.len())?;
+        let st = strides(&shape);
+        let mut rows = Vec::new();
+        for_each_index(&ishape, |pos| {
+            let base: usize = pos.iter().enumerate().filter(|&(d, _)| d != a).map(|(d, p)| p * st[d]).sum();
+            rows.push((0..shape[a]).map(|j| base + j * st[a]).collect());
+        });
+        let data = self.node_of(data, &format!("{name}.data"));
+        let updates = self.node_of(updates, &format!("{name}.updates"));
+        Ok(self.push(name, Op::ScatterDyn { n: shape[a], rows }, vec![data, idx, updates], shape))
     }
 
     /// Mod: with fmod 0 the result takes the divisor's sign, with fmod 1

@@ -165,7 +165,8 @@ pub struct Program {
 #[derive(Debug, thiserror::Error)]
 #[error(
     "input {value} of node `{node}` ({kind}) is outside the lookup table range [{lo}, {hi}); \
-     lower input_scale, raise lookup_bits, or add \"{node}\" to wide_nodes (see `zkfarm calibrate`)"
+     lower input_scale or raise lookup_bits (see `zkfarm calibrate`), or, for an element-wise \
+     function, add \"{node}\" to wide_nodes"
 )]
 pub struct OutsideTable {
     pub node: String,

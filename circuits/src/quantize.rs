@@ -547,6 +547,21 @@ impl Lowering<'_> {
             }
             Op::GatherConst { data } => self.gather(ins[0], data)?,
             Op::GatherDyn { n, choices, which } => self.gather_dyn(ins[0], ins[1], *n, choices, which)?,
+            Op::ScatterDyn { n, rows } => self.scatter_dyn(&ins, *n, rows)?,
+            Op::ShiftRight { bits } => {
+                // floor(z / 2^(s+bits)) of z = x·2^s, as a rounded division of
+                // z less half the divisor; then back to the activation scale.
+                let d = 1i64 << (self.s.input_scale + bits);
+                let x = self.values(ins[0])?;
+                x.into_iter()
+                    .map(|v| {
+                        let shifted = self.fresh();
+                        self.push(Step::Dot { terms: vec![(v, 1)], bias: -d / 2, out: shifted });
+                        let q = self.div(shifted, d);
+                        self.rescale_up(q)
+                    })
+                    .collect()
+            }
             Op::Einsum { labels, out } => self.einsum(&ins, labels, out, &shape)?,
             Op::Normalize { axes, eps, scale, shift } => {
                 let x = self.values(ins[0])?;
@@ -1008,7 +1023,14 @@ impl Lowering<'_> {
     /// `(a·sign(b), |b|)`, so that `a / b` is a division by a positive
     /// divisor: |b| and sign(b) by tables, the product exact.
     fn sign_to_numerator(&mut self, a: V, b: V) -> (V, V) {
-        let abs = self.act(b, Activation::Abs);
+        // |b|, at least one quantum: a divisor that rounds to 0 (sqrt(var +
+        // eps) of a constant row, as a LayerNorm spelled out computes it) has
+        // sign 0, so the quotient is 0 rather than an error.
+        let unit = 1.0 / (1u64 << self.s.input_scale) as f64;
+        let at_least_unit =
+            Expr::Act(Activation::Clip { lo: unit, hi: 1e12 }, Box::new(Expr::Act(Activation::Abs, Box::new(Expr::X))));
+        let table = self.table(Table::Expr(at_least_unit));
+        let abs = self.lookup(b, table);
         let sign = self.act(b, Activation::Sign);
         let prod = self.fresh();
         self.push(Step::Mul { pairs: vec![(a, sign)], bias: 0, out: prod });
@@ -1086,12 +1108,6 @@ impl Lowering<'_> {
             .collect()
     }
 
-    /// Gather from constant `data` (gathered axis first) by the runtime
-    /// indices of node `indices`. Each index is made a whole number (a
-    /// rounded, range-checked division by the scale); each output is one
-    /// lookup of `index · width + column` in a table of the data. The
-    /// columns are split over as many tables as it takes for every key,
-    /// negative indices included, to lie in the table's range.
     /// Gather by runtime indices from runtime data: each index element is
     /// made whole (a division by 2^s) and brought into `[0, n)` by a table
     /// of the `n` positions (negative indices wrap; one outside `[-n, n)`
@@ -1107,22 +1123,11 @@ impl Lowering<'_> {
         which: &[usize],
     ) -> Result<Vec<V>> {
         let (data, indices) = (self.values(data)?, self.values(indices)?);
-        let positions = self.table(Table::Data { values: (0..n as i64).collect() });
-        let unit = 1.0 / (1u64 << self.s.input_scale) as f64;
-        let is_zero = self.table(Table::Fn(Activation::Piece { below: (0.0, 0.0), at: unit, above: (0.0, 0.0) }));
         let mut hits: HashMap<usize, Vec<V>> = HashMap::new();
         let mut out = Vec::with_capacity(choices.len());
         for (choice, &w) in choices.iter().zip(which) {
             if let std::collections::hash_map::Entry::Vacant(slot) = hits.entry(w) {
-                let whole = self.div(indices[w], 1 << self.s.input_scale);
-                let q = self.lookup(whole, positions);
-                let mut eq = Vec::with_capacity(n);
-                for j in 0..n as i64 {
-                    let key = self.fresh();
-                    self.push(Step::Dot { terms: vec![(q, 1)], bias: -j, out: key });
-                    eq.push(self.lookup(key, is_zero));
-                }
-                slot.insert(eq);
+                slot.insert(self.one_hot(indices[w], n));
             }
             let pairs = hits[&w].iter().zip(choice).map(|(&e, &c)| (e, data[c])).collect();
             let y = self.fresh();
@@ -1132,6 +1137,51 @@ impl Lowering<'_> {
         Ok(out)
     }
 
+    /// `[q = j]` (0 or 1, unscaled) for `j` in `[0, n)`, where `q` is the
+    /// runtime index made whole and brought into `[0, n)` (negative indices
+    /// wrap; others fail the lookup of the positions table).
+    fn one_hot(&mut self, index: V, n: usize) -> Vec<V> {
+        let positions = self.table(Table::Data { values: (0..n as i64).collect() });
+        let unit = 1.0 / (1u64 << self.s.input_scale) as f64;
+        let is_zero = self.table(Table::Fn(Activation::Piece { below: (0.0, 0.0), at: unit, above: (0.0, 0.0) }));
+        let whole = self.div(index, 1 << self.s.input_scale);
+        let q = self.lookup(whole, positions);
+        (0..n as i64)
+            .map(|j| {
+                let key = self.fresh();
+                self.push(Step::Dot { terms: vec![(q, 1)], bias: -j, out: key });
+                self.lookup(key, is_zero)
+            })
+            .collect()
+    }
+
+    /// ScatterElements by runtime indices, update by update in order (a
+    /// later write wins): each position `j` of the update's row becomes
+    /// `cur + [q = j]·(update − cur)`.
+    fn scatter_dyn(&mut self, ins: &[NodeId], n: usize, rows: &[Vec<usize>]) -> Result<Vec<V>> {
+        let mut cur = self.values(ins[0])?;
+        let (indices, updates) = (self.values(ins[1])?, self.values(ins[2])?);
+        for (u, row) in rows.iter().enumerate() {
+            let hot = self.one_hot(indices[u], n);
+            for (&e, &p) in hot.iter().zip(row) {
+                let diff = self.fresh();
+                self.push(Step::Dot { terms: vec![(updates[u], 1), (cur[p], -1)], bias: 0, out: diff });
+                let prod = self.fresh();
+                self.push(Step::Mul { pairs: vec![(e, diff)], bias: 0, out: prod });
+                let next = self.fresh();
+                self.push(Step::Dot { terms: vec![(cur[p], 1), (prod, 1)], bias: 0, out: next });
+                cur[p] = next;
+            }
+        }
+        Ok(cur)
+    }
+
+    /// Gather from constant `data` (gathered axis first) by the runtime
+    /// indices of node `indices`. Each index is made a whole number (a
+    /// rounded, range-checked division by the scale); each output is one
+    /// lookup of `index · width + column` in a table of the data. The
+    /// columns are split over as many tables as it takes for every key,
+    /// negative indices included, to lie in the table's range.
     fn gather(&mut self, indices: NodeId, data: &Tensor) -> Result<Vec<V>> {
         let idx = self.values(indices)?;
         let rows = data.shape[0];

@@ -76,7 +76,8 @@ def run(model, c):
 
 
 def elem_of(array):
-    return {np.dtype(np.float32): F, np.dtype(np.int64): I64, np.dtype(np.int32): I32, np.dtype(np.bool_): B}[array.dtype]
+    types = {np.float32: F, np.int64: I64, np.int32: I32, np.bool_: B, np.uint8: TensorProto.UINT8}
+    return {np.dtype(k): v for k, v in types.items()}[array.dtype]
 
 
 def write(c):
@@ -304,6 +305,26 @@ case(
     inits=vae,
     tolerance=0.1,
 )
+
+# ---- added later (appended, so that earlier cases keep their random values) ----
+U8 = TensorProto.UINT8
+NP[U8] = np.uint8  # noqa: E305
+bits = rng.integers(0, 256, (2, 6)).astype(np.uint8)
+case("bitshift_right", [node("BitShift", ["x", "k"], direction="RIGHT")], [("x", U8, bits)], inits={"k": np.array([3], np.uint8)}, opset=11)
+case("bitshift_left", [node("BitShift", ["x", "k"], direction="LEFT")], [("x", U8, bits // 4)], inits={"k": np.array([2], np.uint8)}, opset=11)
+case("gather_runtime_data", [node("Gather", ["x", "i"], axis=1)], [("x", F, grid(-2, 2, (2, 5))), ("i", I64, np.array([[4, -1], [0, 2]], np.int64))])
+case("gather_elements_runtime", [node("GatherElements", ["x", "i"], axis=1)], [("x", F, grid(-2, 2, (2, 5))), ("i", I64, np.array([[4, 0, 1], [-2, 2, 2]], np.int64))])
+case("gemm_const_a", [node("Gemm", ["w", "x"], transB=1)], [("x", F, grid(-1, 1, (3, 6)))], inits={"w": weights((4, 6))})
+case("cumsum", [node("CumSum", ["x", "a"], reverse=1)], [("x", F, grid(-1, 1, (2, 5)))], inits={"a": np.array(1, np.int64)})
+case("einsum_three", [node("Einsum", ["a", "b", "c"], equation="ij,jk,k->i")], [("a", F, grid(-1, 1, (2, 3))), ("b", F, grid(-1, 1, (3, 4))), ("c", F, grid(-1, 1, (4,)))], opset=12)
+case("conv3d", [node("Conv", ["x", "w", "b"], pads=[1, 0, 1, 1, 0, 1], strides=[2, 1, 1])], [("x", F, grid(-1, 1, (1, 2, 4, 3, 4)))], inits={"w": weights((2, 2, 3, 2, 3)), "b": weights((2,))})
+case("resize_cubic", [node("Resize", ["x", "", "sc"], mode="cubic")], [("x", F, grid(-1, 1, (1, 1, 3, 4)))], inits={"sc": np.array([1, 1, 2, 1.5], np.float32)}, opset=13)
+case("maxpool_ceil", [node("MaxPool", ["x"], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)], [("x", F, grid(-2, 2, (1, 1, 5, 5)))], opset=13)
+case("scatter_elements_add", [node("ScatterElements", ["x", "i", "u"], axis=1, reduction="add")], [("x", F, grid(-1, 1, (2, 4))), ("u", F, grid(-1, 1, (2, 3)))], inits={"i": np.array([[1, 1, 3], [0, 2, 0]], np.int64)}, opset=16)
+case("pow_runtime", [node("Pow", ["x", "e"])], [("x", F, grid(0.5, 2, (2, 4))), ("e", F, grid(-1, 2, (2, 4)))])
+
+case("scatter_elements_runtime", [node("ScatterElements", ["x", "i", "u"], axis=1)], [("x", F, grid(-1, 1, (2, 5))), ("i", I64, np.array([[4, 0], [-1, 2]], np.int64)), ("u", F, grid(-1, 1, (2, 2)))])
+case("div_by_zero_row", [node("ReduceMean", ["x"], ["m"], axes=[1], keepdims=1), node("Sub", ["x", "m"], ["d"]), node("Mul", ["d", "d"], ["d2"]), node("ReduceMean", ["d2"], ["v"], axes=[1], keepdims=1), node("Add", ["v", "eps"], ["ve"]), node("Sqrt", ["ve"], ["s"]), node("Div", ["d", "s"])], [("x", F, np.array([[0.5, 0.5, 0.5, 0.5], [1.0, -1.0, 0.5, 0.25]], np.float32))], inits={"eps": np.float32(1e-5)}, opset=13)
 
 
 if __name__ == "__main__":
