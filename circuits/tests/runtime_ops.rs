@@ -602,14 +602,7 @@ fn bad_typed_inputs_and_indices_are_refused() {
 /// one is caught by MockProver.
 #[test]
 fn every_advice_cell_of_the_runtime_ops_is_constrained() {
-    let s = Settings {
-        input_scale: 5,
-        param_scale: 5,
-        lookup_bits: 8,
-        lanes: 8,
-        public_input: false,
-        ..Settings::default()
-    };
+    let s = Settings { input_scale: 5, param_scale: 5, lookup_bits: 8, ..Settings::default() };
     let c = Case {
         what: "mixed",
         nodes: vec![
@@ -1107,14 +1100,7 @@ fn models_without_runtime_inputs_prove_their_constants() {
 /// any one is caught by MockProver.
 #[test]
 fn every_advice_cell_of_the_sequence_and_selection_ops_is_constrained() {
-    let s = Settings {
-        input_scale: 5,
-        param_scale: 5,
-        lookup_bits: 8,
-        lanes: 8,
-        public_input: false,
-        ..Settings::default()
-    };
+    let s = Settings { input_scale: 5, param_scale: 5, lookup_bits: 8, ..Settings::default() };
     let gru = |dims: &[i64], seed: u64| -> Vec<f32> {
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         (0..dims.iter().product::<i64>()).map(|_| rng.gen_range(-0.5f32..0.5)).collect()
