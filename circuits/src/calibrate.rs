@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::circuit::min_k;
 use crate::float::FloatModel;
-use crate::graph::{Graph, Op};
+use crate::graph::Graph;
 use crate::program::{OutsideTable, Program, Settings};
 use crate::quantize::compile;
 
@@ -123,17 +123,13 @@ fn fit(
         match max_error(&program, samples, reference) {
             Ok(err) => return Ok(Some((settings, err))),
             Err(Some(node))
-                if !settings.is_wide(&node) && graph.nodes.iter().any(|n| n.name == node && widenable(&n.op)) =>
+                if !settings.is_wide(&node) && graph.nodes.iter().any(|n| n.name == node && n.op.is_table_fn()) =>
             {
                 settings.wide_nodes.push(node);
             }
             Err(_) => return Ok(None),
         }
     }
-}
-
-fn widenable(op: &Op) -> bool {
-    matches!(op, Op::Act(_) | Op::Fn(_))
 }
 
 /// Largest output error over the samples; if some sample leaves the ranges

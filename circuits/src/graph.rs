@@ -394,6 +394,14 @@ pub struct Window {
     pub overhang: [usize; 2],
 }
 
+impl Op {
+    /// Whether the op is an element-wise table function (which `wide_nodes`
+    /// may widen).
+    pub fn is_table_fn(&self) -> bool {
+        matches!(self, Op::Act(_) | Op::Fn(_))
+    }
+}
+
 impl Window {
     /// Output height and width for an input of `h` x `w`.
     pub fn output_hw(&self, h: usize, w: usize) -> Option<[usize; 2]> {

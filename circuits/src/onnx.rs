@@ -1731,12 +1731,7 @@ impl Importer {
             "ScatterElements indices {ishape:?} for data {shape:?}"
         );
         let a = axis(attr_i(node, "axis", 0), shape.len())?;
-        let st = strides(&shape);
-        let mut rows = Vec::new();
-        for_each_index(&ishape, |pos| {
-            let base: usize = pos.iter().enumerate().filter(|&(d, _)| d != a).map(|(d, p)| p * st[d]).sum();
-            rows.push((0..shape[a]).map(|j| base + j * st[a]).collect());
-        });
+        let rows = axis_rows(&ishape, &shape, a);
         let data = self.node_of(data, &format!("{name}.data"));
         let updates = self.node_of(updates, &format!("{name}.updates"));
         Ok(self.push(name, Op::ScatterDyn { n: shape[a], rows }, vec![data, idx, updates], shape))
@@ -2807,15 +2802,8 @@ impl Importer {
             (0..shape.len()).all(|d| d == a || ishape[d] <= shape[d]),
             "GatherElements indices {ishape:?} exceed data {shape:?} off axis {a}"
         );
-        let st = strides(&shape);
-        let (mut choices, mut which) = (Vec::new(), Vec::new());
-        let mut i = 0;
-        for_each_index(&ishape, |pos| {
-            which.push(i);
-            i += 1;
-            let base: usize = pos.iter().enumerate().filter(|&(d, _)| d != a).map(|(d, p)| p * st[d]).sum();
-            choices.push((0..shape[a]).map(|j| base + j * st[a]).collect());
-        });
+        let choices = axis_rows(&ishape, &shape, a);
+        let which = (0..choices.len()).collect();
         let x = self.node_of(x, &format!("{name}.data"));
         Ok(self.push(name, Op::GatherDyn { n: shape[a], choices, which }, vec![x, idx], ishape))
     }
@@ -3126,6 +3114,19 @@ fn cubic_taps(c: f64, n: usize, a: f64, exclude_outside: bool, row: &mut [f64]) 
         }
         row[i.clamp(0, n as i64 - 1) as usize] += w / total;
     }
+}
+
+/// For each position of an index tensor of `ishape` (GatherElements,
+/// ScatterElements), the data elements along axis `a` it may choose among:
+/// its own coordinates off the axis, every position on it.
+fn axis_rows(ishape: &[usize], shape: &[usize], a: usize) -> Vec<Vec<usize>> {
+    let st = strides(shape);
+    let mut rows = Vec::new();
+    for_each_index(ishape, |pos| {
+        let base: usize = pos.iter().enumerate().filter(|&(d, _)| d != a).map(|(d, p)| p * st[d]).sum();
+        rows.push((0..shape[a]).map(|j| base + j * st[a]).collect());
+    });
+    rows
 }
 
 /// The indices of a tensor's non-zero elements, `[rank, count]`, in row-major

@@ -102,7 +102,7 @@ fn check_wide_nodes(graph: &Graph, settings: &Settings) -> Result<()> {
         let Some(node) = graph.nodes.iter().find(|n| &n.name == name) else {
             bail!("wide_nodes names `{name}`, which is not a node of the model");
         };
-        if !matches!(node.op, Op::Act(_) | Op::Fn(_)) {
+        if !node.op.is_table_fn() {
             bail!(
                 "wide_nodes names `{name}` ({}), which has no table function to widen; \
                  only element-wise table functions can be widened",
@@ -320,10 +320,10 @@ impl Lowering<'_> {
                 out
             }
             Extension::Lines { below, above } => {
-                let scale = (1u64 << self.s.input_scale) as f64;
                 // Entries of 1 and 0 (unscaled), and lines in m, as `Piece`
                 // tables: their key is m/2^s and their entries are scaled by 2^s.
-                let unit = 1.0 / scale;
+                let unit = self.quantum();
+                let scale = 1.0 / unit;
                 let inside = self.piece((0.0, 0.0), unit, (0.0, 0.0));
                 let mut pairs = vec![(self.lookup(m, inside), fy)];
                 // G(m) = a·2^B·m + b on m's side.
@@ -334,13 +334,7 @@ impl Lowering<'_> {
                 if [gb.0, gb.1, ga.0, ga.1].iter().any(|&c| c != 0.0) {
                     let g = self.piece(gb, 0.0, ga);
                     let g = self.lookup(m, g);
-                    let one = match self.one {
-                        Some(one) => one,
-                        None => {
-                            let one = self.constant(1);
-                            *self.one.insert(one)
-                        }
-                    };
+                    let one = self.one();
                     pairs.push((g, one));
                 }
                 // a·y on m's side, selected by [m < 0] or [m > 0].
@@ -363,6 +357,21 @@ impl Lowering<'_> {
                 out
             }
         }
+    }
+
+    /// The constant 1 (unscaled), made once.
+    fn one(&mut self) -> V {
+        if let Some(one) = self.one {
+            return one;
+        }
+        let one = self.constant(1);
+        self.one = Some(one);
+        one
+    }
+
+    /// One quantum at the activation scale, as a real number.
+    fn quantum(&self) -> f64 {
+        1.0 / (1u64 << self.s.input_scale) as f64
     }
 
     /// A `Piece` table: lines below and above zero, a value at zero.
@@ -1026,9 +1035,10 @@ impl Lowering<'_> {
         // |b|, at least one quantum: a divisor that rounds to 0 (sqrt(var +
         // eps) of a constant row, as a LayerNorm spelled out computes it) has
         // sign 0, so the quotient is 0 rather than an error.
-        let unit = 1.0 / (1u64 << self.s.input_scale) as f64;
-        let at_least_unit =
-            Expr::Act(Activation::Clip { lo: unit, hi: 1e12 }, Box::new(Expr::Act(Activation::Abs, Box::new(Expr::X))));
+        let at_least_unit = Expr::Act(
+            Activation::Clip { lo: self.quantum(), hi: 1e12 },
+            Box::new(Expr::Act(Activation::Abs, Box::new(Expr::X))),
+        );
         let table = self.table(Table::Expr(at_least_unit));
         let abs = self.lookup(b, table);
         let sign = self.act(b, Activation::Sign);
@@ -1142,8 +1152,7 @@ impl Lowering<'_> {
     /// wrap; others fail the lookup of the positions table).
     fn one_hot(&mut self, index: V, n: usize) -> Vec<V> {
         let positions = self.table(Table::Data { values: (0..n as i64).collect() });
-        let unit = 1.0 / (1u64 << self.s.input_scale) as f64;
-        let is_zero = self.table(Table::Fn(Activation::Piece { below: (0.0, 0.0), at: unit, above: (0.0, 0.0) }));
+        let is_zero = self.piece((0.0, 0.0), self.quantum(), (0.0, 0.0));
         let whole = self.div(index, 1 << self.s.input_scale);
         let q = self.lookup(whole, positions);
         (0..n as i64)
