@@ -451,6 +451,9 @@ pub enum Op {
     Arith(Arith),
     /// `a / b` of two runtime tensors (broadcast), rounded toward -inf.
     DivDyn,
+    /// `a / b` of integer tensors (broadcast; b may be a constant node),
+    /// truncated toward zero as ONNX's integer Div is.
+    IntDiv,
     /// `a mod b` (broadcast): with the divisor's sign (ONNX's fmod 0, as
     /// Python's %), or with `fmod` the dividend's (C's fmod).
     Mod {
@@ -661,7 +664,7 @@ impl Op {
             Op::Arith(Arith::Mul) => "Mul",
             Op::Act(a) => a.name(),
             Op::Fn(_) => "ElementwiseFn",
-            Op::DivDyn => "Div",
+            Op::DivDyn | Op::IntDiv => "Div",
             Op::Mod { .. } => "Mod",
             Op::Compare(c) => c.name(),
             Op::Select { .. } => "Where",

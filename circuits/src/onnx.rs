@@ -3,7 +3,7 @@
 //! is folded into the Conv or Gemm before it when nothing else reads that
 //! layer's output; constant sub-expressions are folded at import.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use tract_onnx::pb::{self, AttributeProto, NodeProto, TensorProto};
@@ -12,6 +12,7 @@ use tract_onnx::prelude::Framework;
 use crate::graph::*;
 
 mod recurrent;
+mod types;
 
 /// Largest tensor (in elements) that import accepts; bigger ones are refused
 /// before any allocation so that a hostile file cannot exhaust memory.
@@ -167,6 +168,8 @@ struct Importer {
     /// Nodes that are element-wise functions of another node (their base),
     /// for fusing chains of element-wise ops into one table.
     fns: HashMap<NodeId, (NodeId, Expr)>,
+    /// The names of integer-typed values (ONNX semantics differ for them).
+    integers: HashSet<String>,
 }
 
 fn import_proto(proto: &pb::ModelProto) -> Result<Graph> {
@@ -184,6 +187,7 @@ fn import_proto(proto: &pb::ModelProto) -> Result<Graph> {
         graph_outputs: g.output.iter().map(|o| o.name.clone()).collect(),
         opset,
         fns: HashMap::new(),
+        integers: types::integer_values(g),
     };
     for t in &g.initializer {
         let tensor = load_tensor(t).with_context(|| format!("initializer `{}`", t.name))?;
@@ -228,7 +232,7 @@ fn import_proto(proto: &pb::ModelProto) -> Result<Graph> {
 fn elem_of(code: i32) -> Option<Elem> {
     match code {
         1 | 10 | 11 | 16 => Some(Elem::Float),
-        2..=7 | 12 | 13 => Some(Elem::Int),
+        c if types::is_integer_code(c) => Some(Elem::Int),
         9 => Some(Elem::Bool),
         _ => None,
     }
@@ -1892,6 +1896,9 @@ impl Importer {
     }
 
     fn arith(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        if node.op_type == "Div" && node.output.first().is_some_and(|o| self.integers.contains(o)) {
+            return self.int_div(node, name);
+        }
         if let Some(v) = self.fold_into_layer(node)? {
             return Ok(v);
         }
@@ -1914,6 +1921,24 @@ impl Importer {
             op = Arith::Mul;
         }
         self.binary(op, a, b, name)
+    }
+
+    /// Div of integer tensors, truncated toward zero; folded on constants.
+    fn int_div(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        let (a, b) = (self.input(node, 0)?, self.input(node, 1)?);
+        if let Val::Const(t) = &b {
+            ensure!(t.data.iter().all(|&v| v != 0.0), "integer division by zero");
+        }
+        if let (Val::Const(x), Val::Const(y)) = (&a, &b) {
+            let shape = broadcast_shapes(&x.shape, &y.shape)
+                .ok_or_else(|| anyhow!("shapes {:?} and {:?} do not broadcast", x.shape, y.shape))?;
+            let mut data = Vec::new();
+            for_each_index(&shape, |pos| {
+                data.push((x.data[broadcast_index(&x.shape, pos)] / y.data[broadcast_index(&y.shape, pos)]).trunc())
+            });
+            return Ok(Val::Const(Tensor::new(shape, data)));
+        }
+        self.broadcast_node(Op::IntDiv, a, b, name)
     }
 
     /// A sum with, difference from, product with or quotient by a constant
@@ -2882,7 +2907,7 @@ impl Importer {
     fn cast(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
         let to = attr_i(node, "to", 0);
         let float = matches!(to, 1 | 10 | 11 | 16);
-        let integer = matches!(to, 2..=7 | 12 | 13);
+        let integer = types::is_integer_code(to as i32);
         match self.input(node, 0)? {
             Val::Const(t) => {
                 let f = |v: f64| {

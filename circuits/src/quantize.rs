@@ -540,6 +540,7 @@ impl Lowering<'_> {
             }
             Op::Arith(op) => self.arith(*op, ins[0], ins[1], &shape)?,
             Op::DivDyn => self.pairwise(ins[0], ins[1], &shape, |q, a, b| q.div_dyn(a, b))?,
+            Op::IntDiv => self.pairwise(ins[0], ins[1], &shape, |q, a, b| q.int_div(a, b))?,
             Op::Mod { fmod: false } => self.pairwise(ins[0], ins[1], &shape, |q, a, b| q.modulo(a, b))?,
             Op::Mod { fmod: true } => self.pairwise(ins[0], ins[1], &shape, |q, a, b| q.fmod(a, b))?,
             Op::Compare(c) => self.pairwise(ins[0], ins[1], &shape, |q, a, b| q.compare(*c, a, b))?,
@@ -558,15 +559,12 @@ impl Lowering<'_> {
             Op::GatherDyn { n, choices, which } => self.gather_dyn(ins[0], ins[1], *n, choices, which)?,
             Op::ScatterDyn { n, rows } => self.scatter_dyn(&ins, *n, rows)?,
             Op::ShiftRight { bits } => {
-                // floor(z / 2^(s+bits)) of z = x·2^s, as a rounded division of
-                // z less half the divisor; then back to the activation scale.
+                // floor(z / 2^(s+bits)) of z = x·2^s, back at the activation scale.
                 let d = 1i64 << (self.s.input_scale + bits);
                 let x = self.values(ins[0])?;
                 x.into_iter()
                     .map(|v| {
-                        let shifted = self.fresh();
-                        self.push(Step::Dot { terms: vec![(v, 1)], bias: -d / 2, out: shifted });
-                        let q = self.div(shifted, d);
+                        let q = self.floor_div(v, d);
                         self.rescale_up(q)
                     })
                     .collect()
@@ -991,12 +989,64 @@ impl Lowering<'_> {
     /// range-checked division and one table lookup in its row, exact for
     /// any |a - b| < 2^(2B-1) (the division's range check refuses more).
     fn less(&mut self, a: V, b: V) -> V {
+        self.negative(vec![(a, 1), (b, -1)])
+    }
+
+    /// 1 where the sum of `terms` is negative, else 0 (as [`Self::less`]).
+    fn negative(&mut self, terms: Vec<(V, i64)>) -> V {
         let full = 1i64 << self.s.lookup_bits;
         let diff = self.fresh();
         // Offset by half the divisor, so that the rounded division floors.
-        self.push(Step::Dot { terms: vec![(a, 1), (b, -1)], bias: -full / 2, out: diff });
+        self.push(Step::Dot { terms, bias: -full / 2, out: diff });
         let q = self.div(diff, full);
         self.act(q, Activation::Negative)
+    }
+
+    /// `floor(z / d)` for d > 0, exact: one rounded division of z less half
+    /// the divisor, or, for d above the range check's 2^B, nested floor
+    /// divisions by its factors (⌊⌊z/f⌋/g⌋ = ⌊z/fg⌋, where nested roundings
+    /// would drift); a d with no factors below 2^B is an error at the end
+    /// of the compilation, as in [`Self::div`].
+    fn floor_div(&mut self, z: V, d: i64) -> V {
+        let limit = 1i64 << self.s.lookup_bits;
+        if d > limit {
+            if let Some(f) = (2..=limit).rev().find(|f| d % f == 0) {
+                let part = self.floor_div(z, f);
+                return self.floor_div(part, d / f);
+            }
+        }
+        let shifted = self.fresh();
+        self.push(Step::Dot { terms: vec![(z, 1)], bias: -(d / 2), out: shifted });
+        self.div(shifted, d)
+    }
+
+    /// `trunc(a / b)` of whole numbers at the activation scale (ONNX's
+    /// integer Div), exact. The divisor's sign moves to the numerator, and
+    /// a negative numerator n is offset by |b| − 1, so that the floor of the
+    /// quotient truncates: trunc(n/|b|) = floor((n + [n<0]·(|b|−1)) / |b|).
+    fn int_div(&mut self, a: V, b: V) -> V {
+        let unit = 1i64 << self.s.input_scale;
+        if let Some(&q) = self.consts.get(&b) {
+            // A constant divisor (a non-zero whole number, checked at import).
+            let c = q / unit;
+            let neg = self.negative(vec![(a, 1)]);
+            let offset = self.fresh();
+            self.push(Step::Dot { terms: vec![(a, 1), (neg, c.abs() - 1)], bias: 0, out: offset });
+            let whole = self.floor_div(offset, c.abs() * unit);
+            let out = self.fresh();
+            self.push(Step::Dot { terms: vec![(whole, c.signum() * unit)], bias: 0, out });
+            return out;
+        }
+        let (num, den) = self.sign_to_numerator(a, b);
+        let neg = self.negative(vec![(num, 1)]);
+        let wide = self.fresh();
+        self.push(Step::Mul { pairs: vec![(neg, den)], bias: 0, out: wide });
+        let neg_den = self.div(wide, unit);
+        let offset = self.fresh();
+        self.push(Step::Dot { terms: vec![(num, 1), (neg_den, 1), (neg, -1)], bias: 0, out: offset });
+        let whole = self.fresh();
+        self.push(Step::DivBy { num: offset, den, mult: 1, out: whole });
+        self.rescale_up(whole)
     }
 
     fn compare(&mut self, c: Cmp, a: V, b: V) -> V {

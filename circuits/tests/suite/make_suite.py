@@ -76,7 +76,7 @@ def run(model, c):
 
 
 def elem_of(array):
-    types = {np.float32: F, np.int64: I64, np.int32: I32, np.bool_: B, np.uint8: TensorProto.UINT8}
+    types = {np.float32: F, np.int64: I64, np.int32: I32, np.bool_: B, np.uint8: TensorProto.UINT8, np.uint32: TensorProto.UINT32}
     return {np.dtype(k): v for k, v in types.items()}[array.dtype]
 
 
@@ -325,6 +325,16 @@ case("pow_runtime", [node("Pow", ["x", "e"])], [("x", F, grid(0.5, 2, (2, 4))), 
 
 case("scatter_elements_runtime", [node("ScatterElements", ["x", "i", "u"], axis=1)], [("x", F, grid(-1, 1, (2, 5))), ("i", I64, np.array([[4, 0], [-1, 2]], np.int64)), ("u", F, grid(-1, 1, (2, 2)))])
 case("div_by_zero_row", [node("ReduceMean", ["x"], ["m"], axes=[1], keepdims=1), node("Sub", ["x", "m"], ["d"]), node("Mul", ["d", "d"], ["d2"]), node("ReduceMean", ["d2"], ["v"], axes=[1], keepdims=1), node("Add", ["v", "eps"], ["ve"]), node("Sqrt", ["ve"], ["s"]), node("Div", ["d", "s"])], [("x", F, np.array([[0.5, 0.5, 0.5, 0.5], [1.0, -1.0, 0.5, 0.25]], np.float32))], inits={"eps": np.float32(1e-5)}, opset=13)
+
+# Integer Div truncates toward zero (runtime and constant divisors, both signs); a wide BitShift.
+U32 = TensorProto.UINT32
+NP[U32] = np.uint32  # noqa: E305
+num = rng.integers(-60, 61, (2, 6)).astype(np.int64)
+den = np.array([[3, -4, 7, -1, 2, 5], [-3, 9, -2, 1, -7, 4]], np.int64)
+case("div_int_runtime", [node("Div", ["a", "b"])], [("a", I64, num), ("b", I64, den)])
+case("div_int_const", [node("Div", ["a", "c"])], [("a", I64, num)], inits={"c": np.array([3, -4, 7, -1, 2, 5], np.int64)})
+case("div_int_of_cast", [node("Cast", ["x"], ["i"], to=I32), node("Div", ["i", "c"], ["q"]), node("Cast", ["q"], to=F)], [("x", F, grid(-9, 9, (2, 5)))], inits={"c": np.array(2, np.int32)})
+case("bitshift_right_wide", [node("BitShift", ["x", "k"], direction="RIGHT")], [("x", U32, rng.integers(0, 5000, (2, 5)).astype(np.uint32))], inits={"k": np.array([9], np.uint32)}, opset=11)
 
 
 if __name__ == "__main__":
