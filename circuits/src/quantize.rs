@@ -157,6 +157,11 @@ struct Lowering<'a> {
     fused_nodes: HashMap<V, u32>,
 }
 
+/// `e`, but at least one quantum at `scale`: a divisor never rounds to 0.
+fn at_least_quantum(e: Expr, scale: u32) -> Expr {
+    Expr::Act(Activation::Clip { lo: 2f64.powi(-(scale as i32)), hi: 1e12 }, Box::new(e))
+}
+
 fn quant(x: f64, scale: u32) -> i64 {
     (x * (1u64 << scale) as f64).round() as i64
 }
@@ -994,10 +999,15 @@ impl Lowering<'_> {
 
     /// 1 where the sum of `terms` is negative, else 0 (as [`Self::less`]).
     fn negative(&mut self, terms: Vec<(V, i64)>) -> V {
+        self.negative_offset(terms, 0)
+    }
+
+    /// 1 where `bias` plus the sum of `terms` is negative, else 0.
+    fn negative_offset(&mut self, terms: Vec<(V, i64)>, bias: i64) -> V {
         let full = 1i64 << self.s.lookup_bits;
         let diff = self.fresh();
         // Offset by half the divisor, so that the rounded division floors.
-        self.push(Step::Dot { terms, bias: -full / 2, out: diff });
+        self.push(Step::Dot { terms, bias: bias - full / 2, out: diff });
         let q = self.div(diff, full);
         self.act(q, Activation::Negative)
     }
@@ -1085,11 +1095,8 @@ impl Lowering<'_> {
         // |b|, at least one quantum: a divisor that rounds to 0 (sqrt(var +
         // eps) of a constant row, as a LayerNorm spelled out computes it) has
         // sign 0, so the quotient is 0 rather than an error.
-        let at_least_unit = Expr::Act(
-            Activation::Clip { lo: self.quantum(), hi: 1e12 },
-            Box::new(Expr::Act(Activation::Abs, Box::new(Expr::X))),
-        );
-        let table = self.table(Table::Expr(at_least_unit));
+        let abs = at_least_quantum(Expr::Act(Activation::Abs, Box::new(Expr::X)), self.s.input_scale);
+        let table = self.table(Table::Expr(abs));
         let abs = self.lookup(b, table);
         let sign = self.act(b, Activation::Sign);
         let prod = self.fresh();
@@ -1129,29 +1136,31 @@ impl Lowering<'_> {
         self.div(signed, 1 << s)
     }
 
-    /// `(x - mean) / sqrt(var + eps) · scale + shift` over one group: the
-    /// mean and the variance as rounded divisions, the denominator by one
-    /// table (at least one quantum), and each output by a division with a
-    /// range-checked remainder whose multiplier carries the scale; a
+    /// `(x - mean) / sqrt(var + eps) · scale + shift` over one group. The
+    /// mean (a rounded division) and the deviations carry `t` more bits
+    /// than the activation scale, so that rounding the mean costs no
+    /// precision where the spread is a few quanta; the denominator is
+    /// [`Self::std_dev`] at the same finer scale, and each output a division
+    /// with a range-checked remainder whose multiplier carries the scale; a
     /// non-zero shift adds one dense row.
     fn normalize(&mut self, x: &[V], eps: f64, affine: &[(f64, f64)]) -> Vec<V> {
         let s = self.s.input_scale;
+        let t = self.s.lookup_bits.saturating_sub(s) / 2;
         let n = x.len() as i64;
         let sum = self.fresh();
-        self.push(Step::Dot { terms: x.iter().map(|&v| (v, 1)).collect(), bias: 0, out: sum });
+        self.push(Step::Dot { terms: x.iter().map(|&v| (v, 1 << t)).collect(), bias: 0, out: sum });
         let mean = self.div(sum, n);
         let d: Vec<V> = x
             .iter()
             .map(|&v| {
                 let out = self.fresh();
-                self.push(Step::Dot { terms: vec![(v, 1), (mean, -1)], bias: 0, out });
+                self.push(Step::Dot { terms: vec![(v, 1 << t), (mean, -1)], bias: 0, out });
                 out
             })
             .collect();
         let sq = self.fresh();
         self.push(Step::Mul { pairs: d.iter().map(|&v| (v, v)).collect(), bias: 0, out: sq });
-        let var = self.div(sq, n << s);
-        let den = self.act(var, Activation::StdDev { eps });
+        let den = self.std_dev(sq, n, eps, t);
         d.into_iter()
             .zip(affine)
             .map(|(num, &(scale, shift))| {
@@ -1166,6 +1175,46 @@ impl Lowering<'_> {
                 shifted
             })
             .collect()
+    }
+
+    /// `sqrt(var + eps)` at scale `s + t` of a group of `n` values whose
+    /// squared deviations (at scale `2(s + t)`) sum to `sq`, as precise as
+    /// a table allows over the whole range: the variance at scale `s` keys
+    /// a coarse table, and where it is small (below 2^(B−1−2s), 0.5 at the
+    /// defaults, where rounding it at scale `s` would lose most of its
+    /// digits) the variance at scale `2s` keys a fine one. One flag
+    /// selects; the fine key is the gated product, so that it stays in its
+    /// table when the flag is off. The caller picks `t` at most (B − s)/2,
+    /// which keeps the denominator within the division's 2^B.
+    fn std_dev(&mut self, sq: V, n: i64, eps: f64, t: u32) -> V {
+        let (s, b) = (self.s.input_scale, self.s.lookup_bits);
+        let lift = Expr::Const(2f64.powi(t as i32));
+        let coarse_fn =
+            Expr::Mul(Box::new(lift.clone()), Box::new(Expr::Act(Activation::StdDev { eps }, Box::new(Expr::X))));
+        let var = self.div(sq, n << (s + 2 * t));
+        let coarse = self.table(Table::Expr(at_least_quantum(coarse_fn, s)));
+        let coarse = self.lookup(var, coarse);
+        if b < s + 2 {
+            return coarse;
+        }
+        let limit = (1i64 << (b - 1 - s)) - 1;
+        let fine_flag = self.negative_offset(vec![(var, 1)], -limit);
+        let gated = self.fresh();
+        self.push(Step::Mul { pairs: vec![(fine_flag, sq)], bias: 0, out: gated });
+        let fine_var = self.div(gated, n << (s + 2 * t));
+        let unscaled = Expr::Mul(Box::new(Expr::Const(2f64.powi(-(s as i32)))), Box::new(Expr::X));
+        let fine_fn = Expr::Mul(Box::new(lift), Box::new(Expr::Act(Activation::StdDev { eps }, Box::new(unscaled))));
+        let fine = self.table(Table::Expr(at_least_quantum(fine_fn, s)));
+        let fine = self.lookup(fine_var, fine);
+        // den = coarse + flag·(fine − coarse)
+        let gap = self.fresh();
+        self.push(Step::Dot { terms: vec![(fine, 1), (coarse, -1)], bias: 0, out: gap });
+        let wide = self.fresh();
+        self.push(Step::Mul { pairs: vec![(fine_flag, gap)], bias: 0, out: wide });
+        let chosen = self.div(wide, 1 << s);
+        let den = self.fresh();
+        self.push(Step::Dot { terms: vec![(coarse, 1), (chosen, 1)], bias: 0, out: den });
+        den
     }
 
     /// Gather by runtime indices from runtime data: each index element is

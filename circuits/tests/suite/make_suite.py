@@ -335,7 +335,13 @@ case("div_int_runtime", [node("Div", ["a", "b"])], [("a", I64, num), ("b", I64, 
 case("div_int_const", [node("Div", ["a", "c"])], [("a", I64, num)], inits={"c": np.array([3, -4, 7, -1, 2, 5], np.int64)})
 case("div_int_of_cast", [node("Cast", ["x"], ["i"], to=I32), node("Div", ["i", "c"], ["q"]), node("Cast", ["q"], to=F)], [("x", F, grid(-9, 9, (2, 5)))], inits={"c": np.array(2, np.int32)})
 case("bitshift_right_wide", [node("BitShift", ["x", "k"], direction="RIGHT")], [("x", U32, rng.integers(0, 5000, (2, 5)).astype(np.uint32))], inits={"k": np.array([9], np.uint32)}, opset=11)
-
+# Normalizations of groups with small and with large spreads; a spread of a few quanta at a finer scale.
+tight = (0.4 + 0.15 * rng.standard_normal((1, 3, 2, 3))).astype(np.float32)
+case("instance_norm_tight", [node("InstanceNormalization", ["x", "g", "b"])], [("x", F, tight)], inits={"g": np.array([1.0, 0.5, -1.0], np.float32), "b": np.array([0.0, 0.1, -0.2], np.float32)})
+spread = np.concatenate([0.15 * rng.standard_normal((1, 2, 8)), 4.0 * rng.standard_normal((1, 2, 8))], axis=1).astype(np.float32)
+case("layer_norm_spreads", [node("LayerNormalization", ["x", "g", "b"], axis=-1)], [("x", F, spread)], inits={"g": weights((8,), 0.6), "b": weights((8,), 0.2)}, opset=17)
+tiny = (0.4 + 0.03 * rng.standard_normal((1, 2, 6))).astype(np.float32)
+case("layer_norm_tiny_scale10", [node("LayerNormalization", ["x", "g", "b"], axis=-1)], [("x", F, tiny)], inits={"g": weights((6,), 0.6), "b": weights((6,), 0.2)}, opset=17, settings={"input_scale": 10, "param_scale": 10})
 
 if __name__ == "__main__":
     for old in os.listdir(HERE):
