@@ -11,6 +11,7 @@ use tract_onnx::prelude::Framework;
 
 use crate::graph::*;
 
+mod norm;
 mod recurrent;
 mod types;
 
@@ -170,6 +171,8 @@ struct Importer {
     fns: HashMap<NodeId, (NodeId, Expr)>,
     /// The names of integer-typed values (ONNX semantics differ for them).
     integers: HashSet<String>,
+    /// The node that produces each value, for recognising patterns.
+    producers: HashMap<String, NodeProto>,
 }
 
 fn import_proto(proto: &pb::ModelProto) -> Result<Graph> {
@@ -188,6 +191,7 @@ fn import_proto(proto: &pb::ModelProto) -> Result<Graph> {
         opset,
         fns: HashMap::new(),
         integers: types::integer_values(g),
+        producers: g.node.iter().flat_map(|n| n.output.iter().map(move |o| (o.clone(), n.clone()))).collect(),
     };
     for t in &g.initializer {
         let tensor = load_tensor(t).with_context(|| format!("initializer `{}`", t.name))?;
@@ -1899,6 +1903,10 @@ impl Importer {
         if node.op_type == "Div" && node.output.first().is_some_and(|o| self.integers.contains(o)) {
             return self.int_div(node, name);
         }
+        if let Some((x, axes, eps)) = self.spelled_norm(node)? {
+            let shape = self.graph.nodes[x].shape.clone();
+            return Ok(self.push(name, Op::Normalize { axes, eps, scale: vec![], shift: vec![] }, vec![x], shape));
+        }
         if let Some(v) = self.fold_into_layer(node)? {
             return Ok(v);
         }
@@ -1959,6 +1967,9 @@ impl Importer {
             return Ok(None);
         }
         let shape = self.graph.nodes[x].shape.clone();
+        if let Op::Normalize { .. } = self.graph.nodes[x].op {
+            return Ok(self.fold_into_norm(x, op, &c).then_some(Val::Node(x)));
+        }
         let axis = match &self.graph.nodes[x].op {
             Op::Dense { .. } => shape.len() - 1,
             Op::Conv { .. } => 1,
@@ -1987,6 +1998,36 @@ impl Importer {
             _ => return Ok(None),
         }
         Ok(Some(Val::Node(x)))
+    }
+
+    /// A constant sum, difference, product or quotient of a normalization's
+    /// output folded into its per-element scale and shift (the affine
+    /// parameters of a normalization spelled out op by op). False where the
+    /// constant does not broadcast to the output or divides by zero.
+    fn fold_into_norm(&mut self, x: NodeId, op: &str, c: &Tensor) -> bool {
+        let shape = self.graph.nodes[x].shape.clone();
+        if broadcast_shapes(&shape, &c.shape).as_deref() != Some(&shape[..]) || (op == "Div" && c.data.contains(&0.0)) {
+            return false;
+        }
+        let mut per = Vec::new();
+        for_each_index(&shape, |pos| per.push(c.data[broadcast_index(&c.shape, pos)]));
+        let Op::Normalize { scale, shift, .. } = &mut self.graph.nodes[x].op else { return false };
+        let n = per.len();
+        if scale.is_empty() {
+            *scale = vec![1.0; n];
+        }
+        if shift.is_empty() {
+            *shift = vec![0.0; n];
+        }
+        for i in 0..n {
+            match op {
+                "Add" => shift[i] += per[i],
+                "Sub" => shift[i] -= per[i],
+                "Mul" => (scale[i], shift[i]) = (scale[i] * per[i], shift[i] * per[i]),
+                _ => (scale[i], shift[i]) = (scale[i] / per[i], shift[i] / per[i]),
+            }
+        }
+        true
     }
 
     /// `a op b` with broadcasting, folded when both are constant.
@@ -2994,9 +3035,9 @@ impl Importer {
     /// A reduction: axes from the attribute, or from the second input where
     /// the op's opset takes them there (ReduceSum from 13, the others from
     /// 18); no axes reduce everything unless `noop_with_empty_axes`.
-    fn reduce(&mut self, node: &NodeProto, name: &str, kind: Reduce) -> Result<Val> {
-        let x = self.input(node, 0)?;
-        let shape = self.shape(&x);
+    /// A reduction's axes, sorted (None for a no-op: empty axes with
+    /// noop_with_empty_axes).
+    fn reduce_axes(&self, node: &NodeProto, kind: Reduce, rank: usize) -> Result<Option<Vec<usize>>> {
         let axes_from_input = self.opset >= 18 || (kind == Reduce::Sum && self.opset >= 13);
         let given: Vec<i64> = if axes_from_input {
             match self.opset_input_const(node, 1)? {
@@ -3007,15 +3048,22 @@ impl Importer {
             attr_ints(node, "axes").unwrap_or_default()
         };
         if given.is_empty() && attr_i(node, "noop_with_empty_axes", 0) != 0 {
-            return Ok(x);
+            return Ok(None);
         }
         let mut axes: Vec<usize> = if given.is_empty() {
-            (0..shape.len()).collect()
+            (0..rank).collect()
         } else {
-            given.iter().map(|&a| axis(a, shape.len())).collect::<Result<_>>()?
+            given.iter().map(|&a| axis(a, rank)).collect::<Result<_>>()?
         };
         axes.sort_unstable();
         axes.dedup();
+        Ok(Some(axes))
+    }
+
+    fn reduce(&mut self, node: &NodeProto, name: &str, kind: Reduce) -> Result<Val> {
+        let x = self.input(node, 0)?;
+        let shape = self.shape(&x);
+        let Some(axes) = self.reduce_axes(node, kind, shape.len())? else { return Ok(x) };
         let keep = attr_i(node, "keepdims", 1) != 0;
         let out_shape: Vec<usize> = shape
             .iter()

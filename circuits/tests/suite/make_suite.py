@@ -342,6 +342,30 @@ spread = np.concatenate([0.15 * rng.standard_normal((1, 2, 8)), 4.0 * rng.standa
 case("layer_norm_spreads", [node("LayerNormalization", ["x", "g", "b"], axis=-1)], [("x", F, spread)], inits={"g": weights((8,), 0.6), "b": weights((8,), 0.2)}, opset=17)
 tiny = (0.4 + 0.03 * rng.standard_normal((1, 2, 6))).astype(np.float32)
 case("layer_norm_tiny_scale10", [node("LayerNormalization", ["x", "g", "b"], axis=-1)], [("x", F, tiny)], inits={"g": weights((6,), 0.6), "b": weights((6,), 0.2)}, opset=17, settings={"input_scale": 10, "param_scale": 10})
+# Normalizations spelled out op by op (exports before opset 17), at small spreads.
+small = (0.3 + 0.15 * rng.standard_normal((1, 3, 8))).astype(np.float32)
+case(
+    "layer_norm_spelled",
+    [
+        node("ReduceMean", ["x"], ["m"], axes=[-1]), node("Sub", ["x", "m"], ["d"]), node("Pow", ["d", "two"], ["p"]),
+        node("ReduceMean", ["p"], ["v"], axes=[-1]), node("Add", ["v", "eps"], ["ve"]), node("Sqrt", ["ve"], ["sd"]),
+        node("Div", ["d", "sd"], ["n"]), node("Mul", ["n", "g"], ["ng"]), node("Add", ["ng", "b"]),
+    ],
+    [("x", F, small)],
+    inits={"two": np.float32(2.0), "eps": np.float32(1e-5), "g": weights((8,), 0.7), "b": weights((8,), 0.2)},
+)
+case(
+    "norm_spelled_reciprocal",
+    [
+        node("ReduceMean", ["x"], ["m"], axes=[1, 2]), node("Sub", ["x", "m"], ["d"]), node("Mul", ["d", "d"], ["p"]),
+        node("ReduceMean", ["p"], ["v"], axes=[1, 2]), node("Add", ["eps", "v"], ["ve"]), node("Sqrt", ["ve"], ["sd"]),
+        node("Reciprocal", ["sd"], ["r"]), node("Mul", ["r", "d"]),
+    ],
+    [("x", F, (0.2 * rng.standard_normal((1, 2, 3, 4))).astype(np.float32))],
+    outputs=["y", "d"],
+    inits={"eps": np.float32(1e-6)},
+)
+
 
 if __name__ == "__main__":
     for old in os.listdir(HERE):

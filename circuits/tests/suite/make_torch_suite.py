@@ -12,6 +12,7 @@ Needs `pip install torch onnx onnxruntime onnxscript`.  Usage: python3 make_torc
 """
 import json
 import os
+import sys
 import warnings
 
 import numpy as np
@@ -282,16 +283,47 @@ OPS = {
 }
 
 
-def export(module, args, path, dynamo):
+class PostNormAttention(nn.Module):
+    """Multi-head self-attention with a LayerNorm after its projection, two
+    layers and a mean-pooled head, as transformer examples write it."""
+
+    def __init__(self, width=32, heads=4, layers=2):
+        super().__init__()
+        self.qkv = nn.ModuleList(nn.Linear(width, 3 * width) for _ in range(layers))
+        self.proj = nn.ModuleList(nn.Linear(width, width) for _ in range(layers))
+        self.norm = nn.ModuleList(nn.LayerNorm(width) for _ in range(layers))
+        self.head = nn.Linear(width, 1)
+        self.heads, self.width = heads, width
+
+    def forward(self, x):
+        b, t, _ = x.shape
+        hs = self.width // self.heads
+        for qkv, proj, norm in zip(self.qkv, self.proj, self.norm):
+            q, k, v = (z.view(b, t, self.heads, hs).transpose(1, 2) for z in qkv(x).split(self.width, dim=2))
+            att = torch.softmax(q @ k.transpose(2, 3) / hs**0.5, dim=-1)
+            x = norm(proj((att @ v).transpose(1, 2).contiguous().view(b, t, self.width)))
+        return self.head(x.mean(dim=1))
+
+
+# Models added later (built after OPS, so that earlier ones keep their
+# weights). `ts_opset` exports with TorchScript only, at that opset: before
+# 17, LayerNorm is spelled out op by op.
+LATER = [
+    ("attention_ln_opset11", PostNormAttention(), (0.1 * torch.rand(1, 8, 32, generator=gen),), {"ts_opset": 11}),
+]
+
+
+def export(module, args, path, dynamo, opset=17):
     if dynamo:
         torch.onnx.export(module, args, path, dynamo=True, opset_version=18, external_data=False)
     else:
-        torch.onnx.export(module, args, path, dynamo=False, opset_version=17)
+        torch.onnx.export(module, args, path, dynamo=False, opset_version=opset)
 
 
 def write(name, module, args, extra, dynamo):
     path = os.path.join(HERE, f"torch_{name}_{'dy' if dynamo else 'ts'}.onnx")
-    export(module, args, path, dynamo)
+    extra = dict(extra)
+    export(module, args, path, dynamo, extra.pop("ts_opset", 17))
     model = onnx.load(path)
     onnx.checker.check_model(model)
     sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
@@ -308,14 +340,19 @@ def write(name, module, args, extra, dynamo):
 
 
 if __name__ == "__main__":
-    for old in os.listdir(HERE):
-        if old.startswith("torch_") and old.endswith((".onnx", ".json", ".data")):
-            os.remove(os.path.join(HERE, old))
+    # With names, only those models are (re)written; without, all of them.
+    only = set(sys.argv[1:])
+    if not only:
+        for old in os.listdir(HERE):
+            if old.startswith("torch_") and old.endswith((".onnx", ".json", ".data")):
+                os.remove(os.path.join(HERE, old))
     n = 0
-    models = MODELS + [(f"op_{name}", module, args, {}) for name, (module, args) in OPS.items()]
+    models = MODELS + [(f"op_{name}", module, args, {}) for name, (module, args) in OPS.items()] + LATER
     for name, module, args, extra in models:
+        if only and name not in only:
+            continue
         snap(module)
-        for dynamo in (False, True):
+        for dynamo in (False, True) if "ts_opset" not in extra else (False,):
             try:
                 write(name, module, args, extra, dynamo)
                 n += 1
