@@ -3,7 +3,7 @@
 //! is folded into the Conv or Gemm before it when nothing else reads that
 //! layer's output; constant sub-expressions are folded at import.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use tract_onnx::pb::{self, AttributeProto, NodeProto, TensorProto};
@@ -11,6 +11,8 @@ use tract_onnx::prelude::Framework;
 
 use crate::graph::*;
 
+mod composite;
+pub use composite::COMPOSITE_OPS;
 mod norm;
 mod recurrent;
 mod types;
@@ -136,7 +138,16 @@ pub const SUPPORTED_OPS: &[&str] = &[
 
 /// Whether the importer translates an op of the default domain.
 pub fn is_supported(op: &str) -> bool {
-    SUPPORTED_OPS.contains(&op) || Cmp::of(op).is_some() || Reduce::of(op).is_some()
+    SUPPORTED_OPS.contains(&op)
+        || composite::COMPOSITE_OPS.contains(&op)
+        || Cmp::of(op).is_some()
+        || Reduce::of(op).is_some()
+}
+
+/// Whether a node is one of onnxruntime's `com.microsoft` ops that the
+/// importer lowers.
+fn is_microsoft_supported(node: &NodeProto) -> bool {
+    node.domain == "com.microsoft" && composite::MICROSOFT_OPS.contains(&node.op_type.as_str())
 }
 
 /// Decodes ONNX bytes and translates them into a [`Graph`].
@@ -169,8 +180,9 @@ struct Importer {
     /// Nodes that are element-wise functions of another node (their base),
     /// for fusing chains of element-wise ops into one table.
     fns: HashMap<NodeId, (NodeId, Expr)>,
-    /// The names of integer-typed values (ONNX semantics differ for them).
-    integers: HashSet<String>,
+    /// The element type code of each value (ONNX's semantics differ for
+    /// integers).
+    types: HashMap<String, i32>,
     /// The node that produces each value, for recognising patterns.
     producers: HashMap<String, NodeProto>,
 }
@@ -190,7 +202,7 @@ fn import_proto(proto: &pb::ModelProto) -> Result<Graph> {
         graph_outputs: g.output.iter().map(|o| o.name.clone()).collect(),
         opset,
         fns: HashMap::new(),
-        integers: types::integer_values(g),
+        types: types::value_types(g),
         producers: g.node.iter().flat_map(|n| n.output.iter().map(move |o| (o.clone(), n.clone()))).collect(),
     };
     for t in &g.initializer {
@@ -257,7 +269,7 @@ fn check_ops(nodes: &[NodeProto]) -> Result<()> {
     let mut missing: Vec<(String, Vec<String>)> = Vec::new();
     for node in nodes {
         let default_domain = node.domain.is_empty() || node.domain == "ai.onnx";
-        if default_domain && is_supported(&node.op_type) {
+        if (default_domain && is_supported(&node.op_type)) || is_microsoft_supported(node) {
             continue;
         }
         let op = if default_domain { node.op_type.clone() } else { format!("{}:{}", node.domain, node.op_type) };
@@ -445,6 +457,11 @@ fn attr_s(node: &NodeProto, name: &str) -> Option<String> {
     attr(node, name).map(|a| String::from_utf8_lossy(&a.s).into_owned())
 }
 
+/// The name of a node's input `i`, which must be present.
+fn input_name(node: &NodeProto, i: usize) -> Result<&str> {
+    node.input.get(i).filter(|n| !n.is_empty()).map(String::as_str).ok_or_else(|| anyhow!("missing input {i}"))
+}
+
 /// Resolves a possibly negative axis against `rank`.
 fn axis(a: i64, rank: usize) -> Result<usize> {
     let r = rank as i64;
@@ -456,7 +473,7 @@ fn axis(a: i64, rank: usize) -> Result<usize> {
 
 impl Importer {
     fn input(&self, node: &NodeProto, i: usize) -> Result<Val> {
-        let name = node.input.get(i).filter(|n| !n.is_empty()).ok_or_else(|| anyhow!("missing input {i}"))?;
+        let name = input_name(node, i)?;
         self.vals.get(name).cloned().ok_or_else(|| anyhow!("input `{name}` is not defined"))
     }
     fn opt_input(&self, node: &NodeProto, i: usize) -> Result<Option<Val>> {
@@ -495,6 +512,10 @@ impl Importer {
         self.vals.insert(out.clone(), v);
         Ok(())
     }
+    /// Whether the value named `name` has an integer type.
+    fn is_integer(&self, name: &str) -> bool {
+        self.types.get(name).is_some_and(|&c| types::is_integer_code(c))
+    }
     fn push(&mut self, name: &str, op: Op, inputs: Vec<NodeId>, shape: Vec<usize>) -> Val {
         Val::Node(self.graph.push(name, op, inputs, shape))
     }
@@ -505,7 +526,7 @@ impl Importer {
     }
 
     fn node(&mut self, node: &NodeProto, name: &str) -> Result<()> {
-        if !(node.domain.is_empty() || node.domain == "ai.onnx") {
+        if !(node.domain.is_empty() || node.domain == "ai.onnx" || is_microsoft_supported(node)) {
             bail!("unsupported op `{}` from domain `{}` at node `{name}`", node.op_type, node.domain);
         }
         if node.op_type == "Split" {
@@ -518,6 +539,9 @@ impl Importer {
             return self.recurrent(node, name);
         }
         if let Some(v) = self.one_dimensional(node, name)? {
+            return self.set(node, v);
+        }
+        if let Some(v) = self.composite(node, name)? {
             return self.set(node, v);
         }
         let v = match node.op_type.as_str() {
@@ -1900,7 +1924,7 @@ impl Importer {
     }
 
     fn arith(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
-        if node.op_type == "Div" && node.output.first().is_some_and(|o| self.integers.contains(o)) {
+        if node.op_type == "Div" && node.output.first().is_some_and(|o| self.is_integer(o)) {
             return self.int_div(node, name);
         }
         if let Some((x, axes, eps)) = self.spelled_norm(node)? {
@@ -2946,7 +2970,11 @@ impl Importer {
     /// Cast: folded on constants (truncated toward zero for integer types,
     /// 0 or 1 for bool); a runtime tensor cast to a float type is itself.
     fn cast(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
-        let to = attr_i(node, "to", 0);
+        let to = match node.op_type.as_str() {
+            // CastLike: to the type of its second input.
+            "CastLike" => i64::from(self.types.get(input_name(node, 1)?).copied().unwrap_or(1)),
+            _ => attr_i(node, "to", 0),
+        };
         let float = matches!(to, 1 | 10 | 11 | 16);
         let integer = types::is_integer_code(to as i32);
         match self.input(node, 0)? {
@@ -3064,7 +3092,12 @@ impl Importer {
         let x = self.input(node, 0)?;
         let shape = self.shape(&x);
         let Some(axes) = self.reduce_axes(node, kind, shape.len())? else { return Ok(x) };
-        let keep = attr_i(node, "keepdims", 1) != 0;
+        self.reduce_over(x, axes, attr_i(node, "keepdims", 1) != 0, kind, name)
+    }
+
+    /// A reduction of `x` over `axes` (sorted), folded on constants.
+    fn reduce_over(&mut self, x: Val, axes: Vec<usize>, keep: bool, kind: Reduce, name: &str) -> Result<Val> {
+        let shape = self.shape(&x);
         let out_shape: Vec<usize> = shape
             .iter()
             .enumerate()

@@ -225,6 +225,18 @@ impl Lowering<'_> {
         self.div(acc, 1 << p)
     }
 
+    /// `round(v · c)` for one constant factor: the factor carries the
+    /// range check's B bits (at least the parameter scale's), so that a
+    /// small one (a quantization scale, 1/√d) keeps its digits, at the
+    /// cost of a dense product's rows.
+    fn times(&mut self, v: V, c: f64) -> V {
+        let bits = self.s.lookup_bits.max(self.s.param_scale);
+        let acc = self.fresh();
+        let w = quant(c, bits);
+        self.push(Step::Dot { terms: if w == 0 { vec![] } else { vec![(v, w)] }, bias: 0, out: acc });
+        self.div(acc, 1 << bits)
+    }
+
     /// `round(input / divisor)`. The circuit range-checks a remainder
     /// against `2^B`, so a larger divisor is divided out in factors of at
     /// most `2^B` (rounding at each); one with no such factorization is an
@@ -745,8 +757,8 @@ impl Lowering<'_> {
                     self.push(Step::Dot { terms: vec![(va[ia], 1), (vb[ib], sign)], bias: 0, out: acc });
                     acc
                 }
-                (None, Some(c), Arith::Mul) => self.dense(std::iter::once((va[ia], c.data[ib])), 0.0),
-                (Some(c), None, Arith::Mul) => self.dense(std::iter::once((vb[ib], c.data[ia])), 0.0),
+                (None, Some(c), Arith::Mul) => self.times(va[ia], c.data[ib]),
+                (Some(c), None, Arith::Mul) => self.times(vb[ib], c.data[ia]),
                 (None, Some(c), _) if self.below_inputs(if op == Arith::Sub { -c.data[ib] } else { c.data[ib] }) => {
                     // x + (−∞) is −∞: an additive attention mask.
                     self.constant(quant(if op == Arith::Sub { -c.data[ib] } else { c.data[ib] }, s))

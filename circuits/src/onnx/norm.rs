@@ -15,6 +15,9 @@ impl Importer {
     /// The spelled-out normalization a Div (or a Mul by a Reciprocal) ends:
     /// its input node, axes and eps, or None where the node is not one.
     pub(super) fn spelled_norm(&self, node: &NodeProto) -> Result<Option<(NodeId, Vec<usize>, f64)>> {
+        if node.input.len() != 2 {
+            return Ok(None);
+        }
         let (dev, den) = match node.op_type.as_str() {
             "Div" => (&node.input[0], self.producer(&node.input[1], "Sqrt")),
             "Mul" => {
@@ -69,9 +72,11 @@ impl Importer {
         self.reduce_axes(mean, Reduce::Mean, self.graph.nodes[*x].shape.len())
     }
 
-    /// The node of type `op` that produces `name`, if that is what does.
+    /// The node of type `op` that produces `name`, if that is what does
+    /// (and it has the inputs its op needs).
     fn producer(&self, name: &str, op: &str) -> Option<&NodeProto> {
-        self.producers.get(name).filter(|n| n.op_type == op && !n.input.is_empty())
+        let arity = if matches!(op, "Add" | "Sub" | "Mul" | "Pow") { 2 } else { 1 };
+        self.producers.get(name).filter(|n| n.op_type == op && n.input.len() >= arity)
     }
 
     /// The value of a one-element constant.

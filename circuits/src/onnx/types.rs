@@ -5,7 +5,7 @@
 //! `value_info`, outputs) or, where it declares none, what its op's type
 //! rule gives.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use tract_onnx::pb::{self, NodeProto};
 
@@ -23,8 +23,8 @@ pub(super) fn is_integer_code(code: i32) -> bool {
     matches!(code, 2..=7 | 12 | 13)
 }
 
-/// The names of the graph's integer-typed values.
-pub(super) fn integer_values(g: &pb::GraphProto) -> HashSet<String> {
+/// The element type code of each of the graph's values.
+pub(super) fn value_types(g: &pb::GraphProto) -> HashMap<String, i32> {
     let mut types: HashMap<&str, i32> = HashMap::new();
     for t in &g.initializer {
         types.insert(&t.name, t.data_type);
@@ -44,7 +44,7 @@ pub(super) fn integer_values(g: &pb::GraphProto) -> HashSet<String> {
             types.insert(out, code);
         }
     }
-    types.into_iter().filter(|(_, code)| is_integer_code(*code)).map(|(name, _)| name.to_string()).collect()
+    types.into_iter().map(|(name, code)| (name.to_string(), code)).collect()
 }
 
 /// The element type a value's declaration names, if it names one.
@@ -74,6 +74,9 @@ fn output_type(node: &NodeProto, k: usize, input: impl Fn(usize) -> i32) -> i32 
         "QuantizeLinear" if node.input.len() > 2 => input(2),
         "QuantizeLinear" | "DynamicQuantizeLinear" if k == 0 => UINT8,
         "MatMulInteger" | "ConvInteger" => INT32,
+        "QLinearMatMul" | "QLinearConv" | "QLinearAdd" | "QLinearMul" => input(7),
+        "QGemm" if node.input.len() > 8 => input(8),
+        "QGemm" => FLOAT,
         "EyeLike" | "RandomNormalLike" | "RandomUniformLike" => attr(node, "dtype").map_or(input(0), |a| a.i as i32),
         // Every other op keeps its (first) data input's type.
         _ => input(0),

@@ -76,7 +76,7 @@ def run(model, c):
 
 
 def elem_of(array):
-    types = {np.float32: F, np.int64: I64, np.int32: I32, np.bool_: B, np.uint8: TensorProto.UINT8, np.uint32: TensorProto.UINT32}
+    types = {np.float32: F, np.int64: I64, np.int32: I32, np.bool_: B, np.uint8: TensorProto.UINT8, np.uint32: TensorProto.UINT32, np.int8: TensorProto.INT8}
     return {np.dtype(k): v for k, v in types.items()}[array.dtype]
 
 
@@ -366,10 +366,54 @@ case(
     inits={"eps": np.float32(1e-6)},
 )
 
+# Ops built from others: reductions, pools, normalizations, masks, sequences, quantization.
+I8 = TensorProto.INT8
+NP[I8] = np.int8  # noqa: E305
+img = grid(-1, 1, (1, 4, 4, 4))
+case("reduce_log_sum", [node("ReduceLogSum", ["x"], axes=[1], keepdims=0)], [("x", F, grid(0.2, 2, (2, 3, 4)))])
+case("global_max_pool", [node("GlobalMaxPool", ["x"])], [("x", F, img)])
+case("mean_variance_normalization", [node("MeanVarianceNormalization", ["x"])], [("x", F, img)])
+case("is_nan_is_inf", [node("IsNaN", ["x"], ["n"]), node("IsInf", ["x"], ["i"]), node("Cast", ["n"], ["nf"], to=F), node("Add", ["x", "nf"])], [("x", F, grid(-2, 2, (2, 3)))])
+case("eye_like", [node("EyeLike", ["x"], ["e"], k=1), node("Add", ["x", "e"])], [("x", F, grid(-1, 1, (3, 4)))])
+case("compress", [node("Compress", ["x", "c"], axis=1)], [("x", F, grid(-1, 1, (2, 5)))], inits={"c": np.array([1, 0, 1, 1], np.bool_)})
+case("compress_flat", [node("Compress", ["x", "c"])], [("x", F, grid(-1, 1, (2, 3)))], inits={"c": np.array([0, 1, 1, 0, 1], np.bool_)})
+case("reverse_sequence", [node("ReverseSequence", ["x", "l"], batch_axis=1, time_axis=0)], [("x", F, grid(-1, 1, (4, 3, 2)))], inits={"l": np.array([4, 2, 0], np.int64)})
+case("lrn", [node("LRN", ["x"], size=3, alpha=0.5, beta=0.75, bias=1.0)], [("x", F, grid(-1.5, 1.5, (1, 5, 3, 3)))])
+case("lp_pool_2", [node("LpPool", ["x"], kernel_shape=[2, 2], strides=[1, 1])], [("x", F, img)], opset=18)
+case("lp_pool_1", [node("LpPool", ["x"], kernel_shape=[2, 2], strides=[2, 2], p=1)], [("x", F, img)], opset=18)
+case("lp_pool_3", [node("LpPool", ["x"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], p=3)], [("x", F, 2 * img)], opset=18)
+case("cast_like", [node("CastLike", ["x", "t"], ["i"]), node("Cast", ["i"], to=F)], [("x", F, grid(-3, 3, (2, 4)))], inits={"t": np.array([0], np.int32)}, opset=15)
+case("quantize_linear", [node("QuantizeLinear", ["x", "s", "z"])], [("x", F, grid(-1, 1, (2, 6)))], inits={"s": np.float32(0.03), "z": np.uint8(20)})
+case("quantize_linear_axis", [node("QuantizeLinear", ["x", "s", "z"], axis=1)], [("x", F, grid(-1, 1, (2, 3, 2)))], inits={"s": np.array([0.02, 0.05, 0.1], np.float32), "z": np.array([0, -3, 5], np.int8)})
+case("dequantize_linear", [node("DequantizeLinear", ["x", "s", "z"])], [("x", I8, rng.integers(-128, 128, (2, 6)).astype(np.int8))], inits={"s": np.float32(0.02), "z": np.int8(-4)})
+wq = rng.integers(-100, 100, (6, 3)).astype(np.int8)
+case(
+    "qdq_matmul",
+    [
+        node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]), node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+        node("DequantizeLinear", ["w", "ws", "wz"], ["wd"], axis=1), node("MatMul", ["xd", "wd"], ["y0"]),
+        node("QuantizeLinear", ["y0", "ys", "yz"], ["yq"]), node("DequantizeLinear", ["yq", "ys", "yz"]),
+    ],
+    [("x", F, grid(-1, 1, (2, 6)))],
+    inits={"xs": np.float32(0.01), "xz": np.uint8(128), "w": wq, "ws": np.array([0.004, 0.006, 0.005], np.float32), "wz": np.zeros(3, np.int8), "ys": np.float32(0.02), "yz": np.uint8(120)},
+)
+case(
+    "qlinear_matmul",
+    [node("QLinearMatMul", ["a", "as", "az", "b", "bs", "bz", "ys", "yz"], ["yq"]), node("DequantizeLinear", ["yq", "ys", "yz"])],
+    [("a", TensorProto.UINT8, rng.integers(0, 60, (2, 6)).astype(np.uint8))],
+    inits={"as": np.float32(0.02), "az": np.uint8(30), "b": rng.integers(0, 255, (6, 3)).astype(np.uint8), "bs": np.float32(0.004), "bz": np.uint8(128), "ys": np.float32(0.01), "yz": np.uint8(100)},
+)
+case(
+    "qlinear_conv",
+    [node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"], ["yq"], pads=[1, 1, 1, 1]), node("DequantizeLinear", ["yq", "ys", "yz"])],
+    [("x", TensorProto.UINT8, rng.integers(0, 60, (1, 2, 4, 4)).astype(np.uint8))],
+    inits={"xs": np.float32(0.02), "xz": np.uint8(30), "w": rng.integers(-60, 60, (3, 2, 3, 3)).astype(np.int8), "ws": np.array([0.004, 0.003, 0.005], np.float32), "wz": np.zeros(3, np.int8), "ys": np.float32(0.01), "yz": np.uint8(100), "b": np.array([50, -40, 10], np.int32)},
+)
+
 
 if __name__ == "__main__":
     for old in os.listdir(HERE):
-        if old.endswith((".onnx", ".json")) and not old.startswith(("torch_", "sklearn_")):
+        if old.endswith((".onnx", ".json")) and not old.startswith(("torch_", "sklearn_", "quant_")):
             os.remove(os.path.join(HERE, old))
     for c in CASES:
         write(c)
