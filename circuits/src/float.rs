@@ -59,7 +59,11 @@ impl FloatModel {
             };
             values.push(t.into_tvalue());
         }
-        let out = self.plan.run(values).map_err(|e| anyhow!("float inference failed: {e}"))?;
+        // tract asserts some preconditions (GatherND's negative indices)
+        // rather than returning errors: a panic there is this input's error.
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.plan.run(values)))
+            .map_err(|_| anyhow!("float inference failed: tract panicked on this input"))?;
+        let out = run.map_err(|e| anyhow!("float inference failed: {e}"))?;
         out.iter()
             .map(|t| {
                 let t = t.cast_to::<f32>().map_err(|e| anyhow!("{e}"))?;

@@ -15,6 +15,7 @@ mod composite;
 pub use composite::COMPOSITE_OPS;
 mod norm;
 mod recurrent;
+mod tuples;
 mod types;
 
 /// Largest tensor (in elements) that import accepts; bigger ones are refused
@@ -1598,9 +1599,16 @@ impl Importer {
     fn gather_indexed(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
         let x = self.input(node, 0)?;
         let shape = self.shape(&x);
-        if let (Val::Node(idx), "GatherElements") = (self.input(node, 1)?, node.op_type.as_str()) {
-            let a = axis(attr_i(node, "axis", 0), shape.len())?;
-            return self.gather_elements_dyn(x, idx, a, name);
+        match (self.input(node, 1)?, node.op_type.as_str()) {
+            (Val::Node(idx), "GatherElements") => {
+                let a = axis(attr_i(node, "axis", 0), shape.len())?;
+                return self.gather_elements_dyn(x, idx, a, name);
+            }
+            (Val::Node(idx), _) => {
+                ensure!(attr_i(node, "batch_dims", 0) == 0, "GatherND with batch_dims is not supported");
+                return self.gather_nd_dyn(x, idx, name);
+            }
+            (Val::Const(_), _) => {}
         }
         let idx = self.const_indices(node, 1)?;
         let st = strides(&shape);
@@ -1667,12 +1675,15 @@ impl Importer {
         }
         let idx = self.const_indices(node, 1)?;
         let reduction = attr_s(node, "reduction").unwrap_or_else(|| "none".into());
-        ensure!(
-            matches!(reduction.as_str(), "none" | "add"),
-            "{} with reduction {reduction} is not supported (none and add are)",
-            node.op_type
-        );
-        let add = reduction == "add";
+        let combine = match reduction.as_str() {
+            "none" | "add" => None,
+            "mul" => Some(Reduce::Prod),
+            "max" => Some(Reduce::Max),
+            "min" => Some(Reduce::Min),
+            other => bail!("{} with reduction {other} is not supported", node.op_type),
+        };
+        // Whether each element keeps every source written to it.
+        let add = reduction != "none";
         let n: usize = shape.iter().product();
         let st = strides(&shape);
         let wrap = |v: f64, len: usize| -> Result<usize> {
@@ -1724,6 +1735,20 @@ impl Importer {
             let map = sources.into_iter().map(|s| s.first().copied()).collect();
             return self.rearrange(both, shape, map, 0.0, name);
         }
+        if let Some(kind) = combine {
+            // Each element's sources side by side (a product's padded with
+            // 1, an extreme's with its own value), reduced along them.
+            let width = sources.iter().map(Vec::len).max().unwrap_or(1);
+            let mut map = Vec::with_capacity(n * width);
+            for s in &sources {
+                map.extend(
+                    (0..width).map(|k| s.get(k).copied().or(if kind == Reduce::Prod { None } else { Some(s[0]) })),
+                );
+            }
+            let side = self.rearrange(both, vec![n, width], map, 1.0, &format!("{name}.sources"))?;
+            let flat = self.reduce_over(side, vec![1], false, kind, &format!("{name}.combine"))?;
+            return self.reshape(flat, shape, name);
+        }
         // Sums: a constant 0/1 matrix times the concatenation, one dense
         // step per output; folded on constants.
         let mut sum = vec![0.0; n * (n + m)];
@@ -1751,10 +1776,19 @@ impl Importer {
     /// chooses its position along the axis at run time.
     fn scatter_dyn(&mut self, node: &NodeProto, name: &str, data: Val, idx: NodeId, updates: Val) -> Result<Val> {
         ensure!(
-            node.op_type != "ScatterND" && attr_s(node, "reduction").is_none_or(|r| r == "none"),
-            "{} by runtime indices is supported only for ScatterElements without a reduction",
+            attr_s(node, "reduction").is_none_or(|r| r == "none"),
+            "{} by runtime indices is supported without a reduction only",
             node.op_type
         );
+        if node.op_type == "ScatterND" {
+            return self.scatter_nd_dyn(data, idx, updates, name);
+        }
+        let a = axis(attr_i(node, "axis", 0), self.shape(&data).len())?;
+        self.scatter_dyn_at(data, idx, updates, a, name)
+    }
+
+    /// ScatterElements along axis `a` by runtime indices.
+    fn scatter_dyn_at(&mut self, data: Val, idx: NodeId, updates: Val, a: usize, name: &str) -> Result<Val> {
         let shape = self.shape(&data);
         let ishape = self.graph.nodes[idx].shape.clone();
         ensure!(ishape == self.shape(&updates), "ScatterElements indices {ishape:?} and updates differ in shape");
@@ -1762,7 +1796,6 @@ impl Importer {
             ishape.len() == shape.len() && ishape.iter().zip(&shape).all(|(i, d)| i <= d),
             "ScatterElements indices {ishape:?} for data {shape:?}"
         );
-        let a = axis(attr_i(node, "axis", 0), shape.len())?;
         let rows = axis_rows(&ishape, &shape, a);
         let data = self.node_of(data, &format!("{name}.data"));
         let updates = self.node_of(updates, &format!("{name}.updates"));

@@ -1191,41 +1191,57 @@ impl Lowering<'_> {
 
     /// `sqrt(var + eps)` at scale `s + t` of a group of `n` values whose
     /// squared deviations (at scale `2(s + t)`) sum to `sq`, as precise as
-    /// a table allows over the whole range: the variance at scale `s` keys
-    /// a coarse table, and where it is small (below 2^(B−1−2s), 0.5 at the
-    /// defaults, where rounding it at scale `s` would lose most of its
-    /// digits) the variance at scale `2s` keys a fine one. One flag
-    /// selects; the fine key is the gated product, so that it stays in its
-    /// table when the flag is off. The caller picks `t` at most (B − s)/2,
-    /// which keeps the denominator within the division's 2^B.
+    /// tables allow over the whole range, as a floating-point number would
+    /// be: the variance at scale `s` keys a coarse table, and tiers at finer
+    /// scales (steps of about B/2 bits, up to `2(s + t)`, where the key is
+    /// `sq / n` itself) take over where the variance is small enough for
+    /// their tables, each then keeping about B/2 significant bits. Each
+    /// tier's flag is the previous tier's flag and its key below the tier's
+    /// range; its key is the gated product, so that it stays in its table
+    /// when the flag is off. The caller picks `t` at most (B − s)/2, which
+    /// keeps the denominator within the division's 2^B.
     fn std_dev(&mut self, sq: V, n: i64, eps: f64, t: u32) -> V {
         let (s, b) = (self.s.input_scale, self.s.lookup_bits);
-        let lift = Expr::Const(2f64.powi(t as i32));
-        let coarse_fn =
-            Expr::Mul(Box::new(lift.clone()), Box::new(Expr::Act(Activation::StdDev { eps }, Box::new(Expr::X))));
-        let var = self.div(sq, n << (s + 2 * t));
-        let coarse = self.table(Table::Expr(at_least_quantum(coarse_fn, s)));
-        let coarse = self.lookup(var, coarse);
-        if b < s + 2 {
-            return coarse;
+        let top = 2 * (s + t);
+        let tier_fn = |u: u32| {
+            let var = Expr::Mul(Box::new(Expr::Const(2f64.powi(s as i32 - u as i32))), Box::new(Expr::X));
+            let root = Expr::Act(Activation::StdDev { eps }, Box::new(var));
+            at_least_quantum(Expr::Mul(Box::new(Expr::Const(2f64.powi(t as i32))), Box::new(root)), s)
+        };
+        let mut key = self.div(sq, n << (top - s));
+        let coarse = self.table(Table::Expr(tier_fn(s)));
+        let mut den = self.lookup(key, coarse);
+        let step = (b.saturating_sub(1)).div_ceil(2).max(1);
+        let (mut scale, mut flag) = (s, None);
+        while scale < top && b >= step + 2 {
+            let u = (scale + step).min(top);
+            // This tier's table holds keys below 2^(B−1): a previous key
+            // below 2^(B−1−(u−scale)) − 1 scales to one.
+            let limit = (1i64 << (b - 1 - (u - scale))) - 1;
+            let fits = self.negative_offset(vec![(key, 1)], -limit);
+            let on = match flag {
+                None => fits,
+                Some(f) => {
+                    let both = self.fresh();
+                    self.push(Step::Mul { pairs: vec![(f, fits)], bias: 0, out: both });
+                    self.div(both, 1 << s)
+                }
+            };
+            let gated = self.fresh();
+            self.push(Step::Mul { pairs: vec![(on, sq)], bias: 0, out: gated });
+            key = self.div(gated, n << (top + s - u));
+            let table = self.table(Table::Expr(tier_fn(u)));
+            let value = self.lookup(key, table);
+            // den += on·(value − den)
+            let gap = self.fresh();
+            self.push(Step::Dot { terms: vec![(value, 1), (den, -1)], bias: 0, out: gap });
+            let wide = self.fresh();
+            self.push(Step::Mul { pairs: vec![(on, gap)], bias: 0, out: wide });
+            let chosen = self.div(wide, 1 << s);
+            let next = self.fresh();
+            self.push(Step::Dot { terms: vec![(den, 1), (chosen, 1)], bias: 0, out: next });
+            (den, scale, flag) = (next, u, Some(on));
         }
-        let limit = (1i64 << (b - 1 - s)) - 1;
-        let fine_flag = self.negative_offset(vec![(var, 1)], -limit);
-        let gated = self.fresh();
-        self.push(Step::Mul { pairs: vec![(fine_flag, sq)], bias: 0, out: gated });
-        let fine_var = self.div(gated, n << (s + 2 * t));
-        let unscaled = Expr::Mul(Box::new(Expr::Const(2f64.powi(-(s as i32)))), Box::new(Expr::X));
-        let fine_fn = Expr::Mul(Box::new(lift), Box::new(Expr::Act(Activation::StdDev { eps }, Box::new(unscaled))));
-        let fine = self.table(Table::Expr(at_least_quantum(fine_fn, s)));
-        let fine = self.lookup(fine_var, fine);
-        // den = coarse + flag·(fine − coarse)
-        let gap = self.fresh();
-        self.push(Step::Dot { terms: vec![(fine, 1), (coarse, -1)], bias: 0, out: gap });
-        let wide = self.fresh();
-        self.push(Step::Mul { pairs: vec![(fine_flag, gap)], bias: 0, out: wide });
-        let chosen = self.div(wide, 1 << s);
-        let den = self.fresh();
-        self.push(Step::Dot { terms: vec![(coarse, 1), (chosen, 1)], bias: 0, out: den });
         den
     }
 

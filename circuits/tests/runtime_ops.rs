@@ -1170,3 +1170,50 @@ fn int64s_proto(name: &str, dims: &[i64], v: &[i64]) -> pb::TensorProto {
         ..Default::default()
     }
 }
+
+/// Integer Div (truncating), GatherND by runtime tuples and a normalization
+/// of a group with a spread of a few quanta (its fine table): every advice
+/// cell is constrained, and the outputs equal tract's.
+#[test]
+fn every_advice_cell_of_integer_div_tuples_and_fine_norms_is_constrained() {
+    let s = Settings { input_scale: 5, param_scale: 5, lookup_bits: 10, ..Settings::default() };
+    let c = Case {
+        what: "int div, gather nd, norm",
+        nodes: vec![
+            node("Div", "q", &["a", "b"], "q", vec![]),
+            node("Cast", "qf", &["q"], "qf", vec![int_attr("to", 1)]),
+            node("GatherND", "g", &["x", "t"], "g", vec![]),
+            node("LayerNormalization", "n", &["x", "gamma"], "n", vec![]),
+            node("Reshape", "nf", &["n", "six"], "nf", vec![]),
+            node("Concat", "y", &["qf", "g", "nf"], "y", vec![int_attr("axis", 0)]),
+        ],
+        init: vec![floats("gamma", &[3], &[1.0, 0.5, -1.0]), common::int64s("six", &[1], &[6])],
+        inputs: vec![
+            In { name: "a", elem: INT64, shape: vec![4], values: vec![7.0, -7.0, 9.0, -2.0] },
+            In { name: "b", elem: INT64, shape: vec![4], values: vec![2.0, 3.0, -4.0, -3.0] },
+            In { name: "x", elem: FLOAT, shape: vec![2, 3], values: vec![0.5, 0.59375, 0.46875, 1.0, -1.5, 0.25] },
+            // tract's GatherND refuses negative entries (the suite covers them).
+            In { name: "t", elem: INT64, shape: vec![2, 2], values: vec![1.0, 2.0, 0.0, 1.0] },
+        ],
+        out: (FLOAT, vec![12]),
+        opset: 17,
+        tol: 0.0,
+    };
+    let onnx = onnx_of(&c);
+    let model = CompiledModel::compile(&onnx, &s).unwrap();
+    let values: Vec<Vec<f64>> = c.inputs.iter().map(|i| i.values.clone()).collect();
+    let witness = model.run(&values).unwrap();
+    let ours = model.program.dequantize(&model.program.output_values(&witness)).remove(0);
+    let shapes: Vec<Vec<usize>> = c.inputs.iter().map(|i| i.shape.iter().map(|&d| d as usize).collect()).collect();
+    let float = FloatModel::load(&onnx, &shapes).unwrap().run(&values).unwrap();
+    // Integer Div truncates (3, −2, −2, 0) and GatherND picks exactly.
+    assert_eq!(ours[..6], float[0][..6], "{ours:?} vs {:?}", float[0]);
+    // The first row's spread is two quanta (1/32 each): still within 0.1.
+    assert!(max_diff(&ours[6..], &float[0][6..]) < 0.1, "{ours:?} vs {:?}", float[0]);
+    assert_every_cell_constrained(&model, Arc::new(witness));
+    // A tuple entry outside its axis is refused, naming the node.
+    let mut bad = values.clone();
+    bad[3][1] = 3.0;
+    let err = model.run(&bad).unwrap_err();
+    assert!(format!("{err:#}").contains("out of range") && format!("{err:#}").contains("g."), "{err:#}");
+}

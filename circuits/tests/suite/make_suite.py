@@ -410,6 +410,17 @@ case(
     inits={"xs": np.float32(0.02), "xz": np.uint8(30), "w": rng.integers(-60, 60, (3, 2, 3, 3)).astype(np.int8), "ws": np.array([0.004, 0.003, 0.005], np.float32), "wz": np.zeros(3, np.int8), "ys": np.float32(0.01), "yz": np.uint8(100), "b": np.array([50, -40, 10], np.int32)},
 )
 
+# Scatter reductions mul, max and min (indices repeat, so several updates meet).
+case("scatter_elements_mul", [node("ScatterElements", ["x", "i", "u"], axis=1, reduction="mul")], [("x", F, grid(-1.5, 1.5, (2, 4))), ("u", F, grid(-1.5, 1.5, (2, 3)))], inits={"i": np.array([[1, 1, 3], [0, 2, 0]], np.int64)}, opset=16)
+case("scatter_elements_max", [node("ScatterElements", ["x", "i", "u"], axis=1, reduction="max")], [("x", F, grid(-1, 1, (2, 4))), ("u", F, grid(-1, 1, (2, 3)))], inits={"i": np.array([[1, 1, 3], [0, 2, 0]], np.int64)}, opset=18)
+case("scatter_nd_min", [node("ScatterND", ["x", "i", "u"], reduction="min")], [("x", F, grid(-1, 1, (3, 4))), ("u", F, grid(-1, 1, (3, 4)))], inits={"i": np.array([[1], [0], [1]], np.int64)}, opset=18)
+
+# GatherND and ScatterND by runtime index tuples (negative entries count from the end).
+case("gather_nd_runtime", [node("GatherND", ["x", "i"])], [("x", F, grid(-1, 1, (3, 4, 2))), ("i", I64, np.array([[0, 1], [2, -1], [-3, 3]], np.int64))])
+case("gather_nd_runtime_rows", [node("GatherND", ["x", "i"])], [("x", F, grid(-1, 1, (3, 4))), ("i", I64, np.array([[[2]], [[0]]], np.int64))])
+case("scatter_nd_runtime", [node("ScatterND", ["x", "i", "u"])], [("x", F, grid(-1, 1, (3, 4))), ("i", I64, np.array([[1], [-1]], np.int64)), ("u", F, grid(-1, 1, (2, 4)))])
+case("scatter_nd_runtime_elements", [node("ScatterND", ["x", "i", "u"])], [("x", F, grid(-1, 1, (2, 3))), ("i", I64, np.array([[0, 2], [1, 0], [1, -2]], np.int64)), ("u", F, grid(-1, 1, (3,)))])
+
 
 if __name__ == "__main__":
     for old in os.listdir(HERE):
