@@ -1922,11 +1922,69 @@ impl Importer {
 
     fn batchnorm(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
         let Val::Node(x) = self.input(node, 0)? else { bail!("BatchNormalization of a constant") };
-        let params: Vec<Tensor> =
-            (1..5).map(|i| self.const_input(node, i, "a BatchNormalization parameter")).collect::<Result<_>>()?;
         let eps = attr_f(node, "epsilon", 1e-5);
         let shape = self.graph.nodes[x].shape.clone();
         let c = *shape.get(1).ok_or_else(|| anyhow!("BatchNormalization needs a channel axis"))?;
+        let per_channel = |imp: &mut Self, i: usize| -> Result<Val> {
+            let v = imp.input(node, i)?;
+            ensure!(
+                imp.shape(&v).iter().product::<usize>() == c,
+                "BatchNormalization parameters must each hold {c} values"
+            );
+            let mut to = vec![c];
+            to.extend(std::iter::repeat_n(1, shape.len().saturating_sub(2)));
+            imp.reshape(v, to, &format!("{name}.param{i}"))
+        };
+        if attr_i(node, "training_mode", 0) != 0 {
+            // Normalized by the batch's own statistics, per channel; the
+            // running statistics move toward them by (1 − momentum).
+            let (gamma, beta) = (per_channel(self, 1)?, per_channel(self, 2)?);
+            let axes: Vec<usize> = std::iter::once(0).chain(2..shape.len()).collect();
+            let momentum = attr_f(node, "momentum", 0.9);
+            for (k, out) in node.output.iter().enumerate().skip(1).filter(|(_, o)| !o.is_empty()) {
+                let stat = self.batch_statistic(x, &axes, k == 2, &format!("{name}.batch{k}"))?;
+                let old = self.input(node, k + 2)?;
+                let old = self.binary(
+                    Arith::Mul,
+                    old,
+                    Val::Const(Tensor::new(vec![], vec![momentum])),
+                    &format!("{name}.old{k}"),
+                )?;
+                let new = self.binary(
+                    Arith::Mul,
+                    stat,
+                    Val::Const(Tensor::new(vec![], vec![1.0 - momentum])),
+                    &format!("{name}.new{k}"),
+                )?;
+                let running = self.binary(Arith::Add, old, new, &format!("{name}.running{k}"))?;
+                self.vals.insert(out.clone(), running);
+            }
+            return self.normalized(Val::Node(x), axes, eps, Some(gamma), Some(beta), name);
+        }
+        ensure!(
+            node.output.iter().skip(1).all(String::is_empty),
+            "BatchNormalization's running mean and variance outputs need training_mode"
+        );
+        let runtime = (1..5).any(|i| matches!(self.input(node, i), Ok(Val::Node(_))));
+        if runtime {
+            // (x − mean) / sqrt(var + eps) · gamma + beta, spelled out.
+            let p: Vec<Val> = (1..5).map(|i| per_channel(self, i)).collect::<Result<_>>()?;
+            let eps_c = Val::Const(Tensor::new(vec![], vec![eps]));
+            let centred = self.binary(Arith::Sub, Val::Node(x), p[2].clone(), &format!("{name}.centred"))?;
+            let var = self.binary(Arith::Add, p[3].clone(), eps_c, &format!("{name}.var"))?;
+            let sd = self.apply(var, Activation::Sqrt, &format!("{name}.sd"))?;
+            let normed = match sd {
+                Val::Const(t) => {
+                    let inv = Tensor::new(t.shape.clone(), t.data.iter().map(|v| 1.0 / v).collect());
+                    self.binary(Arith::Mul, centred, Val::Const(inv), &format!("{name}.normed"))?
+                }
+                sd => self.broadcast_node(Op::DivDyn, centred, sd, &format!("{name}.normed"))?,
+            };
+            let scaled = self.binary(Arith::Mul, normed, p[0].clone(), &format!("{name}.scaled"))?;
+            return self.binary(Arith::Add, scaled, p[1].clone(), name);
+        }
+        let params: Vec<Tensor> =
+            (1..5).map(|i| self.const_input(node, i, "a BatchNormalization parameter")).collect::<Result<_>>()?;
         if params.iter().any(|p| p.len() != c) {
             bail!("BatchNormalization parameters must each hold {c} values");
         }
@@ -1954,6 +2012,18 @@ impl Importer {
             return Ok(Val::Node(x));
         }
         Ok(self.push(name, Op::Affine { scale, shift }, vec![x], shape))
+    }
+
+    /// The mean (or, with `var`, the population variance) of `x` over
+    /// `axes`, one value per remaining (channel) position.
+    fn batch_statistic(&mut self, x: NodeId, axes: &[usize], var: bool, name: &str) -> Result<Val> {
+        let mean = self.reduce_over(Val::Node(x), axes.to_vec(), var, Reduce::Mean, &format!("{name}.mean"))?;
+        if !var {
+            return Ok(mean);
+        }
+        let d = self.binary(Arith::Sub, Val::Node(x), mean, &format!("{name}.dev"))?;
+        let sq = self.binary(Arith::Mul, d.clone(), d, &format!("{name}.sq"))?;
+        self.reduce_over(sq, axes.to_vec(), false, Reduce::Mean, name)
     }
 
     fn arith(&mut self, node: &NodeProto, name: &str) -> Result<Val> {

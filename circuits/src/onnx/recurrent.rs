@@ -51,6 +51,15 @@ fn function(name: &str, alpha: Option<f64>, beta: Option<f64>) -> Result<Activat
     })
 }
 
+/// A node's cell options: the clip of the gates' pre-activations, LSTM's
+/// coupled input and forget gates, and its peepholes (i, o, f) for the
+/// direction at hand.
+struct Options {
+    clip: Option<f64>,
+    input_forget: bool,
+    peep: Option<[Val; 3]>,
+}
+
 /// One direction's parameters, as dense layers over `[x_t, h]`.
 struct Weights {
     /// `[gates·H, features + H]`: W and R side by side, one row per gate unit.
@@ -78,9 +87,21 @@ impl Importer {
         let x = self.input(node, 0)?;
         let xs = self.shape(&x);
         ensure!(xs.len() == 3, "{op} input of shape {xs:?} (it needs [sequence, batch, features])");
-        ensure!(attr_i(node, "layout", 0) == 0, "{op} with layout 1 (batch first) is not supported");
-        ensure!(attr(node, "clip").is_none(), "{op} with clip is not supported");
-        ensure!(attr_i(node, "input_forget", 0) == 0, "LSTM with input_forget is not supported");
+        // Layout 1 (batch first): inputs and outputs have their first two
+        // axes swapped; the cell runs in layout 0 between transposes.
+        let batch_first = match attr_i(node, "layout", 0) {
+            0 => false,
+            1 => true,
+            l => bail!("{op} layout {l} (0 or 1 are defined)"),
+        };
+        let x = if batch_first { self.swap01(x, &format!("{name}.x_seq_first"))? } else { x };
+        let xs = self.shape(&x);
+        let clip = match attr(node, "clip") {
+            Some(a) if a.f > 0.0 => Some(f64::from(a.f)),
+            Some(a) => bail!("{op} clip {} is not positive", a.f),
+            None => None,
+        };
+        let input_forget = attr_i(node, "input_forget", 0) != 0;
         let (seq, batch, feat) = (xs[0], xs[1], xs[2]);
         let w = self.const_input(node, 1, "W")?;
         let r = self.const_input(node, 2, "R")?;
@@ -108,7 +129,11 @@ impl Importer {
             let Val::Const(t) = lens else { bail!("{op} with runtime sequence_lens is not supported") };
             ensure!(t.data.iter().all(|&l| l as usize == seq), "{op} with sequence_lens other than {seq}");
         }
-        ensure!(self.opt_input(node, 7)?.is_none(), "LSTM peepholes (P) are not supported");
+        let peepholes = match self.opt_input(node, 7)? {
+            None => None,
+            Some(Val::Const(t)) if t.data.len() == dirs * 3 * hidden => Some(t),
+            Some(_) => bail!("LSTM peepholes P must be a constant of shape [{dirs}, {}]", 3 * hidden),
+        };
         let names: Vec<String> = match attr(node, "activations") {
             Some(a) => a.strings.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect(),
             None => (0..dirs).flat_map(|_| cell.default_functions().iter().map(|s| s.to_string())).collect(),
@@ -129,8 +154,16 @@ impl Importer {
         let mut last_c = Vec::new();
         for d in 0..dirs {
             let weights = joint_weights(&w, &r, &b, d, cell, hidden, linear_before_reset);
-            let h0 = self.initial(node, 5, d, batch, hidden)?;
-            let c0 = self.initial(node, 6, d, batch, hidden)?;
+            let h0 = self.initial(node, 5, d, batch, hidden, batch_first)?;
+            let c0 = self.initial(node, 6, d, batch, hidden, batch_first)?;
+            let peep = peepholes.as_ref().map(|p| {
+                let part = |k: usize| {
+                    let at = (d * 3 + k) * hidden;
+                    Val::Const(Tensor::new(vec![1, hidden], p.data[at..at + hidden].to_vec()))
+                };
+                [part(0), part(1), part(2)]
+            });
+            let options = Options { clip, input_forget, peep };
             let order: Vec<usize> = if reverse || d == 1 { (0..seq).rev().collect() } else { (0..seq).collect() };
             let f = &functions[d * per_dir..(d + 1) * per_dir];
             let (mut h, mut c) = (h0, c0);
@@ -139,7 +172,7 @@ impl Importer {
                 let at = format!("{name}.d{d}.t{t}");
                 let x_t = self.take(x.clone(), &xs, 0, t, 1, &format!("{at}.x"))?;
                 let x_t = self.reshape(x_t, vec![batch, feat], &format!("{at}.x2"))?;
-                let (nh, nc) = self.step(cell, &weights, f, x_t, h, c, hidden, &at)?;
+                let (nh, nc) = self.step(cell, &weights, f, &options, x_t, h, c, hidden, &at)?;
                 outs[t] = Some(nh.clone());
                 h = nh;
                 c = nc;
@@ -158,11 +191,30 @@ impl Importer {
                 .collect::<Result<_>>()?;
             steps.push(self.cat(per_dir, 1, &format!("{name}.y.t{t}"))?);
         }
-        let outputs = [
+        let mut outputs = [
             Some(self.cat(steps, 0, &format!("{name}.y"))?),
             Some(self.stack_dirs(last_h, batch, hidden, &format!("{name}.y_h"))?),
             (cell == Cell::Lstm).then(|| self.stack_dirs(last_c, batch, hidden, &format!("{name}.y_c"))).transpose()?,
         ];
+        if batch_first {
+            // Y to [batch, seq, dirs, H]; Y_h and Y_c to [batch, dirs, H].
+            let y = outputs[0].take().expect("Y is always built");
+            let ys = self.shape(&y);
+            let perm = [2, 0, 1, 3];
+            let Val::Node(id) = y else { bail!("{op} output folded to a constant") };
+            let shape = perm.iter().map(|&p| ys[p]).collect();
+            outputs[0] = Some(self.push(
+                &format!("{name}.y_batch_first"),
+                Op::Transpose { perm: perm.to_vec() },
+                vec![id],
+                shape,
+            ));
+            for (k, out) in outputs.iter_mut().enumerate().skip(1) {
+                if let Some(v) = out.take() {
+                    *out = Some(self.swap01(v, &format!("{name}.state{k}_batch_first"))?);
+                }
+            }
+        }
         for (out, v) in node.output.iter().zip(outputs) {
             if let (false, Some(v)) = (out.is_empty(), v) {
                 self.vals.insert(out.clone(), v);
@@ -171,11 +223,32 @@ impl Importer {
         Ok(())
     }
 
+    /// The first two axes of a rank-3 value swapped (layout 1 to 0 and back).
+    fn swap01(&mut self, v: Val, name: &str) -> Result<Val> {
+        let s = self.shape(&v);
+        let out = vec![s[1], s[0], s[2]];
+        Ok(match v {
+            Val::Const(t) => Val::Const(super::transpose_const(&t, &[1, 0, 2])),
+            Val::Node(id) => self.push(name, Op::Transpose { perm: vec![1, 0, 2] }, vec![id], out),
+        })
+    }
+
     /// initial_h or initial_c of direction `d`, or zeros.
-    fn initial(&mut self, node: &NodeProto, i: usize, d: usize, batch: usize, hidden: usize) -> Result<Val> {
+    fn initial(
+        &mut self,
+        node: &NodeProto,
+        i: usize,
+        d: usize,
+        batch: usize,
+        hidden: usize,
+        batch_first: bool,
+    ) -> Result<Val> {
         match self.opt_input(node, i)? {
             None => Ok(Val::Const(Tensor::new(vec![batch, hidden], vec![0.0; batch * hidden]))),
             Some(v) => {
+                let s = self.shape(&v);
+                ensure!(s.len() == 3, "initial state of shape {s:?}");
+                let v = if batch_first { self.swap01(v, &format!("{}.init{i}.dirs_first", node.name))? } else { v };
                 let s = self.shape(&v);
                 ensure!(s[1..] == [batch, hidden], "initial state of shape {s:?}");
                 let one = self.take(v, &s, 0, d, 1, &format!("{}.init{i}", node.name))?;
@@ -191,6 +264,7 @@ impl Importer {
         cell: Cell,
         w: &Weights,
         f: &[Activation],
+        opt: &Options,
         x_t: Val,
         h: Val,
         c: Val,
@@ -200,27 +274,50 @@ impl Importer {
         let xh = self.cat(vec![x_t.clone(), h.clone()], 1, &format!("{at}.xh"))?;
         let gates = self.dense(xh, &w.gates, &w.gates_bias, &format!("{at}.gates"))?;
         let gs = self.shape(&gates);
-        let gate = |imp: &mut Self, k: usize, act: Activation, what: &str| -> Result<Val> {
+        // A gate's pre-activation, with a peephole term `p ⊙ state` added.
+        let pre = |imp: &mut Self, k: usize, peep: Option<(&Val, &Val)>, what: &str| -> Result<Val> {
             let pre = imp.take(gates.clone(), &gs, 1, k * hidden, hidden, &format!("{at}.{what}.pre"))?;
-            imp.apply(pre, act, &format!("{at}.{what}"))
+            match peep {
+                None => Ok(pre),
+                Some((p, state)) => {
+                    let seen = imp.binary(Arith::Mul, state.clone(), p.clone(), &format!("{at}.{what}.peep"))?;
+                    imp.binary(Arith::Add, pre, seen, &format!("{at}.{what}.pre_peep"))
+                }
+            }
         };
         match cell {
-            Cell::Rnn => Ok((gate(self, 0, f[0], "h")?, c)),
+            Cell::Rnn => {
+                let p = pre(self, 0, None, "h")?;
+                Ok((self.activate(p, f[0], opt, &format!("{at}.h"))?, c))
+            }
             Cell::Lstm => {
-                let i = gate(self, 0, f[0], "i")?;
-                let o = gate(self, 1, f[0], "o")?;
-                let fg = gate(self, 2, f[0], "f")?;
-                let cand = gate(self, 3, f[1], "g")?;
+                // ONNX orders the gates i, o, f, c and the peepholes i, o, f;
+                // o's peephole reads the new cell state.
+                let peep = |k: usize| opt.peep.as_ref().map(|p| &p[k]);
+                let p = pre(self, 0, peep(0).map(|p| (p, &c)), "i")?;
+                let i = self.activate(p, f[0], opt, &format!("{at}.i"))?;
+                let fg = if opt.input_forget {
+                    self.binary(Arith::Sub, Val::Const(Tensor::new(vec![], vec![1.0])), i.clone(), &format!("{at}.f"))?
+                } else {
+                    let p = pre(self, 2, peep(2).map(|p| (p, &c)), "f")?;
+                    self.activate(p, f[0], opt, &format!("{at}.f"))?
+                };
+                let p = pre(self, 3, None, "g")?;
+                let cand = self.activate(p, f[1], opt, &format!("{at}.g"))?;
                 let kept = self.binary(Arith::Mul, fg, c, &format!("{at}.kept"))?;
                 let new = self.binary(Arith::Mul, i, cand, &format!("{at}.new"))?;
                 let c = self.binary(Arith::Add, kept, new, &format!("{at}.c"))?;
+                let p = pre(self, 1, peep(1).map(|p| (p, &c)), "o")?;
+                let o = self.activate(p, f[0], opt, &format!("{at}.o"))?;
                 let hc = self.apply(c.clone(), f[2], &format!("{at}.hc"))?;
                 let h = self.binary(Arith::Mul, o, hc, &format!("{at}.h"))?;
                 Ok((h, c))
             }
             Cell::Gru => {
-                let z = gate(self, 0, f[0], "z")?;
-                let r = gate(self, 1, f[0], "r")?;
+                let p = pre(self, 0, None, "z")?;
+                let z = self.activate(p, f[0], opt, &format!("{at}.z"))?;
+                let p = pre(self, 1, None, "r")?;
+                let r = self.activate(p, f[0], opt, &format!("{at}.r"))?;
                 let cand_pre = match &w.w_only {
                     // h~ = g(Wh·x + Wbh + r ⊙ (Rh·h + Rbh))
                     Some((wh, wbh, rh, rbh)) => {
@@ -237,13 +334,23 @@ impl Importer {
                         self.dense(xrh, &wc, &bc, &format!("{at}.cand.pre"))?
                     }
                 };
-                let cand = self.apply(cand_pre, f[1], &format!("{at}.cand"))?;
+                let cand = self.activate(cand_pre, f[1], opt, &format!("{at}.cand"))?;
                 // h = (1 - z) ⊙ h~ + z ⊙ h = h~ + z ⊙ (h - h~)
                 let diff = self.binary(Arith::Sub, h, cand.clone(), &format!("{at}.diff"))?;
                 let zd = self.binary(Arith::Mul, z, diff, &format!("{at}.zdiff"))?;
                 Ok((self.binary(Arith::Add, cand, zd, &format!("{at}.h"))?, c))
             }
         }
+    }
+
+    /// A gate's activation, of its pre-activation clipped to ±clip where
+    /// the node sets one (one table: the clip fuses into the function).
+    fn activate(&mut self, pre: Val, act: Activation, opt: &Options, name: &str) -> Result<Val> {
+        let pre = match opt.clip {
+            Some(c) => self.apply(pre, Activation::Clip { lo: -c, hi: c }, &format!("{name}.clip"))?,
+            None => pre,
+        };
+        self.apply(pre, act, name)
     }
 
     /// Final states of each direction as `[dirs, batch, H]`.

@@ -81,13 +81,17 @@ def elem_of(array):
 
 
 def write(c):
+    # `ref`: an equivalent graph onnxruntime runs where it lacks a form (batch-first recurrent nets).
+    ref = c.extra.pop("ref", None)
+    r = Case(c.name, ref, c.inputs, c.outputs, c.inits, c.opset) if ref else c
     # Outputs typed by ONNX's shape inference, shaped as onnxruntime computes them.
-    untyped = onnx.shape_inference.infer_shapes(build(c, [helper.make_empty_tensor_value_info(o) for o in c.outputs]))
+    untyped = onnx.shape_inference.infer_shapes(build(r, [helper.make_empty_tensor_value_info(o) for o in r.outputs]))
     types = {o.name: o.type.tensor_type.elem_type for o in untyped.graph.output}
-    outs = run(build(c, [helper.make_tensor_value_info(o, types[o] or F, None) for o in c.outputs]), c)
+    outs = run(build(r, [helper.make_tensor_value_info(o, types[o] or F, None) for o in r.outputs]), r)
     model = build(c, [helper.make_tensor_value_info(o, elem_of(v), list(v.shape)) for o, v in zip(c.outputs, outs)])
     onnx.checker.check_model(model)
-    outs = run(model, c)
+    if not ref:
+        outs = run(model, c)
     onnx.save(model, os.path.join(HERE, f"{c.name}.onnx"))
     data = {
         "input_data": [[float(v) for v in np.asarray(x, dtype=np.float64).flatten()] for _, _, x in c.inputs],
@@ -420,6 +424,62 @@ case("gather_nd_runtime", [node("GatherND", ["x", "i"])], [("x", F, grid(-1, 1, 
 case("gather_nd_runtime_rows", [node("GatherND", ["x", "i"])], [("x", F, grid(-1, 1, (3, 4))), ("i", I64, np.array([[[2]], [[0]]], np.int64))])
 case("scatter_nd_runtime", [node("ScatterND", ["x", "i", "u"])], [("x", F, grid(-1, 1, (3, 4))), ("i", I64, np.array([[1], [-1]], np.int64)), ("u", F, grid(-1, 1, (2, 4)))])
 case("scatter_nd_runtime_elements", [node("ScatterND", ["x", "i", "u"])], [("x", F, grid(-1, 1, (2, 3))), ("i", I64, np.array([[0, 2], [1, 0], [1, -2]], np.int64)), ("u", F, grid(-1, 1, (3,)))])
+
+# Recurrent options: batch-first layout (opset 14) with initial states, clip, peepholes, coupled gates.
+B2 = 2
+lstm_w = {"W": weights((1, 4 * H, X)), "R": weights((1, 4 * H, H)), "B": weights((1, 8 * H), 0.1)}
+
+def batch_first_ref(op, inputs, outs, **attrs):
+    """The layout-0 graph a batch-first node equals: its inputs and outputs transposed."""
+    swapped = [f"{i}_t" if i and i not in ("W", "R", "B") else i for i in inputs]
+    nodes = [node("Transpose", [i], [f"{i}_t"], perm=[1, 0, 2]) for i in inputs if i and i not in ("W", "R", "B")]
+    nodes.append(helper.make_node(op, swapped, [f"{o}_t" for o in outs], **attrs))
+    for o in outs:
+        nodes.append(node("Transpose", [f"{o}_t"], [o], perm=[2, 0, 1, 3] if o == "Y" else [1, 0, 2]))
+    return nodes
+
+
+lstm_bf_in = ["x", "W", "R", "B", "", "h0", "c0"]
+case(
+    "lstm_batch_first",
+    [helper.make_node("LSTM", lstm_bf_in, ["Y", "Y_h", "Y_c"], name="lstm_bf", hidden_size=H, layout=1)],
+    [("x", F, grid(-1, 1, (B2, T, X))), ("h0", F, grid(-0.5, 0.5, (B2, 1, H))), ("c0", F, grid(-0.5, 0.5, (B2, 1, H)))],
+    outputs=["Y", "Y_h", "Y_c"], inits=lstm_w, opset=14,
+    ref=batch_first_ref("LSTM", lstm_bf_in, ["Y", "Y_h", "Y_c"], hidden_size=H),
+)
+case(
+    "lstm_peepholes_clip",
+    [helper.make_node("LSTM", ["x", "W", "R", "B", "", "", "", "P"], ["Y", "Y_h"], name="lstm_pc", hidden_size=H, clip=0.8)],
+    [("x", F, grid(-1, 1, (T, 1, X)))], outputs=["Y", "Y_h"], inits={**lstm_w, "P": weights((1, 3 * H), 0.5)},
+)
+case(
+    "lstm_input_forget",
+    [helper.make_node("LSTM", ["x", "W", "R", "B"], ["Y"], name="lstm_if", hidden_size=H, input_forget=1)],
+    [("x", F, grid(-1, 1, (T, 1, X)))], outputs=["Y"], inits=lstm_w,
+)
+case(
+    "gru_batch_first_clip",
+    [helper.make_node("GRU", ["x", "W", "R", "B"], ["Y", "Y_h"], name="gru_bfc", hidden_size=H, layout=1, clip=0.5, direction="bidirectional")],
+    [("x", F, grid(-1, 1, (B2, T, X)))], outputs=["Y", "Y_h"],
+    inits={"W": weights((2, 3 * H, X)), "R": weights((2, 3 * H, H)), "B": weights((2, 6 * H), 0.1)}, opset=14,
+    ref=batch_first_ref("GRU", ["x", "W", "R", "B"], ["Y", "Y_h"], hidden_size=H, clip=0.5, direction="bidirectional"),
+)
+
+# BatchNormalization by runtime statistics, and in training mode (the batch's own statistics).
+bn_x = grid(-1, 1, (2, 3, 2, 2))
+case(
+    "batchnorm_runtime_params",
+    [node("BatchNormalization", ["x", "g", "b", "m", "v"])],
+    [("x", F, bn_x), ("m", F, np.array([0.1, -0.2, 0.3], np.float32)), ("v", F, np.array([0.5, 1.5, 0.75], np.float32))],
+    inits={"g": weights((3,), 0.8), "b": weights((3,), 0.2)}, opset=15,
+)
+case(
+    "batchnorm_training_mode",
+    [node("BatchNormalization", ["x", "g", "b", "m", "v"], ["y", "rm", "rv"], training_mode=1, momentum=0.8)],
+    [("x", F, bn_x)],
+    outputs=["y", "rm", "rv"],
+    inits={"g": weights((3,), 0.8), "b": weights((3,), 0.2), "m": np.zeros(3, np.float32), "v": np.ones(3, np.float32)}, opset=15,
+)
 
 
 if __name__ == "__main__":
