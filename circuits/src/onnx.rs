@@ -12,6 +12,7 @@ use tract_onnx::prelude::Framework;
 use crate::graph::*;
 
 mod composite;
+mod control;
 pub use composite::COMPOSITE_OPS;
 mod norm;
 mod recurrent;
@@ -72,6 +73,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "HardSigmoid",
     "Hardmax",
     "HardSwish",
+    "If",
     "Identity",
     "InstanceNormalization",
     "LSTM",
@@ -204,7 +206,10 @@ fn import_proto(proto: &pb::ModelProto) -> Result<Graph> {
         opset,
         fns: HashMap::new(),
         types: types::value_types(g),
-        producers: g.node.iter().flat_map(|n| n.output.iter().map(move |o| (o.clone(), n.clone()))).collect(),
+        producers: control::all_nodes(&g.node)
+            .into_iter()
+            .flat_map(|n| n.output.iter().map(move |o| (o.clone(), n.clone())))
+            .collect(),
     };
     for t in &g.initializer {
         let tensor = load_tensor(t).with_context(|| format!("initializer `{}`", t.name))?;
@@ -221,12 +226,13 @@ fn import_proto(proto: &pb::ModelProto) -> Result<Graph> {
         imp.graph.input_elems.push(elem);
         imp.vals.insert(input.name.clone(), Val::Node(id));
     }
-    for node in &g.node {
+    let every_node = control::all_nodes(&g.node);
+    for node in &every_node {
         for i in &node.input {
             *imp.readers.entry(i.clone()).or_default() += 1;
         }
     }
-    check_ops(&g.node)?;
+    check_ops(&every_node)?;
     for node in &g.node {
         imp.node(node, &node_name(node)).with_context(|| format!("node `{}` ({})", node_name(node), node.op_type))?;
     }
@@ -266,7 +272,7 @@ fn node_name(node: &NodeProto) -> String {
 
 /// Every op of the model that is not supported, named with its nodes, in
 /// one error, so that a user learns all a model lacks at once.
-fn check_ops(nodes: &[NodeProto]) -> Result<()> {
+fn check_ops(nodes: &[&NodeProto]) -> Result<()> {
     let mut missing: Vec<(String, Vec<String>)> = Vec::new();
     for node in nodes {
         let default_domain = node.domain.is_empty() || node.domain == "ai.onnx";
@@ -532,6 +538,9 @@ impl Importer {
         }
         if node.op_type == "Split" {
             return self.split(node, name);
+        }
+        if node.op_type == "If" {
+            return self.if_node(node, name);
         }
         if node.op_type == "TopK" {
             return self.top_k(node, name);

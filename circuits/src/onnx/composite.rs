@@ -16,6 +16,7 @@ pub(super) const MICROSOFT_OPS: &[&str] = &["QGemm", "QLinearAdd", "QLinearMul"]
 /// The ops this module lowers.
 pub const COMPOSITE_OPS: &[&str] = &[
     "CastLike",
+    "CenterCropPad",
     "Compress",
     "DequantizeLinear",
     "EyeLike",
@@ -67,6 +68,7 @@ impl Importer {
                 Val::Const(Tensor::new(shape, data))
             }
             "Compress" => self.compress(node, name)?,
+            "CenterCropPad" => self.center_crop_pad(node, name)?,
             "ReverseSequence" => self.reverse_sequence(node, name)?,
             "LRN" => self.lrn(node, name)?,
             "LpPool" => self.lp_pool(node, name)?,
@@ -147,6 +149,42 @@ impl Importer {
         let mut map = Vec::new();
         for_each_index(&out, |pos| {
             map.push(Some(pos.iter().enumerate().map(|(d, &p)| if d == a { kept[p] } else { p } * st[d]).sum()));
+        });
+        self.rearrange(x, out, map, 0.0, name)
+    }
+
+    /// CenterCropPad: each listed axis cropped or zero-padded to its target
+    /// length about its centre (the odd element going to the end).
+    fn center_crop_pad(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        let x = self.input(node, 0)?;
+        let shape = self.shape(&x);
+        let target = self.const_input(node, 1, "the CenterCropPad shape")?;
+        let axes = match attr_ints(node, "axes") {
+            Some(a) => a.iter().map(|&a| axis(a, shape.len())).collect::<Result<Vec<_>>>()?,
+            None => (0..shape.len()).collect(),
+        };
+        ensure!(target.data.len() == axes.len(), "CenterCropPad shape of {} for {} axes", target.data.len(), axes.len());
+        ensure!(target.data.iter().all(|&t| t >= 1.0), "CenterCropPad shape {:?} is not positive", target.data);
+        let mut out = shape.clone();
+        // Per axis: the input index of output index 0 (negative where padded).
+        let mut offset = vec![0i64; shape.len()];
+        for (&a, &t) in axes.iter().zip(&target.data) {
+            let (dim, t) = (shape[a] as i64, t as i64);
+            offset[a] = if t <= dim { (dim - t) / 2 } else { -((t - dim) / 2) };
+            out[a] = t as usize;
+        }
+        super::check_size(&out)?;
+        let st = strides(&shape);
+        let mut map = Vec::new();
+        for_each_index(&out, |pos| {
+            let mut at = 0i64;
+            let mut inside = true;
+            for (d, &p) in pos.iter().enumerate() {
+                let i = p as i64 + offset[d];
+                inside &= (0..shape[d] as i64).contains(&i);
+                at += i * st[d] as i64;
+            }
+            map.push(inside.then_some(at as usize));
         });
         self.rearrange(x, out, map, 0.0, name)
     }
@@ -371,7 +409,7 @@ impl Importer {
     }
 
     /// `v` under a new name only this module reads, once.
-    fn named(&mut self, v: Val, n: &str) -> String {
+    pub(super) fn named(&mut self, v: Val, n: &str) -> String {
         self.vals.insert(n.to_string(), v);
         self.readers.insert(n.to_string(), 1);
         n.to_string()

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use tract_onnx::pb::{self, NodeProto};
 
+use super::control::{all_nodes, subgraphs};
 use super::{attr, attr_i};
 
 /// ONNX's tensor element type codes.
@@ -29,18 +30,31 @@ pub(super) fn value_types(g: &pb::GraphProto) -> HashMap<String, i32> {
     for t in &g.initializer {
         types.insert(&t.name, t.data_type);
     }
-    for v in g.input.iter().chain(&g.value_info).chain(&g.output) {
-        if let Some(code) = declared(v) {
-            types.entry(&v.name).or_insert(code);
+    let nodes = all_nodes(&g.node);
+    let graphs = std::iter::once(g).chain(nodes.iter().flat_map(|n| subgraphs(n)));
+    for sub in graphs {
+        for t in &sub.initializer {
+            types.entry(&t.name).or_insert(t.data_type);
+        }
+        for v in sub.input.iter().chain(&sub.value_info).chain(&sub.output) {
+            if let Some(code) = declared(v) {
+                types.entry(&v.name).or_insert(code);
+            }
         }
     }
-    for node in &g.node {
+    for node in nodes {
         for (k, out) in node.output.iter().enumerate() {
             if out.is_empty() || types.contains_key(out.as_str()) {
                 continue;
             }
-            let input = |i: usize| node.input.get(i).and_then(|n| types.get(n.as_str())).copied().unwrap_or(FLOAT);
-            let code = output_type(node, k, input);
+            let code = if node.op_type == "If" {
+                // The then-branch's output k (its nodes came first).
+                let branch = attr(node, "then_branch").and_then(|a| a.g.as_ref());
+                branch.and_then(|b| b.output.get(k)).and_then(|o| types.get(o.name.as_str())).copied().unwrap_or(FLOAT)
+            } else {
+                let input = |i: usize| node.input.get(i).and_then(|n| types.get(n.as_str())).copied().unwrap_or(FLOAT);
+                output_type(node, k, input)
+            };
             types.insert(out, code);
         }
     }

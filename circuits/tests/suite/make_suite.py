@@ -481,6 +481,25 @@ case(
     inits={"g": weights((3,), 0.8), "b": weights((3,), 0.2), "m": np.zeros(3, np.float32), "v": np.ones(3, np.float32)}, opset=15,
 )
 
+# If: a constant condition picks a branch; a runtime one selects between both.
+def branch(name, nodes, out, shape, inits=()):
+    return helper.make_graph(nodes, name, [], [helper.make_tensor_value_info(out, F, shape)], initializer=list(inits))
+
+
+then_g = branch("then", [node("Mul", ["x", "k"], ["t_out"])], "t_out", [2, 3], [numpy_helper.from_array(np.float32(1.5), "k")])
+else_g = branch("else", [node("Tanh", ["x"], ["e_out"])], "e_out", [2, 3])
+xs_if = grid(-1, 1, (2, 3))
+case("if_constant_then", [node("If", ["c"], ["y"], then_branch=then_g, else_branch=else_g)], [("x", F, xs_if)], inits={"c": np.array(True)})
+case("if_constant_else", [node("If", ["c"], ["y"], then_branch=then_g, else_branch=else_g)], [("x", F, xs_if)], inits={"c": np.array(False)})
+case(
+    "if_runtime",
+    [node("ReduceSum", ["x"], ["s"], keepdims=0), node("Greater", ["s", "zero"], ["c"]), node("If", ["c"], ["y"], then_branch=then_g, else_branch=else_g)],
+    [("x", F, xs_if)],
+    inits={"zero": np.float32(0.0)},
+)
+
+case("center_crop_pad", [node("CenterCropPad", ["x", "s"], axes=[1, 2])], [("x", F, grid(-1, 1, (2, 5, 4)))], inits={"s": np.array([3, 7], np.int64)}, opset=18)
+
 
 if __name__ == "__main__":
     for old in os.listdir(HERE):
