@@ -11,7 +11,8 @@ use crate::graph::*;
 
 /// The ops of onnxruntime's `com.microsoft` domain this module lowers (its
 /// quantizer writes them).
-pub(super) const MICROSOFT_OPS: &[&str] = &["QGemm", "QLinearAdd", "QLinearMul"];
+pub(super) const MICROSOFT_OPS: &[&str] =
+    &["BiasGelu", "FastGelu", "Gelu", "QGemm", "QLinearAdd", "QLinearMul", "QuickGelu", "SkipLayerNormalization"];
 
 /// The ops this module lowers.
 pub const COMPOSITE_OPS: &[&str] = &[
@@ -84,6 +85,23 @@ impl Importer {
                 self.dequantize(&x, &s, z.as_deref(), Some(a), name)?
             }
             "QLinearMatMul" | "QLinearConv" | "QGemm" | "QLinearAdd" | "QLinearMul" => self.qlinear(node, name)?,
+            // onnxruntime's fused transformer ops (com.microsoft).
+            "Gelu" | "BiasGelu" | "FastGelu" if node.domain == "com.microsoft" => {
+                let x = self.input(node, 0)?;
+                let x = match self.opt_input(node, 1)? {
+                    Some(bias) => self.binary(Arith::Add, x, bias, &format!("{name}.bias"))?,
+                    None => x,
+                };
+                self.apply(x, Activation::Gelu { tanh: node.op_type == "FastGelu" }, name)?
+            }
+            "QuickGelu" => {
+                let x = self.input(node, 0)?;
+                let alpha = attr_f(node, "alpha", 1.702);
+                let ax = self.binary(Arith::Mul, x.clone(), scalar(alpha), &format!("{name}.scaled"))?;
+                let gate = self.apply(ax, Activation::Sigmoid, &format!("{name}.gate"))?;
+                self.binary(Arith::Mul, x, gate, name)?
+            }
+            "SkipLayerNormalization" => self.skip_layer_norm(node, name)?,
             _ => return Ok(None),
         }))
     }
@@ -163,7 +181,12 @@ impl Importer {
             Some(a) => a.iter().map(|&a| axis(a, shape.len())).collect::<Result<Vec<_>>>()?,
             None => (0..shape.len()).collect(),
         };
-        ensure!(target.data.len() == axes.len(), "CenterCropPad shape of {} for {} axes", target.data.len(), axes.len());
+        ensure!(
+            target.data.len() == axes.len(),
+            "CenterCropPad shape of {} for {} axes",
+            target.data.len(),
+            axes.len()
+        );
         ensure!(target.data.iter().all(|&t| t >= 1.0), "CenterCropPad shape {:?} is not positive", target.data);
         let mut out = shape.clone();
         // Per axis: the input index of output index 0 (negative where padded).
@@ -340,6 +363,29 @@ impl Importer {
             None => xv,
         };
         self.binary(Arith::Mul, centred, place(scale)?, name)
+    }
+
+    /// onnxruntime's SkipLayerNormalization: a LayerNorm over the last axis
+    /// of `input + skip (+ bias)`, with gamma and beta; its optional fourth
+    /// output is that sum (mean and inverse deviation are refused).
+    fn skip_layer_norm(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        ensure!(
+            node.output.get(1).is_none_or(String::is_empty) && node.output.get(2).is_none_or(String::is_empty),
+            "SkipLayerNormalization's mean and inverse deviation outputs are not supported"
+        );
+        let (x, skip) = (self.input(node, 0)?, self.input(node, 1)?);
+        let mut sum = self.binary(Arith::Add, x, skip, &format!("{name}.skip"))?;
+        if let Some(bias) = self.opt_input(node, 4)? {
+            sum = self.binary(Arith::Add, sum, bias, &format!("{name}.bias"))?;
+        }
+        if let Some(out) = node.output.get(3).filter(|o| !o.is_empty()) {
+            self.vals.insert(out.clone(), sum.clone());
+        }
+        let rank = self.shape(&sum).len();
+        ensure!(rank >= 1, "SkipLayerNormalization of a scalar");
+        let gamma = self.input(node, 2)?;
+        let beta = self.opt_input(node, 3)?;
+        self.normalized(sum, vec![rank - 1], attr_f(node, "epsilon", 1e-12), Some(gamma), beta, name)
     }
 
     /// QLinearMatMul, QLinearConv and onnxruntime's QGemm, QLinearAdd and

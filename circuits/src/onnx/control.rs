@@ -38,7 +38,12 @@ impl Importer {
                 ensure!(t.data.len() == 1, "If condition of {} elements", t.data.len());
                 let picked = if t.data[0] != 0.0 { &then_g } else { &else_g };
                 let outs = self.inline(picked, name)?;
-                ensure!(outs.len() >= node.output.len(), "If branch gives {} outputs for {}", outs.len(), node.output.len());
+                ensure!(
+                    outs.len() >= node.output.len(),
+                    "If branch gives {} outputs for {}",
+                    outs.len(),
+                    node.output.len()
+                );
                 for (o, v) in node.output.iter().zip(outs) {
                     if !o.is_empty() {
                         self.vals.insert(o.clone(), v);
@@ -85,11 +90,14 @@ impl Importer {
             self.vals.insert(t.name.clone(), Val::Const(tensor));
         }
         for n in &g.node {
-            self.node(n, &node_name(n)).with_context(|| format!("node `{}` ({}) of If `{name}`", node_name(n), n.op_type))?;
+            self.node(n, &node_name(n))
+                .with_context(|| format!("node `{}` ({}) of If `{name}`", node_name(n), n.op_type))?;
         }
         g.output
             .iter()
-            .map(|o| self.vals.get(&o.name).cloned().ok_or_else(|| anyhow!("If branch output `{}` is not produced", o.name)))
+            .map(|o| {
+                self.vals.get(&o.name).cloned().ok_or_else(|| anyhow!("If branch output `{}` is not produced", o.name))
+            })
             .collect()
     }
 }

@@ -64,7 +64,10 @@ def build(c, out_infos):
         out_infos,
         initializer=[tensor(n, v) for n, v in c.inits.items()],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", c.opset)])
+    opsets = [helper.make_opsetid("", c.opset)]
+    if any(n.domain == "com.microsoft" for n in c.nodes):
+        opsets.append(helper.make_opsetid("com.microsoft", 1))
+    model = helper.make_model(graph, opset_imports=opsets)
     model.ir_version = 8
     return model
 
@@ -499,6 +502,24 @@ case(
 )
 
 case("center_crop_pad", [node("CenterCropPad", ["x", "s"], axes=[1, 2])], [("x", F, grid(-1, 1, (2, 5, 4)))], inits={"s": np.array([3, 7], np.int64)}, opset=18)
+
+# onnxruntime's fused transformer ops (com.microsoft), as its transformer optimizer writes them.
+def ms(op, inputs, outputs=("y",), **attrs):
+    return helper.make_node(op, list(inputs), list(outputs), name=f"ms_{op.lower()}", domain="com.microsoft", **attrs)
+
+
+tok = grid(-2, 2, (1, 3, 8))
+case("ms_gelu", [ms("Gelu", ["x"])], [("x", F, tok)])
+case("ms_fast_gelu", [ms("FastGelu", ["x", "b"])], [("x", F, tok)], inits={"b": weights((8,), 0.2)})
+case("ms_bias_gelu", [ms("BiasGelu", ["x", "b"])], [("x", F, tok)], inits={"b": weights((8,), 0.2)})
+case("ms_quick_gelu", [ms("QuickGelu", ["x"], alpha=1.702)], [("x", F, tok)])
+case(
+    "ms_skip_layer_norm",
+    [ms("SkipLayerNormalization", ["x", "s", "g", "b", "bias"], ["y", "", "", "sum"], epsilon=1e-5)],
+    [("x", F, tok), ("s", F, grid(-1, 1, (1, 3, 8)))],
+    outputs=["y", "sum"],
+    inits={"g": weights((8,), 0.8), "b": weights((8,), 0.2), "bias": weights((8,), 0.2)},
+)
 
 
 if __name__ == "__main__":
