@@ -521,6 +521,26 @@ case(
     inits={"g": weights((8,), 0.8), "b": weights((8,), 0.2), "bias": weights((8,), 0.2)},
 )
 
+# Older opsets' forms of ops whose inputs were once attributes (model-zoo models use opsets 7 to 11).
+old_x = grid(-1, 1, (1, 2, 3, 4))
+case("pad_opset7", [node("Pad", ["x"], mode="constant", pads=[0, 0, 1, 1, 0, 0, 1, 0], value=0.25)], [("x", F, old_x)], opset=7)
+case("slice_opset7", [node("Slice", ["x"], starts=[0, 1], ends=[1, 3], axes=[1, 2])], [("x", F, old_x)], opset=7)
+case("clip_opset7", [node("Clip", ["x"], min=-0.5, max=0.25)], [("x", F, old_x)], opset=7)
+case("upsample_opset7", [node("Upsample", ["x"], mode="nearest", scales=[1.0, 1.0, 2.0, 2.0])], [("x", F, old_x)], opset=7)
+case("resize_opset10", [node("Resize", ["x", "sc"], mode="nearest")], [("x", F, old_x)], inits={"sc": np.array([1, 1, 2, 1.5], np.float32)}, opset=10)
+case("topk_opset7", [node("TopK", ["x"], ["v", "i"], k=2, axis=-1)], [("x", F, old_x)], outputs=["v", "i"], opset=7)
+case("unsqueeze_squeeze_opset11", [node("Unsqueeze", ["x"], ["u"], axes=[0]), node("Squeeze", ["u"], axes=[0])], [("x", F, old_x)], opset=11)
+case("reduce_sum_opset11", [node("ReduceSum", ["x"], axes=[1, 3], keepdims=1)], [("x", F, old_x)], opset=11)
+case("split_opset7", [node("Split", ["x"], ["y", "z"], axis=3, split=[1, 3])], [("x", F, old_x)], outputs=["y", "z"], opset=7)
+case("softmax_opset7", [node("Softmax", ["x"], axis=2)], [("x", F, old_x)], opset=7)
+case("batchnorm_opset7", [node("BatchNormalization", ["x", "g", "b", "m", "v"], spatial=1)], [("x", F, old_x)], inits={"g": weights((2,), 0.8), "b": weights((2,), 0.2), "m": np.array([0.1, -0.1], np.float32), "v": np.array([0.5, 1.2], np.float32)}, opset=7)
+case("gemm_opset7", [node("Gemm", ["x", "w", "b"], transB=1, alpha=0.5, beta=2.0)], [("x", F, grid(-1, 1, (2, 6)))], inits={"w": weights((3, 6)), "b": weights((3,), 0.2)}, opset=7)
+case("dropout_opset7", [node("Dropout", ["x"], ["y"], ratio=0.3), ], [("x", F, old_x)], opset=7)
+case("averagepool_opset7", [node("AveragePool", ["x"], kernel_shape=[2, 2], pads=[1, 1, 1, 1], count_include_pad=1)], [("x", F, old_x)], opset=7)
+case("conv_auto_pad_opset7", [node("Conv", ["x", "w"], auto_pad="SAME_UPPER", kernel_shape=[3, 3])], [("x", F, old_x)], inits={"w": weights((3, 2, 3, 3), 0.3)}, opset=7)
+case("reshape_opset7", [node("Reshape", ["x", "s"])], [("x", F, old_x)], inits={"s": np.array([2, -1], np.int64)}, opset=7)
+case("max_opset7", [node("Max", ["x", "z"])], [("x", F, old_x), ("z", F, grid(-0.5, 0.5, (1, 2, 3, 4)))], opset=7)
+
 
 if __name__ == "__main__":
     for old in os.listdir(HERE):
