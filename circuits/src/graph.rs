@@ -505,11 +505,14 @@ pub enum Op {
     /// `(x - mean) / sqrt(var + eps) · scale + shift` over `axes`
     /// (LayerNormalization, InstanceNormalization, GroupNormalization);
     /// `scale` and `shift` hold one value per element, or are empty (1, 0).
+    /// With `rms`, no mean is taken: `x / sqrt(mean(x²) + eps)` (RMSNorm).
     Normalize {
         axes: Vec<usize>,
         eps: f64,
         scale: Vec<f64>,
         shift: Vec<f64>,
+        #[serde(default)]
+        rms: bool,
     },
     Act(Activation),
     /// An element-wise function of the input, one table.

@@ -2039,9 +2039,10 @@ impl Importer {
         if node.op_type == "Div" && node.output.first().is_some_and(|o| self.is_integer(o)) {
             return self.int_div(node, name);
         }
-        if let Some((x, axes, eps)) = self.spelled_norm(node)? {
+        if let Some(norm::SpelledNorm { x, axes, eps, rms }) = self.spelled_norm(node)? {
             let shape = self.graph.nodes[x].shape.clone();
-            return Ok(self.push(name, Op::Normalize { axes, eps, scale: vec![], shift: vec![] }, vec![x], shape));
+            let op = Op::Normalize { axes, eps, scale: vec![], shift: vec![], rms };
+            return Ok(self.push(name, op, vec![x], shape));
         }
         if let Some(v) = self.fold_into_layer(node)? {
             return Ok(v);
@@ -2339,6 +2340,19 @@ impl Importer {
         bias: Option<Val>,
         name: &str,
     ) -> Result<Val> {
+        self.normalized_as(x, (axes, eps, false), scale, bias, name)
+    }
+
+    /// [`Self::normalized`], or with `rms` the root-mean-square form (no
+    /// mean subtracted).
+    fn normalized_as(
+        &mut self,
+        x: Val,
+        (axes, eps, rms): (Vec<usize>, f64, bool),
+        scale: Option<Val>,
+        bias: Option<Val>,
+        name: &str,
+    ) -> Result<Val> {
         let shape = self.shape(&x);
         let x = self.node_of(x, &format!("{name}.x"));
         // Constant scale and shift fold into the normalization, one value
@@ -2355,8 +2369,8 @@ impl Importer {
             Ok(Some(out))
         };
         let (s, b) = (per_element(&scale)?, per_element(&bias)?);
-        let op =
-            Op::Normalize { axes, eps, scale: s.clone().unwrap_or_default(), shift: b.clone().unwrap_or_default() };
+        let (scale_v, shift_v) = (s.clone().unwrap_or_default(), b.clone().unwrap_or_default());
+        let op = Op::Normalize { axes, eps, scale: scale_v, shift: shift_v, rms };
         let mut y = self.push(name, op, vec![x], shape.clone());
         if let (Some(v), None) = (scale, &s) {
             y = self.binary(Arith::Mul, y, v, &format!("{name}.scale"))?;

@@ -587,7 +587,7 @@ impl Lowering<'_> {
                     .collect()
             }
             Op::Einsum { labels, out } => self.einsum(&ins, labels, out, &shape)?,
-            Op::Normalize { axes, eps, scale, shift } => {
+            Op::Normalize { axes, eps, scale, shift, rms } => {
                 let x = self.values(ins[0])?;
                 let groups = reduction_groups(&self.g.nodes[ins[0]].shape, axes);
                 let mut out = vec![0; x.len()];
@@ -597,7 +597,7 @@ impl Lowering<'_> {
                         .iter()
                         .map(|&i| (scale.get(i).copied().unwrap_or(1.0), shift.get(i).copied().unwrap_or(0.0)))
                         .collect();
-                    for (i, y) in g.into_iter().zip(self.normalize(&vals, *eps, &affine)) {
+                    for (i, y) in g.into_iter().zip(self.normalize(&vals, *eps, &affine, *rms)) {
                         out[i] = y;
                     }
                 }
@@ -1155,18 +1155,23 @@ impl Lowering<'_> {
     /// [`Self::std_dev`] at the same finer scale, and each output a division
     /// with a range-checked remainder whose multiplier carries the scale; a
     /// non-zero shift adds one dense row.
-    fn normalize(&mut self, x: &[V], eps: f64, affine: &[(f64, f64)]) -> Vec<V> {
+    fn normalize(&mut self, x: &[V], eps: f64, affine: &[(f64, f64)], rms: bool) -> Vec<V> {
         let s = self.s.input_scale;
         let t = self.s.lookup_bits.saturating_sub(s) / 2;
         let n = x.len() as i64;
-        let sum = self.fresh();
-        self.push(Step::Dot { terms: x.iter().map(|&v| (v, 1 << t)).collect(), bias: 0, out: sum });
-        let mean = self.div(sum, n);
+        // With `rms`, the values themselves are the deviations (no mean).
+        let mean = (!rms).then(|| {
+            let sum = self.fresh();
+            self.push(Step::Dot { terms: x.iter().map(|&v| (v, 1 << t)).collect(), bias: 0, out: sum });
+            self.div(sum, n)
+        });
         let d: Vec<V> = x
             .iter()
             .map(|&v| {
                 let out = self.fresh();
-                self.push(Step::Dot { terms: vec![(v, 1 << t), (mean, -1)], bias: 0, out });
+                let mut terms = vec![(v, 1 << t)];
+                terms.extend(mean.map(|m| (m, -1)));
+                self.push(Step::Dot { terms, bias: 0, out });
                 out
             })
             .collect();

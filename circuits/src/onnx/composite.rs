@@ -11,8 +11,17 @@ use crate::graph::*;
 
 /// The ops of onnxruntime's `com.microsoft` domain this module lowers (its
 /// quantizer writes them).
-pub(super) const MICROSOFT_OPS: &[&str] =
-    &["BiasGelu", "FastGelu", "Gelu", "QGemm", "QLinearAdd", "QLinearMul", "QuickGelu", "SkipLayerNormalization"];
+pub(super) const MICROSOFT_OPS: &[&str] = &[
+    "BiasGelu",
+    "FastGelu",
+    "Gelu",
+    "QGemm",
+    "QLinearAdd",
+    "QLinearMul",
+    "QuickGelu",
+    "SkipLayerNormalization",
+    "SkipSimplifiedLayerNormalization",
+];
 
 /// The ops this module lowers.
 pub const COMPOSITE_OPS: &[&str] = &[
@@ -30,8 +39,10 @@ pub const COMPOSITE_OPS: &[&str] = &[
     "QLinearConv",
     "QLinearMatMul",
     "QuantizeLinear",
+    "RMSNormalization",
     "ReduceLogSum",
     "ReverseSequence",
+    "SimplifiedLayerNormalization",
 ];
 
 impl Importer {
@@ -101,7 +112,21 @@ impl Importer {
                 let gate = self.apply(ax, Activation::Sigmoid, &format!("{name}.gate"))?;
                 self.binary(Arith::Mul, x, gate, name)?
             }
-            "SkipLayerNormalization" => self.skip_layer_norm(node, name)?,
+            "SkipLayerNormalization" | "SkipSimplifiedLayerNormalization" => self.skip_layer_norm(node, name)?,
+            // RMSNorm (opset 23) and onnxruntime's name for it.
+            "RMSNormalization" | "SimplifiedLayerNormalization" => {
+                ensure!(
+                    node.output.iter().skip(1).all(String::is_empty),
+                    "{}'s inverse deviation output is not supported",
+                    node.op_type
+                );
+                let x = self.input(node, 0)?;
+                let rank = self.shape(&x).len();
+                let from = axis(attr_i(node, "axis", -1), rank)?;
+                let scale = self.input(node, 1)?;
+                let eps = attr_f(node, "epsilon", 1e-5);
+                self.normalized_as(x, ((from..rank).collect(), eps, true), Some(scale), None, name)?
+            }
             _ => return Ok(None),
         }))
     }
@@ -367,15 +392,18 @@ impl Importer {
 
     /// onnxruntime's SkipLayerNormalization: a LayerNorm over the last axis
     /// of `input + skip (+ bias)`, with gamma and beta; its optional fourth
-    /// output is that sum (mean and inverse deviation are refused).
+    /// output is that sum (mean and inverse deviation are refused). The
+    /// Simplified form is an RMSNorm, with gamma alone (and the bias as
+    /// its fourth input).
     fn skip_layer_norm(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
         ensure!(
             node.output.get(1).is_none_or(String::is_empty) && node.output.get(2).is_none_or(String::is_empty),
             "SkipLayerNormalization's mean and inverse deviation outputs are not supported"
         );
+        let rms = node.op_type == "SkipSimplifiedLayerNormalization";
         let (x, skip) = (self.input(node, 0)?, self.input(node, 1)?);
         let mut sum = self.binary(Arith::Add, x, skip, &format!("{name}.skip"))?;
-        if let Some(bias) = self.opt_input(node, 4)? {
+        if let Some(bias) = self.opt_input(node, if rms { 3 } else { 4 })? {
             sum = self.binary(Arith::Add, sum, bias, &format!("{name}.bias"))?;
         }
         if let Some(out) = node.output.get(3).filter(|o| !o.is_empty()) {
@@ -384,8 +412,9 @@ impl Importer {
         let rank = self.shape(&sum).len();
         ensure!(rank >= 1, "SkipLayerNormalization of a scalar");
         let gamma = self.input(node, 2)?;
-        let beta = self.opt_input(node, 3)?;
-        self.normalized(sum, vec![rank - 1], attr_f(node, "epsilon", 1e-12), Some(gamma), beta, name)
+        let beta = if rms { None } else { self.opt_input(node, 3)? };
+        let eps = attr_f(node, "epsilon", 1e-12);
+        self.normalized_as(sum, (vec![rank - 1], eps, rms), Some(gamma), beta, name)
     }
 
     /// QLinearMatMul, QLinearConv and onnxruntime's QGemm, QLinearAdd and
