@@ -16,7 +16,8 @@
 //! * div:  `x0 + c = x1*w0 + x2`, `x2 in [0, w0)`           (rounded division)
 //! * ddiv: `x0*w0 = x1*x6 + x2`, `x2 in [0, x6)`            (softmax division)
 //! * limb: `x1 + 2^(2B-1) = x3 + x4*2^B`, `x3, x4 in [0, 2^B)`  (quotient range)
-//! * max:  `acc = (chain ? acc[-1] : 1) * (x1 - x0)`, `x1 - x0 in [0, 2^B)`,
+//! * max:  `acc = (chain ? acc[-1] : 1) * (x1 - x0)`, `x1 - x0 = x3 + x4*2^B`
+//!   with `x3, x4 in [0, 2^B)` (so `x1 - x0 in [0, 2^2B)`),
 //!   `chain*(x1 - x1[-1]) = 0`, and `acc = 0` on the last row of a maximum;
 //! * act_t: `(x1, x5) in (t_u - 2^(B-1), f_t)`; exp: `(x1 - x0, x5) in (t_u, t_exp)`.
 //!
@@ -226,7 +227,14 @@ fn configure(meta: &mut ConstraintSystem<Fr>, params: CircuitParams) -> ModelCon
         let acc_cur = m.query_advice(acc, Rotation::cur());
         let start = ch.clone() * m.query_advice(acc, Rotation::prev()) + one.clone() - ch.clone();
         let last = m.query_fixed(q_last, Rotation::cur());
-        vec![q.clone() * (acc_cur.clone() - start * (x1.clone() - x0)), q * ch * (x1 - x1_prev), last * acc_cur]
+        let [x3, x4] = [3, 4].map(|i| m.query_advice(x[i], Rotation::cur()));
+        let spread = x1.clone() - x0;
+        vec![
+            q.clone() * (acc_cur.clone() - start * spread.clone()),
+            q.clone() * (spread - x3 - x4 * two_b.clone()),
+            q * ch * (x1 - x1_prev),
+            last * acc_cur,
+        ]
     });
 
     // Range checks against t_u = [0, 2^B).
@@ -242,17 +250,13 @@ fn configure(meta: &mut ConstraintSystem<Fr>, params: CircuitParams) -> ModelCon
             m.query_fixed(q_ddiv, Rotation::cur()) * (m.query_advice(x[6], Rotation::cur()) - one.clone() - x2);
         vec![(static_bound + dyn_bound, m.query_fixed(t_u, Rotation::cur()))]
     });
+    // The limbs of a quotient's range check, and of a maximum's spread.
     for (name, col) in [("low limb", 3), ("high limb", 4)] {
         meta.lookup_any(name, |m| {
-            let q = m.query_fixed(q_limb, Rotation::cur());
+            let q = m.query_fixed(q_limb, Rotation::cur()) + m.query_fixed(q_max, Rotation::cur());
             vec![(q * m.query_advice(x[col], Rotation::cur()), m.query_fixed(t_u, Rotation::cur()))]
         });
     }
-    meta.lookup_any("max bound", |m| {
-        let q = m.query_fixed(q_max, Rotation::cur());
-        let d = m.query_advice(x[1], Rotation::cur()) - m.query_advice(x[0], Rotation::cur());
-        vec![(q * d, m.query_fixed(t_u, Rotation::cur()))]
-    });
     // Function tables, tagged by t_on so that rows past the table (all zero)
     // never match an enabled lookup.
     for (t, (&q_t, &f_t)) in q_act.iter().zip(&t_act).enumerate() {
@@ -513,8 +517,12 @@ impl<'a, 'r> Assigner<'a, 'r> {
                 self.int(self.cfg.x[1], m);
                 self.on(self.cfg.chain);
             }
-            prod *= fe(m - self.val(v));
+            let spread = m - self.val(v);
+            prod *= fe(spread);
             self.advice(self.cfg.acc, prod);
+            let b = self.cfg.params.lookup_bits;
+            self.int(self.cfg.x[3], spread & ((1 << b) - 1));
+            self.int(self.cfg.x[4], spread >> b);
             self.on(self.cfg.q_max);
             if i + 1 == inputs.len() {
                 self.on(self.cfg.q_last);

@@ -112,7 +112,7 @@ impl Step {
             Step::Mul { pairs, .. } => 2 * pairs.len() + self.rows(lanes),
             Step::Div { act, .. } => 5 + act.is_some() as usize,
             Step::Act { .. } => 2,
-            Step::Max { inputs, exp, .. } => inputs.len() * (3 + exp.is_some() as usize),
+            Step::Max { inputs, exp, .. } => inputs.len() * (5 + exp.is_some() as usize),
             Step::DivBy { .. } => 6,
         }
     }
@@ -384,15 +384,18 @@ impl Program {
                 Step::Max { inputs, out, exp } => {
                     let m = inputs.iter().map(|v| get(&vals, v)).max().unwrap_or(0);
                     vals[*out as usize] = m as i64;
+                    // The spread is range-checked to 2B bits; a softmax's
+                    // exp table takes it as a key, so B bits there.
+                    let limit = if exp.is_some() { full } else { full * full };
                     for (i, v) in inputs.iter().enumerate() {
                         let u = m - get(&vals, v);
-                        if u >= full {
+                        if u >= limit {
                             bail!(
-                                "the spread of the inputs of {} ({}) exceeds the lookup range {} at scale {scale}; \
+                                "the spread of the inputs of {} ({}) exceeds the range {} at scale {scale}; \
                                  raise lookup_bits or lower input_scale",
                                 at(),
                                 u as f64 / (1u64 << scale) as f64,
-                                full as f64 / (1u64 << scale) as f64
+                                limit as f64 / (1u64 << scale) as f64
                             );
                         }
                         if let Some(exp) = exp {

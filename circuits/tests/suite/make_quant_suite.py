@@ -102,8 +102,7 @@ if __name__ == "__main__":
     cases = [
         ("cnn_qdq", cnn, QuantFormat.QDQ, False),
         ("cnn_qdq_per_channel", cnn, QuantFormat.QDQ, True),
-        # Its MaxPool compares uint8 values: a spread of 255 needs 2^15 quanta at scale 7.
-        ("cnn_qoperator", cnn, QuantFormat.QOperator, False, {"lookup_bits": 16}),
+        ("cnn_qoperator", cnn, QuantFormat.QOperator, False),
         ("mlp_qdq", mlp, QuantFormat.QDQ, False),
         ("mlp_qoperator_per_channel", mlp, QuantFormat.QOperator, True),
     ]
