@@ -13,7 +13,7 @@ use crate::graph::*;
 
 mod composite;
 mod control;
-pub use composite::COMPOSITE_OPS;
+pub use composite::{COMPOSITE_OPS, MICROSOFT_OPS};
 mod norm;
 mod recurrent;
 mod tuples;

@@ -500,6 +500,14 @@ mod bad_input {
             }
         }
         assert!(!zkfarm_circuits::onnx::is_supported("Det"));
+        // onnxruntime's com.microsoft ops, likewise.
+        for op in zkfarm_circuits::onnx::MICROSOFT_OPS {
+            let mut n = crate::common::node(op, "n", &[], "y", vec![]);
+            n.domain = "com.microsoft".into();
+            let onnx = crate::common::graph_model(vec![n], vec![], &[1, 4], &[1, 4], 13);
+            let err = CompiledModel::compile(&onnx, &Settings::default()).unwrap_err();
+            assert!(!format!("{err:#}").contains("unsupported op"), "{op}: {err:#}");
+        }
     }
 
     #[test]

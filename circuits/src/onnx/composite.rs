@@ -11,7 +11,7 @@ use crate::graph::*;
 
 /// The ops of onnxruntime's `com.microsoft` domain this module lowers (its
 /// quantizer writes them).
-pub(super) const MICROSOFT_OPS: &[&str] = &[
+pub const MICROSOFT_OPS: &[&str] = &[
     "BiasGelu",
     "FastGelu",
     "Gelu",
