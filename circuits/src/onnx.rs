@@ -13,7 +13,9 @@ use crate::graph::*;
 
 mod composite;
 mod control;
+mod ml;
 pub use composite::{COMPOSITE_OPS, MICROSOFT_OPS};
+pub use ml::ML_OPS;
 mod norm;
 mod recurrent;
 mod tuples;
@@ -147,10 +149,12 @@ pub fn is_supported(op: &str) -> bool {
         || Reduce::of(op).is_some()
 }
 
-/// Whether a node is one of onnxruntime's `com.microsoft` ops that the
-/// importer lowers.
-fn is_microsoft_supported(node: &NodeProto) -> bool {
-    node.domain == "com.microsoft" && composite::MICROSOFT_OPS.contains(&node.op_type.as_str())
+/// Whether a node is one of the ops of another domain that the importer
+/// lowers: onnxruntime's `com.microsoft` ops and `ai.onnx.ml`'s models.
+fn is_other_domain_supported(node: &NodeProto) -> bool {
+    let op = node.op_type.as_str();
+    (node.domain == "com.microsoft" && composite::MICROSOFT_OPS.contains(&op))
+        || (node.domain == "ai.onnx.ml" && ml::ML_OPS.contains(&op))
 }
 
 /// Decodes ONNX bytes and translates them into a [`Graph`].
@@ -276,7 +280,7 @@ fn check_ops(nodes: &[&NodeProto]) -> Result<()> {
     let mut missing: Vec<(String, Vec<String>)> = Vec::new();
     for node in nodes {
         let default_domain = node.domain.is_empty() || node.domain == "ai.onnx";
-        if (default_domain && is_supported(&node.op_type)) || is_microsoft_supported(node) {
+        if (default_domain && is_supported(&node.op_type)) || is_other_domain_supported(node) {
             continue;
         }
         let op = if default_domain { node.op_type.clone() } else { format!("{}:{}", node.domain, node.op_type) };
@@ -533,7 +537,7 @@ impl Importer {
     }
 
     fn node(&mut self, node: &NodeProto, name: &str) -> Result<()> {
-        if !(node.domain.is_empty() || node.domain == "ai.onnx" || is_microsoft_supported(node)) {
+        if !(node.domain.is_empty() || node.domain == "ai.onnx" || is_other_domain_supported(node)) {
             bail!("unsupported op `{}` from domain `{}` at node `{name}`", node.op_type, node.domain);
         }
         if node.op_type == "Split" {
@@ -541,6 +545,9 @@ impl Importer {
         }
         if node.op_type == "If" {
             return self.if_node(node, name);
+        }
+        if node.domain == "ai.onnx.ml" {
+            return self.ml(node, name);
         }
         if node.op_type == "TopK" {
             return self.top_k(node, name);

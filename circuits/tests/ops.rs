@@ -500,10 +500,11 @@ mod bad_input {
             }
         }
         assert!(!zkfarm_circuits::onnx::is_supported("Det"));
-        // onnxruntime's com.microsoft ops, likewise.
-        for op in zkfarm_circuits::onnx::MICROSOFT_OPS {
+        // onnxruntime's com.microsoft ops and ai.onnx.ml's, likewise.
+        let ms = zkfarm_circuits::onnx::MICROSOFT_OPS.iter().map(|op| (op, "com.microsoft"));
+        for (op, domain) in ms.chain(zkfarm_circuits::onnx::ML_OPS.iter().map(|op| (op, "ai.onnx.ml"))) {
             let mut n = crate::common::node(op, "n", &[], "y", vec![]);
-            n.domain = "com.microsoft".into();
+            n.domain = domain.into();
             let onnx = crate::common::graph_model(vec![n], vec![], &[1, 4], &[1, 4], 13);
             let err = CompiledModel::compile(&onnx, &Settings::default()).unwrap_err();
             assert!(!format!("{err:#}").contains("unsupported op"), "{op}: {err:#}");

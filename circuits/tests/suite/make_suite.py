@@ -567,7 +567,7 @@ case(
 
 if __name__ == "__main__":
     for old in os.listdir(HERE):
-        if old.endswith((".onnx", ".json")) and not old.startswith(("torch_", "sklearn_", "quant_")):
+        if old.endswith((".onnx", ".json")) and not old.startswith(("torch_", "sklearn_", "quant_", "ml_")):
             os.remove(os.path.join(HERE, old))
     for c in CASES:
         write(c)
