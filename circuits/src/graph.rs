@@ -480,6 +480,9 @@ pub enum Op {
         n: usize,
         rows: Vec<Vec<usize>>,
     },
+    /// x rounded toward zero (a Cast of floats to an integer type): exact
+    /// over the whole proven range, by a floor division, no table.
+    Trunc,
     /// `floor(x / 2^bits)` of whole numbers (BitShift right): exact, by one
     /// range-checked division, no table.
     ShiftRight {
@@ -673,6 +676,7 @@ impl Op {
             Op::Select { .. } => "Where",
             Op::GatherConst { .. } | Op::GatherDyn { .. } => "Gather",
             Op::ShiftRight { .. } => "BitShift",
+            Op::Trunc => "Cast",
             Op::ScatterDyn { .. } => "ScatterElements",
             Op::Einsum { .. } => "Einsum",
             Op::Normalize { .. } => "Normalization",

@@ -3126,9 +3126,16 @@ impl Importer {
             }
             Val::Node(x) if float => Ok(Val::Node(x)),
             Val::Node(x) if integer || to == 9 => {
-                let act = if to == 9 { Activation::NonZero } else { Activation::Trunc };
                 let shape = self.graph.nodes[x].shape.clone();
-                Ok(self.push(name, Op::Act(act), vec![x], shape))
+                let from = self.types.get(input_name(node, 0)?).copied().unwrap_or(1);
+                let whole = types::is_integer_code(from) || from == 9;
+                Ok(match (to == 9, whole) {
+                    // Between whole-number types a value stays itself.
+                    (false, true) => Val::Node(x),
+                    (true, _) if from == 9 => Val::Node(x),
+                    (true, _) => self.push(name, Op::Act(Activation::NonZero), vec![x], shape),
+                    (false, false) => self.push(name, Op::Trunc, vec![x], shape),
+                })
             }
             Val::Node(_) => bail!("Cast of a runtime tensor to type {to} is not supported"),
         }

@@ -575,6 +575,10 @@ impl Lowering<'_> {
             Op::GatherConst { data } => self.gather(ins[0], data)?,
             Op::GatherDyn { n, choices, which } => self.gather_dyn(ins[0], ins[1], *n, choices, which)?,
             Op::ScatterDyn { n, rows } => self.scatter_dyn(&ins, *n, rows)?,
+            Op::Trunc => {
+                let x = self.values(ins[0])?;
+                x.into_iter().map(|v| self.trunc(v)).collect()
+            }
             Op::ShiftRight { bits } => {
                 // floor(z / 2^(s+bits)) of z = x·2^s, back at the activation scale.
                 let d = 1i64 << (self.s.input_scale + bits);
@@ -1040,6 +1044,19 @@ impl Lowering<'_> {
         let shifted = self.fresh();
         self.push(Step::Dot { terms: vec![(z, 1)], bias: -(d / 2), out: shifted });
         self.div(shifted, d)
+    }
+
+    /// `x` rounded toward zero at the activation scale, exact for any
+    /// value the range checks allow: with `a = x·2^s`, the floor of
+    /// `(a + [a<0]·(2^s − 1)) / 2^s` (the ceiling for a negative `a`).
+    fn trunc(&mut self, v: V) -> V {
+        let unit = 1i64 << self.s.input_scale;
+        let neg = self.negative(vec![(v, 1)]);
+        // Scaled by 2^s once more, so that the offset's coefficient is whole.
+        let offset = self.fresh();
+        self.push(Step::Dot { terms: vec![(v, unit), (neg, unit - 1)], bias: 0, out: offset });
+        let whole = self.floor_div(offset, unit * unit);
+        self.rescale_up(whole)
     }
 
     /// `trunc(a / b)` of whole numbers at the activation scale (ONNX's

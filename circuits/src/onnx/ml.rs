@@ -20,8 +20,16 @@ use super::{attr, attr_i, attr_s, Importer, Val};
 use crate::graph::*;
 
 /// The `ai.onnx.ml` ops the importer lowers.
-pub const ML_OPS: &[&str] =
-    &["LinearClassifier", "LinearRegressor", "Normalizer", "Scaler", "TreeEnsembleClassifier", "TreeEnsembleRegressor"];
+pub const ML_OPS: &[&str] = &[
+    "ArrayFeatureExtractor",
+    "LabelEncoder",
+    "LinearClassifier",
+    "LinearRegressor",
+    "Normalizer",
+    "Scaler",
+    "TreeEnsembleClassifier",
+    "TreeEnsembleRegressor",
+];
 
 /// A float list attribute, or its `_as_tensor` form.
 fn floats(node: &NodeProto, name: &str) -> Result<Vec<f64>> {
@@ -125,6 +133,17 @@ impl Forest {
 impl Importer {
     /// Lowers an `ai.onnx.ml` node and sets its outputs.
     pub(super) fn ml(&mut self, node: &NodeProto, name: &str) -> Result<()> {
+        match node.op_type.as_str() {
+            "ArrayFeatureExtractor" => {
+                let v = self.array_feature_extractor(node, name)?;
+                return self.set(node, v);
+            }
+            "LabelEncoder" => {
+                let v = self.label_encoder(node, name)?;
+                return self.set(node, v);
+            }
+            _ => {}
+        }
         let x = self.input(node, 0)?;
         let shape = self.shape(&x);
         ensure!(shape.len() == 2, "{} of an input of shape {shape:?} (it needs [N, features])", node.op_type);
@@ -184,6 +203,83 @@ impl Importer {
             }
         }
         Ok(())
+    }
+
+    /// ArrayFeatureExtractor: the input's elements at the given indices of
+    /// its last axis (a 1-D input gives `[1, n]`, as onnxruntime shapes it).
+    fn array_feature_extractor(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        let x = self.input(node, 0)?;
+        let shape = self.shape(&x);
+        ensure!(!shape.is_empty(), "ArrayFeatureExtractor of a scalar");
+        let last = shape.len() - 1;
+        let y = self.input(node, 1)?;
+        let n: usize = self.shape(&y).iter().product();
+        let y = self.reshape(y, vec![n], &format!("{name}.indices"))?;
+        let picked = match y {
+            Val::Const(t) => {
+                let width = shape[last];
+                let mut cols = Vec::with_capacity(n);
+                for &v in &t.data {
+                    let i = v as i64;
+                    let j = if i < 0 { i + width as i64 } else { i };
+                    ensure!((0..width as i64).contains(&j), "index {i} is out of range for an axis of {width}");
+                    cols.push(j as usize);
+                }
+                let mut out = shape.clone();
+                out[last] = n;
+                let map = (0..out.iter().product::<usize>()).map(|i| Some((i / n) * width + cols[i % n])).collect();
+                self.rearrange(x, out, map, 0.0, name)?
+            }
+            Val::Node(idx) => self.gather_runtime(x, idx, last, &format!("{name}.gather"))?,
+        };
+        if shape.len() == 1 {
+            return self.reshape(picked, vec![1, n], name);
+        }
+        Ok(picked)
+    }
+
+    /// LabelEncoder of numbers: each key's value (the default elsewhere),
+    /// looked up in a table indexed by the key less the smallest one; a
+    /// runtime key outside the keys' span is an error naming the node.
+    fn label_encoder(&mut self, node: &NodeProto, name: &str) -> Result<Val> {
+        let keys: Vec<f64> = match attr(node, "keys_int64s") {
+            Some(a) => a.ints.iter().map(|&v| v as f64).collect(),
+            None => floats(node, "keys_floats")?,
+        };
+        let values: Vec<f64> = match attr(node, "values_int64s") {
+            Some(a) => a.ints.iter().map(|&v| v as f64).collect(),
+            None => floats(node, "values_floats")?,
+        };
+        ensure!(
+            !keys.is_empty() && keys.len() == values.len(),
+            "LabelEncoder needs numeric keys and values of one length"
+        );
+        ensure!(keys.iter().all(|k| k.fract() == 0.0), "LabelEncoder with non-integer keys is not supported");
+        let default = match attr(node, "default_int64") {
+            Some(a) => a.i as f64,
+            None => attr(node, "default_float").map_or(-1.0, |a| f64::from(a.f)),
+        };
+        let lo = keys.iter().cloned().fold(f64::INFINITY, f64::min);
+        let span = (keys.iter().cloned().fold(f64::NEG_INFINITY, f64::max) - lo) as usize + 1;
+        ensure!(span <= 1 << 16, "LabelEncoder keys spanning {span} values");
+        let mut table = vec![default; span];
+        for (k, v) in keys.iter().zip(&values) {
+            table[(k - lo) as usize] = *v;
+        }
+        let table = Tensor::new(vec![span], table);
+        let x = self.input(node, 0)?;
+        match x {
+            Val::Const(t) => {
+                let map = |k: f64| keys.iter().position(|&key| key == k).map_or(default, |i| values[i]);
+                Ok(Val::Const(Tensor::new(t.shape.clone(), t.data.iter().map(|&k| map(k)).collect())))
+            }
+            x => {
+                let shifted =
+                    self.binary(Arith::Sub, x, Val::Const(Tensor::new(vec![], vec![lo])), &format!("{name}.offset"))?;
+                let Val::Node(idx) = shifted else { bail!("LabelEncoder keys folded to a constant") };
+                self.gather_runtime(Val::Const(table), idx, 0, name)
+            }
+        }
     }
 
     /// `x · coefficientsᵀ + intercepts`, `rows` outputs per sample.

@@ -2,7 +2,8 @@
 """Writes the ai.onnx.ml part of zkfarm's operator suite: scikit-learn models
 trained on seeded toy tasks and converted by skl2onnx (tree ensembles as
 TreeEnsembleClassifier/Regressor, linear models as LinearClassifier/Regressor,
-Scaler and Normalizer), each with onnxruntime's outputs for three inputs
+Scaler, Normalizer, and ArrayFeatureExtractor picking the labels of models
+written with standard ops), each with onnxruntime's outputs for three inputs
 (`ml_NAME_sK.onnx`, `ml_NAME_sK.json`), which `circuits/tests/suite.rs` checks
 like the rest of the suite. Inputs lie on the grid of 1/128 and at least 1/64
 from every threshold of the model, so that quantizing them cannot turn a
@@ -21,6 +22,9 @@ import onnxruntime as ort
 from sklearn.datasets import make_classification, make_regression
 from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor, RandomForestClassifier, RandomForestRegressor
 from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.naive_bayes import GaussianNB
+from sklearn.neural_network import MLPClassifier
+from sklearn.preprocessing import MinMaxScaler
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
@@ -66,10 +70,21 @@ def thresholds(model):
     return out
 
 
-def samples(X, model, k=3):
-    """k rows whose features all lie at least 1/64 from the thresholds."""
+def samples(X, model, sess, k=3):
+    """k rows whose features all lie at least 1/64 from the thresholds and,
+    for a classifier, whose two likeliest classes are 0.05 apart (a closer
+    call is a tie at the circuit's precision)."""
     t = thresholds(model)
     ok = [x for x in X if all(abs(x[f] - v) >= 1 / 64 for f, vs in t.items() for v in vs)]
+
+    def clear(x):
+        outs = sess.run(None, {sess.get_inputs()[0].name: x[None, :]})
+        if len(outs) < 2:
+            return True
+        p = np.sort(np.asarray(outs[1], dtype=np.float64).flatten())
+        return p.size < 2 or p[-1] - p[-2] >= 0.05
+
+    ok = [x for x in ok if clear(x)]
     return ok[:: max(1, len(ok) // k)][:k]
 
 
@@ -78,7 +93,7 @@ def write(name, est, X):
     options = {id(final): {"zipmap": False}} if hasattr(final, "predict_proba") else None
     model = to_onnx(est, X[:1], options=options, target_opset={"": 17, "ai.onnx.ml": 3})
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    for k, x in enumerate(samples(X, model)):
+    for k, x in enumerate(samples(X, model, sess)):
         outs = sess.run(None, {sess.get_inputs()[0].name: x[None, :]})
         base = os.path.join(HERE, f"ml_{name}_s{k}")
         onnx.save(model, base + ".onnx")
@@ -111,6 +126,10 @@ if __name__ == "__main__":
         ("logistic_regression_binary", LogisticRegression(max_iter=500).fit(Xb, yb), Xb),
         ("linear_regression", LinearRegression().fit(Xr, yr), Xr),
         ("scaler_logistic_regression", make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(Xc, yc), Xc),
+        # Standard ops with ArrayFeatureExtractor picking the label.
+        ("mlp_classifier", MLPClassifier((8,), max_iter=300, random_state=0).fit(Xc, yc), Xc),
+        ("minmax_mlp_classifier", make_pipeline(MinMaxScaler(), MLPClassifier((6,), max_iter=200, random_state=0)).fit(Xc, yc), Xc),
+        ("gaussian_naive_bayes", GaussianNB().fit(Xc, yc), Xc),
     ]
     for name, est, X in models:
         write(name, est, X)

@@ -564,6 +564,10 @@ case(
     [("x", F, rms_x)],
 )
 
+# Casts: floats to integers over a wide range (exact, no table), integers between widths (unchanged).
+case("cast_float_to_int_wide", [node("Cast", ["x"], ["i"], to=I64), node("Cast", ["i"], to=F)], [("x", F, grid(-300, 300, (2, 6)))])
+case("cast_int_widths", [node("Cast", ["x"], ["i"], to=I32), node("Cast", ["i"], to=F)], [("x", I64, rng.integers(-5000, 5000, (2, 6)).astype(np.int64))])
+
 
 if __name__ == "__main__":
     for old in os.listdir(HERE):
