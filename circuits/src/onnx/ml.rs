@@ -26,6 +26,7 @@ pub const ML_OPS: &[&str] = &[
     "LinearClassifier",
     "LinearRegressor",
     "Normalizer",
+    "SVMRegressor",
     "Scaler",
     "TreeEnsembleClassifier",
     "TreeEnsembleRegressor",
@@ -164,6 +165,7 @@ impl Importer {
                 vec![Some(self.binary(Arith::Mul, centred, per(scale, 1.0)?, name)?)]
             }
             "Normalizer" => vec![Some(self.ml_normalize(x, node, name)?)],
+            "SVMRegressor" => vec![Some(self.svm_regressor(x, node, name)?)],
             "LinearRegressor" => {
                 let targets = attr_i(node, "targets", 1).max(1) as usize;
                 let scores = self.linear(x, node, targets, "coefficients", "intercepts", name)?;
@@ -280,6 +282,81 @@ impl Importer {
                 self.gather_runtime(Val::Const(table), idx, 0, name)
             }
         }
+    }
+
+    /// SVMRegressor: `Σ_j c_j·K(x, sv_j) + rho` (or its sign, for a
+    /// one-class model). The kernels of every support vector come from one
+    /// dense step (`x·sv_j`, or for RBF `‖sv_j‖² − 2x·sv_j`, plus `‖x‖²`)
+    /// and one table; the sum is a second dense step.
+    fn svm_regressor(&mut self, x: Val, node: &NodeProto, name: &str) -> Result<Val> {
+        let Val::Node(xid) = x else { bail!("SVMRegressor of a constant") };
+        let [n, features] = self.graph.nodes[xid].shape[..] else { bail!("SVMRegressor needs [N, features]") };
+        let sv = floats(node, "support_vectors")?;
+        let coef = floats(node, "coefficients")?;
+        let count = coef.len();
+        ensure!(
+            count > 0 && sv.len() == count * features,
+            "SVMRegressor: {} support vector values for {count} coefficients of {features} features",
+            sv.len()
+        );
+        let params = floats(node, "kernel_params")?;
+        let (gamma, coef0, degree) = (
+            params.first().copied().unwrap_or(1.0),
+            params.get(1).copied().unwrap_or(0.0),
+            params.get(2).copied().unwrap_or(3.0),
+        );
+        let kind = attr_s(node, "kernel_type").unwrap_or_else(|| "LINEAR".into());
+        let rbf = kind == "RBF";
+        let (weight, bias): (Vec<f64>, Vec<f64>) = if rbf {
+            let norms = sv.chunks(features).map(|v| v.iter().map(|a| a * a).sum()).collect();
+            (sv.iter().map(|v| -2.0 * v).collect(), norms)
+        } else {
+            (sv.clone(), vec![0.0; count])
+        };
+        let dots = self.push(
+            &format!("{name}.dots"),
+            Op::Dense { weight: Tensor::new(vec![count, features], weight), bias },
+            vec![xid],
+            vec![n, count],
+        );
+        let scalar = |v: f64| Val::Const(Tensor::new(vec![], vec![v]));
+        let kernels = match kind.as_str() {
+            "LINEAR" => dots,
+            "RBF" => {
+                let sq = self.push(
+                    &format!("{name}.xx"),
+                    Op::Reduce { kind: Reduce::SumSquare, axes: vec![1] },
+                    vec![xid],
+                    vec![n, 1],
+                );
+                let dist = self.binary(Arith::Add, dots, sq, &format!("{name}.dist"))?;
+                let scaled = self.binary(Arith::Mul, dist, scalar(-gamma), &format!("{name}.scaled"))?;
+                self.apply(scaled, Activation::Exp, &format!("{name}.kernel"))?
+            }
+            "POLY" | "SIGMOID" => {
+                let scaled = self.binary(Arith::Mul, dots, scalar(gamma), &format!("{name}.scaled"))?;
+                let shifted = self.binary(Arith::Add, scaled, scalar(coef0), &format!("{name}.shifted"))?;
+                let act = if kind == "POLY" { Activation::Pow { exponent: degree } } else { Activation::Tanh };
+                self.apply(shifted, act, &format!("{name}.kernel"))?
+            }
+            other => bail!("SVMRegressor kernel {other} is not supported"),
+        };
+        let Val::Node(k) = kernels else { bail!("SVM kernels folded to a constant") };
+        let rho = floats(node, "rho")?.first().copied().unwrap_or(0.0);
+        let f = self.push(
+            name,
+            Op::Dense { weight: Tensor::new(vec![1, count], coef), bias: vec![rho] },
+            vec![k],
+            vec![n, 1],
+        );
+        ensure!(attr_s(node, "post_transform").is_none_or(|p| p == "NONE"), "SVMRegressor post_transform");
+        if attr_i(node, "one_class", 0) == 0 {
+            return Ok(f);
+        }
+        // One class: 1 where the decision is positive, −1 elsewhere.
+        let positive = self.compare_vals(Cmp::Greater, f, scalar(0.0), &format!("{name}.positive"))?;
+        let doubled = self.binary(Arith::Mul, positive, scalar(2.0), &format!("{name}.doubled"))?;
+        self.binary(Arith::Sub, doubled, scalar(1.0), &format!("{name}.sign"))
     }
 
     /// `x · coefficientsᵀ + intercepts`, `rows` outputs per sample.

@@ -2,7 +2,7 @@
 """Writes the ai.onnx.ml part of zkfarm's operator suite: scikit-learn models
 trained on seeded toy tasks and converted by skl2onnx (tree ensembles as
 TreeEnsembleClassifier/Regressor, linear models as LinearClassifier/Regressor,
-Scaler, Normalizer, and ArrayFeatureExtractor picking the labels of models
+Scaler, Normalizer, SVMRegressor, and ArrayFeatureExtractor picking the labels of models
 written with standard ops), each with onnxruntime's outputs for three inputs
 (`ml_NAME_sK.onnx`, `ml_NAME_sK.json`), which `circuits/tests/suite.rs` checks
 like the rest of the suite. Inputs lie on the grid of 1/128 and at least 1/64
@@ -25,6 +25,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.naive_bayes import GaussianNB
 from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import MinMaxScaler
+from sklearn.svm import SVR
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
@@ -130,6 +131,10 @@ if __name__ == "__main__":
         ("mlp_classifier", MLPClassifier((8,), max_iter=300, random_state=0).fit(Xc, yc), Xc),
         ("minmax_mlp_classifier", make_pipeline(MinMaxScaler(), MLPClassifier((6,), max_iter=200, random_state=0)).fit(Xc, yc), Xc),
         ("gaussian_naive_bayes", GaussianNB().fit(Xc, yc), Xc),
+        # Support vector regression (SVMRegressor) with three kernels.
+        ("svr_rbf", SVR().fit(Xr, yr), Xr),
+        ("svr_linear", SVR(kernel="linear").fit(Xr, yr), Xr),
+        ("svr_poly", SVR(kernel="poly", degree=2, gamma=0.5).fit(Xr, yr), Xr),
     ]
     for name, est, X in models:
         write(name, est, X)
