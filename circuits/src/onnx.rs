@@ -232,7 +232,9 @@ fn import_proto(proto: &pb::ModelProto) -> Result<Graph> {
     }
     let every_node = control::all_nodes(&g.node);
     for node in &every_node {
-        for i in &node.input {
+        // A subgraph's outputs are read by the node that holds it.
+        let returned = control::subgraphs(node).flat_map(|sub| sub.output.iter().map(|o| &o.name));
+        for i in node.input.iter().chain(returned) {
             *imp.readers.entry(i.clone()).or_default() += 1;
         }
     }

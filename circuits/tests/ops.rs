@@ -511,6 +511,51 @@ mod bad_input {
         }
     }
 
+    /// A tree ensemble whose branch reaches one node by both edges (paths
+    /// would multiply), or whose node points at itself, is refused.
+    #[test]
+    fn malformed_tree_ensembles_are_errors() {
+        use tract_onnx::pb::AttributeProto;
+        let ints = |name: &str, v: &[i64]| AttributeProto {
+            name: name.into(),
+            r#type: 7,
+            ints: v.to_vec(),
+            ..Default::default()
+        };
+        let floats = |name: &str, v: &[f32]| AttributeProto {
+            name: name.into(),
+            r#type: 6,
+            floats: v.to_vec(),
+            ..Default::default()
+        };
+        let modes = |v: &[&str]| AttributeProto {
+            name: "nodes_modes".into(),
+            r#type: 8,
+            strings: v.iter().map(|m| m.as_bytes().to_vec()).collect(),
+            ..Default::default()
+        };
+        for (yes, no, what) in [([1, 1], [1, 1], "twice"), ([0, 1], [1, 1], "")] {
+            let attrs = vec![
+                ints("nodes_treeids", &[0, 0]),
+                ints("nodes_nodeids", &[0, 1]),
+                ints("nodes_featureids", &[0, 0]),
+                floats("nodes_values", &[0.5, 0.0]),
+                modes(&["BRANCH_LEQ", "LEAF"]),
+                ints("nodes_truenodeids", &yes),
+                ints("nodes_falsenodeids", &no),
+                ints("target_treeids", &[0]),
+                ints("target_nodeids", &[1]),
+                ints("target_ids", &[0]),
+                floats("target_weights", &[1.0]),
+            ];
+            let mut n = crate::common::node("TreeEnsembleRegressor", "t", &["x"], "y", attrs);
+            n.domain = "ai.onnx.ml".into();
+            let onnx = crate::common::graph_model(vec![n], vec![], &[1, 4], &[1, 1], 13);
+            let err = CompiledModel::compile(&onnx, &Settings::default()).unwrap_err();
+            assert!(format!("{err:#}").contains(what), "{err:#}");
+        }
+    }
+
     #[test]
     fn corrupt_onnx_is_an_error() {
         let err = CompiledModel::compile(b"\x08\x01garbage\xff\xff", &Settings::default()).unwrap_err();

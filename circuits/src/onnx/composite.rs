@@ -73,7 +73,9 @@ impl Importer {
                 let k = attr_i(node, "k", 0);
                 let mut data = vec![0.0; shape[0] * shape[1]];
                 for (i, row) in data.chunks_mut(shape[1]).enumerate() {
-                    if let Some(v) = usize::try_from(i as i64 + k).ok().and_then(|j| row.get_mut(j)) {
+                    if let Some(v) =
+                        (i as i64).checked_add(k).and_then(|j| usize::try_from(j).ok()).and_then(|j| row.get_mut(j))
+                    {
                         *v = 1.0;
                     }
                 }
@@ -328,8 +330,10 @@ impl Importer {
         };
         let Val::Node(powered) = powered else { bail!("LpPool of a constant") };
         let window = self.window(node, &shape, None)?;
-        let k = (window.kernel[0] * window.kernel[1]) as f64;
         let hw = window.output_hw(shape[2], shape[3]).ok_or_else(|| anyhow!("window larger than input"))?;
+        // A ceil_mode window past the edge would be averaged over fewer taps.
+        ensure!(window.overhang == [0, 0], "LpPool with ceil_mode windows past the edge is not supported");
+        let k = (window.kernel[0] * window.kernel[1]) as f64;
         let op = Op::AvgPool { window, count_include_pad: true };
         let mean = self.push(&format!("{name}.mean"), op, vec![powered], vec![shape[0], shape[1], hw[0], hw[1]]);
         let sum = self.binary(Arith::Mul, mean, scalar(k), &format!("{name}.sum"))?;
@@ -452,7 +456,13 @@ impl Importer {
             let xs = self.const_input(node, 1, "the input scale")?;
             let ws = self.const_input(node, 4, "the weight scale")?;
             ensure!(xs.data.len() == 1, "an input scale of {} elements", xs.data.len());
-            let per = |j: usize| ws.data[if ws.data.len() == 1 { 0 } else { j % ws.data.len() }];
+            ensure!(
+                ws.data.len() == 1 || ws.data.len() == bias.data.len(),
+                "a weight scale of {} elements for a bias of {}",
+                ws.data.len(),
+                bias.data.len()
+            );
+            let per = |j: usize| ws.data[if ws.data.len() == 1 { 0 } else { j }];
             let data = bias.data.iter().enumerate().map(|(j, &v)| v * xs.data[0] * per(j)).collect();
             inputs.push(self.named(Val::Const(Tensor::new(bias.shape.clone(), data)), &format!("{name}::bias")));
         }

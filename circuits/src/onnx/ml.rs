@@ -102,19 +102,24 @@ impl Forest {
             branch_of[i] = Some(branches.len());
             branches.push(Branch { feature, threshold: values[i], mode: modes[i].clone() });
         }
-        // Walk each tree from its root (the node no other node points to).
+        // Walk each tree from its root (the node no other node points to);
+        // a node pointed to twice would make paths multiply, so each tree
+        // must be a tree.
         let mut pointed = vec![false; n];
         for i in (0..n).filter(|&i| branch_of[i].is_some()) {
             for child in [yes[i], no[i]] {
                 let c = *at.get(&(trees[i], child)).ok_or_else(|| anyhow!("tree {} has no node {child}", trees[i]))?;
+                ensure!(!pointed[c], "tree {} reaches node {child} twice", trees[i]);
                 pointed[c] = true;
             }
         }
         let mut leaves = Vec::new();
+        let mut visited = vec![false; n];
         for root in (0..n).filter(|&i| !pointed[i]) {
             let mut stack = vec![(root, Vec::new())];
             while let Some((i, path)) = stack.pop() {
-                ensure!(path.len() <= n, "tree {} has a cycle", trees[i]);
+                ensure!(!visited[i], "tree {} has a cycle", trees[i]);
+                visited[i] = true;
                 match branch_of[i] {
                     None => leaves.push(Leaf { key: (trees[i], ids[i]), path }),
                     Some(b) => {
@@ -259,10 +264,12 @@ impl Importer {
         ensure!(keys.iter().all(|k| k.fract() == 0.0), "LabelEncoder with non-integer keys is not supported");
         let default = match attr(node, "default_int64") {
             Some(a) => a.i as f64,
-            None => attr(node, "default_float").map_or(-1.0, |a| f64::from(a.f)),
+            None => attr(node, "default_float").map_or(-0.0, |a| f64::from(a.f)),
         };
         let lo = keys.iter().cloned().fold(f64::INFINITY, f64::min);
-        let span = (keys.iter().cloned().fold(f64::NEG_INFINITY, f64::max) - lo) as usize + 1;
+        let width = keys.iter().cloned().fold(f64::NEG_INFINITY, f64::max) - lo;
+        ensure!(width < 65536.0, "LabelEncoder keys spanning {width} values");
+        let span = width as usize + 1;
         ensure!(span <= 1 << 16, "LabelEncoder keys spanning {span} values");
         let mut table = vec![default; span];
         for (k, v) in keys.iter().zip(&values) {
@@ -443,6 +450,10 @@ impl Importer {
         };
         // Leaf indicators: [Σ_path (d or 1 − d) ≥ depth].
         let l = forest.leaves.len();
+        ensure!(
+            l.checked_mul(b).is_some_and(|m| m <= super::MAX_TENSOR_ELEMENTS),
+            "a tree ensemble of {l} leaves and {b} branches is too large"
+        );
         let mut weight = vec![0.0; l * b];
         let mut bias = vec![0.0; l];
         for (k, leaf) in forest.leaves.iter().enumerate() {
@@ -512,11 +523,12 @@ impl Importer {
         ))
     }
 
-    /// A classifier's outputs (label, scores) from raw scores: the post
-    /// transform, then the label of the largest score. `single` is one
-    /// column scoring two classes: onnxruntime writes `[1 − s, s]` when
-    /// the weights are all non-negative (and picks the second class above
-    /// 0.5), `[−s, s]` otherwise (above 0), each after its post transform.
+    /// A classifier's outputs (label, scores) from raw scores: the label of
+    /// the largest raw score (a saturated post transform would tie), and
+    /// the scores after the post transform. `single` is one column scoring
+    /// two classes, onnxruntime's binary case: `[1 − s, s]` for a tree
+    /// ensemble whose weights are all non-negative (no post transform),
+    /// `[−s, s]` for one with negative weights.
     fn classify(
         &mut self,
         raw: Val,
@@ -527,8 +539,13 @@ impl Importer {
         name: &str,
     ) -> Result<Vec<Option<Val>>> {
         let post = attr_s(node, "post_transform").unwrap_or_else(|| "NONE".into());
-        let scores = if single {
-            let first = if positive && post == "NONE" {
+        let raw = if single {
+            ensure!(
+                node.op_type == "TreeEnsembleClassifier" && !(positive && post != "NONE"),
+                "{} scoring two classes in one column with post_transform {post} is not supported",
+                node.op_type
+            );
+            let first = if positive {
                 self.binary(
                     Arith::Sub,
                     Val::Const(Tensor::new(vec![], vec![1.0])),
@@ -543,19 +560,19 @@ impl Importer {
                     &format!("{name}.other"),
                 )?
             };
-            let both = self.cat(vec![first, raw], 1, &format!("{name}.both"))?;
-            self.post_transform(both, &post, &format!("{name}.scores"))?
+            self.cat(vec![first, raw], 1, &format!("{name}.both"))?
         } else {
-            self.post_transform(raw, &post, &format!("{name}.scores"))?
+            raw
         };
-        let Val::Node(s) = scores.clone() else { bail!("{} scores folded to a constant", node.op_type) };
-        let n = self.graph.nodes[s].shape[0];
+        let Val::Node(r) = raw.clone() else { bail!("{} scores folded to a constant", node.op_type) };
+        let n = self.graph.nodes[r].shape[0];
         let idx =
-            self.graph.push(&format!("{name}.argmax"), Op::ArgExtreme { min: false, last: false }, vec![s], vec![n, 1]);
+            self.graph.push(&format!("{name}.argmax"), Op::ArgExtreme { min: false, last: false }, vec![r], vec![n, 1]);
         let idx = self.push(&format!("{name}.index"), Op::Reshape, vec![idx], vec![n]);
         let Val::Node(idx) = idx else { unreachable!("a node") };
         let table = Tensor::new(vec![labels.len()], labels.iter().map(|&v| v as f64).collect());
         let label = self.gather_runtime(Val::Const(table), idx, 0, &format!("{name}.label"))?;
+        let scores = self.post_transform(raw, &post, &format!("{name}.scores"))?;
         Ok(vec![Some(label), Some(scores)])
     }
 

@@ -57,6 +57,12 @@ impl Importer {
         let q = *ishape.last().ok_or_else(|| anyhow!("index tuples of rank 0"))?;
         ensure!(q >= 1 && q <= shape.len(), "index tuples of {q} for data of rank {}", shape.len());
         let tuples: usize = ishape[..ishape.len() - 1].iter().product();
+        // Each tuple is compared with every position of the flattened axes.
+        let positions: usize = shape[..q].iter().product();
+        ensure!(
+            tuples.checked_mul(positions).is_some_and(|m| m <= super::MAX_TENSOR_ELEMENTS),
+            "{tuples} index tuples over {positions} positions is too large"
+        );
         let mut parts = Vec::with_capacity(q);
         for (d, &n) in shape[..q].iter().enumerate() {
             let map = (0..tuples).map(|t| Some(t * q + d)).collect();

@@ -84,9 +84,23 @@ fn output_type(node: &NodeProto, k: usize, input: impl Fn(usize) -> i32) -> i32 
         "Where" => input(1),
         "OneHot" => input(2),
         "DequantizeLinear" => FLOAT,
-        // The zero point's type; uint8 without one.
-        "QuantizeLinear" if node.input.len() > 2 => input(2),
-        "QuantizeLinear" | "DynamicQuantizeLinear" if k == 0 => UINT8,
+        // output_dtype (opset 21), else the zero point's type, else uint8.
+        "QuantizeLinear" if attr_i(node, "output_dtype", 0) != 0 => attr_i(node, "output_dtype", 0) as i32,
+        "QuantizeLinear" if node.input.get(2).is_some_and(|z| !z.is_empty()) => input(2),
+        "QuantizeLinear" => UINT8,
+        "DynamicQuantizeLinear" => [UINT8, FLOAT, UINT8][k.min(2)],
+        // ai.onnx.ml: labels are int64, scores and regressions float.
+        "LinearClassifier" | "TreeEnsembleClassifier" | "SVMClassifier" if k == 0 => INT64,
+        "LinearClassifier"
+        | "TreeEnsembleClassifier"
+        | "SVMClassifier"
+        | "LinearRegressor"
+        | "TreeEnsembleRegressor"
+        | "SVMRegressor"
+        | "Scaler"
+        | "Normalizer" => FLOAT,
+        "LabelEncoder" if attr(node, "values_int64s").is_some() => INT64,
+        "LabelEncoder" => FLOAT,
         "MatMulInteger" | "ConvInteger" => INT32,
         "QLinearMatMul" | "QLinearConv" | "QLinearAdd" | "QLinearMul" => input(7),
         "QGemm" if node.input.len() > 8 => input(8),
