@@ -470,6 +470,11 @@ fn attr_s(node: &NodeProto, name: &str) -> Option<String> {
     attr(node, name).map(|a| String::from_utf8_lossy(&a.s).into_owned())
 }
 
+/// A constant scalar.
+fn scalar(v: f64) -> Val {
+    Val::Const(Tensor::new(vec![], vec![v]))
+}
+
 /// The name of a node's input `i`, which must be present.
 fn input_name(node: &NodeProto, i: usize) -> Result<&str> {
     node.input.get(i).filter(|n| !n.is_empty()).map(String::as_str).ok_or_else(|| anyhow!("missing input {i}"))
@@ -1962,18 +1967,8 @@ impl Importer {
             for (k, out) in node.output.iter().enumerate().skip(1).filter(|(_, o)| !o.is_empty()) {
                 let stat = self.batch_statistic(x, &axes, k == 2, &format!("{name}.batch{k}"))?;
                 let old = self.input(node, k + 2)?;
-                let old = self.binary(
-                    Arith::Mul,
-                    old,
-                    Val::Const(Tensor::new(vec![], vec![momentum])),
-                    &format!("{name}.old{k}"),
-                )?;
-                let new = self.binary(
-                    Arith::Mul,
-                    stat,
-                    Val::Const(Tensor::new(vec![], vec![1.0 - momentum])),
-                    &format!("{name}.new{k}"),
-                )?;
+                let old = self.binary(Arith::Mul, old, scalar(momentum), &format!("{name}.old{k}"))?;
+                let new = self.binary(Arith::Mul, stat, scalar(1.0 - momentum), &format!("{name}.new{k}"))?;
                 let running = self.binary(Arith::Add, old, new, &format!("{name}.running{k}"))?;
                 self.vals.insert(out.clone(), running);
             }
@@ -1987,7 +1982,7 @@ impl Importer {
         if runtime {
             // (x − mean) / sqrt(var + eps) · gamma + beta, spelled out.
             let p: Vec<Val> = (1..5).map(|i| per_channel(self, i)).collect::<Result<_>>()?;
-            let eps_c = Val::Const(Tensor::new(vec![], vec![eps]));
+            let eps_c = scalar(eps);
             let centred = self.binary(Arith::Sub, Val::Node(x), p[2].clone(), &format!("{name}.centred"))?;
             let var = self.binary(Arith::Add, p[3].clone(), eps_c, &format!("{name}.var"))?;
             let sd = self.apply(var, Activation::Sqrt, &format!("{name}.sd"))?;

@@ -964,21 +964,7 @@ impl Lowering<'_> {
             if round + 1 == k {
                 break;
             }
-            cur = cur
-                .iter()
-                .zip(&first)
-                .map(|(&v, &f)| {
-                    // v + f · (past − v)
-                    let gap = self.fresh();
-                    self.push(Step::Dot { terms: vec![(past, 1), (v, -1)], bias: 0, out: gap });
-                    let moved = self.fresh();
-                    self.push(Step::Mul { pairs: vec![(f, gap)], bias: 0, out: moved });
-                    let moved = self.div(moved, 1 << s);
-                    let out = self.fresh();
-                    self.push(Step::Dot { terms: vec![(v, 1), (moved, 1)], bias: 0, out });
-                    out
-                })
-                .collect();
+            cur = cur.iter().zip(&first).map(|(&v, &f)| self.blend(v, f, past)).collect();
         }
         values.extend(indices);
         values
@@ -997,6 +983,19 @@ impl Lowering<'_> {
         let mut pos_list = Vec::new();
         for_each_index(shape, |pos| pos_list.push((broadcast_index(&sa, pos), broadcast_index(&sb, pos))));
         Ok(pos_list.into_iter().map(|(ia, ib)| f(self, va[ia], vb[ib])).collect())
+    }
+
+    /// `v + flag·(to − v)` for a flag of 0 or 1 at the activation scale:
+    /// `to` where the flag is set, `v` elsewhere, exactly.
+    fn blend(&mut self, v: V, flag: V, to: V) -> V {
+        let gap = self.fresh();
+        self.push(Step::Dot { terms: vec![(to, 1), (v, -1)], bias: 0, out: gap });
+        let wide = self.fresh();
+        self.push(Step::Mul { pairs: vec![(flag, gap)], bias: 0, out: wide });
+        let moved = self.div(wide, 1 << self.s.input_scale);
+        let out = self.fresh();
+        self.push(Step::Dot { terms: vec![(v, 1), (moved, 1)], bias: 0, out });
+        out
     }
 
     /// 1 - Σ vs at the activation scale.
@@ -1254,14 +1253,7 @@ impl Lowering<'_> {
             key = self.div(gated, n << (top + s - u));
             let table = self.table(Table::Expr(tier_fn(u)));
             let value = self.lookup(key, table);
-            // den += on·(value − den)
-            let gap = self.fresh();
-            self.push(Step::Dot { terms: vec![(value, 1), (den, -1)], bias: 0, out: gap });
-            let wide = self.fresh();
-            self.push(Step::Mul { pairs: vec![(on, gap)], bias: 0, out: wide });
-            let chosen = self.div(wide, 1 << s);
-            let next = self.fresh();
-            self.push(Step::Dot { terms: vec![(den, 1), (chosen, 1)], bias: 0, out: next });
+            let next = self.blend(den, on, value);
             (den, scale, flag) = (next, u, Some(on));
         }
         den

@@ -6,7 +6,7 @@
 use anyhow::{anyhow, bail, ensure, Result};
 use tract_onnx::pb::NodeProto;
 
-use super::{attr, attr_f, attr_i, attr_ints, axis, input_name, Importer, Val};
+use super::{attr, attr_f, attr_i, attr_ints, axis, input_name, scalar, Importer, Val};
 use crate::graph::*;
 
 /// The ops of onnxruntime's `com.microsoft` domain this module lowers (its
@@ -509,7 +509,8 @@ impl Importer {
         }
     }
 
-    fn transpose(&mut self, x: Val, perm: &[usize], name: &str) -> Result<Val> {
+    /// `x` with its axes permuted, folded on constants.
+    pub(super) fn transpose(&mut self, x: Val, perm: &[usize], name: &str) -> Result<Val> {
         let shape = self.shape(&x);
         let out: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
         Ok(match x {
@@ -517,10 +518,6 @@ impl Importer {
             Val::Node(id) => self.push(name, Op::Transpose { perm: perm.to_vec() }, vec![id], out),
         })
     }
-}
-
-fn scalar(v: f64) -> Val {
-    Val::Const(Tensor::new(vec![], vec![v]))
 }
 
 /// A per-tensor (one element) or per-axis (1-D) quantization parameter,

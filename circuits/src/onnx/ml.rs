@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use anyhow::{anyhow, bail, ensure, Result};
 use tract_onnx::pb::NodeProto;
 
-use super::{attr, attr_i, attr_s, Importer, Val};
+use super::{attr, attr_i, attr_s, scalar, Importer, Val};
 use crate::graph::*;
 
 /// The `ai.onnx.ml` ops the importer lowers.
@@ -283,8 +283,7 @@ impl Importer {
                 Ok(Val::Const(Tensor::new(t.shape.clone(), t.data.iter().map(|&k| map(k)).collect())))
             }
             x => {
-                let shifted =
-                    self.binary(Arith::Sub, x, Val::Const(Tensor::new(vec![], vec![lo])), &format!("{name}.offset"))?;
+                let shifted = self.binary(Arith::Sub, x, scalar(lo), &format!("{name}.offset"))?;
                 let Val::Node(idx) = shifted else { bail!("LabelEncoder keys folded to a constant") };
                 self.gather_runtime(Val::Const(table), idx, 0, name)
             }
@@ -326,7 +325,6 @@ impl Importer {
             vec![xid],
             vec![n, count],
         );
-        let scalar = |v: f64| Val::Const(Tensor::new(vec![], vec![v]));
         let kernels = match kind.as_str() {
             "LINEAR" => dots,
             "RBF" => {
@@ -512,9 +510,7 @@ impl Importer {
         }
         let mut base = floats(node, "base_values")?;
         base.resize(columns, 0.0);
-        let Val::Node(leaves) = self.node_of_val(leaves, &format!("{name}.leaves_node")) else {
-            unreachable!("a node")
-        };
+        let leaves = self.node_of(leaves, &format!("{name}.leaves_node"));
         Ok(self.push(
             name,
             Op::Dense { weight: Tensor::new(vec![columns, l], score_w), bias: base },
@@ -546,19 +542,9 @@ impl Importer {
                 node.op_type
             );
             let first = if positive {
-                self.binary(
-                    Arith::Sub,
-                    Val::Const(Tensor::new(vec![], vec![1.0])),
-                    raw.clone(),
-                    &format!("{name}.other"),
-                )?
+                self.binary(Arith::Sub, scalar(1.0), raw.clone(), &format!("{name}.other"))?
             } else {
-                self.binary(
-                    Arith::Mul,
-                    raw.clone(),
-                    Val::Const(Tensor::new(vec![], vec![-1.0])),
-                    &format!("{name}.other"),
-                )?
+                self.binary(Arith::Mul, raw.clone(), scalar(-1.0), &format!("{name}.other"))?
             };
             self.cat(vec![first, raw], 1, &format!("{name}.both"))?
         } else {
@@ -588,9 +574,5 @@ impl Importer {
             }
             other => bail!("post_transform {other} is not supported"),
         })
-    }
-
-    fn node_of_val(&mut self, v: Val, name: &str) -> Val {
-        Val::Node(self.node_of(v, name))
     }
 }

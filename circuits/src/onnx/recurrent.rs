@@ -199,16 +199,7 @@ impl Importer {
         if batch_first {
             // Y to [batch, seq, dirs, H]; Y_h and Y_c to [batch, dirs, H].
             let y = outputs[0].take().expect("Y is always built");
-            let ys = self.shape(&y);
-            let perm = [2, 0, 1, 3];
-            let Val::Node(id) = y else { bail!("{op} output folded to a constant") };
-            let shape = perm.iter().map(|&p| ys[p]).collect();
-            outputs[0] = Some(self.push(
-                &format!("{name}.y_batch_first"),
-                Op::Transpose { perm: perm.to_vec() },
-                vec![id],
-                shape,
-            ));
+            outputs[0] = Some(self.transpose(y, &[2, 0, 1, 3], &format!("{name}.y_batch_first"))?);
             for (k, out) in outputs.iter_mut().enumerate().skip(1) {
                 if let Some(v) = out.take() {
                     *out = Some(self.swap01(v, &format!("{name}.state{k}_batch_first"))?);
@@ -225,12 +216,7 @@ impl Importer {
 
     /// The first two axes of a rank-3 value swapped (layout 1 to 0 and back).
     fn swap01(&mut self, v: Val, name: &str) -> Result<Val> {
-        let s = self.shape(&v);
-        let out = vec![s[1], s[0], s[2]];
-        Ok(match v {
-            Val::Const(t) => Val::Const(super::transpose_const(&t, &[1, 0, 2])),
-            Val::Node(id) => self.push(name, Op::Transpose { perm: vec![1, 0, 2] }, vec![id], out),
-        })
+        self.transpose(v, &[1, 0, 2], name)
     }
 
     /// initial_h or initial_c of direction `d`, or zeros.
@@ -297,7 +283,7 @@ impl Importer {
                 let p = pre(self, 0, peep(0).map(|p| (p, &c)), "i")?;
                 let i = self.activate(p, f[0], opt, &format!("{at}.i"))?;
                 let fg = if opt.input_forget {
-                    self.binary(Arith::Sub, Val::Const(Tensor::new(vec![], vec![1.0])), i.clone(), &format!("{at}.f"))?
+                    self.binary(Arith::Sub, super::scalar(1.0), i.clone(), &format!("{at}.f"))?
                 } else {
                     let p = pre(self, 2, peep(2).map(|p| (p, &c)), "f")?;
                     self.activate(p, f[0], opt, &format!("{at}.f"))?
