@@ -20,8 +20,13 @@
 #                               the whole-proof benchmark (default: --runs 1
 #                               --large): halo2-axiom and ours on the host, ours
 #                               on the GPU, steps and device memory; add --k20
-#   scripts/gpu.sh all          tests, sanitize and the two benchmarks, each step
-#                               under its own limit, and a summary of verdicts last
+#   scripts/gpu.sh variants [ARGS]
+#                               the whole-proof benchmark on the GPU only (default:
+#                               --runs 1 --large) with the kernel variants not yet
+#                               measured: generated program kernels and MSM tables
+#   scripts/gpu.sh all          tests, sanitize, the two benchmarks and the
+#                               variants, each step under its own limit, and a
+#                               summary of verdicts last
 #
 # Logs go to $OUT (or .gpu/out); each step prints a one-line verdict per
 # binary and ends non-zero if any failed.
@@ -127,6 +132,18 @@ provers() {
     return $rc
 }
 
+# The cuda engine's other kernel choices (docs/ENGINE.md), to set against
+# the provers step's GPU rows.
+variants() {
+    [ $# -gt 0 ] || set -- --runs 1 --large
+    ZKFARM_PROGRAM_KERNEL=generated ZKFARM_MSM_TABLES=1 \
+        run "prover benchmark, generated programs + MSM tables $*" variants.log \
+        "$BIN/zkfarm-bench-provers" --gpu-only "$@"
+    local rc=$?
+    grep -v '^\s*$' "$LOGS/variants.log" | tail -30
+    return $rc
+}
+
 # Everything, with the verdict lines gathered at the end.
 all() {
     local failed=0 start=$SECONDS
@@ -135,6 +152,7 @@ all() {
     sanitize || failed=1
     bench || failed=1
     provers || failed=1
+    variants || failed=1
     echo
     echo "summary, $((SECONDS - start)) s in all:"
     cat "$LOGS/verdicts.txt"
@@ -147,6 +165,7 @@ case "${1:-}" in
     sanitize) unpack; sanitize ;;
     bench) shift; unpack; bench "$@" ;;
     provers) shift; unpack; provers "$@" ;;
+    variants) shift; unpack; variants "$@" ;;
     all) unpack; all ;;
-    *) sed -n '2,29p' "$0" >&2; exit 2 ;;
+    *) sed -n '2,32p' "$0" >&2; exit 2 ;;
 esac

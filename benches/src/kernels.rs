@@ -3,7 +3,7 @@
 //! the cpu and cuda engines. Prints tables; without a GPU it prints the CPU
 //! figures and why the GPU columns are empty.
 //!
-//! Usage: `cargo run --release -p zkfarm-benches --bin zkfarm-bench-kernels -- [--min-log 16] [--max-log 24] [--step 2] [--runs 5] [--cpu-runs 1] [--proofs]`.
+//! Usage: `cargo run --release -p zkfarm-benches --bin zkfarm-bench-kernels -- [--min-log 16] [--max-log 24] [--step 2] [--runs 5] [--cpu-runs 1] [--proofs] [--tables false]`.
 //!
 //! GPU MSM figures are taken with the bases resident; "gpu" has the scalars
 //! already on the device, "gpu+copy" includes their upload from pageable
@@ -28,7 +28,7 @@ use zkfarm_circuits::input::read_input;
 use zkfarm_circuits::{CompiledModel, Settings};
 use zkfarm_kernels::backend::upload_fr;
 use zkfarm_kernels::gpu::Gpu;
-use zkfarm_kernels::msm::Msm;
+use zkfarm_kernels::msm::{table_window, Msm};
 use zkfarm_kernels::ntt::Ntt;
 use zkfarm_kernels::twiddles::omega;
 use zkfarm_prover::{Engine, KeyCache, ProveOptions, Prover, Srs};
@@ -53,6 +53,10 @@ struct Args {
     /// Also time whole proofs of the example models.
     #[arg(long)]
     proofs: bool,
+    /// Also time MSMs through tables of the bases' multiples (`--tables
+    /// false` skips them: a 2^24 table takes about 15 GiB of device memory).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    tables: bool,
 }
 
 fn main() -> Result<()> {
@@ -78,17 +82,42 @@ fn main() -> Result<()> {
     let msm = gpu.as_ref().map(|g| Msm::new(g.clone(), &bases)).transpose()?;
 
     println!("\nMSM, bases resident (ms; speedup is cpu / gpu)");
-    println!("{:<6} {:<8} {:>10} {:>10} {:>11} {:>8}", "log n", "scalars", "cpu", "gpu", "gpu+copy", "speedup");
+    println!("\"table\" goes through a table of the bases' window multiples, built once per size (\"build\", ms; \"MiB\" its device memory), with the scalars on the device");
+    println!(
+        "{:<6} {:<8} {:>10} {:>10} {:>11} {:>8} {:>10} {:>9} {:>8} {:>8}",
+        "log n", "scalars", "cpu", "gpu", "gpu+copy", "speedup", "table", "build", "MiB", "speedup"
+    );
     for &log_n in &sizes {
         let n = 1usize << log_n;
+        // The table's window width depends on the number of bases, so each
+        // size gets its own.
+        let tabled = match (&gpu, args.tables) {
+            (Some(g), true) => {
+                let c = table_window(n);
+                let (m, build) = time(1, || {
+                    let m = Msm::new(g.clone(), &bases[..n])?.with_table(c)?;
+                    g.synchronize()?;
+                    Ok(m)
+                })?;
+                Some((m, build))
+            }
+            _ => None,
+        };
         for (name, scalars) in [("random", random_scalars(n)), ("16-bit", small_scalars(n))] {
             let (want, cpu) = time(args.cpu_runs, || Ok(best_multiexp(&scalars, &bases[..n])))?;
             let (gpu_ms, copy_ms) = match &msm {
                 Some(m) => msm_gpu(m, &scalars, want, args.runs)?,
                 None => (f64::NAN, f64::NAN),
             };
+            let (table_ms, build_ms, mib) = match &tabled {
+                Some((m, build)) => {
+                    (msm_gpu(m, &scalars, want, args.runs)?.0, *build, m.table_bytes() as f64 / 1048576.0)
+                }
+                None => (f64::NAN, f64::NAN, f64::NAN),
+            };
             let (g, c, x) = (cell(gpu_ms, 3), cell(copy_ms, 3), cell(cpu / gpu_ms, 1));
-            println!("{log_n:<6} {name:<8} {cpu:>10.2} {g:>10} {c:>11} {x:>8}");
+            let (t, b, m, tx) = (cell(table_ms, 3), cell(build_ms, 1), cell(mib, 0), cell(cpu / table_ms, 1));
+            println!("{log_n:<6} {name:<8} {cpu:>10.2} {g:>10} {c:>11} {x:>8} {t:>10} {b:>9} {m:>8} {tx:>8}");
         }
     }
 

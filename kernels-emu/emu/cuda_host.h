@@ -12,6 +12,7 @@
 #define __device__
 #define __host__
 #define __forceinline__ inline
+#define __noinline__ __attribute__((noinline))
 #define __constant__
 #define __align__(n) alignas(n)
 // Blocks run one after another, so one static array per kernel is one

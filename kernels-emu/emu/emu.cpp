@@ -104,6 +104,7 @@ const Kernel KERNELS[] = {
     KERNEL(fr_scale, false),
     KERNEL(msm_fold, false),
     KERNEL(msm_digits, false),
+    KERNEL(msm_table, false),
     KERNEL(msm_scan_block, true),
     KERNEL(msm_scan_add, false),
     KERNEL(msm_scatter, false),

@@ -35,6 +35,9 @@ use std::sync::{LazyLock, Mutex, MutexGuard};
 use anyhow::{bail, Result};
 use zkfarm_kernels::backend::{in_bounds, Arg, Backend};
 
+mod compiled;
+pub use compiled::EmuKernel;
+
 extern "C" {
     fn zkfarm_emu_launch(
         name: *const c_char,
@@ -101,6 +104,14 @@ enum Op {
         kinds: CString,
         tables: Vec<Vec<u64>>,
     },
+    /// A kernel compiled at run time.
+    Call {
+        kernel: std::sync::Arc<EmuKernel>,
+        grid: u32,
+        block: u32,
+        slots: Vec<u64>,
+        tables: Vec<Vec<u64>>,
+    },
     Fill {
         at: Block,
         len: usize,
@@ -127,6 +138,9 @@ impl Op {
                     bail!("the emulator failed on {} ({rc})", name.to_string_lossy());
                 }
             }
+            // SAFETY: the slots were checked against the kernel when
+            // queued, and their memory outlives the queue, as above.
+            Op::Call { kernel, grid, block, slots, tables: _tables } => unsafe { kernel.run(&slots, grid, block) },
             // SAFETY: both hold `len` words (checked when queued) that live
             // until the queue is empty.
             Op::Fill { at, len, word } => unsafe { std::slice::from_raw_parts_mut(at.0, len) }.fill(word),
@@ -301,30 +315,8 @@ impl Backend for Emu {
     }
 
     fn launch(&self, kernel: &'static str, grid: u32, block: u32, args: &[Arg<'_, EmuBuf>]) -> Result<()> {
-        let mut slots = Vec::with_capacity(args.len());
-        let mut kinds = Vec::with_capacity(args.len() + 1);
-        let mut tables: Vec<Vec<u64>> = Vec::new();
-        for a in args {
-            match a {
-                Arg::Buf(b) => {
-                    slots.push(b.ptr as u64);
-                    kinds.push(b'p');
-                }
-                Arg::U32(v) => {
-                    slots.push(u64::from(*v));
-                    kinds.push(b'u');
-                }
-                Arg::Bufs(list) => {
-                    // The Vec's heap data does not move when the Vec does.
-                    let table: Vec<u64> = list.iter().map(|b| b.ptr as u64).chain([0]).collect();
-                    slots.push(table.as_ptr() as u64);
-                    kinds.push(b'p');
-                    tables.push(table);
-                }
-            }
-        }
+        let (slots, kinds, tables) = slots(args)?;
         let name = CString::new(kernel)?;
-        let kinds = CString::new(kinds)?;
         // SAFETY: with `run` 0 the launcher only checks the name, arity and
         // argument kinds against the kernel's signature.
         let rc =
@@ -337,26 +329,78 @@ impl Backend for Emu {
             other => bail!("the emulator failed on {kernel} ({other})"),
         }
         let at = device().enqueue(Op::Launch { name, grid, block, slots, kinds, tables });
-        // As cudarc does for buffers passed by shared reference (the
-        // drivers pass every buffer so): a later upload waits for this launch.
-        for a in args {
-            match a {
-                Arg::Buf(b) => {
-                    b.read.fetch_max(at, Ordering::Relaxed);
-                }
-                Arg::Bufs(list) => {
-                    for b in list.iter() {
-                        b.read.fetch_max(at, Ordering::Relaxed);
-                    }
-                }
-                Arg::U32(_) => {}
-            }
-        }
+        mark_read(args, at);
+        Ok(())
+    }
+
+    type Kernel = std::sync::Arc<EmuKernel>;
+
+    fn compile_kernel(&self, source: &str, name: &str) -> Result<std::sync::Arc<EmuKernel>> {
+        compiled::compile(source, name)
+    }
+
+    fn launch_compiled(
+        &self,
+        kernel: &std::sync::Arc<EmuKernel>,
+        grid: u32,
+        block: u32,
+        args: &[Arg<'_, EmuBuf>],
+    ) -> Result<()> {
+        let (slots, kinds, tables) = slots(args)?;
+        kernel.check(&kinds)?;
+        let at = device().enqueue(Op::Call { kernel: kernel.clone(), grid, block, slots, tables });
+        mark_read(args, at);
         Ok(())
     }
 
     fn words(&self, buf: &EmuBuf) -> usize {
         buf.len
+    }
+}
+
+/// A launch's arguments as 64-bit slots, their kinds ('p' a buffer, 'u' a
+/// value), and the address arrays that `Bufs` arguments point at.
+fn slots(args: &[Arg<'_, EmuBuf>]) -> Result<(Vec<u64>, CString, Vec<Vec<u64>>)> {
+    let mut slots = Vec::with_capacity(args.len());
+    let mut kinds = Vec::with_capacity(args.len() + 1);
+    let mut tables: Vec<Vec<u64>> = Vec::new();
+    for a in args {
+        match a {
+            Arg::Buf(b) => {
+                slots.push(b.ptr as u64);
+                kinds.push(b'p');
+            }
+            Arg::U32(v) => {
+                slots.push(u64::from(*v));
+                kinds.push(b'u');
+            }
+            Arg::Bufs(list) => {
+                // The Vec's heap data does not move when the Vec does.
+                let table: Vec<u64> = list.iter().map(|b| b.ptr as u64).chain([0]).collect();
+                slots.push(table.as_ptr() as u64);
+                kinds.push(b'p');
+                tables.push(table);
+            }
+        }
+    }
+    Ok((slots, CString::new(kinds)?, tables))
+}
+
+/// As cudarc does for buffers passed by shared reference (the drivers pass
+/// every buffer so): a later upload waits for the launch queued at `at`.
+fn mark_read(args: &[Arg<'_, EmuBuf>], at: u64) {
+    for a in args {
+        match a {
+            Arg::Buf(b) => {
+                b.read.fetch_max(at, Ordering::Relaxed);
+            }
+            Arg::Bufs(list) => {
+                for b in list.iter() {
+                    b.read.fetch_max(at, Ordering::Relaxed);
+                }
+            }
+            Arg::U32(_) => {}
+        }
     }
 }
 
@@ -436,6 +480,46 @@ mod tests {
         assert!(e2.contains("no kernel named no_such_kernel"), "{e2}");
         // The right signature runs.
         e.launch("fr_scale", 1, 1, &[Arg::Buf(&buf), Arg::Buf(&buf), Arg::U32(1)]).unwrap();
+    }
+
+    #[test]
+    fn compiled_kernels_run_in_queue_order_and_check_their_arguments() {
+        let _turn = alone();
+        let e = Emu;
+        let source = r#"
+#include "field.cuh"
+extern "C" __global__ void times_plus(Fr* data, const Fr* k, u32 n) {
+    u32 i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    Fr x = data[i];
+    data[i] = Fr::add(Fr::mul(x, *k), *k);
+}
+"#;
+        let kernel = e.compile_kernel(source, "times_plus").unwrap();
+        let values: Vec<Fr> = (0..37u64).map(Fr::from).collect();
+        let mut data = upload_fr(&e, &values).unwrap();
+        let k = upload_fr(&e, &[Fr::from(9)]).unwrap();
+        // Two blocks of 32 cover 37 elements; the second launch sees the first's writes.
+        for _ in 0..2 {
+            e.launch_compiled(&kernel, 2, 32, &[Arg::Buf(&data), Arg::Buf(&k), Arg::U32(37)]).unwrap();
+        }
+        // An upload into a buffer the queued launches use waits for them.
+        e.upload(zkfarm_kernels::layout::fr_words(&[Fr::from(5)]).as_ref(), &mut data, 0).unwrap();
+        let mut out = vec![Fr::ZERO; 37];
+        read_fr_into(&mut out, |w| e.download(&data, 0, w)).unwrap();
+        let nine = Fr::from(9);
+        let want: Vec<Fr> = values.iter().map(|&x| (x * nine + nine) * nine + nine).collect();
+        assert_eq!(out[0], Fr::from(5));
+        assert_eq!(out[1..], want[1..]);
+        // The same source is compiled once.
+        assert!(std::sync::Arc::ptr_eq(&kernel, &e.compile_kernel(source, "times_plus").unwrap()));
+        let err = e.launch_compiled(&kernel, 1, 1, &[Arg::Buf(&data), Arg::U32(1)]).unwrap_err().to_string();
+        assert!(err.contains("2 arguments; it declares 3"), "{err}");
+        let err = e.launch_compiled(&kernel, 1, 1, &[Arg::Buf(&data), Arg::U32(1), Arg::U32(1)]).unwrap_err();
+        assert!(err.to_string().contains("a buffer where it takes a value"), "{err}");
+        let err = e.compile_kernel("this is not C++", "broken").unwrap_err().to_string();
+        assert!(err.contains("failed on the generated kernel broken"), "{err}");
+        assert!(e.compile_kernel(source, "no such name").is_err());
     }
 
     #[test]

@@ -99,6 +99,22 @@ struct Xyzz {
         return sum(p, r, u1, s1, Fq::mul(ZZ, q.ZZ), Fq::mul(ZZZ, q.ZZZ));
     }
 
+    // The affine point, (0, 0) for the identity. ZZ^3 = ZZZ^2 gives
+    // 1/ZZ = (ZZ/ZZZ)^2, so one inversion serves both coordinates.
+    __device__ __forceinline__ Affine to_affine() const {
+        Affine a;
+        if (is_identity()) {
+            a.x = Fq::zero();
+            a.y = Fq::zero();
+            return a;
+        }
+        Fq i = Fq::inv(ZZZ);
+        Fq zz_inv = Fq::sqr(Fq::mul(ZZ, i));
+        a.x = Fq::mul(X, zz_inv);
+        a.y = Fq::mul(Y, i);
+        return a;
+    }
+
     // this * k for a small k, by double-and-add from the top bit.
     __device__ __forceinline__ Xyzz mul_small(u32 k) const {
         Xyzz acc = identity();

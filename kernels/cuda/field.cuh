@@ -227,6 +227,22 @@ struct __align__(16) Fp {
 
     static __device__ __forceinline__ Fp sqr(const Fp& a) { return mul(a, a); }
 
+    // 1/a = a^(p-2) (0 for 0), by square-and-multiply from the top bit.
+    // About 380 multiplications: for the few inversions of a table build,
+    // not for inner loops.
+    static __device__ Fp inv(const Fp& a) {
+        u32 e[8];
+#pragma unroll
+        for (int i = 0; i < 8; i++) e[i] = P::mod()[i];
+        e[0] -= 2;  // the moduli are odd and far above 2: no borrow
+        Fp acc = one();
+        for (int i = 255; i >= 0; i--) {
+            acc = sqr(acc);
+            if ((e[i / 32] >> (i % 32)) & 1) acc = mul(acc, a);
+        }
+        return acc;
+    }
+
     // Canonical integer to Montgomery form and back.
     static __device__ __forceinline__ Fp to_mont(const Fp& a) {
         Fp r2;
@@ -244,3 +260,14 @@ struct __align__(16) Fp {
 
 typedef Fp<FrP> Fr;
 typedef Fp<FqP> Fq;
+
+// base^e for a 32-bit exponent, square and multiply.
+__device__ __forceinline__ Fr fr_pow(Fr base, u32 e) {
+    Fr acc = Fr::one();
+    while (e) {
+        if (e & 1) acc = Fr::mul(acc, base);
+        base = Fr::sqr(base);
+        e >>= 1;
+    }
+    return acc;
+}

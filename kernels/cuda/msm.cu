@@ -50,8 +50,13 @@ __device__ __forceinline__ u32 window_bits(const u32* l, u32 at, u32 c) {
 // Stage 2: one thread per scalar walks its windows (the signed digit's
 // carry runs from window to window). Slot w * n + i holds the pair of
 // window w, or EMPTY for a zero digit; counts[bucket] is the histogram.
+// Window w's digit d goes to bucket w * key_stride + |d| - 1 with point
+// w * point_stride + i: each window its own buckets over the bases
+// (key_stride = 2^(c-1), point_stride = 0), or one set of buckets shared
+// by all windows over a table of the bases' multiples (key_stride = 0,
+// point_stride = the table's points per window).
 extern "C" __global__ void msm_digits(const Fr* folded, const u32* negated, u32 n, u32 c, u32 windows,
-                                      u32* keys, u32* vals, u32* counts) {
+                                      u32 key_stride, u32 point_stride, u32* keys, u32* vals, u32* counts) {
     u32 i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     const u32* l = folded[i].l;
@@ -69,11 +74,25 @@ extern "C" __global__ void msm_digits(const Fr* folded, const u32* negated, u32 
             keys[slot] = EMPTY;
             continue;
         }
-        u32 key = w * (u32)half + (u32)(d < 0 ? -d : d) - 1;
+        u32 key = w * key_stride + (u32)(d < 0 ? -d : d) - 1;
         u32 sign = ((d < 0) != (negated[i] != 0)) ? 1u : 0u;
         keys[slot] = key;
-        vals[slot] = (i << 1) | sign;
+        vals[slot] = ((w * point_stride + i) << 1) | sign;
         atomicAdd(&counts[key], 1u);
+    }
+}
+
+// The table for fixed bases: table[w * n + i] = 2^(c·w) · bases[i] for
+// w < windows, affine. One thread per base doubles its way up the windows.
+extern "C" __global__ void msm_table(const Affine* bases, u32 n, u32 c, u32 windows, Affine* table) {
+    u32 i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    Affine p = bases[i];
+    table[i] = p;
+    Xyzz acc = Xyzz::from_affine(p);
+    for (u32 w = 1; w < windows; w++) {
+        for (u32 j = 0; j < c; j++) acc = acc.dbl();
+        table[(u64)w * n + i] = acc.to_affine();
     }
 }
 
@@ -132,6 +151,11 @@ extern "C" __global__ void msm_scatter(const u32* keys, const u32* vals, u32 slo
 // Stage 4, shared by both kinds of level: sums the runs of one segment,
 // writes complete runs to their bucket and the cut ones to two slots of
 // the next level, padded so equal keys stay adjacent.
+//
+// Every thread adds exactly one point per pair of its segment, in one flat
+// loop: a run's end only stores its sum. Nested loops (one per run) would
+// let the threads of a warp wait at each run's end for the warp's longest
+// run, which with random scalars wastes about half of the additions' time.
 template <class Load>
 __device__ void accumulate_segment(const u32* keys, u32 len, u32 seg, Load load, Xyzz* buckets, u32* next_keys,
                                    Xyzz* next_points) {
@@ -143,17 +167,12 @@ __device__ void accumulate_segment(const u32* keys, u32 len, u32 seg, Load load,
     Xyzz pp[2] = {Xyzz::identity(), Xyzz::identity()};
     int partials = 0;
     bool first_cut_before = false;
-    u32 i = start;
-    while (i < end) {
-        u32 key = keys[i], run = i;
-        Xyzz sum = Xyzz::identity();
-        while (i < end && keys[i] == key) {
-            sum = load(sum, i);
-            i++;
-        }
-        if (key == EMPTY) continue;
+    // The run [run, stop) of `key` is complete: a whole bucket, or a part
+    // of one that the next level finishes.
+    auto finish = [&](u32 key, u32 run, u32 stop, const Xyzz& sum) {
+        if (key == EMPTY) return;
         bool before = run == start && start > 0 && keys[start - 1] == key;
-        bool after = i == end && end < len && keys[end] == key;
+        bool after = stop == end && end < len && keys[end] == key;
         if (before || after) {
             if (partials == 0) first_cut_before = before;
             pk[partials] = key;
@@ -162,7 +181,20 @@ __device__ void accumulate_segment(const u32* keys, u32 len, u32 seg, Load load,
         } else {
             buckets[key] = sum;
         }
+    };
+    u32 key = keys[start], run = start;
+    Xyzz sum = Xyzz::identity();
+    for (u32 i = start; i < end; i++) {
+        u32 k = keys[i];
+        if (k != key) {
+            finish(key, run, i, sum);
+            key = k;
+            run = i;
+            sum = Xyzz::identity();
+        }
+        sum = load(sum, i);
     }
+    finish(key, run, end, sum);
     Xyzz id = Xyzz::identity();
     if (partials == 1) {
         if (first_cut_before) {

@@ -19,17 +19,6 @@
 #define OP_MUL 5
 #define OP_NEG 6    // r[dst] = -r[a]
 
-// base^e for a 32-bit exponent, square and multiply.
-__device__ __forceinline__ Fr fr_pow(Fr base, u32 e) {
-    Fr acc = Fr::one();
-    while (e) {
-        if (e & 1) acc = Fr::mul(acc, base);
-        base = Fr::sqr(base);
-        e >>= 1;
-    }
-    return acc;
-}
-
 extern "C" __global__ void poly_program(Fr* out, const Fr* const* leaves, const u32* code, u32 len, const Fr* consts,
                                         u32 size, u32 out_reg) {
     u32 i = blockIdx.x * blockDim.x + threadIdx.x;

@@ -25,7 +25,7 @@ use cudarc::driver::{
 };
 use rayon::prelude::*;
 
-use crate::backend::{in_bounds, Arg, Backend};
+use crate::backend::{in_bounds, source_hash, Arg, Backend};
 use crate::source::{compile, KERNELS, UNITS};
 
 /// A CUDA device with the kernels loaded.
@@ -40,6 +40,8 @@ pub struct Gpu {
     arch: &'static str,
     /// Pinned buffers for staged uploads, allocated on the first large one.
     staging: Mutex<Vec<PinnedHostSlice<u32>>>,
+    /// Kernels compiled from generated source, by hash of the source.
+    compiled: Mutex<HashMap<u64, CudaFunction>>,
 }
 
 /// Words per pinned staging buffer (16 MiB).
@@ -68,7 +70,7 @@ impl Gpu {
             }
         }
         let name = ctx.name().unwrap_or_else(|_| "unknown CUDA device".into());
-        Ok(Gpu { ctx, stream, copy, functions, name, arch, staging: Mutex::default() })
+        Ok(Gpu { ctx, stream, copy, functions, name, arch, staging: Mutex::default(), compiled: Mutex::default() })
     }
 
     /// The device's name and architecture, e.g. "NVIDIA H200 (sm_90)".
@@ -264,10 +266,53 @@ impl Backend for Gpu {
     }
 
     fn launch(&self, kernel: &'static str, grid: u32, block: u32, args: &[Arg<'_, CudaSlice<u32>>]) -> Result<()> {
+        let f = self.functions.get(kernel).ok_or_else(|| anyhow!("no kernel named {kernel}"))?;
+        self.launch_function(f, kernel, grid, block, args)
+    }
+
+    type Kernel = (CudaFunction, String);
+
+    fn compile_kernel(&self, source: &str, name: &str) -> Result<(CudaFunction, String)> {
+        let key = source_hash(source, name);
+        let mut compiled = self.compiled.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = compiled.get(&key) {
+            return Ok((f.clone(), name.to_string()));
+        }
+        let module =
+            self.ctx.load_module(compile(name, source, self.arch)?).with_context(|| format!("loading {name}"))?;
+        let f = module.load_function(name).with_context(|| format!("generated source has no kernel {name}"))?;
+        compiled.insert(key, f.clone());
+        Ok((f, name.to_string()))
+    }
+
+    fn launch_compiled(
+        &self,
+        kernel: &(CudaFunction, String),
+        grid: u32,
+        block: u32,
+        args: &[Arg<'_, CudaSlice<u32>>],
+    ) -> Result<()> {
+        self.launch_function(&kernel.0, &kernel.1, grid, block, args)
+    }
+
+    fn words(&self, buf: &CudaSlice<u32>) -> usize {
+        buf.len()
+    }
+}
+
+impl Gpu {
+    /// Launches `f` on the compute stream; `kernel` names it in errors.
+    fn launch_function(
+        &self,
+        f: &CudaFunction,
+        kernel: &str,
+        grid: u32,
+        block: u32,
+        args: &[Arg<'_, CudaSlice<u32>>],
+    ) -> Result<()> {
         if grid == 0 {
             return Ok(());
         }
-        let f = self.functions.get(kernel).ok_or_else(|| anyhow!("no kernel named {kernel}"))?;
         // Address tables first: each buffer in one is read on the compute
         // stream after its writes (device_ptr waits for them), and the
         // guards record the launch as its last read when they drop, after
@@ -306,9 +351,5 @@ impl Backend for Gpu {
         drop(launch);
         drop(guards);
         launched
-    }
-
-    fn words(&self, buf: &CudaSlice<u32>) -> usize {
-        buf.len()
     }
 }

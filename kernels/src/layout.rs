@@ -121,6 +121,17 @@ pub fn xyzz_to_g1(w: &[u32]) -> Result<G1> {
     Ok(p.into())
 }
 
+/// An affine point from device words ((0, 0) the identity), checked to lie
+/// on the curve.
+pub fn affine_from_words(w: &[u32]) -> Result<G1Affine> {
+    let (x, y) = (field::<Fq>(&w[..FIELD_WORDS])?, field::<Fq>(&w[FIELD_WORDS..AFFINE_WORDS])?);
+    if bool::from(x.is_zero() & y.is_zero()) {
+        return Ok(G1Affine::default());
+    }
+    Option::<G1Affine>::from(G1Affine::from_xy(x, y))
+        .ok_or_else(|| anyhow!("the device returned a point that is not on the curve"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +155,11 @@ mod tests {
         });
         assert_eq!(affine_words(&p).as_ref(), want.as_slice());
         assert_eq!(&want[3 * AFFINE_WORDS..], &[0u32; AFFINE_WORDS], "the identity is (0, 0)");
+        let back: Vec<G1Affine> = want.chunks_exact(AFFINE_WORDS).map(|w| affine_from_words(w).unwrap()).collect();
+        assert_eq!(back, p);
+        let mut off = want[..AFFINE_WORDS].to_vec();
+        off[0] ^= 1;
+        assert!(affine_from_words(&off).is_err(), "a point off the curve is refused");
     }
 
     #[test]

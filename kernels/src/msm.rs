@@ -9,7 +9,7 @@ use halo2curves::bn256::{Fr, G1Affine, G1};
 use halo2curves::group::Group;
 
 use crate::backend::{blocks, read_word, upload_fr, Arg, Backend, BLOCK};
-use crate::layout::{affine_words, xyzz_to_g1, AFFINE_WORDS, FIELD_WORDS, XYZZ_WORDS};
+use crate::layout::{affine_from_words, affine_words, xyzz_to_g1, AFFINE_WORDS, FIELD_WORDS, XYZZ_WORDS};
 use crate::msm_plan::{combine, Plan};
 use crate::scan::exclusive_scan_u32;
 
@@ -18,7 +18,8 @@ use crate::scan::exclusive_scan_u32;
 pub struct Tuning {
     /// Sorted pairs per thread in each accumulation level (at least 4).
     pub seg: u32,
-    /// Buckets per thread in the window sums.
+    /// Buckets per thread in the window sums, at most: fewer when the
+    /// windows hold too few buckets to fill the device (see [`window_chunk`]).
     pub chunk: u32,
     /// Partial window sums added per thread in each reduction round (at least 2).
     pub group: u32,
@@ -40,13 +41,43 @@ pub struct Msm<B: Backend> {
     bases: B::Buf,
     len: usize,
     tuning: Tuning,
+    table: Option<Table<B>>,
 }
 
-/// What the device leaves after the bucket and window stages of one MSM.
+/// Multiples of the bases, `2^(c·w)·G_i` for every window `w`, so that an
+/// MSM's windows share one set of buckets: the window sums shrink to one
+/// window's and the final doublings vanish, for `windows` times the
+/// bases' memory.
+struct Table<B: Backend> {
+    points: B::Buf,
+    c: u32,
+    windows: u32,
+}
+
+/// What the device leaves after the bucket and window stages of one MSM:
+/// the bucket layout (one window of buckets with a table) and its sums.
 struct Run<B: Backend> {
     plan: Plan,
     buckets: B::Buf,
     windows: B::Buf,
+}
+
+/// Bit length of the largest folded scalar, (p - 1)/2 < 2^253.
+pub const MAX_FOLDED_BITS: u32 = 253;
+
+/// The window width of a table for `len` bases: about log2(len) - 2. One
+/// window of buckets costs 2^c additions to sum, and every window of the
+/// table one more addition per point, so c can be wider than without a
+/// table (log2(n) - 3), where each of ~254/c windows pays for its buckets.
+pub fn table_window(len: usize) -> u32 {
+    let log_len = usize::BITS - len.max(1).leading_zeros();
+    log_len.saturating_sub(2).clamp(8, 20)
+}
+
+/// Windows a table of width `c` needs for any folded scalar (the top one
+/// takes the last signed digit's carry).
+pub fn table_windows(c: u32) -> u32 {
+    MAX_FOLDED_BITS.div_ceil(c) + 1
 }
 
 impl<B: Backend> Msm<B> {
@@ -63,7 +94,46 @@ impl<B: Backend> Msm<B> {
         ensure!(len <= MAX_POINTS, "{len} bases is more than the MSM supports ({MAX_POINTS})");
         let mut buf = backend.alloc_uninit(words.len())?;
         backend.upload(words, &mut buf, 0)?;
-        Ok(Msm { backend, bases: buf, len, tuning: Tuning::default() })
+        Ok(Msm { backend, bases: buf, len, tuning: Tuning::default(), table: None })
+    }
+
+    /// Builds, on the device, the table of window width `c` (see
+    /// [`table_window`]); every later MSM goes through it.
+    pub fn with_table(mut self, c: u32) -> Result<Self> {
+        ensure!((2..=24).contains(&c), "a table window of {c} bits is outside 2..=24");
+        let windows = table_windows(c);
+        // Point indices carry a sign bit in 32 bits.
+        ensure!(
+            (self.len as u64) * windows as u64 <= 1 << 31,
+            "a table of {windows} windows over {} bases has too many points",
+            self.len
+        );
+        let b = &*self.backend;
+        let points = b.alloc_uninit(self.len * windows as usize * AFFINE_WORDS)?;
+        if self.len > 0 {
+            b.launch(
+                "msm_table",
+                blocks(self.len, BLOCK)?,
+                BLOCK,
+                &[Arg::Buf(&self.bases), Arg::U32(self.len as u32), Arg::U32(c), Arg::U32(windows), Arg::Buf(&points)],
+            )?;
+        }
+        self.table = Some(Table { points, c, windows });
+        Ok(self)
+    }
+
+    /// The table's points, window after window (for checking the device's
+    /// table build); `None` without a table.
+    pub fn table_points(&self) -> Result<Option<Vec<G1Affine>>> {
+        let Some(t) = &self.table else { return Ok(None) };
+        let mut words = vec![0u32; self.len * t.windows as usize * AFFINE_WORDS];
+        self.backend.download(&t.points, 0, &mut words)?;
+        words.chunks_exact(AFFINE_WORDS).map(affine_from_words).collect::<Result<Vec<_>>>().map(Some)
+    }
+
+    /// Device memory the table holds, in bytes (0 without one).
+    pub fn table_bytes(&self) -> usize {
+        self.table.as_ref().map_or(0, |t| self.len * t.windows as usize * AFFINE_WORDS * 4)
     }
 
     pub fn with_tuning(mut self, tuning: Tuning) -> Result<Self> {
@@ -142,8 +212,20 @@ impl<B: Backend> Msm<B> {
         if bits == 0 {
             return Ok(None);
         }
-        let plan = Plan::new(n, bits);
-        let slots = plan.windows as usize * n;
+        // With a table every window's digits share one window of buckets
+        // and index the table; without, each window has its own buckets.
+        let (digits, plan, key_stride, point_stride, bases) = match &self.table {
+            Some(t) => {
+                let digits = Plan::with_window(bits, t.c);
+                debug_assert!(digits.windows <= t.windows);
+                (digits, Plan { windows: 1, ..digits }, 0, self.len as u32, &t.points)
+            }
+            None => {
+                let plan = Plan::new(n, bits);
+                (plan, plan, plan.buckets_per_window(), 0, &self.bases)
+            }
+        };
+        let slots = digits.windows as usize * n;
         ensure!(slots < u32::MAX as usize, "{n} scalars of {bits} bits need too many pairs for one MSM");
 
         // Stage 2: signed digits as (bucket, point) pairs and the bucket
@@ -160,8 +242,10 @@ impl<B: Backend> Msm<B> {
                 Arg::Buf(&folded),
                 Arg::Buf(&negated),
                 Arg::U32(n32),
-                Arg::U32(plan.c),
-                Arg::U32(plan.windows),
+                Arg::U32(digits.c),
+                Arg::U32(digits.windows),
+                Arg::U32(key_stride),
+                Arg::U32(point_stride),
                 Arg::Buf(&keys),
                 Arg::Buf(&vals),
                 Arg::Buf(&counts),
@@ -194,7 +278,7 @@ impl<B: Backend> Msm<B> {
         // Stage 4: bucket sums, level by level. A zeroed XYZZ point has
         // ZZ = 0, the identity, so buckets that no pair reaches need no clearing.
         let bucket_sums = b.alloc(buckets * XYZZ_WORDS)?;
-        self.accumulate(sorted_keys, sorted_vals, total, &bucket_sums)?;
+        self.accumulate(sorted_keys, sorted_vals, total, bases, &bucket_sums)?;
 
         // Stage 5: window sums.
         let windows = self.window_sums(&bucket_sums, &plan)?;
@@ -204,7 +288,7 @@ impl<B: Backend> Msm<B> {
     /// Stage 4: the first level reads the sorted pairs; each later level
     /// reads the partial sums the previous one left, until one segment
     /// holds the whole list and nothing is left over.
-    fn accumulate(&self, keys: B::Buf, vals: B::Buf, total: usize, buckets: &B::Buf) -> Result<()> {
+    fn accumulate(&self, keys: B::Buf, vals: B::Buf, total: usize, bases: &B::Buf, buckets: &B::Buf) -> Result<()> {
         let b = &*self.backend;
         let seg = self.tuning.seg as usize;
         let mut len = total;
@@ -224,7 +308,7 @@ impl<B: Backend> Msm<B> {
                         Arg::Buf(&keys),
                         Arg::Buf(&vals),
                         Arg::U32(len32),
-                        Arg::Buf(&self.bases),
+                        Arg::Buf(bases),
                         Arg::U32(seg32),
                         Arg::Buf(buckets),
                         Arg::Buf(&next_keys),
@@ -261,6 +345,7 @@ impl<B: Backend> Msm<B> {
         let b = &*self.backend;
         let Tuning { chunk, group, .. } = self.tuning;
         let half = plan.buckets_per_window();
+        let chunk = window_chunk(chunk, plan.windows, half);
         let mut len = half.div_ceil(chunk);
         let mut sums = b.alloc_uninit((plan.windows * len) as usize * XYZZ_WORDS)?;
         let threads = (plan.windows * len) as usize;
@@ -284,5 +369,34 @@ impl<B: Backend> Msm<B> {
             len = out_len;
         }
         Ok(sums)
+    }
+}
+
+/// Threads the window sums aim for: a few waves of the largest device.
+const WINDOW_THREADS: u32 = 1 << 16;
+
+/// Buckets per thread in the window sums: `max`, or fewer (down to four)
+/// when `max` would leave under [`WINDOW_THREADS`] threads. Each thread's
+/// work is a chain of dependent additions, so when the windows are few
+/// (small scalars need two) shorter chains on more threads finish sooner,
+/// even though every chunk pays a multiplication by its offset.
+pub fn window_chunk(max: u32, windows: u32, half: u32) -> u32 {
+    let per_thread = (windows as u64 * half as u64 / WINDOW_THREADS as u64) as u32;
+    per_thread.clamp(max.min(4), max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::window_chunk;
+
+    #[test]
+    fn few_windows_get_short_chunks() {
+        // 2^20 random scalars: 16 windows of 2^17 buckets keep the default.
+        assert_eq!(window_chunk(32, 16, 1 << 17), 32);
+        // 16-bit scalars: two windows of 2^16 buckets, 32 768 threads of 4.
+        assert_eq!(window_chunk(32, 2, 1 << 16), 4);
+        // Tiny MSMs and narrow tunings are left alone.
+        assert_eq!(window_chunk(3, 2, 8), 3);
+        assert_eq!(window_chunk(32, 1, 2), 4);
     }
 }

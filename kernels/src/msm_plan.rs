@@ -26,7 +26,7 @@
 //! 6. **Combine** the window sums by Horner's rule, `c` doublings apart.
 
 use halo2curves::bn256::{Fr, G1Affine, G1};
-use halo2curves::group::Group;
+use halo2curves::group::{Curve, Group};
 
 use crate::digits::{limbs, signed_digits};
 
@@ -53,6 +53,13 @@ impl Plan {
         let bits = bits.max(1);
         let log_n = usize::BITS - n.max(1).leading_zeros();
         let c = log_n.saturating_sub(3).clamp(4, 20).min(bits + 1);
+        Plan { bits, c, windows: bits.div_ceil(c) + 1 }
+    }
+
+    /// Windows of width `c` for folded scalars of `bits` bits, as a table
+    /// of multiples fixes `c` whatever the number of points.
+    pub fn with_window(bits: u32, c: u32) -> Plan {
+        let bits = bits.max(1);
         Plan { bits, c, windows: bits.div_ceil(c) + 1 }
     }
 
@@ -91,9 +98,22 @@ pub fn folded_bits(scalars: &[Fr]) -> u32 {
         .unwrap_or(0)
 }
 
-/// Stage 2: the (bucket, point·2 + sign) pairs of every scalar.
+/// Stage 2: the (bucket, point·2 + sign) pairs of every scalar, each
+/// window with its own buckets.
 pub fn pairs(scalars: &[Fr], plan: &Plan) -> Vec<(u32, u32)> {
-    let half = plan.buckets_per_window();
+    strided_pairs(scalars, plan, plan.buckets_per_window(), 0)
+}
+
+/// Stage 2 over a table of multiples (`table_len` points per window): all
+/// windows share one window of buckets, and window w's digit of scalar i
+/// names point `w·table_len + i` of the table.
+pub fn table_pairs(scalars: &[Fr], plan: &Plan, table_len: usize) -> Vec<(u32, u32)> {
+    strided_pairs(scalars, plan, 0, table_len as u32)
+}
+
+/// Window w's digit d goes to bucket `w·key_stride + |d| - 1` with point
+/// `w·point_stride + i`.
+fn strided_pairs(scalars: &[Fr], plan: &Plan, key_stride: u32, point_stride: u32) -> Vec<(u32, u32)> {
     let mut out = Vec::new();
     for (i, s) in scalars.iter().enumerate() {
         let (l, negated) = fold(s);
@@ -101,9 +121,9 @@ pub fn pairs(scalars: &[Fr], plan: &Plan) -> Vec<(u32, u32)> {
         debug_assert!(digits.len() <= plan.windows as usize);
         for (w, &d) in digits.iter().enumerate() {
             if d != 0 {
-                let key = w as u32 * half + d.unsigned_abs() as u32 - 1;
+                let key = w as u32 * key_stride + d.unsigned_abs() as u32 - 1;
                 let sign = u32::from((d < 0) != negated);
-                out.push((key, (i as u32) << 1 | sign));
+                out.push((key, (w as u32 * point_stride + i as u32) << 1 | sign));
             }
         }
     }
@@ -220,6 +240,41 @@ pub fn combine(windows: &[G1], c: u32) -> G1 {
         }
         acc + w
     })
+}
+
+/// The table of multiples: `2^(c·w)·bases[i]` at `w·len + i`.
+pub fn table(bases: &[G1Affine], c: u32, windows: u32) -> Vec<G1Affine> {
+    let mut proj: Vec<G1> = bases.iter().map(|&p| p.into()).collect();
+    let mut out = Vec::with_capacity(bases.len() * windows as usize);
+    for w in 0..windows {
+        if w > 0 {
+            for p in &mut proj {
+                for _ in 0..c {
+                    *p = p.double();
+                }
+            }
+        }
+        let mut aff = vec![G1Affine::default(); proj.len()];
+        G1::batch_normalize(&proj, &mut aff);
+        out.extend(aff);
+    }
+    out
+}
+
+/// The pipeline over a table of width `c`: one window of buckets, whose
+/// weighted sum is the MSM.
+pub fn msm_table_model(scalars: &[Fr], bases: &[G1Affine], c: u32, seg: usize, chunk: usize) -> G1 {
+    assert_eq!(scalars.len(), bases.len());
+    let bits = folded_bits(scalars);
+    if bits == 0 {
+        return G1::identity();
+    }
+    let digits = Plan::with_window(bits, c);
+    let table = table(bases, c, digits.windows);
+    let sorted = sort(table_pairs(scalars, &digits, bases.len()));
+    let plan = Plan { windows: 1, ..digits };
+    let buckets = accumulate(&sorted, &table, &plan, seg);
+    window_sums(&buckets, &plan, chunk)[0]
 }
 
 /// The whole pipeline on the host.

@@ -25,6 +25,7 @@ pub const KERNELS: &[(&str, &[&str])] = &[
         &[
             "msm_fold",
             "msm_digits",
+            "msm_table",
             "msm_scan_block",
             "msm_scan_add",
             "msm_scatter",

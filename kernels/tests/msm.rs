@@ -11,7 +11,7 @@ use halo2curves::group::Curve;
 use halo2curves::msm::msm_best;
 use rand::SeedableRng;
 use zkfarm_kernels::backend::Backend;
-use zkfarm_kernels::msm::{Msm, Tuning};
+use zkfarm_kernels::msm::{table_windows, Msm, Tuning};
 use zkfarm_kernels::msm_plan;
 
 /// Every scalar set at every size, against `msm_best`, through one set of
@@ -63,12 +63,50 @@ fn check_buckets_against_the_model<B: Backend>(backend: Arc<B>) {
     }
 }
 
+/// MSMs through a table of multiples built on the device: the table is
+/// the host's, point by point, and every scalar set at every size (prefixes
+/// included) gives halo2curves' result, as do the bucket sums the model's.
+fn check_table<B: Backend>(backend: Arc<B>, sizes: &[usize], c: u32, tuning: Tuning, seed: u64) {
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+    let max = *sizes.iter().max().unwrap();
+    let mut bases = common::points(max, &mut rng);
+    bases[max / 2] = G1Affine::default(); // the identity among the bases
+    let msm = Msm::new(backend, &bases).unwrap().with_tuning(tuning).unwrap().with_table(c).unwrap();
+    let table = msm.table_points().unwrap().unwrap();
+    assert!(
+        table == msm_plan::table(&bases, c, table_windows(c)),
+        "the device's table of width {c} differs from the host's"
+    );
+    assert_eq!(msm.table_bytes(), max * table_windows(c) as usize * 64);
+    for &n in sizes {
+        for (name, scalars) in common::scalar_sets(n, &mut rng) {
+            let want = msm_best(&scalars, &bases[..n]).to_affine();
+            let got = msm.msm(&scalars).unwrap_or_else(|e| panic!("n = {n}, {name}: {e:#}")).to_affine();
+            assert_eq!(got, want, "n = {n}, {name}, table of width {c}, {tuning:?}");
+            if n == max {
+                let bits = msm_plan::folded_bits(&scalars);
+                let Some((plan, sums)) = msm.bucket_sums(&scalars).unwrap() else {
+                    assert_eq!(bits, 0, "{name}");
+                    continue;
+                };
+                let digits = msm_plan::Plan::with_window(bits, c);
+                assert_eq!(plan, msm_plan::Plan { windows: 1, ..digits }, "{name}");
+                let sorted = msm_plan::sort(msm_plan::table_pairs(&scalars, &digits, max));
+                let want = msm_plan::accumulate(&sorted, &table, &plan, 4);
+                assert!(sums.iter().zip(&want).all(|(a, b)| a.to_affine() == b.to_affine()), "{name}: bucket sums");
+            }
+        }
+    }
+}
+
 fn errors_are_reported<B: Backend>(backend: Arc<B>) {
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(23);
     let msm = Msm::new(backend, &common::points(4, &mut rng)).unwrap();
     let err = msm.msm(&[Fr::from(1); 5]).unwrap_err().to_string();
     assert!(err.contains("5 scalars but only 4 resident bases"), "{err}");
     assert_eq!(msm.msm(&[]).unwrap(), G1::default());
+    let err = msm.with_table(30).err().expect("a 30-bit window is refused").to_string();
+    assert!(err.contains("outside 2..=24"), "{err}");
 }
 
 #[test]
@@ -79,6 +117,8 @@ fn msm_on_the_emulator() {
     check_sizes(b.clone(), &[3, 256, 1031], Tuning { seg: 4, chunk: 3, group: 2 }, 2);
     check_heavy_bucket(b.clone(), 5000);
     check_buckets_against_the_model(b.clone());
+    check_table(b.clone(), &[1, 3, 256, 1031], 11, Tuning::default(), 3);
+    check_table(b.clone(), &[2, 300], 5, Tuning { seg: 4, chunk: 3, group: 2 }, 4);
     errors_are_reported(b);
 }
 
@@ -89,5 +129,7 @@ fn msm_on_the_gpu() {
     check_sizes(b.clone(), &[3, 256, 1031, 1 << 16], Tuning { seg: 4, chunk: 3, group: 2 }, 2);
     check_heavy_bucket(b.clone(), 1 << 20);
     check_buckets_against_the_model(b.clone());
+    check_table(b.clone(), &[1, 3, 1031, 1 << 16, 1 << 20], 18, Tuning::default(), 3);
+    check_table(b.clone(), &[2, 300, 1 << 16], 5, Tuning { seg: 4, chunk: 3, group: 2 }, 4);
     errors_are_reported(b);
 }

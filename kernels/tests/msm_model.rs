@@ -7,7 +7,7 @@ use halo2curves::bn256::{Fr, G1Affine, G1};
 use halo2curves::group::{Curve, Group};
 use halo2curves::msm::msm_best;
 use rand::SeedableRng;
-use zkfarm_kernels::msm_plan::msm_model;
+use zkfarm_kernels::msm_plan::{msm_model, msm_table_model};
 
 #[test]
 fn the_model_matches_halo2curves_msm() {
@@ -35,4 +35,20 @@ fn repeated_points_and_one_heavy_bucket() {
     let scalars: Vec<Fr> = (0..n as u64).map(|i| if i % 10 == 0 { Fr::from(i) } else { Fr::from(77) }).collect();
     let want = msm_best(&scalars, &bases);
     assert_eq!(msm_model(&scalars, &bases, 4, 16).to_affine(), want.to_affine());
+}
+
+#[test]
+fn the_table_model_matches_halo2curves_msm() {
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(13);
+    for n in [1, 3, 256, 1031] {
+        let bases = common::points(n, &mut rng);
+        for (name, scalars) in common::scalar_sets(n, &mut rng) {
+            let want = msm_best(&scalars, &bases).to_affine();
+            // Windows narrower and wider than the scalars' bits.
+            for (c, seg, chunk) in [(5, 4, 3), (11, 16, 32), (14, 5, 7)] {
+                let got = msm_table_model(&scalars, &bases, c, seg, chunk);
+                assert_eq!(got.to_affine(), want, "n = {n}, {name}, c = {c}");
+            }
+        }
+    }
 }

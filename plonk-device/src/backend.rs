@@ -25,7 +25,7 @@ use zkfarm_plonk::program::Program;
 use zkfarm_plonk::{Backend, Basis, Domain};
 
 use crate::bases::DeviceBases;
-use crate::program::{compile, REGISTERS};
+use crate::program::{compile_for, cuda_source, DeviceProgram, ProgramKernel, GENERATED_KERNEL};
 
 /// Threads per block of the scans and sums (`PSCAN_THREADS`,
 /// `SUM_THREADS`) and elements one scan block covers (`PSCAN_SPAN`).
@@ -106,6 +106,7 @@ pub struct DeviceBackend<D: Device> {
     /// 1/(X^n − 1) on the coset, one period.
     vanishing: D::Buf,
     meter: Arc<Meter>,
+    programs: ProgramKernel,
 }
 
 fn failed(e: anyhow::Error) -> BackendError {
@@ -124,23 +125,67 @@ impl<D: Device> DeviceBackend<D> {
         );
         let device = bases.backend().clone();
         let vanishing = upload_fr(&*device, &domain.vanishing_inv).context("uploading 1/(X^n - 1)")?;
-        Ok(DeviceBackend { ntt: Ntt::new(device.clone()), device, domain, bases, vanishing, meter: Arc::default() })
+        let programs = ProgramKernel::from_env()?;
+        Ok(DeviceBackend {
+            ntt: Ntt::new(device.clone()),
+            device,
+            domain,
+            bases,
+            vanishing,
+            meter: Arc::default(),
+            programs,
+        })
+    }
+
+    /// Evaluates constraint programs with `kind` (by default the
+    /// interpreter, or what `ZKFARM_PROGRAM_KERNEL` names).
+    pub fn with_programs(mut self, kind: ProgramKernel) -> Self {
+        self.programs = kind;
+        self
+    }
+
+    pub fn programs(&self) -> ProgramKernel {
+        self.programs
     }
 
     /// Whether every constraint program of a compiled key fits the device
     /// kernel's registers; if not, the key proves on the CPU instead.
     pub fn supports(&self, compiled: &Compiled) -> Result<()> {
-        let scalars = [Fr::ZERO; 4];
-        let programs = [(&compiled.quotient, Grid::Extended)]
-            .into_iter()
-            .chain(compiled.lookup_inputs.iter().chain(&compiled.lookup_tables).map(|p| (p, Grid::Rows)));
-        for (program, grid) in programs {
-            let (size, step, x0, dx) = grid.shape(&self.domain);
-            if let Err(e) = compile(program, &scalars, size, step, x0, dx) {
-                bail!("a constraint program needs {} registers; the device kernel has {REGISTERS}", e.needed);
-            }
+        self.device_programs(compiled).map(drop)
+    }
+
+    /// Compiles the key's generated program kernels now (with
+    /// [`ProgramKernel::Generated`]), so that its first proof does not
+    /// wait for the compiler; the interpreter needs nothing.
+    pub fn prepare(&self, compiled: &Compiled) -> Result<()> {
+        if self.programs != ProgramKernel::Generated {
+            return Ok(());
+        }
+        for p in self.device_programs(compiled)? {
+            self.device.compile_kernel(&cuda_source(&p), GENERATED_KERNEL).context("compiling a constraint program")?;
         }
         Ok(())
+    }
+
+    /// Every constraint program of a compiled key as the device runs it:
+    /// the quotient's on the extended coset, the lookups' on the rows.
+    /// Scalars take placeholder values, which the code does not depend on.
+    fn device_programs(&self, compiled: &Compiled) -> Result<Vec<DeviceProgram>> {
+        // As the prover passes them: θ, β, γ and y to the quotient, θ to
+        // the lookups (the constant table's layout depends on the count).
+        let scalars = [Fr::ZERO; 4];
+        let programs = [(&compiled.quotient, Grid::Extended, 4)]
+            .into_iter()
+            .chain(compiled.lookup_inputs.iter().chain(&compiled.lookup_tables).map(|p| (p, Grid::Rows, 1)));
+        let limit = self.programs.registers();
+        programs
+            .map(|(program, grid, count)| {
+                let (size, step, x0, dx) = grid.shape(&self.domain);
+                compile_for(program, &scalars[..count], size, step, x0, dx, limit).map_err(|e| {
+                    anyhow!("a constraint program needs {} registers; the device kernel has {limit}", e.needed)
+                })
+            })
+            .collect()
     }
 
     /// What the backend's polynomials occupy on the device.
@@ -419,15 +464,27 @@ impl<D: Device> DeviceBackend<D> {
         let (size, step, x0, dx) = grid.shape(&self.domain);
         ensure!(leaves.len() >= program.slots, "the program reads {} slots", program.slots);
         ensure!(leaves.iter().all(|l| l.len == size), "every leaf has the grid's size");
-        let compiled = compile(program, scalars, size, step, x0, dx).map_err(|e| {
-            anyhow!("a constraint program needs {} registers; the device kernel has {REGISTERS}", e.needed)
-        })?;
+        let limit = self.programs.registers();
+        let compiled = compile_for(program, scalars, size, step, x0, dx, limit)
+            .map_err(|e| anyhow!("a constraint program needs {} registers; the device kernel has {limit}", e.needed))?;
         let d = &*self.device;
-        let mut code = d.alloc_uninit(compiled.code.len().max(1))?;
-        d.upload(&compiled.code, &mut code, 0)?;
         let consts = upload_fr(d, &compiled.consts)?;
         let bufs: Vec<&D::Buf> = leaves.iter().map(|l| &l.buf).collect();
         let out = self.alloc(size)?;
+        if self.programs == ProgramKernel::Generated {
+            let kernel = d
+                .compile_kernel(&cuda_source(&compiled), GENERATED_KERNEL)
+                .context("compiling a constraint program for the device")?;
+            d.launch_compiled(
+                &kernel,
+                blocks(size, BLOCK)?,
+                BLOCK,
+                &[Arg::Buf(&out.buf), Arg::Bufs(&bufs), Arg::Buf(&consts), Arg::U32(u32_of(size)?)],
+            )?;
+            return Ok(out);
+        }
+        let mut code = d.alloc_uninit(compiled.code.len().max(1))?;
+        d.upload(&compiled.code, &mut code, 0)?;
         self.launch(
             "poly_program",
             size,

@@ -12,7 +12,7 @@ use halo2_proofs::poly::kzg::commitment::ParamsKZG;
 use halo2_proofs::SerdeFormat;
 use zkfarm_kernels::backend::Backend;
 use zkfarm_kernels::layout::AFFINE_WORDS;
-use zkfarm_kernels::msm::Msm;
+use zkfarm_kernels::msm::{table_window, table_windows, Msm};
 
 use zkfarm_plonk::Basis;
 
@@ -25,13 +25,31 @@ pub struct DeviceBases<B: Backend> {
 impl<B: Backend> DeviceBases<B> {
     /// Uploads the monomial and Lagrange bases of `kzg` to `backend`.
     pub fn upload(backend: Arc<B>, kzg: &ParamsKZG<Bn256>) -> Result<Self> {
+        Self::upload_with(backend, kzg, false)
+    }
+
+    /// The same, and with `tables` each basis also gets a table of its
+    /// windows' multiples ([`Msm::with_table`]): one window of buckets per
+    /// MSM, for [`table_bytes`] more device memory.
+    pub fn upload_with(backend: Arc<B>, kzg: &ParamsKZG<Bn256>, tables: bool) -> Result<Self> {
         let [monomial, lagrange] = raw_bases(kzg)?;
         let what = |set: &str| format!("uploading the {set} bases of k = {} to {}", kzg.k(), backend.name());
-        Ok(DeviceBases {
-            monomial: Msm::from_words(backend.clone(), &monomial).with_context(|| what("monomial"))?,
-            lagrange: Msm::from_words(backend.clone(), &lagrange).with_context(|| what("Lagrange"))?,
-        })
+        let upload = |words: &[u32], set: &str| {
+            let msm = Msm::from_words(backend.clone(), words).with_context(|| what(set))?;
+            if !tables {
+                return Ok(msm);
+            }
+            let c = table_window(msm.len());
+            msm.with_table(c).with_context(|| format!("building the {set} bases' table of {c}-bit windows"))
+        };
+        Ok(DeviceBases { monomial: upload(&monomial, "monomial")?, lagrange: upload(&lagrange, "Lagrange")? })
     }
+}
+
+/// Device memory the tables of both bases of 2^k points take.
+pub fn table_bytes(k: u32) -> usize {
+    let n = 1usize << k;
+    2 * n * table_windows(table_window(n)) as usize * AFFINE_WORDS * 4
 }
 
 impl<B: Backend> DeviceBases<B> {

@@ -14,3 +14,4 @@ pub mod program;
 
 pub use backend::{DeviceBackend, DevicePoly, Meter};
 pub use bases::DeviceBases;
+pub use program::ProgramKernel;

@@ -51,8 +51,100 @@ pub struct TooManyRegisters {
     pub needed: u32,
 }
 
+/// How the device evaluates constraint programs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProgramKernel {
+    /// `poly_program` interprets the instruction list: one kernel for
+    /// every program, registers in local memory, at most [`REGISTERS`].
+    Interpreted,
+    /// Each program becomes CUDA source ([`cuda_source`]) compiled when
+    /// first used (NVRTC on the GPU): straight-line code whose values the
+    /// compiler keeps in the register file, and no register limit.
+    Generated,
+}
+
+impl ProgramKernel {
+    /// `ZKFARM_PROGRAM_KERNEL` (`interpreted` or `generated`), else the
+    /// interpreter; an unknown value is an error that names it.
+    pub fn from_env() -> anyhow::Result<ProgramKernel> {
+        match std::env::var("ZKFARM_PROGRAM_KERNEL").as_deref() {
+            Err(_) | Ok("") | Ok("interpreted") => Ok(ProgramKernel::Interpreted),
+            Ok("generated") => Ok(ProgramKernel::Generated),
+            Ok(other) => anyhow::bail!("ZKFARM_PROGRAM_KERNEL is {other:?}; it takes interpreted or generated"),
+        }
+    }
+
+    /// The most registers a program may need on this kernel.
+    pub fn registers(self) -> u32 {
+        match self {
+            ProgramKernel::Interpreted => REGISTERS,
+            ProgramKernel::Generated => u32::MAX,
+        }
+    }
+}
+
+/// The kernel that [`cuda_source`] defines.
+pub const GENERATED_KERNEL: &str = "zkfarm_program";
+
+/// Programs with more multiplications than this call one out-of-line
+/// multiplication instead of inlining each: a quotient of thousands of
+/// products would otherwise be a kernel of millions of instructions, slow
+/// to compile and too large for the instruction cache. The threshold is a
+/// first guess, to be set by measuring on a GPU.
+const INLINE_MULTIPLICATIONS: usize = 256;
+
+/// CUDA source of one kernel, [`GENERATED_KERNEL`]`(Fr* out, const Fr*
+/// const* leaves, const Fr* consts, u32 size)`, that computes `p` at every
+/// point of its grid: the interpreter's work with each instruction spelled
+/// out, so the compiler keeps the values in registers and no instruction
+/// is decoded at run time. `consts` is `p.consts`, as for the interpreter;
+/// the source depends on the program and the grid, not on the scalars.
+pub fn cuda_source(p: &DeviceProgram) -> String {
+    use std::fmt::Write;
+    let muls = p.code.chunks_exact(4).filter(|i| i[0] == OP_MUL || i[0] == OP_X).count();
+    let mut src = String::with_capacity(p.code.len() * 12 + 1024);
+    src.push_str("#include \"field.cuh\"\n\n");
+    if muls > INLINE_MULTIPLICATIONS {
+        src.push_str(
+            "static __device__ __noinline__ Fr program_mul(const Fr& a, const Fr& b) { return Fr::mul(a, b); }\n",
+        );
+    } else {
+        src.push_str(
+            "static __device__ __forceinline__ Fr program_mul(const Fr& a, const Fr& b) { return Fr::mul(a, b); }\n",
+        );
+    }
+    let _ = write!(
+        src,
+        "\nextern \"C\" __global__ void {GENERATED_KERNEL}(Fr* out, const Fr* const* leaves, const Fr* consts, u32 size) {{\n\
+         \x20   u32 i = blockIdx.x * blockDim.x + threadIdx.x;\n\
+         \x20   if (i >= size) return;\n"
+    );
+    let registers = p.registers.max(p.output + 1);
+    for r in 0..registers {
+        let _ = writeln!(src, "    Fr r{r};");
+    }
+    for ins in p.code.chunks_exact(4) {
+        let [op, d, a, b] = [ins[0], ins[1], ins[2], ins[3]];
+        let _ = match op {
+            // b < size, so one subtraction wraps the row.
+            OP_LEAF if b == 0 => writeln!(src, "    r{d} = leaves[{a}][i];"),
+            OP_LEAF => {
+                writeln!(src, "    {{ u32 at = i + {b}u; if (at >= size) at -= size; r{d} = leaves[{a}][at]; }}")
+            }
+            OP_CONST => writeln!(src, "    r{d} = consts[{a}];"),
+            OP_X => writeln!(src, "    r{d} = program_mul(consts[{a}], fr_pow(consts[{b}], i));"),
+            OP_ADD => writeln!(src, "    r{d} = Fr::add(r{a}, r{b});"),
+            OP_SUB => writeln!(src, "    r{d} = Fr::sub(r{a}, r{b});"),
+            OP_MUL => writeln!(src, "    r{d} = program_mul(r{a}, r{b});"),
+            _ => writeln!(src, "    r{d} = Fr::neg(r{a});"),
+        };
+    }
+    let _ = writeln!(src, "    out[i] = r{};\n}}", p.output);
+    src
+}
+
 /// Compiles `program` for a grid of `size` points where a row spans
-/// `step` points and X runs x0, x0·dx, ….
+/// `step` points and X runs x0, x0·dx, …, for the interpreter.
 pub fn compile(
     program: &Program,
     scalars: &[Fr],
@@ -60,6 +152,19 @@ pub fn compile(
     step: usize,
     x0: Fr,
     dx: Fr,
+) -> Result<DeviceProgram, TooManyRegisters> {
+    compile_for(program, scalars, size, step, x0, dx, REGISTERS)
+}
+
+/// The same with a limit of `max_registers` (see [`ProgramKernel::registers`]).
+pub fn compile_for(
+    program: &Program,
+    scalars: &[Fr],
+    size: usize,
+    step: usize,
+    x0: Fr,
+    dx: Fr,
+    max_registers: u32,
 ) -> Result<DeviceProgram, TooManyRegisters> {
     let nodes = &program.nodes;
     let kept = |n: &Node| !matches!(n, Node::Leaf { .. } | Node::Constant(_) | Node::Scalar(_));
@@ -151,7 +256,7 @@ pub fn compile(
         code.extend(ins);
     }
     let output = if kept(&nodes[out]) { reg[out] } else { load(out, &mut alloc, &mut code) };
-    if alloc.high > REGISTERS {
+    if alloc.high > max_registers {
         return Err(TooManyRegisters { needed: alloc.high });
     }
     Ok(DeviceProgram { code, consts, output, registers: alloc.high })
@@ -324,6 +429,43 @@ mod tests {
                 );
                 let got = run_at(&compiled, |slot, off| cols[slot as usize][(i + off as usize) % size], i as u64);
                 assert_eq!(got, reference, "{terms} terms, point {i}");
+            }
+        }
+    }
+
+    /// Generated kernels, compiled by the emulator, compute what the
+    /// programs compute: short programs with inlined products and long ones
+    /// with the out-of-line product, rotations wrapping both ways.
+    #[test]
+    fn generated_kernels_compute_what_the_program_computes() {
+        use zkfarm_kernels::backend::{upload_fr, Arg, Backend as _};
+        use zkfarm_kernels::layout::read_fr_into;
+        use zkfarm_kernels_emu::Emu;
+
+        let mut rng = ChaCha20Rng::seed_from_u64(7);
+        let (size, step) = (96usize, 4usize);
+        let cols: Vec<Vec<Fr>> = (0..3).map(|_| (0..size).map(|_| Fr::random(&mut rng)).collect()).collect();
+        let scalars = [Fr::from(3), Fr::random(&mut rng)];
+        let (x0, dx) = (Fr::from(7), Fr::random(&mut rng));
+        let e = Emu;
+        let leaves: Vec<_> = cols.iter().map(|c| upload_fr(&e, c).unwrap()).collect();
+        let leaf_refs: Vec<_> = leaves.iter().collect();
+        for terms in [1, 10, 300] {
+            let program = random_program(&mut rng, terms);
+            let compiled = compile_for(&program, &scalars, size, step, x0, dx, u32::MAX).unwrap();
+            let source = cuda_source(&compiled);
+            let muls = compiled.code.chunks_exact(4).filter(|i| i[0] == OP_MUL || i[0] == OP_X).count();
+            assert_eq!(source.contains("__noinline__"), muls > INLINE_MULTIPLICATIONS, "{terms} terms");
+            let kernel = e.compile_kernel(&source, GENERATED_KERNEL).unwrap();
+            let consts = upload_fr(&e, &compiled.consts).unwrap();
+            let out = e.alloc_uninit(size * 8).unwrap();
+            let args = [Arg::Buf(&out), Arg::Bufs(&leaf_refs), Arg::Buf(&consts), Arg::U32(size as u32)];
+            e.launch_compiled(&kernel, 3, 32, &args).unwrap();
+            let mut got = vec![Fr::ZERO; size];
+            read_fr_into(&mut got, |w| e.download(&out, 0, w)).unwrap();
+            for (i, got) in got.iter().enumerate() {
+                let want = run_at(&compiled, |slot, off| cols[slot as usize][(i + off as usize) % size], i as u64);
+                assert_eq!(*got, want, "{terms} terms, point {i}");
             }
         }
     }

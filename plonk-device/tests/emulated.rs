@@ -19,7 +19,7 @@ use zkfarm_plonk::backend::{Factor, Unmatched};
 use zkfarm_plonk::domain::Grid;
 use zkfarm_plonk::program::{Builder, Program};
 use zkfarm_plonk::{Backend, Basis, CpuBackend, Domain};
-use zkfarm_plonk_device::{DeviceBackend, DeviceBases};
+use zkfarm_plonk_device::{DeviceBackend, DeviceBases, ProgramKernel};
 
 const K: u32 = 12;
 
@@ -39,8 +39,13 @@ fn domain() -> Domain {
 }
 
 fn pair_on<D: zkfarm_kernels::backend::Backend>(device: Arc<D>) -> Pair<D> {
+    pair_with(device, false)
+}
+
+/// With `tables`, the bases' MSMs go through tables of their multiples.
+fn pair_with<D: zkfarm_kernels::backend::Backend>(device: Arc<D>, tables: bool) -> Pair<D> {
     let params = params();
-    let bases = Arc::new(DeviceBases::upload(device, params).unwrap());
+    let bases = Arc::new(DeviceBases::upload_with(device, params, tables).unwrap());
     Pair { cpu: CpuBackend::new(domain(), params.clone()), dev: DeviceBackend::new(domain(), bases).unwrap() }
 }
 
@@ -233,6 +238,18 @@ fn commitments_equal_the_cpu_backends() {
 }
 
 #[test]
+fn commitments_through_msm_tables_equal_the_cpu_backends() {
+    pair_with(Arc::new(Emu), true).commitments();
+}
+
+#[test]
+fn generated_program_kernels_equal_the_cpu_backends() {
+    let mut p = pair_on(Arc::new(Emu));
+    p.dev = p.dev.with_programs(ProgramKernel::Generated);
+    p.programs();
+}
+
+#[test]
 fn grand_products_equal_the_cpu_backends() {
     emu().grand_products();
 }
@@ -276,11 +293,15 @@ fn every_step_on_the_gpu_equals_the_cpu_backends() {
             return;
         }
     };
-    let p = pair_on(gpu);
+    let p = pair_on(gpu.clone());
     p.transforms();
     p.commitments();
     p.grand_products();
     p.lookups();
     p.programs();
     p.openings();
+    pair_with(gpu.clone(), true).commitments();
+    let mut p = pair_on(gpu);
+    p.dev = p.dev.with_programs(ProgramKernel::Generated);
+    p.programs();
 }

@@ -222,9 +222,21 @@ fn upload_bases(
     ledger: &Arc<Ledger>,
     kzg: &ParamsKZG<Bn256>,
 ) -> Result<(Arc<DeviceBases<Gpu>>, Reservation)> {
-    let reserved = ledger.hold(2 * kzg.n() * 64, &format!("the SRS bases of k = {}", kzg.k()))?;
-    let bases = DeviceBases::upload(gpu.clone(), kzg)?;
+    let tables = msm_tables();
+    let table_bytes = if tables { zkfarm_plonk_device::bases::table_bytes(kzg.k()) as u64 } else { 0 };
+    let what = if tables { "the SRS bases and their MSM tables" } else { "the SRS bases" };
+    let reserved = ledger.hold(2 * kzg.n() * 64 + table_bytes, &format!("{what} of k = {}", kzg.k()))?;
+    let bases = DeviceBases::upload_with(gpu.clone(), kzg, tables)?;
     Ok((Arc::new(bases), reserved))
+}
+
+/// Whether the cuda engine gives each basis a table of its windows'
+/// multiples (`ZKFARM_MSM_TABLES=1`): fewer bucket sums per MSM for about
+/// fifteen times the bases' device memory. Off until GPU measurements
+/// show which wins where.
+#[cfg(feature = "cuda")]
+fn msm_tables() -> bool {
+    std::env::var("ZKFARM_MSM_TABLES").is_ok_and(|v| v == "1")
 }
 
 impl EngineChoice {

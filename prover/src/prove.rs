@@ -153,6 +153,7 @@ impl PreparedKey {
                     let working_set = WorkingSet::of(pk.get_vk());
                     let k = pk.get_vk().get_domain().k();
                     let reserved = gpu.ledger.hold(working_set.key, &format!("a proving key of k = {k}"))?;
+                    backend.prepare(&compiled)?;
                     let data = ProvingData::from_compiled(&backend, pk, compiled)?;
                     let ledger = gpu.ledger.clone();
                     let key = DeviceKey { backend, data, working_set, ledger, _reserved: reserved };

@@ -22,7 +22,7 @@ use zkfarm_kernels::backend::Backend as Device;
 use zkfarm_kernels::gpu::Gpu;
 use zkfarm_kernels_emu::Emu;
 use zkfarm_plonk::{create_proof, Backend, Domain, ProveError, ProvingData, WorkingSet};
-use zkfarm_plonk_device::{DeviceBackend, DeviceBases};
+use zkfarm_plonk_device::{DeviceBackend, DeviceBases, ProgramKernel};
 use zkfarm_prover::commit::EngineParams;
 use zkfarm_prover::prove::cpu_backend;
 use zkfarm_prover::{KeyCache, Keys, Srs};
@@ -149,15 +149,81 @@ fn proves_like_the_cpu_on<D: Device>(device: Arc<D>) {
     eprintln!("{refused} of 4 tampered witnesses refused; device peak {} bytes", meter.peak());
 }
 
+/// An honest proof with constraint programs compiled to kernels of their
+/// own and MSMs through tables of the bases' multiples: the kernels' other
+/// choices, which must not change a byte either.
+fn variants_prove_like_the_cpu_on<D: Device>(device: Arc<D>) {
+    let f = fixture();
+    let bases = Arc::new(DeviceBases::upload_with(device, &f.params, true).unwrap());
+    let backend = DeviceBackend::new(Domain::of(f.keys.pk.get_vk().get_domain()), bases)
+        .unwrap()
+        .with_programs(ProgramKernel::Generated);
+    let data = ProvingData::new(&backend, &f.keys.pk).unwrap();
+    let dev = proof_on(f, &backend, &data, None).unwrap();
+    assert!(dev == cpu_proof(f, None).unwrap(), "generated programs and MSM tables changed the proof");
+    assert!(halo2_accepts(f, &dev), "halo2-axiom rejected the proof");
+}
+
 #[test]
 fn emulated_device_proofs_equal_cpu_proofs() {
     proves_like_the_cpu_on(Arc::new(Emu));
 }
 
 #[test]
+fn emulated_proofs_with_generated_programs_and_msm_tables_equal_cpu_proofs() {
+    variants_prove_like_the_cpu_on(Arc::new(Emu));
+}
+
+/// The fixture's constraint programs, as generated kernels, compile with
+/// NVRTC for the GPUs zkfarm targets (NVRTC needs no GPU; `scripts/test.sh`
+/// installs it and makes its absence a failure).
+#[test]
+fn generated_programs_compile_with_nvrtc() {
+    use zkfarm_plonk::domain::Grid;
+    use zkfarm_plonk_device::program::{compile_for, cuda_source, GENERATED_KERNEL};
+
+    if !zkfarm_kernels::source::nvrtc_available() {
+        assert!(std::env::var_os("ZKFARM_REQUIRE_NVRTC").is_none(), "NVRTC is required here but cannot be loaded");
+        eprintln!("skipped: NVRTC is not installed (scripts/test.sh installs it)");
+        return;
+    }
+    let f = fixture();
+    let compiled = zkfarm_plonk::constraints::compile(&f.keys.pk).unwrap();
+    let domain = Domain::of(f.keys.pk.get_vk().get_domain());
+    let scalars = [Fr::from(0); 4];
+    let programs = [(&compiled.quotient, Grid::Extended, 4)]
+        .into_iter()
+        .chain(compiled.lookup_inputs.iter().chain(&compiled.lookup_tables).map(|p| (p, Grid::Rows, 1)));
+    for (program, grid, count) in programs {
+        let (size, step, x0, dx) = grid.shape(&domain);
+        let p = compile_for(program, &scalars[..count], size, step, x0, dx, u32::MAX).unwrap();
+        let source = cuda_source(&p);
+        // The large one for both targets, the small ones for one.
+        let archs: &[&'static str] = if grid == Grid::Extended { &["sm_80", "sm_90"] } else { &["sm_90"] };
+        for &arch in archs {
+            let start = std::time::Instant::now();
+            let ptx =
+                zkfarm_kernels::source::compile(GENERATED_KERNEL, &source, arch).unwrap_or_else(|e| panic!("{e:#}"));
+            let text = ptx.to_src();
+            assert!(text.contains(&format!(".entry {GENERATED_KERNEL}(")), "{grid:?} program for {arch}: no kernel");
+            eprintln!(
+                "{grid:?} program, {} instructions, {} registers: PTX for {arch} in {:.2} s",
+                p.instructions(),
+                p.registers,
+                start.elapsed().as_secs_f64()
+            );
+        }
+    }
+}
+
+#[test]
 fn gpu_proofs_equal_cpu_proofs() {
     match Gpu::open() {
-        Ok(g) => proves_like_the_cpu_on(Arc::new(g)),
+        Ok(g) => {
+            let g = Arc::new(g);
+            proves_like_the_cpu_on(g.clone());
+            variants_prove_like_the_cpu_on(g);
+        }
         Err(e) => {
             assert!(std::env::var_os("ZKFARM_REQUIRE_GPU").is_none(), "no GPU: {e:#}");
             eprintln!("skipped: {e:#}");
