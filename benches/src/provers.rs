@@ -7,7 +7,8 @@
 //! each model's k and working-set estimate without proving. Prints the whole-proof times, the per-step breakdown of
 //! ours on each backend, and on the GPU the peak device memory against the
 //! working-set estimate workers admit proofs by. Every proof is verified by
-//! halo2-axiom's verifier.
+//! halo2-axiom's verifier, and under a fixed seed the GPU's proof of each
+//! model must equal the host's byte for byte (the run fails otherwise).
 //!
 //! Usage: `cargo run --release -p zkfarm-benches --bin zkfarm-bench-provers [-- --runs N] [--large] [--k20] [--k22]
 //! [--only NAME] [--no-gpu] [--gpu-only] [--list]`.
@@ -51,6 +52,9 @@ struct GpuRow {
     peak_bytes: u64,
     key_bytes: u64,
     estimate: WorkingSet,
+    /// Whether a proof under a fixed seed equals the host's byte for byte,
+    /// the GPU prover's oracle.
+    identical: bool,
 }
 
 fn gib(bytes: u64) -> f64 {
@@ -127,6 +131,9 @@ fn main() -> Result<()> {
         rows.push(bench(name, model, input, runs, cpu, gpu.as_ref())?);
     }
     print_tables(&rows);
+    let differing: Vec<&str> =
+        rows.iter().filter(|r| r.gpu.as_ref().is_some_and(|g| !g.identical)).map(|r| r.name.as_str()).collect();
+    anyhow::ensure!(differing.is_empty(), "GPU proofs differ from the host's under one seed: {}", differing.join(", "));
     Ok(())
 }
 
@@ -174,13 +181,13 @@ fn print_tables(rows: &[Row]) {
         steps("zkfarm gpu steps, s", &|r| r.gpu.as_ref().map(|g| &g.steps));
         println!();
         println!(
-            "{:<22} {:>3} {:>15} {:>13} {:>18} {:>10} {:>10} {:>14}",
-            "gpu memory, GiB", "k", "peak (device)", "key (polys)", "estimate: key", "proof", "bases", "gpu prepare s"
+            "{:<22} {:>3} {:>15} {:>13} {:>18} {:>10} {:>10} {:>14} {:>7}",
+            "gpu memory, GiB", "k", "peak (device)", "key (polys)", "estimate: key", "proof", "bases", "gpu prepare s", "= host"
         );
         for r in rows {
             let Some(g) = &r.gpu else { continue };
             println!(
-                "{:<22} {:>3} {:>15.3} {:>13.3} {:>18.3} {:>10.3} {:>10.3} {:>14.2}",
+                "{:<22} {:>3} {:>15.3} {:>13.3} {:>18.3} {:>10.3} {:>10.3} {:>14.2} {:>7}",
                 r.name,
                 r.k,
                 gib(g.peak_bytes),
@@ -188,7 +195,8 @@ fn print_tables(rows: &[Row]) {
                 gib(g.estimate.key),
                 gib(g.estimate.proof),
                 gib(g.estimate.bases),
-                g.prepare_s
+                g.prepare_s,
+                if g.identical { "yes" } else { "NO" }
             );
         }
     }
@@ -219,6 +227,14 @@ fn median_proofs(
     all.sort_by(|a, b| a.0.total_cmp(&b.0));
     let (median, steps) = all[all.len() / 2].clone();
     Ok((median, steps, first.map_or(0.0, |f| (f - median).max(0.0))))
+}
+
+/// Our proof's bytes under a fixed seed (which gives up zero knowledge:
+/// for the comparison only).
+fn seeded_proof(prover: &Prover, keys: &Keys, model: &CompiledModel, input: &[Vec<f64>]) -> Result<String> {
+    let inference = infer(model, input, Tier::Zk)?;
+    let opts = ProveOptions { seed: Some(7), prover: ProverImpl::Zkfarm };
+    Ok(prover.prove_timed(model, keys, inference, &opts)?.0.proof)
 }
 
 fn bench(
@@ -258,7 +274,10 @@ fn bench(
             gpu.reset_peak_memory()?;
             let (seconds, steps, prepare_s) = median_proofs(&device, &keys, model, input, ProverImpl::Zkfarm, runs)?;
             let peak_bytes = gpu.peak_memory()?;
-            Some(GpuRow { seconds, prepare_s, steps, peak_bytes, key_bytes, estimate: WorkingSet::of(&keys.vk.vk) })
+            eprintln!("{name}: one proof on each under a fixed seed");
+            let identical = seeded_proof(&device, &keys, model, input)? == seeded_proof(&host, &keys, model, input)?;
+            let estimate = WorkingSet::of(&keys.vk.vk);
+            Some(GpuRow { seconds, prepare_s, steps, peak_bytes, key_bytes, estimate, identical })
         }
         None => None,
     };
