@@ -182,7 +182,15 @@ fn print_tables(rows: &[Row]) {
         println!();
         println!(
             "{:<22} {:>3} {:>15} {:>13} {:>18} {:>10} {:>10} {:>14} {:>7}",
-            "gpu memory, GiB", "k", "peak (device)", "key (polys)", "estimate: key", "proof", "bases", "gpu prepare s", "= host"
+            "gpu memory, GiB",
+            "k",
+            "peak (device)",
+            "key (polys)",
+            "estimate: key",
+            "proof",
+            "bases",
+            "gpu prepare s",
+            "= host"
         );
         for r in rows {
             let Some(g) = &r.gpu else { continue };

@@ -222,7 +222,7 @@ fn upload_bases(
     ledger: &Arc<Ledger>,
     kzg: &ParamsKZG<Bn256>,
 ) -> Result<(Arc<DeviceBases<Gpu>>, Reservation)> {
-    let tables = msm_tables();
+    let tables = msm_tables()?;
     let table_bytes = if tables { zkfarm_plonk_device::bases::table_bytes(kzg.k()) as u64 } else { 0 };
     let what = if tables { "the SRS bases and their MSM tables" } else { "the SRS bases" };
     let reserved = ledger.hold(2 * kzg.n() * 64 + table_bytes, &format!("{what} of k = {}", kzg.k()))?;
@@ -235,8 +235,12 @@ fn upload_bases(
 /// fifteen times the bases' device memory. Off until GPU measurements
 /// show which wins where.
 #[cfg(feature = "cuda")]
-fn msm_tables() -> bool {
-    std::env::var("ZKFARM_MSM_TABLES").is_ok_and(|v| v == "1")
+fn msm_tables() -> Result<bool> {
+    match std::env::var("ZKFARM_MSM_TABLES").as_deref() {
+        Err(_) | Ok("") | Ok("0") => Ok(false),
+        Ok("1") => Ok(true),
+        Ok(other) => bail!("ZKFARM_MSM_TABLES is {other:?}; it takes 1 (tables) or 0"),
+    }
 }
 
 impl EngineChoice {

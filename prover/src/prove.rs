@@ -21,7 +21,7 @@ use zkfarm_kernels::gpu::Gpu;
 use zkfarm_plonk::WorkingSet;
 use zkfarm_plonk::{CpuBackend, Domain, ProvingData, Timings};
 #[cfg(feature = "cuda")]
-use zkfarm_plonk_device::DeviceBackend;
+use zkfarm_plonk_device::{DeviceBackend, ProgramKernel};
 
 use crate::commit::{EngineParams, EngineScheme, EngineShplonk};
 use crate::engine::Engine;
@@ -146,14 +146,19 @@ impl PreparedKey {
     pub fn new(pk: &ProvingKey<G1Affine>, params: &EngineParams) -> Result<Self> {
         #[cfg(feature = "cuda")]
         if let Some(gpu) = params.gpu() {
-            let backend = DeviceBackend::new(Domain::of(pk.get_vk().get_domain()), gpu.bases.clone())?;
+            let mut backend = DeviceBackend::new(Domain::of(pk.get_vk().get_domain()), gpu.bases.clone())?;
             let compiled = zkfarm_plonk::constraints::compile(pk)?;
+            // Generated program kernels are compiled now; if that fails, the
+            // interpreter (which the program may still fit) takes over.
+            if let Err(e) = backend.prepare(&compiled) {
+                tracing::warn!("cuda engine: {e:#}; this key's constraint programs run on the interpreter");
+                backend = backend.with_programs(ProgramKernel::Interpreted);
+            }
             match backend.supports(&compiled) {
                 Ok(()) => {
                     let working_set = WorkingSet::of(pk.get_vk());
                     let k = pk.get_vk().get_domain().k();
                     let reserved = gpu.ledger.hold(working_set.key, &format!("a proving key of k = {k}"))?;
-                    backend.prepare(&compiled)?;
                     let data = ProvingData::from_compiled(&backend, pk, compiled)?;
                     let ledger = gpu.ledger.clone();
                     let key = DeviceKey { backend, data, working_set, ledger, _reserved: reserved };
