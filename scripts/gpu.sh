@@ -21,9 +21,11 @@
 #                               --large): halo2-axiom and ours on the host, ours
 #                               on the GPU, steps and device memory; add --k20
 #   scripts/gpu.sh variants [ARGS]
-#                               the whole-proof benchmark on the GPU only (default:
+#                               the whole-proof benchmark's GPU rows (default:
 #                               --runs 1 --large) with the kernel variants not yet
 #                               measured: generated program kernels and MSM tables
+#   scripts/gpu.sh sweep [N]    the MSM's tuning at 2^N points (default 20): window
+#                               widths, segment lengths and table widths, timed
 #   scripts/gpu.sh all          tests, sanitize, the two benchmarks and the
 #                               variants, each step under its own limit, and a
 #                               summary of verdicts last
@@ -111,7 +113,7 @@ sanitize() {
     for tool in memcheck racecheck; do
         ZKFARM_REQUIRE_GPU=1 run "compute-sanitizer $tool, one proof" "sanitize.proof.$tool.log" \
             compute-sanitizer --tool "$tool" --error-exitcode 9 \
-            "$BIN/device_prover" gpu_proofs --test-threads=1 || failed=1
+            "$BIN/device_prover" gpu_proofs_equal_cpu_proofs --exact --test-threads=1 || failed=1
     done
     return $failed
 }
@@ -144,6 +146,13 @@ variants() {
     return $rc
 }
 
+sweep() {
+    run "MSM tuning sweep at 2^${1:-20}" sweep.log "$BIN/zkfarm-bench-kernels" --sweep "${1:-20}"
+    local rc=$?
+    grep -v '^\s*$' "$LOGS/sweep.log" | tail -50
+    return $rc
+}
+
 # Everything, with the verdict lines gathered at the end.
 all() {
     local failed=0 start=$SECONDS
@@ -166,6 +175,7 @@ case "${1:-}" in
     bench) shift; unpack; bench "$@" ;;
     provers) shift; unpack; provers "$@" ;;
     variants) shift; unpack; variants "$@" ;;
+    sweep) shift; unpack; sweep "$@" ;;
     all) unpack; all ;;
-    *) sed -n '2,32p' "$0" >&2; exit 2 ;;
+    *) sed -n '2,34p' "$0" >&2; exit 2 ;;
 esac

@@ -3,7 +3,7 @@
 //! the cpu and cuda engines. Prints tables; without a GPU it prints the CPU
 //! figures and why the GPU columns are empty.
 //!
-//! Usage: `cargo run --release -p zkfarm-benches --bin zkfarm-bench-kernels -- [--min-log 16] [--max-log 24] [--step 2] [--runs 5] [--cpu-runs 1] [--proofs] [--tables false]`.
+//! Usage: `cargo run --release -p zkfarm-benches --bin zkfarm-bench-kernels -- [--min-log 16] [--max-log 24] [--step 2] [--runs 5] [--cpu-runs 1] [--proofs] [--tables false] [--sweep N]`.
 //!
 //! GPU MSM figures are taken with the bases resident; "gpu" has the scalars
 //! already on the device, "gpu+copy" includes their upload from pageable
@@ -28,7 +28,8 @@ use zkfarm_circuits::input::read_input;
 use zkfarm_circuits::{CompiledModel, Settings};
 use zkfarm_kernels::backend::upload_fr;
 use zkfarm_kernels::gpu::Gpu;
-use zkfarm_kernels::msm::{table_window, Msm};
+use zkfarm_kernels::msm::{table_window, Msm, Tuning};
+use zkfarm_kernels::msm_plan::Plan;
 use zkfarm_kernels::ntt::Ntt;
 use zkfarm_kernels::twiddles::omega;
 use zkfarm_prover::{Engine, KeyCache, ProveOptions, Prover, Srs};
@@ -57,6 +58,11 @@ struct Args {
     /// false` skips them: a 2^24 table takes about 15 GiB of device memory).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     tables: bool,
+    /// Only sweep the MSM's tuning at 2^N points: window widths, segment
+    /// lengths and window-sum chunks without a table, and table window
+    /// widths, each timed with random and 16-bit scalars (needs a GPU).
+    #[arg(long, value_name = "N")]
+    sweep: Option<u32>,
 }
 
 fn main() -> Result<()> {
@@ -72,6 +78,11 @@ fn main() -> Result<()> {
     };
     if let Some(g) = &gpu {
         println!("GPU: {}", g.describe());
+    }
+    if let Some(log_n) = args.sweep {
+        let g = gpu.as_ref().context("--sweep times the GPU's MSM, and no GPU opened")?;
+        ensure!((10..=26).contains(&log_n), "--sweep takes a size from 10 to 26");
+        return sweep(g, log_n, args.runs);
     }
     println!("CPU baseline: halo2-axiom best_multiexp / best_fft on {threads} threads");
     let sizes: Vec<u32> = (args.min_log..=args.max_log).step_by(args.step.max(1) as usize).collect();
@@ -92,15 +103,7 @@ fn main() -> Result<()> {
         // The table's window width depends on the number of bases, so each
         // size gets its own.
         let tabled = match (&gpu, args.tables) {
-            (Some(g), true) => {
-                let c = table_window(n);
-                let (m, build) = time(1, || {
-                    let m = Msm::new(g.clone(), &bases[..n])?.with_table(c)?;
-                    g.synchronize()?;
-                    Ok(m)
-                })?;
-                Some((m, build))
-            }
+            (Some(g), true) => Some(tabled(g, &bases[..n], table_window(n))?),
             _ => None,
         };
         for (name, scalars) in [("random", random_scalars(n)), ("16-bit", small_scalars(n))] {
@@ -145,6 +148,59 @@ fn main() -> Result<()> {
         proofs(gpu.as_ref(), args.runs.clamp(1, 3))?;
     }
     Ok(())
+}
+
+/// The MSM's tuning at 2^log_n points, each setting timed with random and
+/// 16-bit scalars on the device (medians of `runs`), every result checked
+/// against the CPU's first.
+fn sweep(gpu: &Arc<Gpu>, log_n: u32, runs: usize) -> Result<()> {
+    let n = 1usize << log_n;
+    let bases = points(n);
+    let sets = [("random", random_scalars(n)), ("16-bit", small_scalars(n))];
+    let wants: Vec<G1> = sets.iter().map(|(_, s)| best_multiexp(s, &bases)).collect();
+    let time_all = |msm: &Msm<Gpu>| -> Result<Vec<f64>> {
+        sets.iter().zip(&wants).map(|((_, s), &want)| Ok(msm_gpu(msm, s, want, runs)?.0)).collect()
+    };
+    let auto = Plan::new(n, 253).c;
+    println!(
+        "\nMSM tuning at 2^{log_n} points, bases resident, scalars on the device (ms); window {auto} is the default"
+    );
+    println!("{:<24} {:>10} {:>10}", "setting", "random", "16-bit");
+    let mut msm = Msm::new(gpu.clone(), &bases)?;
+    for c in (auto.saturating_sub(6).max(4)..=(auto + 3).min(22)).chain([0]) {
+        for seg in [8, 16, 32] {
+            msm = msm.with_tuning(Tuning { window: c, seg, ..Tuning::default() })?;
+            let ms = time_all(&msm)?;
+            let name = if c == 0 { format!("auto, seg {seg}") } else { format!("window {c}, seg {seg}") };
+            println!("{name:<24} {:>10.3} {:>10.3}", ms[0], ms[1]);
+        }
+    }
+    for chunk in [4, 8, 16, 32, 64] {
+        msm = msm.with_tuning(Tuning { chunk, ..Tuning::default() })?;
+        let ms = time_all(&msm)?;
+        println!("{:<24} {:>10.3} {:>10.3}", format!("auto, chunk {chunk}"), ms[0], ms[1]);
+    }
+    let auto = table_window(n);
+    println!("\nThrough a table (default window {auto}): build ms, device MiB, then MSM ms");
+    println!("{:<24} {:>10} {:>10} {:>10} {:>10}", "table window", "build", "MiB", "random", "16-bit");
+    for c in auto.saturating_sub(4).max(8)..=(auto + 2).min(22) {
+        let (msm, build) = tabled(gpu, &bases, c)?;
+        let ms = time_all(&msm)?;
+        let mib = msm.table_bytes() as f64 / 1048576.0;
+        println!("{c:<24} {build:>10.1} {mib:>10.0} {:>10.3} {:>10.3}", ms[0], ms[1]);
+    }
+    Ok(())
+}
+
+/// Resident bases with a table of width `c`, and the table's build time
+/// in ms (the bases' upload not included).
+fn tabled(gpu: &Arc<Gpu>, bases: &[G1Affine], c: u32) -> Result<(Msm<Gpu>, f64)> {
+    let msm = Msm::new(gpu.clone(), bases)?;
+    gpu.synchronize()?;
+    let t = Instant::now();
+    let msm = msm.with_table(c)?;
+    gpu.synchronize()?;
+    Ok((msm, t.elapsed().as_secs_f64() * 1e3))
 }
 
 /// A table cell: the figure, or a dash where there is none (no GPU).

@@ -13,7 +13,6 @@ use std::process::Command;
 use std::sync::{Arc, LazyLock, Mutex};
 
 use anyhow::{anyhow, bail, Context, Result};
-use zkfarm_kernels::backend::source_hash;
 use zkfarm_kernels::source::expand;
 
 const CUDA_HOST_H: &str = include_str!("../emu/cuda_host.h");
@@ -67,24 +66,24 @@ impl std::fmt::Debug for EmuKernel {
     }
 }
 
-/// Kernels compiled so far, by hash of source and name.
-static COMPILED: LazyLock<Mutex<HashMap<u64, Arc<EmuKernel>>>> = LazyLock::new(Mutex::default);
+/// Kernels compiled so far, by name and source.
+type Compiled = HashMap<(String, String), Arc<EmuKernel>>;
+static COMPILED: LazyLock<Mutex<Compiled>> = LazyLock::new(Mutex::default);
 
 pub fn compile(source: &str, name: &str) -> Result<Arc<EmuKernel>> {
-    let key = source_hash(source, name);
-    let mut compiled = COMPILED.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(k) = compiled.get(&key) {
+    let key = (name.to_string(), source.to_string());
+    if let Some(k) = COMPILED.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
         return Ok(k.clone());
     }
     ensure_identifier(name)?;
-    let dir = std::env::temp_dir().join(format!("zkfarm-emu-{}-{key:016x}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let kernel = build(&dir, source, name);
-    // The library stays mapped once loaded; its files are not needed.
-    let _ = std::fs::remove_dir_all(&dir);
-    let kernel = Arc::new(kernel?);
-    compiled.insert(key, kernel.clone());
-    Ok(kernel)
+    // Compiled without the lock held: other kernels' launches need not
+    // wait for the compiler. Two threads compiling one source both succeed.
+    // A directory of this process's own, which no one else can have planted.
+    let dir = tempfile::Builder::new().prefix("zkfarm-emu-").tempdir().context("creating a directory to compile in")?;
+    let kernel = Arc::new(build(dir.path(), source, name)?);
+    // The library stays mapped once loaded; its files go with `dir`.
+    let mut compiled = COMPILED.lock().unwrap_or_else(|p| p.into_inner());
+    Ok(compiled.entry(key).or_insert(kernel).clone())
 }
 
 fn ensure_identifier(name: &str) -> Result<()> {
@@ -103,8 +102,12 @@ fn build(dir: &std::path::Path, source: &str, name: &str) -> Result<EmuKernel> {
     let text = format!("#include \"module.h\"\n{}\nZKFARM_EMU_ENTRY({name})\n", expand(source)?);
     std::fs::write(&unit, text)?;
     let library = dir.join("kernel.so");
-    let cxx: PathBuf = std::env::var_os("CXX").filter(|c| !c.is_empty()).unwrap_or_else(|| "c++".into()).into();
+    // $CXX may carry arguments of its own ("ccache c++").
+    let cxx_var = std::env::var("CXX").ok().filter(|c| !c.trim().is_empty()).unwrap_or_else(|| "c++".into());
+    let mut words = cxx_var.split_whitespace();
+    let cxx: PathBuf = words.next().unwrap_or("c++").into();
     let out = Command::new(&cxx)
+        .args(words)
         .args(["-std=c++20", "-O1", "-shared", "-fPIC", "-fvisibility=hidden", "-w", "-I"])
         .arg(dir)
         .arg(&unit)

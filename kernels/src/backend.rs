@@ -60,7 +60,8 @@ pub trait Backend: Send + Sync + 'static {
     /// Compiles `source`, CUDA C++ that may include `field.cuh` and
     /// `curve.cuh`, and returns its kernel `name`: an `extern "C"
     /// __global__` function that does not synchronise its block. Backends
-    /// keep what they compiled, so the same source compiles once.
+    /// keep what they compiled, by name and source, so the same source
+    /// compiles once.
     fn compile_kernel(&self, source: &str, name: &str) -> Result<Self::Kernel>;
 
     /// Runs a compiled kernel, ordered with the other launches as `launch` is.
@@ -68,14 +69,6 @@ pub trait Backend: Send + Sync + 'static {
 
     /// The length of a buffer in words.
     fn words(&self, buf: &Self::Buf) -> usize;
-}
-
-/// A 64-bit hash of generated source, naming what a backend compiled.
-pub fn source_hash(source: &str, name: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (source, name).hash(&mut h);
-    h.finish()
 }
 
 /// Threads per block for the one-thread-per-element kernels.

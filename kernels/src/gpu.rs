@@ -25,7 +25,7 @@ use cudarc::driver::{
 };
 use rayon::prelude::*;
 
-use crate::backend::{in_bounds, source_hash, Arg, Backend};
+use crate::backend::{in_bounds, Arg, Backend};
 use crate::source::{compile, KERNELS, UNITS};
 
 /// A CUDA device with the kernels loaded.
@@ -40,8 +40,8 @@ pub struct Gpu {
     arch: &'static str,
     /// Pinned buffers for staged uploads, allocated on the first large one.
     staging: Mutex<Vec<PinnedHostSlice<u32>>>,
-    /// Kernels compiled from generated source, by hash of the source.
-    compiled: Mutex<HashMap<u64, CudaFunction>>,
+    /// Kernels compiled from generated source, by name and source.
+    compiled: Mutex<HashMap<(String, String), CudaFunction>>,
 }
 
 /// Words per pinned staging buffer (16 MiB).
@@ -273,16 +273,17 @@ impl Backend for Gpu {
     type Kernel = (CudaFunction, String);
 
     fn compile_kernel(&self, source: &str, name: &str) -> Result<(CudaFunction, String)> {
-        let key = source_hash(source, name);
-        let mut compiled = self.compiled.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(f) = compiled.get(&key) {
+        let key = (name.to_string(), source.to_string());
+        if let Some(f) = self.compiled.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok((f.clone(), name.to_string()));
         }
+        // NVRTC runs without the lock: launches of kernels already compiled
+        // need not wait for it.
         let module =
             self.ctx.load_module(compile(name, source, self.arch)?).with_context(|| format!("loading {name}"))?;
         let f = module.load_function(name).with_context(|| format!("generated source has no kernel {name}"))?;
-        compiled.insert(key, f.clone());
-        Ok((f, name.to_string()))
+        let mut compiled = self.compiled.lock().unwrap_or_else(|p| p.into_inner());
+        Ok((compiled.entry(key).or_insert(f).clone(), name.to_string()))
     }
 
     fn launch_compiled(

@@ -18,16 +18,19 @@ use crate::scan::exclusive_scan_u32;
 pub struct Tuning {
     /// Sorted pairs per thread in each accumulation level (at least 4).
     pub seg: u32,
-    /// Buckets per thread in the window sums, at most: fewer when the
-    /// windows hold too few buckets to fill the device (see [`window_chunk`]).
+    /// Buckets per thread in the window sums; 0 picks it from the number
+    /// of buckets ([`window_chunk`]).
     pub chunk: u32,
     /// Partial window sums added per thread in each reduction round (at least 2).
     pub group: u32,
+    /// Window width without a table; 0 picks it from the size ([`Plan::new`]).
+    /// For measuring which width is fastest where.
+    pub window: u32,
 }
 
 impl Default for Tuning {
     fn default() -> Self {
-        Tuning { seg: 16, chunk: 32, group: 32 }
+        Tuning { seg: 16, chunk: 0, group: 32, window: 0 }
     }
 }
 
@@ -65,12 +68,13 @@ struct Run<B: Backend> {
 /// Bit length of the largest folded scalar, (p - 1)/2 < 2^253.
 pub const MAX_FOLDED_BITS: u32 = 253;
 
-/// The window width of a table for `len` bases: about log2(len) - 2. One
-/// window of buckets costs 2^c additions to sum, and every window of the
-/// table one more addition per point, so c can be wider than without a
-/// table (log2(n) - 3), where each of ~254/c windows pays for its buckets.
+/// The window width of a table for `len` bases: ⌊log2(len)⌋ − 2 (18 for
+/// 2^20 bases), within 8..=20. One window of buckets costs 2^c additions to
+/// sum and every window of the table one more addition per point, so the
+/// buckets are a small part of the work at this width. A first choice, to
+/// be set by `zkfarm-bench-kernels --sweep` on a GPU.
 pub fn table_window(len: usize) -> u32 {
-    let log_len = usize::BITS - len.max(1).leading_zeros();
+    let log_len = usize::BITS - 1 - len.max(1).leading_zeros();
     log_len.saturating_sub(2).clamp(8, 20)
 }
 
@@ -138,7 +142,8 @@ impl<B: Backend> Msm<B> {
 
     pub fn with_tuning(mut self, tuning: Tuning) -> Result<Self> {
         ensure!(tuning.seg >= 4, "a segment must hold at least four pairs");
-        ensure!(tuning.chunk >= 1 && tuning.group >= 2, "chunks need a bucket and groups two sums");
+        ensure!(tuning.group >= 2, "groups need two sums");
+        ensure!(tuning.window <= 24, "a window of {} bits is wider than 24", tuning.window);
         self.tuning = tuning;
         Ok(self)
     }
@@ -214,14 +219,19 @@ impl<B: Backend> Msm<B> {
         }
         // With a table every window's digits share one window of buckets
         // and index the table; without, each window has its own buckets.
+        // Scalars narrower than the table's window would leave most of its
+        // one window of buckets empty, yet summed: they take the plain path.
         let (digits, plan, key_stride, point_stride, bases) = match &self.table {
-            Some(t) => {
+            Some(t) if bits + 1 >= t.c => {
                 let digits = Plan::with_window(bits, t.c);
                 debug_assert!(digits.windows <= t.windows);
                 (digits, Plan { windows: 1, ..digits }, 0, self.len as u32, &t.points)
             }
-            None => {
-                let plan = Plan::new(n, bits);
+            _ => {
+                let plan = match self.tuning.window {
+                    0 => Plan::new(n, bits),
+                    c => Plan::with_window(bits, c),
+                };
                 (plan, plan, plan.buckets_per_window(), 0, &self.bases)
             }
         };
@@ -372,17 +382,22 @@ impl<B: Backend> Msm<B> {
     }
 }
 
-/// Threads the window sums aim for: a few waves of the largest device.
+/// Threads the window sums aim for: about a quarter of the threads an H200
+/// holds at once, and a full wave at the register use of a point addition.
 const WINDOW_THREADS: u32 = 1 << 16;
 
-/// Buckets per thread in the window sums: `max`, or fewer (down to four)
-/// when `max` would leave under [`WINDOW_THREADS`] threads. Each thread's
-/// work is a chain of dependent additions, so when the windows are few
-/// (small scalars need two) shorter chains on more threads finish sooner,
-/// even though every chunk pays a multiplication by its offset.
-pub fn window_chunk(max: u32, windows: u32, half: u32) -> u32 {
+/// Buckets per thread in the window sums: `chunk` when given (nonzero),
+/// else 32, or fewer (down to four) where 32 would leave under
+/// [`WINDOW_THREADS`] threads. Each thread's work is a chain of dependent
+/// additions, so when the windows are few (small scalars need two) shorter
+/// chains on more threads finish sooner, even though every chunk pays a
+/// multiplication by its offset.
+pub fn window_chunk(chunk: u32, windows: u32, half: u32) -> u32 {
+    if chunk != 0 {
+        return chunk;
+    }
     let per_thread = (windows as u64 * half as u64 / WINDOW_THREADS as u64) as u32;
-    per_thread.clamp(max.min(4), max)
+    per_thread.clamp(4, 32)
 }
 
 #[cfg(test)]
@@ -391,12 +406,14 @@ mod tests {
 
     #[test]
     fn few_windows_get_short_chunks() {
-        // 2^20 random scalars: 16 windows of 2^17 buckets keep the default.
-        assert_eq!(window_chunk(32, 16, 1 << 17), 32);
+        // 2^20 random scalars: 16 windows of 2^17 buckets, 65 536 threads of 32.
+        assert_eq!(window_chunk(0, 16, 1 << 17), 32);
+        assert_eq!(window_chunk(0, 13, 1 << 20), 32);
         // 16-bit scalars: two windows of 2^16 buckets, 32 768 threads of 4.
-        assert_eq!(window_chunk(32, 2, 1 << 16), 4);
-        // Tiny MSMs and narrow tunings are left alone.
+        assert_eq!(window_chunk(0, 2, 1 << 16), 4);
+        assert_eq!(window_chunk(0, 1, 2), 4);
+        // A chunk given is kept.
         assert_eq!(window_chunk(3, 2, 8), 3);
-        assert_eq!(window_chunk(32, 1, 2), 4);
+        assert_eq!(window_chunk(64, 16, 1 << 17), 64);
     }
 }

@@ -67,10 +67,15 @@ impl ProgramKernel {
     /// `ZKFARM_PROGRAM_KERNEL` (`interpreted` or `generated`), else the
     /// interpreter; an unknown value is an error that names it.
     pub fn from_env() -> anyhow::Result<ProgramKernel> {
-        match std::env::var("ZKFARM_PROGRAM_KERNEL").as_deref() {
-            Err(_) | Ok("") | Ok("interpreted") => Ok(ProgramKernel::Interpreted),
-            Ok("generated") => Ok(ProgramKernel::Generated),
-            Ok(other) => anyhow::bail!("ZKFARM_PROGRAM_KERNEL is {other:?}; it takes interpreted or generated"),
+        Self::named(std::env::var("ZKFARM_PROGRAM_KERNEL").ok().as_deref())
+    }
+
+    /// The kernel a value of `ZKFARM_PROGRAM_KERNEL` names (none: the interpreter).
+    pub fn named(value: Option<&str>) -> anyhow::Result<ProgramKernel> {
+        match value {
+            None | Some("") | Some("interpreted") => Ok(ProgramKernel::Interpreted),
+            Some("generated") => Ok(ProgramKernel::Generated),
+            Some(other) => anyhow::bail!("ZKFARM_PROGRAM_KERNEL is {other:?}; it takes interpreted or generated"),
         }
     }
 
@@ -105,13 +110,9 @@ pub fn cuda_source(p: &DeviceProgram) -> String {
     let mut src = String::with_capacity(p.code.len() * 12 + 1024);
     src.push_str("#include \"field.cuh\"\n\n");
     if muls > INLINE_MULTIPLICATIONS {
-        src.push_str(
-            "static __device__ __noinline__ Fr program_mul(const Fr& a, const Fr& b) { return Fr::mul(a, b); }\n",
-        );
+        src.push_str("static __device__ __noinline__ Fr program_mul(Fr a, Fr b) { return Fr::mul(a, b); }\n");
     } else {
-        src.push_str(
-            "static __device__ __forceinline__ Fr program_mul(const Fr& a, const Fr& b) { return Fr::mul(a, b); }\n",
-        );
+        src.push_str("static __device__ __forceinline__ Fr program_mul(Fr a, Fr b) { return Fr::mul(a, b); }\n");
     }
     let _ = write!(
         src,
@@ -468,6 +469,14 @@ mod tests {
                 assert_eq!(*got, want, "{terms} terms, point {i}");
             }
         }
+    }
+
+    #[test]
+    fn the_program_kernel_switch_names_its_choices() {
+        assert_eq!(ProgramKernel::named(None).unwrap(), ProgramKernel::Interpreted);
+        assert_eq!(ProgramKernel::named(Some("generated")).unwrap(), ProgramKernel::Generated);
+        let err = ProgramKernel::named(Some("jit")).unwrap_err().to_string();
+        assert!(err.contains("ZKFARM_PROGRAM_KERNEL is \"jit\""), "{err}");
     }
 
     #[test]

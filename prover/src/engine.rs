@@ -99,6 +99,9 @@ impl Engine {
     /// driver, no device, no NVRTC, a kernel that does not compile).
     #[cfg(feature = "cuda")]
     pub fn cuda() -> Result<Self> {
+        // A mistyped switch is refused here, not found at the first proof.
+        msm_tables()?;
+        zkfarm_plonk_device::ProgramKernel::from_env()?;
         let gpu = Gpu::open()?;
         tracing::info!("cuda engine on {}", gpu.describe());
         Ok(Engine::with_gpu(Arc::new(gpu)))
@@ -222,7 +225,24 @@ fn upload_bases(
     ledger: &Arc<Ledger>,
     kzg: &ParamsKZG<Bn256>,
 ) -> Result<(Arc<DeviceBases<Gpu>>, Reservation)> {
-    let tables = msm_tables()?;
+    if msm_tables()? {
+        match upload_bases_with(gpu, ledger, kzg, true) {
+            Ok(uploaded) => return Ok(uploaded),
+            // The tables are an optimisation: without them the bases still
+            // serve, at a fifteenth of the memory.
+            Err(e) => tracing::warn!("cuda engine: {e:#}; the bases of k = {} go without MSM tables", kzg.k()),
+        }
+    }
+    upload_bases_with(gpu, ledger, kzg, false)
+}
+
+#[cfg(feature = "cuda")]
+fn upload_bases_with(
+    gpu: &Arc<Gpu>,
+    ledger: &Arc<Ledger>,
+    kzg: &ParamsKZG<Bn256>,
+    tables: bool,
+) -> Result<(Arc<DeviceBases<Gpu>>, Reservation)> {
     let table_bytes = if tables { zkfarm_plonk_device::bases::table_bytes(kzg.k()) as u64 } else { 0 };
     let what = if tables { "the SRS bases and their MSM tables" } else { "the SRS bases" };
     let reserved = ledger.hold(2 * kzg.n() * 64 + table_bytes, &format!("{what} of k = {}", kzg.k()))?;
@@ -231,15 +251,20 @@ fn upload_bases(
 }
 
 /// Whether the cuda engine gives each basis a table of its windows'
-/// multiples (`ZKFARM_MSM_TABLES=1`): fewer bucket sums per MSM for about
-/// fifteen times the bases' device memory. Off until GPU measurements
-/// show which wins where.
+/// multiples (`ZKFARM_MSM_TABLES=1`): fewer bucket sums per MSM for
+/// ⌈253/c⌉ + 1 times the bases' device memory (15 at k = 20). Off until GPU
+/// measurements show which wins where.
 #[cfg(feature = "cuda")]
 fn msm_tables() -> Result<bool> {
-    match std::env::var("ZKFARM_MSM_TABLES").as_deref() {
-        Err(_) | Ok("") | Ok("0") => Ok(false),
-        Ok("1") => Ok(true),
-        Ok(other) => bail!("ZKFARM_MSM_TABLES is {other:?}; it takes 1 (tables) or 0"),
+    msm_tables_from(std::env::var("ZKFARM_MSM_TABLES").ok().as_deref())
+}
+
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+fn msm_tables_from(value: Option<&str>) -> Result<bool> {
+    match value {
+        None | Some("") | Some("0") => Ok(false),
+        Some("1") => Ok(true),
+        Some(other) => bail!("ZKFARM_MSM_TABLES is {other:?}; it takes 1 (tables) or 0"),
     }
 }
 
@@ -293,6 +318,15 @@ fn cgroup_limit(text: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_msm_table_switch_takes_one_or_zero() {
+        assert!(!msm_tables_from(None).unwrap());
+        assert!(!msm_tables_from(Some("0")).unwrap());
+        assert!(msm_tables_from(Some("1")).unwrap());
+        let err = msm_tables_from(Some("yes")).unwrap_err().to_string();
+        assert!(err.contains("ZKFARM_MSM_TABLES is \"yes\""), "{err}");
+    }
 
     #[test]
     fn a_container_memory_limit_is_read_and_no_limit_is_none() {

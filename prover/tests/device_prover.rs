@@ -219,11 +219,20 @@ fn generated_programs_compile_with_nvrtc() {
 #[test]
 fn gpu_proofs_equal_cpu_proofs() {
     match Gpu::open() {
-        Ok(g) => {
-            let g = Arc::new(g);
-            proves_like_the_cpu_on(g.clone());
-            variants_prove_like_the_cpu_on(g);
+        Ok(g) => proves_like_the_cpu_on(Arc::new(g)),
+        Err(e) => {
+            assert!(std::env::var_os("ZKFARM_REQUIRE_GPU").is_none(), "no GPU: {e:#}");
+            eprintln!("skipped: {e:#}");
         }
+    }
+}
+
+/// Apart from the test above, so that the sanitizers (`scripts/gpu.sh
+/// sanitize`) can run that one alone, without NVRTC and table builds.
+#[test]
+fn gpu_proofs_with_generated_programs_and_msm_tables_equal_cpu_proofs() {
+    match Gpu::open() {
+        Ok(g) => variants_prove_like_the_cpu_on(Arc::new(g)),
         Err(e) => {
             assert!(std::env::var_os("ZKFARM_REQUIRE_GPU").is_none(), "no GPU: {e:#}");
             eprintln!("skipped: {e:#}");
