@@ -17,6 +17,7 @@ use crate::keys::Keys;
 #[cfg(feature = "cuda")]
 use crate::ledger::{Ledger, Reservation};
 use crate::prove::PreparedKey;
+use crate::recent::Recent;
 use crate::srs::Srs;
 #[cfg(feature = "cuda")]
 use halo2_proofs::halo2curves::bn256::Bn256;
@@ -50,17 +51,13 @@ impl FromStr for EngineChoice {
 pub struct Engine {
     kind: EngineKind,
     loaded: Arc<Mutex<Loaded>>,
-    prepared: Arc<Mutex<Prepared>>,
+    prepared: Arc<Recent<PreparedKey>>,
     /// Why `auto` chose this engine, when it fell back.
     note: Option<Arc<str>>,
 }
 
 /// Prover parameters by (SRS id, k).
 type Loaded = HashMap<(String, u32), Arc<EngineParams>>;
-
-/// Proving keys compiled for our prover, by verifying-key hash, most
-/// recently used first.
-type Prepared = Vec<(String, Arc<PreparedKey>)>;
 
 /// How many compiled keys an engine keeps. Each holds its fixed and
 /// permutation columns on the extended domain (a few hundred MB at
@@ -92,7 +89,7 @@ impl fmt::Debug for Engine {
 impl Engine {
     /// Halo2-axiom's own multi-threaded MSM on the host.
     pub fn cpu() -> Self {
-        Engine { kind: EngineKind::Cpu, loaded: Arc::default(), prepared: Arc::default(), note: None }
+        Engine { kind: EngineKind::Cpu, loaded: Arc::default(), prepared: prepared_keys(), note: None }
     }
 
     /// The CUDA engine on the first device, or why there is none (no
@@ -114,7 +111,7 @@ impl Engine {
     pub fn with_gpu(gpu: Arc<Gpu>) -> Self {
         let free = gpu.free_memory().or_else(|_| gpu.total_memory()).unwrap_or(0);
         let ledger = Ledger::new(free / 10 * 9);
-        Engine { kind: EngineKind::Cuda(gpu, ledger), loaded: Arc::default(), prepared: Arc::default(), note: None }
+        Engine { kind: EngineKind::Cuda(gpu, ledger), loaded: Arc::default(), prepared: prepared_keys(), note: None }
     }
 
     /// Without the `cuda` feature there is no CUDA engine.
@@ -201,21 +198,15 @@ impl Engine {
 
 impl Engine {
     /// A key compiled for our prover, made by `make` on first use and kept
-    /// for the next proofs of the same key.
+    /// for the next proofs of the same key. Two proofs of one new key
+    /// compile it once; proofs of other keys do not wait for it.
     pub fn prepared(&self, keys: &Keys, make: impl FnOnce() -> Result<PreparedKey>) -> Result<Arc<PreparedKey>> {
-        // Held while compiling: two proofs of one new key compile it once.
-        let mut prepared = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(at) = prepared.iter().position(|(hash, _)| *hash == keys.vk.hash) {
-            let entry = prepared.remove(at);
-            let data = entry.1.clone();
-            prepared.insert(0, entry);
-            return Ok(data);
-        }
-        let data = Arc::new(make()?);
-        prepared.insert(0, (keys.vk.hash.clone(), data.clone()));
-        prepared.truncate(PREPARED_KEYS);
-        Ok(data)
+        self.prepared.get_or_make(&keys.vk.hash, make)
     }
+}
+
+fn prepared_keys() -> Arc<Recent<PreparedKey>> {
+    Arc::new(Recent::new(PREPARED_KEYS))
 }
 
 /// Both bases of `kzg` on the GPU, and their reservation in the ledger.

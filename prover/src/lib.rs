@@ -12,6 +12,7 @@ pub mod keys;
 pub mod ledger;
 pub mod prove;
 pub mod receipt;
+pub mod recent;
 pub mod srs;
 
 pub use engine::{Engine, EngineChoice};
