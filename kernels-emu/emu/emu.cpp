@@ -2,6 +2,7 @@
 // by name over its grid, checking the argument list against the kernel's
 // signature on the way.
 #include "cuda_host.h"
+#include "invoke.h"
 
 #include <ucontext.h>
 
@@ -58,33 +59,6 @@ zkfarm_emu_switch:
 #include "poly.cu"
 
 namespace {
-
-template <class T>
-T arg_as(uint64_t v) {
-    if constexpr (std::is_pointer_v<T>)
-        return reinterpret_cast<T>(static_cast<uintptr_t>(v));
-    else
-        return static_cast<T>(v);
-}
-
-template <auto F>
-struct Invoke;
-
-// A kernel's parameter list, unpacked from 64-bit slots; 'p' marks a
-// pointer and 'u' a 32-bit value, as the Rust side declares them.
-template <class... A, void (*F)(A...)>
-struct Invoke<F> {
-    static constexpr size_t arity = sizeof...(A);
-    static bool kinds_match(const char* kinds) {
-        const char want[] = {(std::is_pointer_v<A> ? 'p' : 'u')..., 0};
-        return std::strncmp(want, kinds, arity) == 0;
-    }
-    static void call(const uint64_t* a) { call_with(a, std::index_sequence_for<A...>{}); }
-    template <size_t... I>
-    static void call_with(const uint64_t* a, std::index_sequence<I...>) {
-        F(arg_as<A>(a[I])...);
-    }
-};
 
 struct Kernel {
     const char* name;

@@ -16,6 +16,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use zkfarm_kernels::source::expand;
 
 const CUDA_HOST_H: &str = include_str!("../emu/cuda_host.h");
+const INVOKE_H: &str = include_str!("../emu/invoke.h");
 const MODULE_H: &str = include_str!("../emu/module.h");
 
 type Run = unsafe extern "C" fn(*const u64, u32, u32);
@@ -97,6 +98,7 @@ fn ensure_identifier(name: &str) -> Result<()> {
 
 fn build(dir: &std::path::Path, source: &str, name: &str) -> Result<EmuKernel> {
     std::fs::write(dir.join("cuda_host.h"), CUDA_HOST_H)?;
+    std::fs::write(dir.join("invoke.h"), INVOKE_H)?;
     std::fs::write(dir.join("module.h"), MODULE_H)?;
     let unit = dir.join("kernel.cpp");
     let text = format!("#include \"module.h\"\n{}\nZKFARM_EMU_ENTRY({name})\n", expand(source)?);

@@ -145,19 +145,8 @@ pub fn cuda_source(p: &DeviceProgram) -> String {
 }
 
 /// Compiles `program` for a grid of `size` points where a row spans
-/// `step` points and X runs x0, x0·dx, …, for the interpreter.
-pub fn compile(
-    program: &Program,
-    scalars: &[Fr],
-    size: usize,
-    step: usize,
-    x0: Fr,
-    dx: Fr,
-) -> Result<DeviceProgram, TooManyRegisters> {
-    compile_for(program, scalars, size, step, x0, dx, REGISTERS)
-}
-
-/// The same with a limit of `max_registers` (see [`ProgramKernel::registers`]).
+/// `step` points and X runs x0, x0·dx, …, within `max_registers` (see
+/// [`ProgramKernel::registers`]).
 pub fn compile_for(
     program: &Program,
     scalars: &[Fr],
@@ -417,7 +406,7 @@ mod tests {
         let (x0, dx) = (Fr::from(7), Fr::from(5));
         for terms in [1, 2, 10, 200] {
             let program = random_program(&mut rng, terms);
-            let compiled = compile(&program, &scalars, size, step, x0, dx).unwrap();
+            let compiled = compile_for(&program, &scalars, size, step, x0, dx, REGISTERS).unwrap();
             assert!(compiled.registers <= REGISTERS);
             for i in [0usize, 1, 17, size - 1] {
                 let x = x0 * dx.pow_vartime([i as u64]);
@@ -494,12 +483,12 @@ mod tests {
             })
             .collect();
         let out = b.fold(&terms, y);
-        let p = compile(&b.finish(out), &[Fr::ONE], 8, 1, Fr::ONE, Fr::ONE).unwrap();
+        let p = compile_for(&b.finish(out), &[Fr::ONE], 8, 1, Fr::ONE, Fr::ONE, REGISTERS).unwrap();
         assert!(p.registers <= 4, "{} registers", p.registers);
         // An output that is a bare leaf is loaded.
         let mut b = Builder::default();
         let l = b.leaf(2, -1);
-        let p = compile(&b.finish(l), &[], 8, 2, Fr::ONE, Fr::ONE).unwrap();
+        let p = compile_for(&b.finish(l), &[], 8, 2, Fr::ONE, Fr::ONE, REGISTERS).unwrap();
         assert_eq!(p.code, vec![OP_LEAF, 0, 2, 6]);
     }
 }
