@@ -84,11 +84,16 @@ extern "C" __global__ void ntt_pass(Fr* data, u32 log_n, u32 s, u32 b, u32 log_p
         u32 j0 = ((k >> t) << (t + 1)) | (k & ((1u << t) - 1));
         u32 j1 = j0 | (1u << t);
         u32 stage = s + t;
-        u32 pos = (low + (j0 << s)) & ((1u << stage) - 1);
-        Fr w = twiddles[pos << (log_n - stage - 1)];
         Fr& lo = x[j0 * per_block + sub];
         Fr& hi = x[j1 * per_block + sub];
-        Fr u = lo, v = Fr::mul(hi, w);
+        Fr u = lo, v = hi;
+        // Stage 0's twiddles are all w^0 = 1: the whole block skips the
+        // product (one of log_n stages' multiplications).
+        if (stage != 0) {
+            u32 pos = (low + (j0 << s)) & ((1u << stage) - 1);
+            Fr w = twiddles[pos << (log_n - stage - 1)];
+            v = Fr::mul(v, w);
+        }
         lo = Fr::add(u, v);
         hi = Fr::sub(u, v);
         __syncthreads();

@@ -216,10 +216,11 @@ fn generated_programs_compile_with_nvrtc() {
     }
 }
 
-#[test]
-fn gpu_proofs_equal_cpu_proofs() {
+/// Runs `check` on the GPU, or says why it is skipped (a failure with
+/// `ZKFARM_REQUIRE_GPU` set).
+fn on_the_gpu(check: impl FnOnce(Arc<Gpu>)) {
     match Gpu::open() {
-        Ok(g) => proves_like_the_cpu_on(Arc::new(g)),
+        Ok(g) => check(Arc::new(g)),
         Err(e) => {
             assert!(std::env::var_os("ZKFARM_REQUIRE_GPU").is_none(), "no GPU: {e:#}");
             eprintln!("skipped: {e:#}");
@@ -227,15 +228,14 @@ fn gpu_proofs_equal_cpu_proofs() {
     }
 }
 
+#[test]
+fn gpu_proofs_equal_cpu_proofs() {
+    on_the_gpu(proves_like_the_cpu_on);
+}
+
 /// Apart from the test above, so that the sanitizers (`scripts/gpu.sh
 /// sanitize`) can run that one alone, without NVRTC and table builds.
 #[test]
 fn gpu_proofs_with_generated_programs_and_msm_tables_equal_cpu_proofs() {
-    match Gpu::open() {
-        Ok(g) => variants_prove_like_the_cpu_on(Arc::new(g)),
-        Err(e) => {
-            assert!(std::env::var_os("ZKFARM_REQUIRE_GPU").is_none(), "no GPU: {e:#}");
-            eprintln!("skipped: {e:#}");
-        }
-    }
+    on_the_gpu(variants_prove_like_the_cpu_on);
 }
